@@ -1,0 +1,433 @@
+"""The sweep config: typed dataclasses, YAML loading, ``--set`` overrides and validation.
+
+A config describes one sweep: datasets x strategies x seeds, with one model, one training protocol
+and one AL schedule. Everything that can be checked before a run starts is checked in
+:func:`load_config` (types, unknown keys, registry names, data roots, budget vs pool size).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bench.errors import ConfigError
+from bench.typed import from_dict, to_dict
+
+DATA_ENV = "ALBENCH_DATA"
+
+
+@dataclass
+class DatasetConfig:
+    """Which dataset, where its files are, and loader options (see ``albench list datasets``)."""
+
+    name: str = "digits"
+    root: str | None = None  # None: $ALBENCH_DATA; not needed by embedded datasets
+    download: bool = False  # only ever download when asked
+    params: dict = field(default_factory=dict)
+
+    def resolved_root(self) -> str | None:
+        return self.root if self.root is not None else os.environ.get(DATA_ENV)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "small-cnn"
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+
+    def check(self, path: str) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"{path}.lr", "must be > 0", f"set {path}.lr to e.g. 0.1", self.lr)
+        if self.weight_decay < 0:
+            raise ConfigError(f"{path}.weight_decay", "must be >= 0", f"set {path}.weight_decay to e.g. 5e-4",
+                              self.weight_decay)
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"{path}.momentum", "must be in [0, 1)", f"set {path}.momentum to e.g. 0.9",
+                              self.momentum)
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule. ``multistep`` multiplies the lr by ``gamma`` at each milestone epoch."""
+
+    name: Literal["constant", "multistep", "cosine"] = "multistep"
+    milestones: list[int] = field(default_factory=lambda: [160])
+    gamma: float = 0.1
+
+
+@dataclass
+class AugmentConfig:
+    """Train-time augmentation, applied to whole batches on the training device.
+
+    ``null`` for crop_padding / hflip means the dataset's default (e.g. no flip for digits).
+    """
+
+    crop_padding: int | None = None
+    hflip: bool | None = None
+    normalize: bool = True
+
+    def check(self, path: str) -> None:
+        if self.crop_padding is not None and self.crop_padding < 0:
+            raise ConfigError(f"{path}.crop_padding", "must be >= 0", f"set {path}.crop_padding to 0 or 4",
+                              self.crop_padding)
+
+
+@dataclass
+class ValidationConfig:
+    """Where the validation split for ``selection: best-on-validation`` comes from.
+
+    ``train``: carved once from the train set before AL starts (the same images for every cycle and
+    strategy; they never enter the pool). ``labeled``: carved from each cycle's labeled set (those
+    labels are spent on validation, as in VAAL's protocol). ``size`` < 1 is a fraction, >= 1 a count.
+    """
+
+    source: Literal["train", "labeled"] = "train"
+    size: float = 0.1
+
+    def check(self, path: str) -> None:
+        if self.size <= 0:
+            raise ConfigError(f"{path}.size", "must be > 0", f"set {path}.size to a fraction (0.1) or a count",
+                              self.size)
+
+
+@dataclass
+class TrainConfig:
+    """The main-task training protocol, shared by every strategy of a sweep."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    init: Literal["fresh", "warm"] = "fresh"
+    selection: Literal["final", "best-on-validation", "best-on-test"] = "final"
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint_every: int = 0  # epochs between in-training checkpoints; 0: cycle boundaries only
+
+    def check(self, path: str) -> None:
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            v = getattr(self, key)
+            if v < 1:
+                raise ConfigError(f"{path}.{key}", "must be a positive integer", f"set {path}.{key} to e.g. 200", v)
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"{path}.checkpoint_every", "must be >= 0",
+                              f"set {path}.checkpoint_every to 0 (cycle boundaries only) or a number of epochs",
+                              self.checkpoint_every)
+        for m in self.schedule.milestones:
+            if not 0 < m < self.epochs + 1:
+                raise ConfigError(f"{path}.schedule.milestones", f"milestone {m} is outside 1..{self.epochs}",
+                                  f"use epochs within train.epochs={self.epochs}", self.schedule.milestones)
+
+
+@dataclass
+class ALConfig:
+    """The AL schedule: ``initial`` labels at cycle 0, then ``budget`` more per cycle.
+
+    ``cycles`` counts train/evaluate rounds, the first included: the final labeled count is
+    initial + budget * (cycles - 1).
+    """
+
+    initial: int = 1000
+    budget: int = 1000
+    cycles: int = 10
+
+    def check(self, path: str) -> None:
+        for key in ("initial", "budget", "cycles"):
+            v = getattr(self, key)
+            if v < 1:
+                raise ConfigError(f"{path}.{key}", "must be a positive integer", f"set {path}.{key} to e.g. 1000", v)
+
+    @property
+    def final_labeled(self) -> int:
+        return self.initial + self.budget * (self.cycles - 1)
+
+
+@dataclass
+class StrategyConfig:
+    name: str
+    params: dict = field(default_factory=dict)
+    label: str | None = None  # folder and legend name; needed when one strategy appears twice
+    quirks: list[str] | None = None  # official-code switches; None: all under protocol 'official', none under 'paper'
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+@dataclass
+class SlurmConfig:
+    """Slurm resources for ``executor.name: slurm`` (each run is one array task)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 60
+    gpus_per_task: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    constraint: str | None = None
+    array_parallelism: int = 64
+    max_requeues: int = 3
+    signal_delay_s: int = 120
+    additional: dict = field(default_factory=dict)  # extra sbatch arguments, e.g. {exclude: node7}
+
+    def check(self, path: str) -> None:
+        for key in ("time_min", "cpus_per_task", "array_parallelism"):
+            v = getattr(self, key)
+            if v < 1:
+                raise ConfigError(f"{path}.{key}", "must be a positive integer", f"set {path}.{key} to e.g. 1", v)
+        if self.gpus_per_task < 0:
+            raise ConfigError(f"{path}.gpus_per_task", "must be >= 0", f"set {path}.gpus_per_task to 0 or 1",
+                              self.gpus_per_task)
+
+
+@dataclass
+class ExecutorConfig:
+    name: Literal["local", "debug", "slurm"] = "local"
+    workers: int = 1
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+    def check(self, path: str) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"{path}.workers", "must be a positive integer", "use --workers 1 or more",
+                              self.workers)
+
+
+@dataclass
+class Config:
+    """A whole sweep. ``datasets`` x ``strategies`` x ``seeds`` runs, one folder each."""
+
+    name: str = "sweep"
+    protocol: Literal["paper", "official"] = "paper"
+    datasets: list[DatasetConfig] = field(default_factory=lambda: [DatasetConfig()])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    al: ALConfig = field(default_factory=ALConfig)
+    strategies: list[StrategyConfig] = field(default_factory=lambda: [StrategyConfig("random")])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    output: str = "results"
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    device: str = "auto"  # auto: CUDA when present, else CPU; or 'cpu', 'cuda', 'cuda:1'
+    threads: int | None = None  # torch CPU threads per run; None: cores / workers
+
+    def check(self, path: str) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError("name", "must be a non-empty folder name without '/'",
+                              "set name to e.g. 'cifar10-baselines'", self.name)
+        if not self.seeds:
+            raise ConfigError("seeds", "is empty", "list at least one seed, e.g. seeds: [0, 1, 2]", self.seeds)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("seeds", "has duplicates", "list each seed once", self.seeds)
+        if any(s < 0 for s in self.seeds):
+            raise ConfigError("seeds", "must be non-negative integers", "use seeds such as [0, 1, 2]", self.seeds)
+        if not self.strategies:
+            raise ConfigError("strategies", "is empty", "list at least one strategy, e.g. strategies: [random]")
+        keys = [s.key for s in self.strategies]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ConfigError("strategies", f"{dup[0]!r} appears more than once",
+                              "give each repeated strategy a distinct 'label'", keys)
+        if not self.datasets:
+            raise ConfigError("datasets", "is empty", "name a dataset, e.g. dataset: {name: digits}")
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ConfigError("datasets", "names a dataset twice", "list each dataset once", names)
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError("device", "must be 'auto', 'cpu' or 'cuda[:N]'", "set device: auto", self.device)
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError("threads", "must be a positive integer or null", "set threads: null", self.threads)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def quickstart_path() -> Path:
+    """The packaged default config that ``albench run`` uses when given no CONFIG."""
+    return Path(str(resources.files("bench.configs").joinpath("quickstart.yaml")))
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``KEY=VALUE`` into a key path and a YAML-parsed value."""
+    if "=" not in item:
+        raise ConfigError("--set", "must look like KEY=VALUE", "write e.g. --set train.epochs=10", item)
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError("--set", "has an empty key", "write e.g. --set train.epochs=10", item)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(raw: dict, parts: list[str], value: Any) -> None:
+    """Set ``raw[parts[0]][parts[1]]... = value``, creating mappings and indexing lists by number."""
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(where, f"list index out of range (the list has {len(node)} items)",
+                                  "use an index from 0", part)
+            idx = int(part)
+            if last:
+                node[idx] = value
+            else:
+                if isinstance(node[idx], str):  # strategies: [random] shorthand -> mapping
+                    node[idx] = {"name": node[idx]}
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ConfigError(".".join(parts[:depth]), "is not a mapping, so it has no sub-keys",
+                              f"set {'.'.join(parts[:depth])} itself", node)
+
+
+def _normalise(raw: dict) -> dict:
+    """Accept the friendly shorthands: ``dataset:`` for one dataset, strategy names as strings,
+    ``strategies: all`` and ``seeds: N`` for seeds 0..N-1."""
+    raw = dict(raw)
+    if "dataset" in raw:
+        if "datasets" in raw:
+            raise ConfigError("dataset", "is given together with 'datasets'", "use one of the two keys")
+        ds = raw.pop("dataset")
+        raw["datasets"] = [{"name": ds} if isinstance(ds, str) else ds]
+    if isinstance(raw.get("datasets"), list):
+        raw["datasets"] = [{"name": d} if isinstance(d, str) else d for d in raw["datasets"]]
+    strategies = raw.get("strategies")
+    if strategies == "all":
+        from strategies.registry import available
+
+        raw["strategies"] = [{"name": n} for n in available()]
+    elif isinstance(strategies, str):
+        raw["strategies"] = [{"name": s.strip()} for s in strategies.split(",") if s.strip()]
+    elif isinstance(strategies, list):
+        raw["strategies"] = [{"name": s} if isinstance(s, str) else s for s in strategies]
+    seeds = raw.get("seeds")
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise ConfigError("seeds", "must be a positive count or a list", "set seeds: 3 or seeds: [0, 1, 2]",
+                              seeds)
+        raw["seeds"] = list(range(seeds))
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML config file; ConfigError when missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("CONFIG", f"file not found: {p}", "pass the path of a YAML config, or none for the quickstart")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError("CONFIG", f"is not valid YAML{where}", f"fix the syntax of {p}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("CONFIG", "must be a YAML mapping at top level", f"write {p} as 'key: value' lines")
+    return data
+
+
+def build_config(raw: dict, overrides: list[str] = ()) -> Config:
+    """Validate a raw mapping (+ ``KEY=VALUE`` overrides) into a :class:`Config`.
+
+    Runs every check that does not touch data files; see :func:`validate_environment` for those.
+    """
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        parts, value = parse_override(item)
+        apply_override(raw, parts, value)
+    cfg = from_dict(Config, _normalise(raw))
+    _check_registries(cfg)
+    return cfg
+
+
+def _check_registries(cfg: Config) -> None:
+    import difflib
+
+    from bench.data.registry import dataset_names
+    from models.registry import model_names
+    from strategies.registry import get_strategy, strategy_names
+
+    for i, ds in enumerate(cfg.datasets):
+        if ds.name not in dataset_names():
+            close = difflib.get_close_matches(ds.name, dataset_names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"datasets[{i}].name", "unknown dataset",
+                              f"{hint}see 'albench list datasets'", ds.name)
+    if cfg.model.name not in model_names():
+        close = difflib.get_close_matches(cfg.model.name, model_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError("model.name", "unknown model", f"{hint}see 'albench list models'", cfg.model.name)
+    for i, st in enumerate(cfg.strategies):
+        if st.name not in strategy_names():
+            close = difflib.get_close_matches(st.name, strategy_names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"strategies[{i}].name", "unknown strategy",
+                              f"{hint}see 'albench list strategies'", st.name)
+        cls = get_strategy(st.name)
+        cls.validate_params(st.params, f"strategies[{i}].params")
+        known = [q.name for q in cls.quirks]
+        for q in st.quirks or []:
+            if q not in known:
+                raise ConfigError(f"strategies[{i}].quirks", f"{st.name!r} has no quirk {q!r}",
+                                  f"use some of: {', '.join(known) or '(none: this strategy has no quirks)'}", q)
+
+
+def validate_environment(cfg: Config) -> None:
+    """Checks that read the disk: data roots exist and each pool can hold the AL schedule."""
+    from bench.data.registry import get_dataset
+
+    for i, ds in enumerate(cfg.datasets):
+        spec = get_dataset(ds.name)
+        spec.check(ds, f"datasets[{i}]")
+        pool = spec.train_size(ds)
+        if cfg.train.selection == "best-on-validation" and cfg.train.validation.source == "train":
+            v = cfg.train.validation.size
+            pool -= int(round(v * pool)) if v < 1 else int(v)
+        if cfg.al.final_labeled > pool:
+            raise ConfigError(
+                "al", f"the schedule needs {cfg.al.final_labeled} labels (initial {cfg.al.initial} + "
+                f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
+                "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:
+    """Read, override and validate a config; ``path=None`` loads the packaged quickstart."""
+    raw = read_yaml(path if path is not None else quickstart_path())
+    cfg = build_config(raw, overrides)
+    if check_data:
+        validate_environment(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return to_dict(cfg)

@@ -1,0 +1,3 @@
+"""Importing this module registers the built-in datasets."""
+
+from bench.data import byo, cifar, digits  # noqa: F401

@@ -1,0 +1,32 @@
+"""Wall-clock per phase, synchronising CUDA so GPU work is charged to the phase that queued it."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import torch
+
+PHASES = ("pretext", "train", "inference", "select", "evaluate")
+
+
+class PhaseTimer:
+    """Accumulates seconds per phase name."""
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device
+        self.seconds: dict[str, float] = {p: 0.0 for p in PHASES}
+
+    def _sync(self) -> None:
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def phase(self, name: str):
+        self._sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._sync()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start

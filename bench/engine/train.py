@@ -1,0 +1,176 @@
+"""Main-task training: tensors in memory, batched augmentation on the device, no per-sample Python.
+
+One :class:`Trainer` trains one cycle's model (and the strategy's auxiliary module, if any) with
+the run's protocol, optionally keeping the best checkpoint on a validation (or, flagged, the test)
+set, and can save and restore its full state between epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from bench.config import OptimizerConfig, TrainConfig
+from bench.data.augment import BatchTransform
+
+
+def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    """The optimiser a config names, over ``params``."""
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov and cfg.momentum > 0)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(epoch: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base lr during ``epoch`` (0-based): stateless, so resuming needs no scheduler."""
+    s = cfg.schedule
+    if s.name == "constant":
+        return 1.0
+    if s.name == "multistep":
+        return s.gamma ** sum(1 for m in s.milestones if epoch >= m)
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+
+
+@dataclass
+class FitResult:
+    epochs: int  # epochs trained
+    selected_epoch: int | None  # 1-based epoch whose weights were kept (None: the final ones)
+    selected_score: float | None
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+class Trainer:
+    """Trains ``model`` (+ ``aux``) on uint8 images ``x`` and targets ``y``.
+
+    ``order_gen`` (CPU) fixes the data order and ``aug_gen`` (on the device) the augmentation, so a
+    seed fixes the whole run; both are part of the saved state.
+    """
+
+    def __init__(self, *, model: nn.Module, aux: nn.Module | None, task, transform: BatchTransform,
+                 cfg: TrainConfig, device: torch.device, amp: bool, order_gen: torch.Generator,
+                 aug_gen: torch.Generator) -> None:
+        self.model = model
+        self.aux = aux
+        self.task = task
+        self.transform = transform
+        self.cfg = cfg
+        self.device = device
+        self.amp = amp
+        self.order_gen = order_gen
+        self.aug_gen = aug_gen
+        self.opt = make_optimizer(model.parameters(), cfg.optimizer)
+        self.aux_opt = make_optimizer(aux.parameters(), cfg.optimizer) if aux is not None else None
+        self.epoch = 0
+        self.best: dict | None = None
+        self.forward = torch.compile(model) if cfg.compile else model
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        """Everything needed to continue training bit-identically (weights_only-loadable)."""
+        return {
+            "epoch": self.epoch,
+            "model": _cpu_state(self.model),
+            "aux": _cpu_state(self.aux) if self.aux is not None else None,
+            "opt": self.opt.state_dict(),
+            "aux_opt": self.aux_opt.state_dict() if self.aux_opt is not None else None,
+            "order_gen": self.order_gen.get_state(),
+            "aug_gen": self.aug_gen.get_state(),
+            "best": self.best,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.model.load_state_dict(state["model"])
+        if self.aux is not None and state["aux"] is not None:
+            self.aux.load_state_dict(state["aux"])
+        self.opt.load_state_dict(state["opt"])
+        if self.aux_opt is not None and state["aux_opt"] is not None:
+            self.aux_opt.load_state_dict(state["aux_opt"])
+        self.order_gen.set_state(state["order_gen"])
+        self.aug_gen.set_state(state["aug_gen"])
+        self.best = state["best"]
+
+    # ------------------------------------------------------------------ training
+    def _autocast(self):
+        if not self.amp:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _set_lr(self, epoch: int) -> None:
+        factor = lr_factor(epoch, self.cfg)
+        for opt in (self.opt, self.aux_opt):
+            if opt is None:
+                continue
+            for group in opt.param_groups:
+                group["lr"] = self.cfg.optimizer.lr * factor
+
+    def train_epoch(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One pass over (x, y); returns the mean training loss (nats)."""
+        self.model.train()
+        if self.aux is not None:
+            self.aux.train()
+        self._set_lr(self.epoch)
+        n = x.shape[0]
+        bs = self.cfg.batch_size
+        perm = torch.randperm(n, generator=self.order_gen).to(x.device)
+        total, count = 0.0, 0
+        channels_last = self.cfg.channels_last
+        for start in range(0, n, bs):
+            idx = perm[start:start + bs]
+            if idx.numel() < 2 and n >= 2:
+                continue  # BatchNorm cannot train on a single image: drop a last batch of one
+            xb = self.transform.train(x[idx].to(self.device, non_blocking=True), self.aug_gen)
+            yb = y[idx].to(self.device, non_blocking=True)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self.forward(xb)
+                per_item = self.task.loss(out.logits, yb)
+                loss = per_item.mean()
+                if self.aux is not None:
+                    loss = loss + self.aux.training_loss(out, per_item, epoch=self.epoch, epochs=self.cfg.epochs)
+            self.opt.zero_grad(set_to_none=True)
+            if self.aux_opt is not None:
+                self.aux_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.aux_opt is not None:
+                self.aux_opt.step()
+            total += float(loss.detach()) * idx.numel()
+            count += idx.numel()
+        self.epoch += 1
+        return total / max(1, count)
+
+    def fit(self, x: torch.Tensor, y: torch.Tensor, *, score_fn: Callable[[], float] | None = None,
+            on_epoch: Callable[["Trainer"], None] | None = None) -> FitResult:
+        """Train up to ``cfg.epochs`` (continuing from ``self.epoch``).
+
+        ``score_fn`` (higher is better), when given, is called after every epoch; the best epoch's
+        weights are restored at the end. ``on_epoch`` runs after each epoch (checkpointing).
+        """
+        while self.epoch < self.cfg.epochs:
+            self.train_epoch(x, y)
+            if score_fn is not None:
+                score = float(score_fn())
+                if self.best is None or score > self.best["score"]:
+                    self.best = {"score": score, "epoch": self.epoch, "model": _cpu_state(self.model),
+                                 "aux": _cpu_state(self.aux) if self.aux is not None else None}
+            if on_epoch is not None:
+                on_epoch(self)
+        if score_fn is not None and self.best is not None:
+            self.model.load_state_dict(self.best["model"])
+            if self.aux is not None and self.best["aux"] is not None:
+                self.aux.load_state_dict(self.best["aux"])
+            return FitResult(self.epoch, int(self.best["epoch"]), float(self.best["score"]))
+        return FitResult(self.epoch, None, None)

@@ -1,0 +1,32 @@
+"""Exceptions the harness raises on purpose; the CLI turns them into one-line messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AlbenchError(Exception):
+    """Base class for errors the user can act on (the CLI prints them without a traceback)."""
+
+
+class ConfigError(AlbenchError):
+    """Bad input: names the config field, the bad value and the fix.
+
+    The CLI maps it to exit code 2.
+    """
+
+    def __init__(self, field: str, problem: str, fix: str, value: Any = ...) -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        self.value = value
+        got = "" if value is ... else f" (got {value!r})"
+        super().__init__(f"{field}: {problem}{got}; fix: {fix}")
+
+
+class RunFailed(AlbenchError):
+    """A run raised while executing; the CLI maps it to exit code 1."""
+
+
+class RecordError(AlbenchError):
+    """A records folder is missing, unreadable, or would be overwritten."""

@@ -1,0 +1,119 @@
+"""From a sweep config to a plan of runs: one :class:`RunConfig` per dataset x strategy x seed.
+
+Protocol resolution happens here. Under ``protocol: official`` every quirk a strategy declares is
+switched on (unless its ``quirks`` list says otherwise); each quirk's params and training overrides
+are applied, and the run records which quirks and which flags it carries.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import ALConfig, Config, DatasetConfig, ModelConfig, StrategyConfig, TrainConfig, apply_override
+from bench.errors import ConfigError
+from bench.typed import from_dict, to_dict
+
+FLAG_BEST_ON_TEST = "best-on-test"  # the reported number was selected on the test set
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs; written to the run's config.yaml and enough to rerun it."""
+
+    sweep: str
+    output: str
+    dataset: DatasetConfig
+    model: ModelConfig
+    train: TrainConfig
+    al: ALConfig
+    strategy: StrategyConfig
+    seed: int
+    protocol: str = "paper"
+    quirks: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    device: str = "auto"
+    threads: int | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output) / self.sweep / self.dataset.name / self.strategy.key / f"seed-{self.seed}"
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.dataset.name}/{self.strategy.key}/seed-{self.seed}"
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        return from_dict(cls, data)
+
+    def identity(self) -> dict:
+        """What run.json holds: the keys a results table groups by."""
+        return {
+            "sweep": self.sweep, "dataset": self.dataset.name, "strategy": self.strategy.key,
+            "strategy_name": self.strategy.name, "seed": self.seed, "protocol": self.protocol,
+            "quirks": list(self.quirks), "flags": list(self.flags), "metric": None,
+        }
+
+
+def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path: str) -> tuple[
+        StrategyConfig, TrainConfig, list[str], list[str]]:
+    """Apply the protocol's quirks; return (strategy with full params, run train config, quirks, flags)."""
+    from strategies.registry import get_strategy
+
+    cls = get_strategy(st.name)
+    active = list(st.quirks) if st.quirks is not None else (
+        [q.name for q in cls.quirks] if protocol == "official" else [])
+    params = {k: d for k, (_, d) in cls.param_types().items() if d is not inspect.Parameter.empty}
+    train_raw = to_dict(train)
+    flags = []
+    for name in active:
+        q = cls.quirk(name)
+        params.update(q.params)
+        for key, value in q.train.items():
+            apply_override(train_raw, key.split("."), value)
+        if q.flag:
+            flags.append(name)
+    params.update(cls.validate_params(st.params, f"{path}.params"))  # explicit params win
+    run_train = from_dict(TrainConfig, train_raw, "train")
+    if run_train.selection == "best-on-test" and FLAG_BEST_ON_TEST not in flags:
+        flags.append(FLAG_BEST_ON_TEST)
+    resolved = StrategyConfig(name=st.name, params=params, label=st.label, quirks=active)
+    return resolved, run_train, active, flags
+
+
+def make_plan(cfg: Config) -> list[RunConfig]:
+    """Every run of the sweep, in dataset, strategy, seed order."""
+    runs = []
+    for ds in cfg.datasets:
+        for i, st in enumerate(cfg.strategies):
+            strategy, train, quirks, flags = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{i}]")
+            for seed in cfg.seeds:
+                runs.append(RunConfig(
+                    sweep=cfg.name, output=cfg.output, dataset=copy.deepcopy(ds), model=copy.deepcopy(cfg.model),
+                    train=copy.deepcopy(train), al=copy.deepcopy(cfg.al), strategy=copy.deepcopy(strategy),
+                    seed=seed, protocol=cfg.protocol, quirks=quirks, flags=flags, device=cfg.device,
+                    threads=cfg.threads,
+                ))
+    return runs
+
+
+def check_output_writable(output: str | Path) -> None:
+    """ConfigError unless the output root can be created and written to."""
+    import os
+    import tempfile
+
+    root = Path(output)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError("output", f"is not writable ({exc.strerror})", "pass --out with a folder you can write to",
+                          str(output)) from None

@@ -1,0 +1,293 @@
+"""Run records: one folder per run, written atomically, never rewritten once complete.
+
+Layout of a run folder (``<output>/<sweep>/<dataset>/<strategy>/seed-<n>/``):
+
+- ``run.json``: identity (sweep, dataset, strategy, seed, protocol, quirks, flags)
+- ``config.yaml``: the resolved config of this run (every default filled in)
+- ``env.json``: environment fingerprint (python, torch, CUDA, device model, host, git SHA + dirty)
+- ``cycles.csv``: one row per cycle (cycle, n_labeled, metric, value, test_loss, seconds per phase)
+- ``queries.json``: ``{"<cycle>": [train-set indices queried at that cycle]}``
+- ``status.json``: ``state`` = running | complete | failed, times, host, error tail
+- ``artifacts/<name>.npy``: arrays for analyses (e.g. per-image pretext losses)
+- ``checkpoint.pt``: resume state while the run is unfinished (removed when it completes)
+- ``run.log``: human-readable progress
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bench.errors import RecordError
+
+CYCLE_COLUMNS = [
+    "cycle", "n_labeled", "metric", "value", "test_loss",
+    "seconds_pretext", "seconds_train", "seconds_inference", "seconds_select", "seconds_evaluate",
+    "seconds_total", "epochs", "selected_epoch",
+]
+PHASE_COLUMNS = [c for c in CYCLE_COLUMNS if c.startswith("seconds_") and c != "seconds_total"]
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (no torn files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+# ---------------------------------------------------------------------------------------------
+# writing one run
+
+
+class RunRecorder:
+    """Writes one run's folder. Refuses to touch a folder whose run is complete."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.dir = Path(run_dir)
+
+    # status --------------------------------------------------------------------------------
+    def status(self) -> dict | None:
+        return read_status(self.dir)
+
+    def is_complete(self) -> bool:
+        st = self.status()
+        return bool(st and st.get("state") == "complete")
+
+    def _guard(self) -> None:
+        if self.is_complete():
+            raise RecordError(f"{self.dir} holds a complete run; it is never rewritten "
+                              "(choose another output folder or sweep name to run it again)")
+
+    def _set_status(self, state: str, **extra) -> None:
+        prev = self.status() or {}
+        st = {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
+              "started": prev.get("started", time.time()), "updated": time.time(), **extra}
+        if "SLURM_JOB_ID" in os.environ:
+            st["slurm_job_id"] = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ["SLURM_JOB_ID"])
+            st["slurm_task_id"] = os.environ.get("SLURM_ARRAY_TASK_ID")
+        atomic_write_json(self.dir / "status.json", st)
+
+    def start(self, identity: dict, config: dict, env: dict) -> None:
+        """Write identity, config and environment; mark the run as running."""
+        self._guard()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.dir / "run.json", identity)
+        atomic_write_text(self.dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        atomic_write_json(self.dir / "env.json", env)
+        self._set_status("running")
+
+    def write_cycles(self, rows: list[dict], queries: dict[int, list[int]]) -> None:
+        """Rewrite cycles.csv and queries.json with every cycle so far (atomic each)."""
+        self._guard()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=CYCLE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in CYCLE_COLUMNS})
+        atomic_write_text(self.dir / "cycles.csv", buf.getvalue())
+        atomic_write_text(self.dir / "queries.json",
+                          json.dumps({str(c): list(map(int, q)) for c, q in sorted(queries.items())}) + "\n")
+
+    def save_artifacts(self, arrays: dict[str, np.ndarray]) -> None:
+        self._guard()
+        for name, arr in arrays.items():
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(arr), allow_pickle=False)
+            atomic_write_bytes(self.dir / "artifacts" / f"{name}.npy", buf.getvalue())
+
+    def update_identity(self, **fields) -> None:
+        self._guard()
+        ident = json.loads((self.dir / "run.json").read_text())
+        ident.update(fields)
+        atomic_write_json(self.dir / "run.json", json.loads(json.dumps(ident, default=_json_default)))
+
+    def mark_resumed(self, resumes: int, env: dict) -> None:
+        """Note a resume in status.json and keep each host's fingerprint (env.json stays the first)."""
+        self._guard()
+        self._set_status("running", resumes=resumes)
+        atomic_write_json(self.dir / f"env.resume-{resumes}.json", env)
+
+    def log(self, message: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "run.log", "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    def finish(self) -> None:
+        """Mark complete and drop the checkpoint; from here on the folder is read-only to us."""
+        self._guard()
+        self._set_status("complete", finished=time.time())
+        ckpt = self.dir / "checkpoint.pt"
+        if ckpt.exists():
+            ckpt.unlink()
+
+    def fail(self, exc: BaseException) -> None:
+        if self.is_complete():
+            return
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        self.log(f"FAILED: {exc!r}\n{tb}")
+        self._set_status("failed", error=f"{type(exc).__name__}: {exc}", traceback=tb[-4000:])
+
+    # checkpoints ---------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def save_checkpoint(self, state: dict) -> None:
+        import torch
+
+        self._guard()
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+
+    def load_checkpoint(self) -> dict | None:
+        """The last checkpoint (loaded with ``weights_only=True``), or None."""
+        import torch
+
+        if not self.checkpoint_path.exists():
+            return None
+        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_status(run_dir: Path) -> dict | None:
+    p = Path(run_dir) / "status.json"
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def read_cycles(run_dir: Path) -> list[dict]:
+    """Rows of cycles.csv with numeric fields parsed (empty list if none yet)."""
+    p = Path(run_dir) / "cycles.csv"
+    if not p.exists():
+        return []
+    rows = []
+    with open(p, newline="") as fh:
+        for row in csv.DictReader(fh):
+            out: dict[str, Any] = {}
+            for k, v in row.items():
+                if k == "metric":
+                    out[k] = v
+                elif v in ("", None):
+                    out[k] = None
+                elif k in ("cycle", "n_labeled", "epochs", "selected_epoch"):
+                    out[k] = int(float(v))
+                else:
+                    out[k] = float(v)
+            rows.append(out)
+    return rows
+
+
+def read_queries(run_dir: Path) -> dict[int, np.ndarray]:
+    """{cycle: train-set indices queried at that cycle}."""
+    p = Path(run_dir) / "queries.json"
+    if not p.exists():
+        return {}
+    return {int(c): np.asarray(q, dtype=np.int64) for c, q in json.loads(p.read_text()).items()}
+
+
+def read_artifact(run_dir: Path, name: str) -> np.ndarray | None:
+    p = Path(run_dir) / "artifacts" / f"{name}.npy"
+    return np.load(p, allow_pickle=False) if p.exists() else None
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run folders (those holding run.json) under ``root``, sorted."""
+    root = Path(root)
+    if not root.exists():
+        raise RecordError(f"{root}: no such folder")
+    if (root / "run.json").exists():
+        return [root]
+    return sorted(p.parent for p in root.rglob("run.json"))
+
+
+def load_run(run_dir: Path) -> dict:
+    """Identity, status, config and rows of one run."""
+    run_dir = Path(run_dir)
+    ident = json.loads((run_dir / "run.json").read_text())
+    cfg_path = run_dir / "config.yaml"
+    return {
+        "dir": run_dir,
+        "identity": ident,
+        "status": read_status(run_dir) or {"state": "unknown"},
+        "config": yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {},
+        "rows": read_cycles(run_dir),
+    }
+
+
+def load_sweep(root: str | Path, include_incomplete: bool = True) -> "pd.DataFrame":  # noqa: F821
+    """Every cycle of every run under ``root`` as one tidy DataFrame (one row per run x cycle).
+
+    Columns: sweep, dataset, strategy (label), strategy_name, seed, protocol, quirks, flags, state,
+    run_dir, then the cycles.csv columns (value is the metric as a fraction in [0, 1]).
+    """
+    import pandas as pd
+
+    records = []
+    for run_dir in find_runs(root):
+        run = load_run(run_dir)
+        ident, state = run["identity"], run["status"].get("state", "unknown")
+        if not include_incomplete and state != "complete":
+            continue
+        for row in run["rows"]:
+            records.append({
+                "sweep": ident.get("sweep"), "dataset": ident.get("dataset"), "strategy": ident.get("strategy"),
+                "strategy_name": ident.get("strategy_name"), "seed": ident.get("seed"),
+                "protocol": ident.get("protocol"), "quirks": ",".join(ident.get("quirks", [])),
+                "flags": ",".join(ident.get("flags", [])), "state": state, "run_dir": str(run_dir), **row,
+            })
+    cols = ["sweep", "dataset", "strategy", "strategy_name", "seed", "protocol", "quirks", "flags", "state",
+            "run_dir"] + CYCLE_COLUMNS
+    return pd.DataFrame.from_records(records, columns=cols)

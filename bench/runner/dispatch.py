@@ -1,0 +1,36 @@
+"""Choose the executor a config names and hand it the runs that are not complete yet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.config import Config
+from bench.plan import RunConfig
+from bench.records import RunRecorder
+
+
+def pending_runs(plan: list[RunConfig]) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(runs still to do, runs already complete): a rerun never touches a complete run."""
+    todo, done = [], []
+    for rc in plan:
+        (done if RunRecorder(rc.run_dir).is_complete() else todo).append(rc)
+    return todo, done
+
+
+def execute_plan(cfg: Config, plan: list[RunConfig], *, progress: bool = True) -> list[dict]:
+    """Run every incomplete run of ``plan`` with ``cfg.executor``; returns their outcomes."""
+    todo, _ = pending_runs(plan)
+    if not todo:
+        return []
+    name = cfg.executor.name
+    if name == "local":
+        from bench.runner.local import run_local
+
+        return run_local(todo, workers=cfg.executor.workers, progress=progress)
+    if name == "debug":
+        from bench.runner.submit import run_debug
+
+        return run_debug(todo, Path(cfg.output) / cfg.name / ".submitit")
+    from bench.runner.slurm import run_slurm
+
+    return run_slurm(cfg, todo, progress=progress)

@@ -1,0 +1,100 @@
+"""The local executor: runs one after another, or in N worker processes, with progress bars."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+from tqdm import tqdm
+
+from bench.plan import RunConfig
+from bench.runner.jobs import run_job
+
+
+def _threads_per_run(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+class Progress:
+    """Two bars (runs, cycles) plus one line per finished run."""
+
+    def __init__(self, runs: int, cycles: int, enabled: bool) -> None:
+        self.enabled = enabled
+        kw = dict(file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
+        self.runs = tqdm(total=runs, desc="runs  ", unit="run", position=0, **kw)
+        self.cycles = tqdm(total=cycles, desc="cycles", unit="cycle", position=1, **kw)
+        self.started: dict[str, float] = {}
+
+    def event(self, e: dict) -> None:
+        if e["type"] == "run_start":
+            self.started[e["run"]] = time.perf_counter()
+        elif e["type"] == "cycle":
+            self.cycles.update(1)
+            self.cycles.set_postfix_str(f"{e['run']} c{e['cycle']} n={e['n_labeled']} {100 * e['value']:.1f}%")
+
+    def done(self, outcome: dict) -> None:
+        self.runs.update(1)
+        secs = time.perf_counter() - self.started.get(outcome["run_id"], time.perf_counter())
+        if outcome["state"] == "failed":
+            msg = f"FAILED {outcome['run_id']}: {outcome['error']}"
+        else:
+            val = "" if outcome.get("value") is None else f" final {100 * outcome['value']:.2f}%"
+            msg = f"done   {outcome['run_id']}{val} ({secs:.1f}s)"
+        if self.enabled:
+            tqdm.write(msg, file=sys.stderr)
+
+    def close(self) -> None:
+        self.cycles.close()
+        self.runs.close()
+
+
+def _worker(rc_dict: dict, q) -> dict:
+    return run_job(rc_dict, events=q.put)
+
+
+def run_local(plan: list[RunConfig], *, workers: int = 1, progress: bool = True) -> list[dict]:
+    """Execute ``plan`` here; returns one outcome dict per run (state: complete | skipped | failed)."""
+    threads = _threads_per_run(workers)
+    dicts = []
+    for rc in plan:
+        d = rc.to_dict()
+        if d["threads"] is None:
+            d["threads"] = threads
+        dicts.append(d)
+    bar = Progress(len(plan), sum(rc.al.cycles for rc in plan), progress)
+    outcomes: list[dict] = []
+    try:
+        if workers == 1:
+            for d in dicts:
+                out = run_job(d, events=bar.event)
+                outcomes.append(out)
+                bar.done(out)
+        else:
+            ctx = mp.get_context("spawn")
+            with ctx.Manager() as manager:
+                q = manager.Queue()
+                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                    pending = {pool.submit(_worker, d, q) for d in dicts}
+                    while pending:
+                        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                        _drain(q, bar)
+                        for fut in done:
+                            out = fut.result()
+                            outcomes.append(out)
+                            bar.done(out)
+                    _drain(q, bar)
+    finally:
+        bar.close()
+    return outcomes
+
+
+def _drain(q, bar: Progress) -> None:
+    while True:
+        try:
+            bar.event(q.get_nowait())
+        except queue_mod.Empty:
+            return

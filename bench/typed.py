@@ -1,0 +1,145 @@
+"""Turn plain YAML data into typed dataclasses, with errors that name the field and the fix.
+
+This is the boundary check for every config: it rejects unknown keys (suggesting the nearest known
+one), wrong types and bad literals, and lets each dataclass add range checks in ``check(path)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union, get_args, get_origin
+
+from bench.errors import ConfigError
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp in _TYPE_WORDS:
+        return _TYPE_WORDS[tp]
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) if a is not type(None) else "null" for a in get_args(tp))
+    if origin is list:
+        return f"a list of {_describe(get_args(tp)[0])}s" if get_args(tp) else "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _example(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return repr(get_args(tp)[0])
+    if origin in (Union, types.UnionType):
+        return _example([a for a in get_args(tp) if a is not type(None)][0])
+    return {int: "1", float: "0.1", bool: "true", str: "'name'"}.get(tp, "a value of that type")
+
+
+def coerce(tp: Any, value: Any, path: str) -> Any:
+    """Return ``value`` converted to type ``tp``; raise ConfigError naming ``path`` otherwise."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(arg, value, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(path, f"must be {_describe(tp)}", f"set {path} to e.g. {_example(tp)}", value)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(path, f"must be one of {', '.join(map(repr, allowed))}",
+                              f"{hint}set {path} to one of them", value)
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"must be {_describe(tp)}", f"write {path} as a YAML list", value)
+        (item,) = get_args(tp) or (Any,)
+        return [coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", value)
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(path, "must be true or false", f"set {path} to true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(path, "must be an integer", f"set {path} to a whole number", value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, "must be a number", f"set {path} to a number such as 0.1", value)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(path, "must be a string", f"set {path} to a quoted string", value)
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in our schema, not user input
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from mapping ``data``; unknown keys and bad types raise ConfigError.
+
+    After construction, ``cls.check(self, path)`` runs if defined (range and cross-field checks).
+    """
+    where = path or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(where, "must be a mapping of keys to values",
+                          f"write {where} as 'key: value' lines", data)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        sub = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            fix = f"did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else \
+                f"remove it; known keys here: {', '.join(fields)}"
+            raise ConfigError(sub, "unknown config key", fix)
+        kwargs[key] = coerce(hints[key], value, sub)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            sub = f"{path}.{name}" if path else name
+            raise ConfigError(sub, "is required", f"add '{name}:' to {where}")
+    obj = cls(**kwargs)
+    check = getattr(obj, "check", None)
+    if callable(check):
+        check(path)
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data (YAML-safe) form of a config dataclass tree."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,63 @@
+"""The CIFAR ResNet-18 used by the official PT4AL, Learning Loss and CoreGCN code: a 3x3 stride-1
+stem without max-pool, four stages of two basic blocks, 512-d pooled embedding."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.base import ModelOutput
+from models.registry import register_model
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNetCifar(nn.Module):
+    def __init__(self, num_classes: int, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        layers, cin = [], width
+        for i, (n, cout) in enumerate(zip(blocks, widths)):
+            stride = 1 if i == 0 else 2
+            blocks_i = []
+            for j in range(n):
+                blocks_i.append(BasicBlock(cin, cout, stride if j == 0 else 1))
+                cin = cout
+            layers.append(nn.Sequential(*blocks_i))
+        self.layers = nn.ModuleList(layers)
+        self.linear = nn.Linear(widths[-1], num_classes)
+        self.stage_channels = tuple(widths)
+        self.embedding_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        outs = []
+        for layer in self.layers:
+            x = layer(x)
+            outs.append(x)
+        emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return ModelOutput(self.linear(emb), emb, tuple(outs))
+
+
+@register_model("resnet18-cifar", "CIFAR ResNet-18 of the official AL repos (3x3 stem, no max-pool, 512-d embedding)")
+def resnet18_cifar(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 64) -> nn.Module:
+    return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width)

@@ -1,0 +1,51 @@
+"""A four-stage CNN small enough to train on a CPU in seconds, with the same output contract as
+ResNet-18 (stage outputs included, so Learning Loss works on it)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.base import ModelOutput
+from models.registry import register_model
+
+
+def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class SmallCNN(nn.Module):
+    """conv-BN-ReLU stages of widths (w, 2w, 4w, 8w); each stage after the first halves the
+    resolution while it is above 1 pixel. Embedding = global average pool of the last stage."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> None:
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        size = min(image_size)
+        stages, cin = [], in_channels
+        for i, cout in enumerate(widths):
+            pool = i < 3 and size >= 2
+            if pool:
+                size //= 2
+            stages.append(_block(cin, cout, pool))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.fc = nn.Linear(widths[-1], num_classes)
+        self.stage_channels = tuple(widths)
+        self.embedding_dim = widths[-1]
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return ModelOutput(self.fc(emb), emb, tuple(outs))
+
+
+@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width")
+def small_cnn(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, image_size, width)

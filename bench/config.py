@@ -212,6 +212,19 @@ class ExecutorConfig:
 
 
 @dataclass
+class RecordConfig:
+    """What each run saves beyond its per-cycle rows and queries."""
+
+    embeddings: int = 5000  # final-model embeddings of this many random pool images (+ all labeled) for t-SNE; 0: none
+    test_losses: bool = True  # per-test-image main-task loss of every cycle (artifacts/test_loss.npy)
+
+    def check(self, path: str) -> None:
+        if self.embeddings < 0:
+            raise ConfigError(f"{path}.embeddings", "must be >= 0", f"set {path}.embeddings to 0 (none) or a count",
+                              self.embeddings)
+
+
+@dataclass
 class Config:
     """A whole sweep. ``datasets`` x ``strategies`` x ``seeds`` runs, one folder each."""
 
@@ -225,6 +238,7 @@ class Config:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     output: str = "results"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
     device: str = "auto"  # auto: CUDA when present, else CPU; or 'cpu', 'cuda', 'cuda:1'
     threads: int | None = None  # torch CPU threads per run; None: cores / workers
 

@@ -12,7 +12,8 @@ import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import ALConfig, Config, DatasetConfig, ModelConfig, StrategyConfig, TrainConfig, apply_override
+from bench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrainConfig,
+                          apply_override)
 from bench.errors import ConfigError
 from bench.typed import from_dict, to_dict
 
@@ -34,6 +35,7 @@ class RunConfig:
     protocol: str = "paper"
     quirks: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    record: RecordConfig = field(default_factory=RecordConfig)
     device: str = "auto"
     threads: int | None = None
 
@@ -97,8 +99,8 @@ def make_plan(cfg: Config) -> list[RunConfig]:
                 runs.append(RunConfig(
                     sweep=cfg.name, output=cfg.output, dataset=copy.deepcopy(ds), model=copy.deepcopy(cfg.model),
                     train=copy.deepcopy(train), al=copy.deepcopy(cfg.al), strategy=copy.deepcopy(strategy),
-                    seed=seed, protocol=cfg.protocol, quirks=quirks, flags=flags, device=cfg.device,
-                    threads=cfg.threads,
+                    seed=seed, protocol=cfg.protocol, quirks=quirks, flags=flags, record=copy.deepcopy(cfg.record),
+                    device=cfg.device, threads=cfg.threads,
                 ))
     return runs
 

@@ -8,7 +8,11 @@ Layout of a run folder (``<output>/<sweep>/<dataset>/<strategy>/seed-<n>/``):
 - ``cycles.csv``: one row per cycle (cycle, n_labeled, metric, value, test_loss, seconds per phase)
 - ``queries.json``: ``{"<cycle>": [train-set indices queried at that cycle]}``
 - ``status.json``: ``state`` = running | complete | failed, times, host, error tail
-- ``artifacts/<name>.npy``: arrays for analyses (e.g. per-image pretext losses)
+- ``artifacts/<name>.npy``: arrays for analyses. The engine writes ``labeled_targets`` (labels of
+  the queried images, in query order), ``test_loss`` (cycles x test images, main-task loss in nats),
+  ``embeddings`` + ``embedding_indices`` (final-model embeddings, float16, of a fixed random pool
+  subset plus every labeled image; train-set indices) and, when a validation split is carved from
+  train, ``validation_indices``; strategies add their own (e.g. PT4AL's pretext losses).
 - ``checkpoint.pt``: resume state while the run is unfinished (removed when it completes)
 - ``run.log``: human-readable progress
 """

@@ -309,7 +309,11 @@ def _cycle_loop(ctx: RunContext) -> float | None:
         ctx.events({"type": "cycle", "run": rc.run_id, "cycle": cycle, "n_labeled": int(len(labeled)),
                     "value": value})
 
-    arrays = {"test_loss": np.stack([test_losses[c] for c in sorted(test_losses)])}
+    arrays = {"labeled_targets": ctx.pool_targets[torch.from_numpy(labeled)].numpy()}
+    if rc.record.test_losses:
+        arrays["test_loss"] = np.stack([test_losses[c] for c in sorted(test_losses)])
+    if rc.record.embeddings and prev is not None:
+        arrays.update(_final_embeddings(ctx, prev, labeled))
     if ctx.val_train_idx is not None:
         arrays["validation_indices"] = ctx.val_train_idx
     arrays.update(strategy.artifacts())
@@ -349,6 +353,22 @@ def _outputs(ctx: RunContext, model, aux, needs, indices: np.ndarray):
     return compute_outputs(model=model, aux=aux, task=ctx.task, needs=needs, images=ctx.x, indices=indices,
                            transform=ctx.transform, batch_size=ctx.rc.train.eval_batch_size, device=ctx.device,
                            amp=ctx.amp, channels_last=ctx.rc.train.channels_last)
+
+
+def _final_embeddings(ctx: RunContext, prev: dict, labeled: np.ndarray) -> dict[str, np.ndarray]:
+    """Final-model embeddings (float16) of a fixed random pool subset plus every labeled image.
+
+    The subset depends only on the pool size, so runs of one sweep share it; ``embedding_indices``
+    holds the train-set indices of the rows.
+    """
+    n = ctx.pool_images.shape[0]
+    k = min(n, ctx.rc.record.embeddings)
+    subset = np.random.default_rng(0).choice(n, size=k, replace=False)
+    idx = np.union1d(subset, labeled)
+    model, _ = ctx.restore(prev)
+    out = _outputs(ctx, model, None, frozenset({Need.EMBEDDINGS}), idx)
+    return {"embeddings": out.embeddings.cpu().numpy().astype(np.float16),
+            "embedding_indices": ctx.pool_map[idx]}
 
 
 def _labeled_split(ctx: RunContext, labeled: np.ndarray, cycle: int) -> tuple[np.ndarray, np.ndarray | None]:

@@ -19,10 +19,17 @@ ENTRY_POINT_GROUP = "albench.strategies"
 _REGISTRY: dict[str, type[Strategy]] = {}
 _PLUGINS_LOADED = False
 
-BUILTIN_MODULES = (
-    "strategies.random_sampling",
-    "strategies.uncertainty",
-)
+_NOT_STRATEGIES = {"base", "registry"}
+
+
+def _builtin_modules() -> list[str]:
+    """Every module of this package (strategies register themselves on import)."""
+    import pkgutil
+
+    import strategies
+
+    return [f"strategies.{m.name}" for m in pkgutil.iter_modules(strategies.__path__)
+            if m.name not in _NOT_STRATEGIES and not m.name.startswith("_")]
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
@@ -42,7 +49,7 @@ def _load() -> None:
     global _PLUGINS_LOADED
     import importlib
 
-    for mod in BUILTIN_MODULES:
+    for mod in _builtin_modules():
         importlib.import_module(mod)
     if _PLUGINS_LOADED:
         return

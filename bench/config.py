@@ -62,11 +62,15 @@ class OptimizerConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Learning-rate schedule. ``multistep`` multiplies the lr by ``gamma`` at each milestone epoch."""
+    """Learning-rate schedule. ``multistep`` multiplies the lr by ``gamma`` at each milestone epoch;
+    ``milestones: null`` means one milestone at 80% of the epochs (160 of 200, as the official repos)."""
 
     name: Literal["constant", "multistep", "cosine"] = "multistep"
-    milestones: list[int] = field(default_factory=lambda: [160])
+    milestones: list[int] | None = None
     gamma: float = 0.1
+
+    def resolved_milestones(self, epochs: int) -> list[int]:
+        return [max(1, round(0.8 * epochs))] if self.milestones is None else list(self.milestones)
 
 
 @dataclass
@@ -131,7 +135,7 @@ class TrainConfig:
             raise ConfigError(f"{path}.checkpoint_every", "must be >= 0",
                               f"set {path}.checkpoint_every to 0 (cycle boundaries only) or a number of epochs",
                               self.checkpoint_every)
-        for m in self.schedule.milestones:
+        for m in self.schedule.milestones or []:
             if not 0 < m < self.epochs + 1:
                 raise ConfigError(f"{path}.schedule.milestones", f"milestone {m} is outside 1..{self.epochs}",
                                   f"use epochs within train.epochs={self.epochs}", self.schedule.milestones)
@@ -375,11 +379,18 @@ def build_config(raw: dict, overrides: list[str] = ()) -> Config:
 
     Runs every check that does not touch data files; see :func:`validate_environment` for those.
     """
-    raw = copy.deepcopy(raw)
+    raw = _normalise(copy.deepcopy(raw))
     for item in overrides:
         parts, value = parse_override(item)
+        if parts[0] == "dataset":  # shorthand for the only dataset
+            if len(raw.get("datasets") or []) > 1:
+                raise ConfigError("--set", "'dataset' is ambiguous: the config lists several datasets",
+                                  "use datasets.N.KEY=VALUE", item)
+            parts = ["datasets", "0"] + parts[1:]
+            raw.setdefault("datasets", [{}])
         apply_override(raw, parts, value)
-    cfg = from_dict(Config, _normalise(raw))
+        raw = _normalise(raw)
+    cfg = from_dict(Config, raw)
     _check_registries(cfg)
     return cfg
 

@@ -114,15 +114,21 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
                           f"write {where} as 'key: value' lines", data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    kwargs = {}
-    for key, value in data.items():
-        sub = f"{path}.{key}" if path else str(key)
+    for key in data:  # unknown keys first: a typo is the likeliest cause of anything else failing
         if key not in fields:
+            sub = f"{path}.{key}" if path else str(key)
+            prefix = f"{path}." if path else ""
             close = difflib.get_close_matches(str(key), list(fields), n=1)
-            fix = f"did you mean '{(path + '.') if path else ''}{close[0]}'?" if close else \
-                f"remove it; known keys here: {', '.join(fields)}"
+            nested = [f"{prefix}{name}.{key}" for name in fields if dataclasses.is_dataclass(hints[name])
+                      and key in {f.name for f in dataclasses.fields(hints[name])}]
+            if close:
+                fix = f"did you mean '{prefix}{close[0]}'?"
+            elif nested:
+                fix = f"did you mean '{nested[0]}'?"
+            else:
+                fix = f"remove it; known keys here: {', '.join(fields)}"
             raise ConfigError(sub, "unknown config key", fix)
-        kwargs[key] = coerce(hints[key], value, sub)
+    kwargs = {key: coerce(hints[key], value, f"{path}.{key}" if path else str(key)) for key, value in data.items()}
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             sub = f"{path}.{name}" if path else name

@@ -35,7 +35,7 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     if s.name == "constant":
         return 1.0
     if s.name == "multistep":
-        return s.gamma ** sum(1 for m in s.milestones if epoch >= m)
+        return s.gamma ** sum(1 for m in s.resolved_milestones(cfg.epochs) if epoch >= m)
     return 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
 
 

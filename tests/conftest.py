@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny configs that run in seconds on the CPU."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY = {
+    "name": "tiny",
+    "dataset": {"name": "digits"},
+    "model": {"name": "small-cnn", "params": {"width": 8}},
+    "train": {"epochs": 2, "batch_size": 32, "optimizer": {"lr": 0.05},
+              "schedule": {"name": "constant"}},
+    "al": {"initial": 20, "budget": 20, "cycles": 3},
+    "strategies": ["random"],
+    "seeds": [0],
+    "threads": 1,
+    "record": {"embeddings": 64},
+}
+
+
+@pytest.fixture
+def tiny_raw(tmp_path) -> dict:
+    """A raw config mapping for a ~1 s digits run, writing under tmp_path."""
+    raw = copy.deepcopy(TINY)
+    raw["output"] = str(tmp_path / "results")
+    return raw
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -1,0 +1,136 @@
+"""Config validation: every bad input is refused before anything runs, with one line naming the
+field, the bad value and the fix, and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.cli import main
+from bench.config import apply_override, build_config, load_config, parse_override
+from bench.errors import ConfigError
+from tests.conftest import write_yaml
+
+# (description, config changes as --set overrides or a raw patch, substrings the message must hold)
+BAD = [
+    ("unknown top-level key", {"epochs": 5}, ["epochs: unknown config key", "did you mean"]),
+    ("unknown nested key with suggestion", {"train": {"epoch": 5}}, ["train.epoch", "did you mean 'train.epochs'"]),
+    ("unknown strategy", {"strategies": ["randon"]}, ["strategies[0].name", "unknown strategy", "'randon'",
+                                                     "did you mean 'random'"]),
+    ("unknown dataset", {"dataset": {"name": "cifar100"}}, ["datasets[0].name", "unknown dataset", "'cifar100'",
+                                                             "albench list datasets"]),
+    ("unknown model", {"model": {"name": "vgg16"}}, ["model.name", "unknown model", "'vgg16'"]),
+    ("budget larger than the pool", {"al": {"initial": 500, "budget": 500, "cycles": 4}},
+     ["al:", "needs 2000 labels", "pool has 1500 images", "lower al.initial"]),
+    ("negative epochs", {"train": {"epochs": -3}}, ["train.epochs", "positive integer", "-3"]),
+    ("epochs of the wrong type", {"train": {"epochs": "many"}}, ["train.epochs", "must be an integer", "'many'"]),
+    ("bad literal", {"train": {"init": "hot"}}, ["train.init", "one of 'fresh', 'warm'", "'hot'"]),
+    ("bad optimizer name", {"train": {"optimizer": {"name": "sgdd"}}}, ["train.optimizer.name", "did you mean 'sgd'"]),
+    ("zero budget", {"al": {"budget": 0}}, ["al.budget", "positive integer", "0"]),
+    ("duplicate seeds", {"seeds": [1, 1]}, ["seeds", "duplicates"]),
+    ("unknown strategy param", {"strategies": [{"name": "entropy", "params": {"subsett": 10}}]},
+     ["strategies[0].params.subsett", "unknown parameter for strategy 'entropy'", "known parameters: subset"]),
+    ("bad strategy param value", {"strategies": [{"name": "entropy", "params": {"subset": 0}}]},
+     ["strategies[0].params.subset", "positive integer"]),
+    ("strategy listed twice", {"strategies": ["random", "random"]}, ["strategies", "more than once", "label"]),
+    ("missing data root", {"dataset": {"name": "cifar10", "root": "/nonexistent/data"}},
+     ["datasets[0].root", "does not exist", "/nonexistent/data"]),
+    ("milestone beyond epochs", {"train": {"epochs": 10, "schedule": {"milestones": [20]}}},
+     ["train.schedule.milestones", "outside 1..10"]),
+    ("bad device", {"device": "tpu"}, ["device", "'tpu'", "auto"]),
+    ("unknown quirk", {"strategies": [{"name": "random", "quirks": ["string_sort"]}]},
+     ["strategies[0].quirks", "no quirk 'string_sort'"]),
+]
+
+
+def _merge(base: dict, patch: dict) -> dict:
+    out = dict(base)
+    for k, v in patch.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.mark.parametrize("desc,patch,needles", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_exits_2_with_one_line(desc, patch, needles, tiny_raw, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ALBENCH_DATA", raising=False)
+    path = write_yaml(tmp_path / "bad.yaml", _merge(tiny_raw, patch))
+    rc = main(["run", str(path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    lines = err.splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    assert lines[0].startswith("albench: error: ")
+    assert "fix:" in lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "results").exists()  # nothing ran, nothing written
+
+
+def test_missing_root_without_env(tiny_raw, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ALBENCH_DATA", raising=False)
+    path = write_yaml(tmp_path / "c.yaml", _merge(tiny_raw, {"dataset": {"name": "cifar10"}}))
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "datasets[0].root" in err and "ALBENCH_DATA" in err
+
+
+def test_bad_set_override_and_cli_usage(tmp_path, capsys):
+    assert main(["run", "--set", "train.epochs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--executor", "cloud"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_missing_and_malformed_config_files(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    assert main(["run", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_set_overrides_any_key(tiny_raw):
+    cfg = build_config(tiny_raw, ["train.epochs=7", "strategies=random,entropy", "seeds=4",
+                                  "strategies.1.params.subset=100", "train.optimizer.lr=0.01"])
+    assert cfg.train.epochs == 7
+    assert [s.name for s in cfg.strategies] == ["random", "entropy"]
+    assert cfg.strategies[1].params == {"subset": 100}
+    assert cfg.seeds == [0, 1, 2, 3]
+    assert cfg.train.optimizer.lr == 0.01
+
+
+def test_parse_override_yaml_values():
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("a=null") == (["a"], None)
+    raw = {"strategies": ["random"]}
+    apply_override(raw, ["strategies", "0", "params", "x"], 1)
+    assert raw == {"strategies": [{"name": "random", "params": {"x": 1}}]}
+    with pytest.raises(ConfigError, match="list index out of range"):
+        apply_override(raw, ["strategies", "3", "name"], "x")
+
+
+def test_quickstart_is_valid_and_lists_every_builtin_strategy():
+    from strategies.registry import _builtin_modules, get_strategy, strategy_names
+
+    cfg = load_config(None)
+    listed = {s.name for s in cfg.strategies}
+    builtin = {n for n in strategy_names() if get_strategy(n).__module__ in _builtin_modules()}
+    assert builtin <= listed, f"quickstart misses {sorted(builtin - listed)}"
+    assert cfg.datasets[0].name == "digits" and len(cfg.seeds) == 3
+
+
+def test_dataset_shorthand_overrides(tiny_raw):
+    cfg = build_config(tiny_raw, ["dataset.root=/data", "dataset.params.x=1"])
+    assert cfg.datasets[0].name == "digits" and cfg.datasets[0].root == "/data"
+    assert cfg.datasets[0].params == {"x": 1}
+    cfg = build_config(tiny_raw, ["dataset=cifar10"])
+    assert cfg.datasets[0].name == "cifar10"
+
+
+def test_data_root_from_environment(tiny_raw, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALBENCH_DATA", str(tmp_path))
+    cfg = build_config(_merge(tiny_raw, {"dataset": {"name": "cifar10"}}))
+    assert cfg.datasets[0].resolved_root() == str(tmp_path)

@@ -430,6 +430,8 @@ def _check_registries(cfg: Config) -> None:
 def validate_environment(cfg: Config) -> None:
     """Checks that read the disk: data roots exist and each pool can hold the AL schedule."""
     from bench.data.registry import get_dataset
+    from bench.plan import resolve_strategy
+    from strategies.registry import get_strategy
 
     for i, ds in enumerate(cfg.datasets):
         spec = get_dataset(ds.name)
@@ -443,6 +445,11 @@ def validate_environment(cfg: Config) -> None:
                 "al", f"the schedule needs {cfg.al.final_labeled} labels (initial {cfg.al.initial} + "
                 f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
                 "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
+        for j, st in enumerate(cfg.strategies):  # per-strategy bounds that depend on pool size and schedule
+            resolved, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+            get_strategy(st.name).check_schedule(resolved.params, pool_size=pool, initial=cfg.al.initial,
+                                                 budget=cfg.al.budget, cycles=cfg.al.cycles,
+                                                 path=f"strategies[{j}].params")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:

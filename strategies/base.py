@@ -190,6 +190,13 @@ class Strategy(ABC):
         """Range and cross-parameter checks on the full params (defaults filled in)."""
 
     @classmethod
+    def check_schedule(cls, params: dict, *, pool_size: int, initial: int, budget: int, cycles: int,
+                       path: str) -> None:
+        """Checks that need the pool size and the AL schedule (e.g. a memory bound that grows with the
+        labeled set); run when the config is loaded, before any job is queued. ``params`` are the
+        resolved params (defaults and protocol quirks applied). Raise ConfigError to refuse."""
+
+    @classmethod
     def quirk(cls, name: str) -> Quirk:
         for q in cls.quirks:
             if q.name == name:

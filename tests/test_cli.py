@@ -1,0 +1,81 @@
+"""The CLI contract: list, show, dry-run and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bench.cli import main
+from tests.conftest import write_yaml
+
+
+def test_list_prints_one_name_per_line_then_description(capsys):
+    for what, expected in (("strategies", {"random", "entropy", "margin", "least-confidence"}),
+                           ("datasets", {"digits", "cifar10", "cifar10-imbalanced", "npz", "imagefolder"}),
+                           ("models", {"small-cnn", "resnet18-cifar"})):
+        assert main(["list", what]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        names = {line.split()[0] for line in lines}
+        assert expected <= names
+        assert all(len(line.split(None, 1)) == 2 for line in lines)  # every name has a description
+
+
+def test_dry_run_plans_without_running(tiny_raw, tmp_path, capsys):
+    tiny_raw["strategies"] = ["random", "entropy"]
+    tiny_raw["seeds"] = [0, 1]
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    assert main(["run", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["digits/random/seed-0\tto run", "digits/random/seed-1\tto run",
+                   "digits/entropy/seed-0\tto run", "digits/entropy/seed-1\tto run"]
+    assert not (tmp_path / "results" / "tiny").exists()
+
+
+def test_show_prints_the_summary_table(tiny_raw, tmp_path, capsys):
+    tiny_raw["seeds"] = [0, 1]
+    tiny_raw["al"]["cycles"] = 2
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    run_out = capsys.readouterr().out
+    assert main(["show", str(tmp_path / "results" / "tiny")]) == 0
+    out = capsys.readouterr().out
+    assert out == run_out
+    assert "accuracy (%)" in out and "over 2 seed(s)" in out
+    header = [line for line in out.splitlines() if line.startswith("n_labeled")][0]
+    assert header.split()[1:] == ["20", "40"]
+    assert any(line.startswith("random") and "±" in line for line in out.splitlines())
+
+
+def test_show_on_a_folder_without_runs_is_bad_input(tmp_path, capsys):
+    assert main(["show", str(tmp_path)]) == 2
+    assert "holds no albench runs" in capsys.readouterr().err
+
+
+def test_a_failing_run_exits_1(tiny_raw, tmp_path, capsys, monkeypatch):
+    """A run that raises is recorded as failed; the others still run; exit code 1."""
+    import strategies.uncertainty as unc
+
+    def broken(self, **kw):
+        raise RuntimeError("strategy exploded")
+
+    monkeypatch.setattr(unc.Margin, "select", broken)
+    tiny_raw["strategies"] = ["margin", "random"]
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    assert main(["run", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "run failed: digits/margin/seed-0: RuntimeError: strategy exploded" in err
+    import json
+
+    status = json.loads((tmp_path / "results/tiny/digits/margin/seed-0/status.json").read_text())
+    assert status["state"] == "failed" and "strategy exploded" in status["traceback"]
+    ok = json.loads((tmp_path / "results/tiny/digits/random/seed-0/status.json").read_text())
+    assert ok["state"] == "complete"
+
+
+def test_console_script_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "list", "datasets"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "digits" in proc.stdout
+    proc = subprocess.run(["albench", "run", "--set", "train.epochs=-1", "--dry-run"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "albench: error: train.epochs: must be a positive integer (got -1); fix: set train.epochs to e.g. 200"]

@@ -1,0 +1,92 @@
+"""A third-party package adds a strategy through the ``albench.strategies`` entry-point group,
+without editing albench. The test builds and installs a tiny plugin package into a folder and runs
+albench with that folder on the path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PLUGIN_MODULE = '''
+"""A toy strategy from outside albench: label the images with the highest pool index first."""
+import numpy as np
+
+from strategies.base import Strategy
+
+
+class HighestIndexFirst(Strategy):
+    name = "highest-index-first"
+    description = "toy plugin: the K highest unlabeled pool indices"
+
+    def __init__(self, *, offset: int = 0) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def select(self, *, cycle, budget, pool, inputs, rng):
+        cand = np.sort(inputs.candidates.indices)
+        return cand[len(cand) - budget - self.offset: len(cand) - self.offset]
+'''
+
+PYPROJECT = '''
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "albench-toy-plugin"
+version = "0.0.1"
+
+[project.entry-points."albench.strategies"]
+highest-index-first = "toy_plugin:HighestIndexFirst"
+'''
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory):
+    src = tmp_path_factory.mktemp("plugin-src")
+    (src / "toy_plugin.py").write_text(textwrap.dedent(PLUGIN_MODULE))
+    (src / "pyproject.toml").write_text(PYPROJECT)
+    target = tmp_path_factory.mktemp("site")
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--disable-pip-version-check", "--target", str(target), str(src)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return target
+
+
+def _albench(args, plugin_path, cwd):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd)
+
+
+def test_plugin_strategy_is_listed_and_runs(plugin_path, tmp_path):
+    proc = _albench(["list", "strategies"], plugin_path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.split()[0] == "highest-index-first" for line in proc.stdout.splitlines())
+    proc = _albench(["run", "--quiet", "--out", str(tmp_path / "r"), "--set", "strategies=highest-index-first",
+                     "--set", "strategies.0.params.offset=1", "--set", "seeds=[0]", "--set", "al.cycles=2",
+                     "--set", "train.epochs=1", "--set", "executor.workers=1"], plugin_path, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    queries = json.loads((tmp_path / "r/quickstart/digits/highest-index-first/seed-0/queries.json").read_text())
+    # pool of 1,500; 50 initial labels drawn at random; offset 1 skips the top unlabeled index
+    unlabeled = sorted(set(range(1500)) - set(queries["0"]))
+    assert queries["1"] == unlabeled[-51:-1]
+
+
+def test_plugin_params_are_validated(plugin_path, tmp_path):
+    proc = _albench(["run", "--dry-run", "--set", "strategies=highest-index-first",
+                     "--set", "strategies.0.params.ofset=1"], plugin_path, tmp_path)
+    assert proc.returncode == 2
+    assert "strategies[0].params.ofset: unknown parameter for strategy 'highest-index-first'" in proc.stderr
+
+
+def test_without_the_plugin_the_name_is_unknown(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--dry-run", "--set",
+                           "strategies=highest-index-first"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "unknown strategy" in proc.stderr

@@ -238,6 +238,8 @@ def _cycle_loop(ctx: RunContext) -> float | None:
         start = int(state["next_cycle"])
         partial = state.get("partial")
         strategy.load_state_dict(ckpt_codec.decode(state["strategy"]))
+        if rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
+            rec.write_cycles(rows, queries)
 
     def snapshot(next_cycle, partial_state=None) -> dict:
         return {

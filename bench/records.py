@@ -111,6 +111,8 @@ class RunRecorder:
         prev = self.status() or {}
         st = {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
               "started": prev.get("started", time.time()), "updated": time.time(), **extra}
+        if "resumes" in prev and "resumes" not in st:  # the final status still says how often it resumed
+            st["resumes"] = prev["resumes"]
         if "SLURM_JOB_ID" in os.environ:
             st["slurm_job_id"] = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ["SLURM_JOB_ID"])
             st["slurm_task_id"] = os.environ.get("SLURM_ARRAY_TASK_ID")

@@ -86,6 +86,9 @@ class Trainer:
             "aux_opt": self.aux_opt.state_dict() if self.aux_opt is not None else None,
             "order_gen": self.order_gen.get_state(),
             "aug_gen": self.aug_gen.get_state(),
+            # dropout and other module-level draws use torch's global generators
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "best": self.best,
         }
 
@@ -99,6 +102,10 @@ class Trainer:
             self.aux_opt.load_state_dict(state["aux_opt"])
         self.order_gen.set_state(state["order_gen"])
         self.aug_gen.set_state(state["aug_gen"])
+        if state.get("torch_rng") is not None:
+            torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.best = state["best"]
 
     # ------------------------------------------------------------------ training

@@ -1,0 +1,19 @@
+"""Self-supervised pretext tasks and their per-image losses (PT4AL's batch split).
+
+``pretext_losses(spec, pool_images=..., ...)`` trains a pretext network on an unlabeled pool (or
+reads its losses from the on-disk cache) and returns one loss per image. The tasks work on any
+uint8 image pool and any backbone of the model registry; ``colorization`` scores pixels, so it
+serves segmentation pools as well as classification ones.
+"""
+
+from strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
+from strategies.pretext.losses import PretextResult, key_fields, pretext_losses
+from strategies.pretext.spec import PretextSpec, derive_seed
+from strategies.pretext.tasks import TASKS, PretextInputError, PretextTask, make_task
+from strategies.pretext.train import PretextFit, extract_losses, fit_pretext
+
+__all__ = [
+    "PretextCache", "PretextFit", "PretextInputError", "PretextResult", "PretextSpec", "PretextTask", "TASKS",
+    "cache_key", "derive_seed", "extract_losses", "fit_pretext", "key_fields", "make_task", "pretext_losses",
+    "tensor_fingerprint",
+]

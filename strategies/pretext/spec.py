@@ -1,0 +1,36 @@
+"""What determines a pretext model: the task, its options, the optimiser, the backbone, the seed."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class PretextSpec:
+    """Pretext training hyperparameters. Defaults are the official PT4AL values (rotation.py and the
+    README's 15 epochs): batch 256, SGD lr 0.1 / momentum 0.9 / weight decay 5e-4, constant lr (the
+    official milestones never trigger), CIFAR ResNet-18, and the epoch with the best pretext score on
+    the pool itself is kept (``selection: best``; ``final`` keeps the last epoch)."""
+
+    task: str = "rotation"
+    options: dict = field(default_factory=dict)  # task-specific, full and typed (see tasks.py)
+    epochs: int = 15
+    batch_size: int = 256
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    model: str = "resnet18-cifar"
+    model_params: dict = field(default_factory=dict)
+    selection: str = "best"  # best | final
+    seed: int = 0
+
+    def fields(self) -> dict:
+        """Plain-data copy (a cache-key part and a record of what was trained)."""
+        return asdict(self)
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 63-bit seed determined by ``seed`` and ``keys`` (stable across Python processes)."""
+    text = "/".join([str(int(seed))] + [str(k) for k in keys])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1

@@ -1,0 +1,320 @@
+"""The pretext tasks: what the self-supervised network predicts and its per-image loss.
+
+Each task turns a uint8 batch (B, C, H, W) into a per-image loss (B,) and a per-image score (B,,
+higher is better, used to keep the best epoch), in whole-batch tensor operations. The same
+function serves training (random views) and loss extraction (fixed views, eval mode), so the loss
+that ranks the pool is the loss the network was trained on, as in the paper's Eq. 1.
+
+- ``rotation`` (Gidaris et al.; PT4AL's default): 4-way classification of 0/90/180/270 degree
+  rotations; per-image loss = mean cross-entropy over the four rotations.
+- ``colorization`` (Zhang et al.): from the Lab lightness channel, classify each pixel's (a, b)
+  colour into a ``bins`` x ``bins`` grid; per-image loss = mean pixel cross-entropy. Needs RGB.
+- ``jigsaw`` (Noroozi & Favaro): cut the image into a ``grid`` x ``grid`` tile grid, shuffle the
+  tiles by one of ``permutations`` fixed permutations and classify which; per-image loss = mean
+  cross-entropy over ``eval_permutations`` fixed permutations.
+- ``simsiam`` (Chen & He): per-image symmetric negative cosine similarity between the prediction
+  of one augmented view and the (stop-gradient) projection of the other; in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.typed import coerce
+from strategies.pretext.color import rgb_to_lab
+from strategies.pretext.nets import DenseHead, SimSiamNet, backbone
+
+
+class PretextInputError(ValueError):
+    """The pool's images do not suit the pretext task (e.g. colorization of grayscale images)."""
+
+
+class Normalizer:
+    """uint8 batches -> float32 normalised with the dataset's per-channel mean and std (0..1 units)."""
+
+    def __init__(self, mean, std, device: torch.device) -> None:
+        m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        s = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * s)
+        self.shift = -m / s
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() * self.scale + self.shift
+
+
+class PretextTask:
+    """Base class; ``options`` maps each task-specific option to (type, default)."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, tuple[Any, Any]]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        self.opts = {k: options.get(k, d) for k, (_, d) in self.options.items()}
+
+    @classmethod
+    def resolve_options(cls, options: dict | None, path: str) -> dict:
+        """The full, typed option mapping (defaults filled in); ConfigError on a bad one."""
+        options = dict(options or {})
+        out = {}
+        for key, value in options.items():
+            if key not in cls.options:
+                known = ", ".join(cls.options) or "none"
+                raise ConfigError(f"{path}.{key}", f"unknown option for pretext task {cls.name!r}",
+                                  f"remove it; known options: {known}")
+            out[key] = coerce(cls.options[key][0], value, f"{path}.{key}")
+        full = {k: out.get(k, d) for k, (_, d) in cls.options.items()}
+        cls.check_options(full, path)
+        return full
+
+    @classmethod
+    def check_options(cls, opts: dict, path: str) -> None:
+        """Range checks on the full options."""
+
+    def check_images(self, channels: int, image_size: tuple[int, int]) -> None:
+        """Raise :class:`PretextInputError` when the task cannot run on such images."""
+
+    def build(self, model: str, model_params: dict | None, channels: int, image_size: tuple[int, int]) -> nn.Module:
+        """A fresh network for this task (draws from torch's global RNG)."""
+        raise NotImplementedError
+
+    def losses(self, net: nn.Module, x: torch.Tensor, *, norm: Normalizer, generator: torch.Generator,
+               train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-image loss (B,), per-image score (B,), higher is better) for a uint8 batch ``x``.
+
+        ``train`` picks training views (random) or the fixed extraction views; the network's mode
+        is the caller's. ``generator`` (on ``x``'s device) feeds any random view.
+        """
+        raise NotImplementedError
+
+
+def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), target, reduction="none")
+
+
+class Rotation(PretextTask):
+    name = "rotation"
+
+    def check_images(self, channels, image_size):
+        if image_size[0] != image_size[1]:
+            raise PretextInputError(f"pretext task 'rotation' needs square images, got {image_size}; "
+                                    "use pretext_task colorization or jigsaw for this dataset")
+
+    def build(self, model, model_params, channels, image_size):
+        return backbone(model, model_params, outputs=4, in_channels=channels, image_size=image_size)
+
+    def losses(self, net, x, *, norm, generator, train):
+        xf = norm(x)
+        b = x.shape[0]
+        rots = torch.stack([torch.rot90(xf, k, dims=(2, 3)) for k in range(4)])  # (4, B, C, H, W)
+        rows = torch.arange(b, device=x.device)
+        if train:
+            # four forwards, each image in a random one of its rotations per forward, as the official
+            # loader shuffles them: a forward of one rotation only would let BatchNorm's batch
+            # statistics give the label away (near-chance accuracy in eval mode)
+            slots = torch.argsort(torch.rand(b, 4, device=x.device, generator=generator), dim=1)
+        else:
+            slots = torch.arange(4, device=x.device).expand(b, 4)
+        loss = torch.zeros(b, device=x.device)
+        correct = torch.zeros(b, device=x.device)
+        for j in range(4):
+            k = slots[:, j]
+            logits = net(rots[k, rows]).logits
+            loss += _ce(logits, k)
+            correct += (logits.argmax(dim=1) == k).float()
+        return loss / 4.0, correct / 4.0
+
+
+class Colorization(PretextTask):
+    name = "colorization"
+    options = {"bins": (int, 10), "hidden": (int, 64)}
+    AB_RANGE = 110.0  # |a|, |b| of sRGB colours stay within this
+
+    @classmethod
+    def check_options(cls, opts, path):
+        if opts["bins"] < 2:
+            raise ConfigError(f"{path}.bins", "must be >= 2", f"set {path}.bins to e.g. 10", opts["bins"])
+        if opts["hidden"] < 1:
+            raise ConfigError(f"{path}.hidden", "must be >= 1", f"set {path}.hidden to e.g. 64", opts["hidden"])
+
+    def check_images(self, channels, image_size):
+        if channels != 3:
+            raise PretextInputError(
+                f"pretext task 'colorization' needs RGB images, but the pool has {channels} channel(s); "
+                "use pretext_task rotation, jigsaw or simsiam for this dataset")
+
+    def build(self, model, model_params, channels, image_size):
+        net = backbone(model, model_params, outputs=1, in_channels=1, image_size=image_size)
+        return DenseHead(net, self.opts["bins"] ** 2, self.opts["hidden"])
+
+    def target(self, lab: torch.Tensor) -> torch.Tensor:
+        """(B, H, W) class of each pixel's (a, b) cell in the bins x bins grid."""
+        bins, r = self.opts["bins"], self.AB_RANGE
+        q = ((lab[:, 1:] + r) * (bins / (2 * r))).floor().long().clamp(0, bins - 1)
+        return q[:, 0] * bins + q[:, 1]
+
+    def losses(self, net, x, *, norm, generator, train):
+        lab = rgb_to_lab(x.float() / 255.0)
+        light = lab[:, :1] / 50.0 - 1.0  # L in [0, 100] -> [-1, 1]
+        logits = net(light)
+        target = self.target(lab)
+        per_pixel = F.cross_entropy(logits.float(), target, reduction="none")
+        hit = (logits.argmax(dim=1) == target).float()
+        return per_pixel.flatten(1).mean(1), hit.flatten(1).mean(1)
+
+
+def jigsaw_permutations(tiles: int, count: int) -> np.ndarray:
+    """(count, tiles) fixed permutations of ``tiles`` tile positions; row 0 is the identity.
+
+    All of them in lexicographic order when ``count`` is ``tiles!``; otherwise the maximal-Hamming
+    set of Noroozi & Favaro, grown greedily from the identity (ties to the first candidate), over all
+    permutations (up to 9 tiles) or 50,000 seeded random ones (more tiles). Deterministic.
+    """
+    total = math.factorial(tiles)
+    if count == total and tiles <= 9:
+        return np.array(list(itertools.permutations(range(tiles))), dtype=np.int64)
+    if tiles <= 9:
+        cand = np.array(list(itertools.permutations(range(tiles))), dtype=np.int8)
+    else:
+        rng = np.random.default_rng(0)
+        cand = np.stack([np.arange(tiles)] + [rng.permutation(tiles) for _ in range(50_000)]).astype(np.int8)
+    chosen = [0]
+    dmin = (cand != cand[0]).sum(1)
+    for _ in range(count - 1):
+        j = int(np.argmax(dmin))
+        chosen.append(j)
+        dmin = np.minimum(dmin, (cand != cand[j]).sum(1))
+    return cand[chosen].astype(np.int64)
+
+
+class Jigsaw(PretextTask):
+    name = "jigsaw"
+    options = {"grid": (int, 2), "permutations": (int, 24), "eval_permutations": (int, 8)}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        g = self.opts["grid"]
+        self.perms = torch.from_numpy(jigsaw_permutations(g * g, self.opts["permutations"]))
+        p, e = self.opts["permutations"], self.opts["eval_permutations"]
+        # evenly spaced through the set, so the identity (row 0) is always among them
+        self.eval_perms = torch.from_numpy(np.unique(np.round(np.linspace(0, p - 1, e)).astype(np.int64)))
+
+    @classmethod
+    def check_options(cls, opts, path):
+        g, p, e = opts["grid"], opts["permutations"], opts["eval_permutations"]
+        if not 2 <= g <= 4:
+            raise ConfigError(f"{path}.grid", "must be 2, 3 or 4", f"set {path}.grid to 2 (2x2 tiles) or 3", g)
+        top = min(math.factorial(g * g), 1000)
+        if not 2 <= p <= top:
+            raise ConfigError(f"{path}.permutations", f"must be in 2..{top} for a {g}x{g} grid",
+                              f"set {path}.permutations to e.g. {min(top, 24 if g == 2 else 100)}", p)
+        if not 1 <= e <= p:
+            raise ConfigError(f"{path}.eval_permutations", f"must be in 1..{p} (the permutations)",
+                              f"set {path}.eval_permutations to e.g. {min(p, 8)}", e)
+
+    def check_images(self, channels, image_size):
+        g = self.opts["grid"]
+        if min(image_size) < 2 * g:
+            raise PretextInputError(f"jigsaw with a {g}x{g} grid needs images of at least {2 * g} pixels a side, "
+                                    f"got {image_size}; lower pretext_options.grid")
+
+    def build(self, model, model_params, channels, image_size):
+        return backbone(model, model_params, outputs=self.opts["permutations"], in_channels=channels,
+                        image_size=image_size)
+
+    def shuffle(self, x: torch.Tensor, perm_index: torch.Tensor) -> torch.Tensor:
+        """Each image's tiles rearranged by its permutation: position j gets tile ``perm[j]``.
+
+        The image is cropped to a multiple of the grid (bottom/right remainder dropped).
+        """
+        g = self.opts["grid"]
+        b, c, h, w = x.shape
+        th, tw = h // g, w // g
+        tiles = x[:, :, :g * th, :g * tw].reshape(b, c, g, th, g, tw).permute(0, 2, 4, 1, 3, 5).reshape(
+            b, g * g, c, th, tw)
+        order = self.perms.to(x.device)[perm_index]  # (b, g*g)
+        shuffled = tiles[torch.arange(b, device=x.device)[:, None], order]
+        return shuffled.reshape(b, g, g, c, th, tw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, g * th, g * tw)
+
+    def losses(self, net, x, *, norm, generator, train):
+        xf = norm(x)
+        b = x.shape[0]
+        if train:
+            idx = torch.randint(0, self.opts["permutations"], (b,), device=x.device, generator=generator)
+            logits = net(self.shuffle(xf, idx)).logits
+            return _ce(logits, idx), (logits.argmax(1) == idx).float()
+        loss = torch.zeros(b, device=x.device)
+        correct = torch.zeros(b, device=x.device)
+        for p in self.eval_perms.tolist():
+            idx = torch.full((b,), p, dtype=torch.long, device=x.device)
+            logits = net(self.shuffle(xf, idx)).logits
+            loss += _ce(logits, idx)
+            correct += (logits.argmax(1) == idx).float()
+        n = len(self.eval_perms)
+        return loss / n, correct / n
+
+
+class SimSiam(PretextTask):
+    name = "simsiam"
+    options = {"dim": (int, 128), "pred_dim": (int, 32), "hflip": (bool, True), "jitter": (float, 0.4)}
+
+    @classmethod
+    def check_options(cls, opts, path):
+        for key in ("dim", "pred_dim"):
+            if opts[key] < 1:
+                raise ConfigError(f"{path}.{key}", "must be >= 1", f"set {path}.{key} to e.g. 128", opts[key])
+        if not 0 <= opts["jitter"] < 1:
+            raise ConfigError(f"{path}.jitter", "must be in [0, 1)", f"set {path}.jitter to e.g. 0.4", opts["jitter"])
+
+    def build(self, model, model_params, channels, image_size):
+        net = backbone(model, model_params, outputs=1, in_channels=channels, image_size=image_size)
+        return SimSiamNet(net, self.opts["dim"], self.opts["pred_dim"])
+
+    def view(self, x: torch.Tensor, norm: Normalizer, generator: torch.Generator) -> torch.Tensor:
+        """One random view per image: shifted crop (zero padding of 1/8 the side), optional flip,
+        brightness and contrast jitter; all draws batched."""
+        b, c, h, w = x.shape
+        dev = x.device
+        p = max(1, min(h, w) // 8)
+        xf = x.float() / 255.0
+        padded = F.pad(xf, (p, p, p, p))
+        oy = torch.randint(0, 2 * p + 1, (b,), device=dev, generator=generator)
+        ox = torch.randint(0, 2 * p + 1, (b,), device=dev, generator=generator)
+        rows = (oy[:, None] + torch.arange(h, device=dev)[None]).view(b, 1, h, 1).expand(b, c, h, w + 2 * p)
+        cols = (ox[:, None] + torch.arange(w, device=dev)[None]).view(b, 1, 1, w).expand(b, c, h, w)
+        xf = padded.gather(2, rows).gather(3, cols)
+        if self.opts["hflip"]:
+            flip = torch.rand(b, device=dev, generator=generator) < 0.5
+            xf = torch.where(flip.view(-1, 1, 1, 1), xf.flip(3), xf)
+        j = self.opts["jitter"]
+        if j > 0:
+            bright = 1.0 + (torch.rand(b, 1, 1, 1, device=dev, generator=generator) * 2 - 1) * j
+            contrast = 1.0 + (torch.rand(b, 1, 1, 1, device=dev, generator=generator) * 2 - 1) * j
+            mean = xf.mean(dim=(1, 2, 3), keepdim=True)
+            xf = ((xf - mean) * contrast + mean) * bright
+        return norm(xf.clamp(0.0, 1.0) * 255.0)
+
+    def losses(self, net, x, *, norm, generator, train):
+        z1, p1 = net(self.view(x, norm, generator))
+        z2, p2 = net(self.view(x, norm, generator))
+        cos = (F.cosine_similarity(p1.float(), z2.detach().float(), dim=1)
+               + F.cosine_similarity(p2.float(), z1.detach().float(), dim=1)) / 2.0
+        return -cos, cos
+
+
+TASKS: dict[str, type[PretextTask]] = {t.name: t for t in (Rotation, Colorization, Jigsaw, SimSiam)}
+
+
+def make_task(name: str, options: dict | None = None, path: str = "params.pretext_options") -> PretextTask:
+    """The pretext task ``name`` with validated options."""
+    if name not in TASKS:
+        raise ConfigError("params.pretext_task", "unknown pretext task", f"use one of {', '.join(TASKS)}", name)
+    cls = TASKS[name]
+    return cls(**cls.resolve_options(options, path))

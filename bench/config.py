@@ -425,6 +425,20 @@ def _check_registries(cfg: Config) -> None:
             if q not in known:
                 raise ConfigError(f"strategies[{i}].quirks", f"{st.name!r} has no quirk {q!r}",
                                   f"use some of: {', '.join(known) or '(none: this strategy has no quirks)'}", q)
+    from bench.data.registry import get_dataset
+    from models.registry import model_entry
+
+    for i, ds in enumerate(cfg.datasets):  # every strategy and the model must support each dataset's task
+        task = get_dataset(ds.name).task
+        for j, st in enumerate(cfg.strategies):
+            tasks = get_strategy(st.name).tasks
+            if task not in tasks:
+                raise ConfigError(f"strategies[{j}].name", f"strategy {st.name!r} does not apply to {task} "
+                                  f"(dataset {ds.name!r}); it supports {', '.join(sorted(tasks))}",
+                                  "remove it from this sweep or pick a strategy listed for that task", st.name)
+        if task not in model_entry(cfg.model.name).tasks:
+            raise ConfigError("model.name", f"model {cfg.model.name!r} does not do {task} (dataset {ds.name!r})",
+                              "pick a model for that task (albench list models)", cfg.model.name)
 
 
 def validate_environment(cfg: Config) -> None:

@@ -192,6 +192,7 @@ class SlurmConfig:
     max_requeues: int = 3
     signal_delay_s: int = 120
     additional: dict = field(default_factory=dict)  # extra sbatch arguments, e.g. {exclude: node7}
+    wait: bool = True  # wait for the jobs and print the summary; false: submit, return, see 'albench status'
 
     def check(self, path: str) -> None:
         for key in ("time_min", "cpus_per_task", "array_parallelism"):

@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the summary table of a sweep")
     show.add_argument("results_dir")
+
+    status = sub.add_parser("status", help="show each run as done, running, pending or failed (records + Slurm)")
+    status.add_argument("results_dir")
+    status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
     return p
 
 
@@ -115,7 +119,13 @@ def _cmd_show(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show}
+def _cmd_status(args) -> int:
+    from bench.status import status_command
+
+    return status_command(Path(args.results_dir), lines=args.lines)
+
+
+COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "status": _cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,312 @@
+"""Where each run of a sweep stands (done, running, pending, failed), from its records and Slurm.
+
+A run's own ``status.json`` says complete / running / failed. What it cannot say is whether a
+"running" run is still alive, or whether a run that has no folder yet is waiting in Slurm's queue:
+for that the Slurm executor keeps a ledger of its submissions (``<sweep>/.slurm/submissions.jsonl``,
+one JSON object per submitted run: run folder, job id, job name, submitit folder), and this module
+asks Slurm (``squeue`` for live jobs, ``sacct`` for finished ones) about the latest job of each run.
+A job is matched by id *and* name (the name carries a per-submission token), so a restarted cluster
+that reuses job ids is never mistaken for ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.records import read_cycles, read_status
+
+LEDGER_DIR = ".slurm"
+LEDGER = "submissions.jsonl"
+STATES = ("done", "running", "pending", "failed")
+# squeue states of a job waiting to (re)start; every other state squeue lists is a live allocation
+WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+SLURM_TIMEOUT_S = 60
+
+
+class SlurmQueryError(RuntimeError):
+    """squeue/sacct could not be run or did not answer."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the submission ledger
+
+
+def ledger_path(sweep_dir: str | Path) -> Path:
+    return Path(sweep_dir) / LEDGER_DIR / LEDGER
+
+
+def append_ledger(sweep_dir: str | Path, entries: list[dict]) -> None:
+    """Record submitted runs (one JSON line each: run_id, run_dir, job_id, job_name, folder, submitted)."""
+    path = ledger_path(sweep_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
+    with open(path, "a") as fh:  # one write: concurrent submitters do not interleave lines
+        fh.write(text)
+
+
+def read_ledgers(root: str | Path) -> dict[Path, dict]:
+    """The latest ledger entry of every run folder under ``root`` (keyed by resolved run folder)."""
+    root = Path(root)
+    paths = [p for p in root.rglob(LEDGER) if p.parent.name == LEDGER_DIR]
+    for parent in [root, *root.parents][:4]:  # root may be a run folder inside a sweep
+        cand = ledger_path(parent)
+        if cand.is_file() and cand not in paths:
+            paths.append(cand)
+    latest: dict[Path, dict] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a crashed submitter
+            run_dir = Path(entry["run_dir"]).resolve()
+            if run_dir != root.resolve() and root.resolve() not in run_dir.parents:
+                continue
+            if run_dir not in latest or entry.get("submitted", 0) >= latest[run_dir].get("submitted", 0):
+                latest[run_dir] = entry
+    return latest
+
+
+# ---------------------------------------------------------------------------------------------
+# asking Slurm
+
+
+def slurm_available() -> bool:
+    return shutil.which("squeue") is not None and shutil.which("sacct") is not None
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SLURM_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SlurmQueryError(f"{cmd[0]}: {exc}") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()] or [f"exit {proc.returncode}"]
+        raise SlurmQueryError(f"{cmd[0]}: {lines[-1].strip()}")
+    return proc.stdout
+
+
+def live_jobs() -> dict[str, dict]:
+    """{job id ('12' or '12_3'): {'state', 'name'}} of this user's jobs that Slurm still holds."""
+    out = _run(["squeue", "--me", "-h", "-r", "-o", "%i|%T|%j"])
+    jobs = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|", 2)
+        if len(parts) == 3:
+            jobs[parts[0]] = {"state": parts[1], "name": parts[2]}
+    return jobs
+
+
+def finished_jobs(job_ids: list[str]) -> dict[str, dict]:
+    """{job id: {'state', 'name', 'exit_code'}} from accounting, for jobs (or array tasks) it knows."""
+    bases = sorted({j.split("_")[0] for j in job_ids})
+    if not bases:
+        return {}
+    out = _run(["sacct", "-X", "-P", "-o", "JobID,JobName,State,ExitCode", "-j", ",".join(bases)])
+    jobs = {}
+    lines = out.splitlines()
+    for line in lines[1:]:
+        parts = line.strip().split("|")
+        if len(parts) != 4 or "[" in parts[0]:
+            continue  # array tasks not started yet are listed as 12_[3-5]; squeue covers those
+        jobs[parts[0]] = {"name": parts[1], "state": parts[2].split(" ")[0], "exit_code": parts[3]}
+    return jobs
+
+
+def slurm_job_states(entries: list[dict]) -> dict[str, dict] | None:
+    """{job id: {'state', 'alive'}} for the ledger entries whose job Slurm knows under the same name;
+    None when Slurm cannot be asked from here."""
+    if not entries or not slurm_available():
+        return None
+    try:
+        live = live_jobs()
+        need = [e["job_id"] for e in entries if e["job_id"] not in live]
+        done = finished_jobs(need) if need else {}
+    except SlurmQueryError:
+        return None
+    states = {}
+    for e in entries:
+        jid, name = e["job_id"], e.get("job_name")
+        if jid in live and (name is None or live[jid]["name"] == name):
+            states[jid] = {"state": live[jid]["state"], "alive": True}
+        elif jid in done and (name is None or done[jid]["name"] == name):
+            states[jid] = {"state": done[jid]["state"], "alive": False, "exit_code": done[jid]["exit_code"]}
+    return states
+
+
+# ---------------------------------------------------------------------------------------------
+# one status per run
+
+
+@dataclass
+class RunStatus:
+    run_id: str
+    run_dir: Path
+    state: str  # done | running | pending | failed
+    detail: str
+    job_id: str | None = None
+    logs: dict[str, list[str]] = field(default_factory=dict)  # failed runs: source -> last lines
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
+
+
+def _run_id(run_dir: Path, entry: dict | None) -> str:
+    if entry and entry.get("run_id"):
+        return entry["run_id"]
+    try:
+        ident = json.loads((run_dir / "run.json").read_text())
+        return f"{ident['dataset']}/{ident['strategy']}/seed-{ident['seed']}"
+    except (OSError, ValueError, KeyError):
+        return "/".join(run_dir.parts[-3:])
+
+
+def _cycles_total(run_dir: Path) -> int | None:
+    try:
+        return int(yaml.safe_load((run_dir / "config.yaml").read_text())["al"]["cycles"])
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
+def _progress(run_dir: Path) -> str:
+    rows = read_cycles(run_dir)
+    total = _cycles_total(run_dir)
+    return f"{len(rows)}/{total if total is not None else '?'} cycles"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stderr_path(entry: dict) -> Path | None:
+    try:
+        from submitit.core.utils import JobPaths
+
+        return JobPaths(entry["folder"], job_id=entry["job_id"], task_id=0).stderr
+    except (KeyError, ImportError):
+        return None
+
+
+def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None, lines: int = 10) -> RunStatus:
+    """The state of one run from its status.json, its latest submission and Slurm's answer."""
+    st = read_status(run_dir) or {}
+    rec = st.get("state")
+    rid = _run_id(run_dir, entry)
+    if rec == "complete":
+        rows = read_cycles(run_dir)
+        last = rows[-1] if rows else {}
+        value = f", final {last.get('metric', 'metric')} {100 * last['value']:.2f}%" if last.get("value") is not None else ""
+        return RunStatus(rid, run_dir, "done", f"{len(rows)} cycles{value}")
+
+    job_id = entry["job_id"] if entry else None
+    if job_id is None and st.get("slurm_job_id"):  # started by a submission this ledger does not hold
+        job_id = st["slurm_job_id"] + (f"_{st['slurm_task_id']}" if st.get("slurm_task_id") else "")
+    job = (slurm or {}).get(job_id) if job_id else None
+    progress = _progress(run_dir) if run_dir.exists() else "not started"
+
+    if job is not None and job["alive"]:
+        where = f"Slurm job {job_id} {job['state']}"
+        if job["state"] in WAITING:
+            again = " (requeued; resumes from its checkpoint)" if (run_dir / "checkpoint.pt").exists() else ""
+            return RunStatus(rid, run_dir, "pending", f"{progress}, {where}{again}", job_id)
+        return RunStatus(rid, run_dir, "running", f"{progress}, {where}", job_id)
+
+    failed = None
+    if job is not None:  # Slurm says the job is over, yet the run is not complete
+        failed = f"Slurm job {job_id} ended {job['state']} (exit {job.get('exit_code', '?')})"
+        if rec == "failed" and st.get("error"):
+            failed += f": {st['error']}"
+    elif rec == "failed":
+        failed = st.get("error") or "failed"
+    elif job_id is not None and slurm is not None:
+        failed = f"Slurm has no job {job_id} under this sweep's job name (cancelled before it started, or purged)"
+    elif job_id is not None:  # Slurm cannot be asked from here: the records are all we have
+        state = "running" if rec == "running" else "pending"
+        return RunStatus(rid, run_dir, state, f"{progress}, Slurm job {job_id} (Slurm not reachable here; "
+                         "state from the records)", job_id)
+    elif rec == "running":
+        host, pid = st.get("host"), st.get("pid")
+        if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+            failed = f"process {pid} on {host} ended without finishing (killed?); rerun the sweep to resume"
+        else:
+            where = f"pid {pid} on {host}" + ("" if host == socket.gethostname() else ", not checked from here")
+            return RunStatus(rid, run_dir, "running", f"{progress}, {where}")
+    else:
+        failed = "no status record"
+
+    logs = {}
+    tail = _tail(run_dir / "run.log", lines)
+    if tail:
+        logs[str(run_dir / "run.log")] = tail
+    err = _stderr_path(entry) if entry else None
+    if err is not None:
+        tail = _tail(err, lines)
+        if tail:
+            logs[str(err)] = tail
+    return RunStatus(rid, run_dir, "failed", f"{progress}, {failed}", job_id, logs)
+
+
+def sweep_status(root: str | Path, lines: int = 10) -> tuple[list[RunStatus], bool | None]:
+    """(status of every run under ``root``, whether Slurm answered: None when no run was submitted to it)."""
+    root = Path(root)
+    ledger = read_ledgers(root)
+    dirs = {p.parent.resolve() for name in ("run.json", "status.json") for p in root.rglob(name)
+            if LEDGER_DIR not in p.parts}
+    dirs |= set(ledger)
+    slurm = slurm_job_states(list(ledger.values())) if ledger else None
+    answered = None if not ledger else slurm is not None
+    out = [run_status(d, ledger.get(d), slurm, lines) for d in sorted(dirs)]
+    return out, answered
+
+
+def format_status(statuses: list[RunStatus], answered: bool | None) -> str:
+    """A table: one line per run (state, run, detail), then the last log lines of each failed run."""
+    if not statuses:
+        return "no runs found"
+    counts = {s: sum(1 for r in statuses if r.state == s) for s in STATES}
+    head = f"{len(statuses)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES)
+    if answered is False:
+        head += " (Slurm did not answer from here: states of submitted runs come from their records)"
+    width = max(len(r.run_id) for r in statuses)
+    lines = [head] + [f"{r.state:<8} {r.run_id:<{width}}  {r.detail}" for r in statuses]
+    for r in statuses:
+        for source, tail in r.logs.items():
+            lines.append(f"\n--- {r.run_id}: last lines of {source}")
+            lines.extend(f"    {ln}" for ln in tail)
+    return "\n".join(lines)
+
+
+def status_command(root: str | Path, lines: int = 10) -> int:
+    """``albench status``: print the table; returns 1 when a run failed, else 0."""
+    from bench.errors import ConfigError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart",
+                          str(root))
+    statuses, answered = sweep_status(root, lines)
+    if not statuses:
+        raise ConfigError("RESULTS_DIR", "holds no albench runs or Slurm submissions",
+                          "pass a sweep folder such as results/quickstart", str(root))
+    print(format_status(statuses, answered))
+    return 1 if any(r.state == "failed" for r in statuses) else 0
+

@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show each run as done, running, pending or failed (records + Slurm)")
     status.add_argument("results_dir")
     status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
+
+    from bench.reports.cli import add_parsers  # report, verify
+
+    add_parsers(sub)
     return p
 
 
@@ -125,7 +129,20 @@ def _cmd_status(args) -> int:
     return status_command(Path(args.results_dir), lines=args.lines)
 
 
-COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "status": _cmd_status}
+def _cmd_report(args) -> int:
+    from bench.reports.cli import cmd_report
+
+    return cmd_report(args)
+
+
+def _cmd_verify(args) -> int:
+    from bench.reports.cli import cmd_verify
+
+    return cmd_verify(args)
+
+
+COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "status": _cmd_status, "report": _cmd_report,
+            "verify": _cmd_verify}
 
 
 def main(argv: list[str] | None = None) -> int:

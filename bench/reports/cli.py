@@ -1,0 +1,103 @@
+"""The ``report`` and ``verify`` subcommands (parsers and handlers; ``bench/cli.py`` wires them in).
+
+Exit codes: ``report`` 0 when written (a partial sweep is reported, its missing runs listed), 2 on
+bad input. ``verify`` 1 when any check fails; 0 when at least one passes and none fails; 2 on bad
+input, including when nothing in the results folder is comparable with the reference (every check
+refused, missing or short of seeds), so a script never mistakes "checked nothing" for success.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path
+
+from bench.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_parsers(sub) -> None:
+    """Add ``report`` and ``verify`` to the ``albench`` subparsers."""
+    rep = sub.add_parser("report", help="write figures (PNG, PDF) and tables (Markdown, LaTeX, CSV) of a results "
+                                        "folder")
+    rep.add_argument("results_dir", help="a sweep folder (or an output root holding several sweeps)")
+    rep.add_argument("--out", help="report folder (default: RESULTS_DIR/report)")
+    rep.add_argument("--config", help="the sweep config, so runs that never started are listed as missing")
+    rep.add_argument("--tsne-points", type=int, default=3000, help="points per t-SNE panel (default 3000)")
+    rep.add_argument("--tsne-threads", type=int, default=1,
+                     help="threads for t-SNE (default 1, fastest on a shared machine; 0: library default)")
+    rep.add_argument("--quiet", action="store_true", help="print only where the report is")
+
+    ver = sub.add_parser("verify", help="compare a results folder with a paper's reported numbers")
+    ver.add_argument("results_dir")
+    ver.add_argument("--reference", required=True, help="reference YAML, e.g. results/reference/pt4al-eccv2022.yaml")
+    ver.add_argument("--only", action="append", default=[], metavar="ID_GLOB",
+                     help="check only ids matching this glob, e.g. 'table1-*' (repeatable)")
+
+
+def _expected(config: str) -> list[tuple[str, str, str, int]]:
+    from bench.config import load_config
+    from bench.plan import make_plan
+
+    cfg = load_config(config, [])
+    return [(rc.sweep, rc.dataset.name, rc.strategy.key, rc.seed) for rc in make_plan(cfg)]
+
+
+def cmd_report(args) -> int:
+    from bench.reports.report import build_report
+
+    root = Path(args.results_dir)
+    if not root.is_dir():
+        raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart", str(root))
+    if args.tsne_points < 10:
+        raise ConfigError("--tsne-points", "must be at least 10", "use e.g. --tsne-points 3000", args.tsne_points)
+    if args.tsne_threads < 0:
+        raise ConfigError("--tsne-threads", "must be >= 0", "use 1, or 0 for the library default", args.tsne_threads)
+    out = Path(args.out) if args.out else root / "report"
+    expected = _expected(args.config) if args.config else None
+    log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
+    index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
+                         tsne_threads=args.tsne_threads or None, log=log)
+    n_fig = sum(a.kind == "figure" for a in index.artefacts)
+    n_tab = sum(a.kind == "table" for a in index.artefacts)
+    if index.missing:
+        print(f"albench: partial sweep: {len(index.missing)} run(s) absent or unfinished:", file=sys.stderr)
+        for m in index.missing[:20]:
+            print(f"  {m.line()}", file=sys.stderr)
+        if len(index.missing) > 20:
+            print(f"  ... and {len(index.missing) - 20} more (see the index)", file=sys.stderr)
+    for s in index.skipped:
+        print(f"albench: skipped {s.what} ({s.dataset}): {s.reason}", file=sys.stderr)
+    print(f"albench: {n_fig} figure(s), {n_tab} table(s); index: {out / 'index.md'}", file=sys.stderr)
+    print(out / "index.md")
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from bench.reports.data import load_sweep_runs
+    from bench.reports.verify import FAIL, PASS, format_outcome, format_summary, load_reference, verify
+
+    meta, checks = load_reference(args.reference)
+    if args.only:
+        checks = [c for c in checks if any(fnmatch.fnmatchcase(c.id, pat) for pat in args.only)]
+        if not checks:
+            raise ConfigError("--only", "matches no check id", "list the ids in the reference file", args.only)
+    sweep = load_sweep_runs(args.results_dir)
+    outcomes = verify(sweep, checks)
+    print(f"reference: {meta.get('paper') or meta.get('name') or args.reference} ({len(checks)} checks)")
+    print(f"results:   {args.results_dir} ({len(sweep.runs)} runs)")
+    print()
+    for o in outcomes:
+        print(format_outcome(o))
+    print()
+    print(format_summary(outcomes))
+    statuses = {o.status for o in outcomes}
+    if FAIL in statuses:
+        return EXIT_FAILED
+    if PASS in statuses:
+        return EXIT_OK
+    print("albench: error: nothing to verify: no run under RESULTS_DIR is comparable with any reference number "
+          "(see the reasons above); fix: run the sweep the reference describes, or pass --only for the checks "
+          "you ran", file=sys.stderr)
+    return EXIT_BAD_INPUT

@@ -1,0 +1,270 @@
+"""What a report reads: every run under a results folder, its state, and which runs are missing.
+
+A report works from partial sweeps. Each run's finished cycles are final once written (the engine
+rewrites cycles.csv atomically and never changes a finished row), so curves use every finished
+cycle of every run; whole-run quantities (AUBC, wall-clock, t-SNE, class counts) use complete runs
+only. :func:`find_missing` lists the runs a report could not use in full.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import RecordError
+from bench.records import PHASE_COLUMNS, find_runs, load_run, read_artifact, read_queries
+
+SEED_COLUMNS = ["series", "seed"]
+
+
+@dataclass
+class Run:
+    """One run folder as a report sees it (identity, status, resolved config, environment, cycles)."""
+
+    dir: Path
+    identity: dict
+    status: dict
+    config: dict
+    env: dict
+    rows: list[dict]
+    series: str = ""  # the name a report shows: the strategy label (prefixed by the sweep when several)
+
+    @property
+    def sweep(self) -> str:
+        return str(self.identity.get("sweep"))
+
+    @property
+    def dataset(self) -> str:
+        return str(self.identity.get("dataset"))
+
+    @property
+    def label(self) -> str:
+        return str(self.identity.get("strategy"))
+
+    @property
+    def strategy_name(self) -> str:
+        return str(self.identity.get("strategy_name") or self.label)
+
+    @property
+    def seed(self) -> int:
+        return int(self.identity.get("seed", -1))
+
+    @property
+    def protocol(self) -> str:
+        return str(self.identity.get("protocol") or "unknown")
+
+    @property
+    def quirks(self) -> list[str]:
+        return list(self.identity.get("quirks") or [])
+
+    @property
+    def flags(self) -> list[str]:
+        return list(self.identity.get("flags") or [])
+
+    @property
+    def metric(self) -> str:
+        m = self.identity.get("metric")
+        if not m and self.rows:
+            m = self.rows[0].get("metric")
+        return str(m or "metric")
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state", "unknown"))
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+    @property
+    def cycles_planned(self) -> int | None:
+        al = self.config.get("al") or {}
+        return int(al["cycles"]) if "cycles" in al else None
+
+    @property
+    def cycles_done(self) -> int:
+        return len(self.rows)
+
+    @property
+    def prepare(self) -> dict:
+        return dict(self.identity.get("prepare") or {})
+
+    def artifact(self, name: str) -> np.ndarray | None:
+        """The run's ``artifacts/<name>.npy`` array, or None when it was not recorded."""
+        return read_artifact(self.dir, name)
+
+    def queries(self) -> dict[int, np.ndarray]:
+        """{cycle: train-set indices queried at that cycle}."""
+        return read_queries(self.dir)
+
+    def scale(self) -> dict[str, Any]:
+        """The size of the experiment, from config.yaml: model, epochs, batch size, AL schedule."""
+        model = self.config.get("model") or {}
+        train = self.config.get("train") or {}
+        al = self.config.get("al") or {}
+        return {"model": model.get("name"), "epochs": train.get("epochs"), "batch_size": train.get("batch_size"),
+                "initial": al.get("initial"), "budget": al.get("budget"), "cycles": al.get("cycles")}
+
+
+def charged_pretext_seconds(recorded: float, prepare: dict) -> tuple[float, bool]:
+    """(pretext seconds to charge the run, whether the charge comes from a cached pretext cost).
+
+    A run whose pretext losses came from the cross-seed cache (run.json ``prepare.pretext_cache`` is
+    ``"hit"``) did not pay for the pretext training; its recorded pretext phase holds the cache read
+    and, when another seed was training the entry at the time, the wait for it. Wall-clock tables
+    charge every run what a single run of the method pays, using ``prepare.pretext_train_seconds``
+    (the cached training's own cost, which PT4AL records even on a hit):
+
+    - with ``prepare.pretext_wait_seconds`` recorded: recorded - wait + train (exact);
+    - without it: max(recorded, train): a wait overlaps the training being waited for, so adding the
+      two would count it twice; the cost of reading the cache (well under a second) is dropped when
+      the training is longer.
+
+    Without a cache hit the recorded time stands (it includes the training).
+    """
+    cache = str(prepare.get("pretext_cache", "")).lower()
+    trained = prepare.get("pretext_train_seconds")
+    if cache == "hit" and isinstance(trained, (int, float)) and np.isfinite(trained):
+        wait = prepare.get("pretext_wait_seconds")
+        if isinstance(wait, (int, float)) and np.isfinite(wait):
+            return max(0.0, float(recorded) - float(wait)) + float(trained), True
+        return max(float(recorded), float(trained)), True
+    return float(recorded), False
+
+
+@dataclass
+class Sweep:
+    """Every run under a results folder, plus the folders that could not be read."""
+
+    root: Path
+    runs: list[Run]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({r.dataset for r in self.runs})
+
+    def runs_of(self, dataset: str) -> list[Run]:
+        return [r for r in self.runs if r.dataset == dataset]
+
+    def cycles(self, dataset: str | None = None) -> pd.DataFrame:
+        """One row per run x finished cycle: identity columns, series, state and the cycles.csv columns.
+
+        ``value`` is the metric as a fraction in [0, 1]; ``seconds_pretext_charged`` adds a cached
+        pretext cost (see :func:`charged_pretext_seconds`) to cycle 0.
+        """
+        recs = []
+        for run in self.runs if dataset is None else self.runs_of(dataset):
+            for row in run.rows:
+                rec = {"sweep": run.sweep, "dataset": run.dataset, "series": run.series, "strategy": run.label,
+                       "strategy_name": run.strategy_name, "seed": run.seed, "protocol": run.protocol,
+                       "quirks": ",".join(run.quirks), "flags": ",".join(run.flags), "state": run.state,
+                       "complete": run.complete, "cycles_planned": run.cycles_planned, "run_dir": str(run.dir),
+                       **row}
+                pre, cached = float(row.get("seconds_pretext") or 0.0), False
+                if int(row.get("cycle", -1)) == 0:
+                    pre, cached = charged_pretext_seconds(pre, run.prepare)
+                rec["seconds_pretext_charged"] = pre
+                rec["pretext_cached"] = cached
+                recs.append(rec)
+        df = pd.DataFrame.from_records(recs)
+        if df.empty:
+            return df
+        return df.sort_values(["dataset", "series", "seed", "cycle"], kind="stable").reset_index(drop=True)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def load_sweep_runs(root: str | Path) -> Sweep:
+    """Every run folder under ``root`` (a run, a sweep, or an output root holding several sweeps).
+
+    Raises RecordError when ``root`` does not exist or holds no run at all. Series names are the
+    strategy labels, prefixed by ``<sweep>/`` when the folder holds more than one sweep.
+    """
+    root = Path(root)
+    dirs = find_runs(root)
+    if not dirs:
+        raise RecordError(f"{root}: holds no albench runs (no run.json below it); pass a sweep folder such as "
+                          "results/quickstart")
+    runs, bad = [], []
+    for d in dirs:
+        try:
+            raw = load_run(d)
+        except (OSError, ValueError) as exc:  # a torn or hand-edited file: report it, keep going
+            bad.append((d, f"{type(exc).__name__}: {exc}"))
+            continue
+        runs.append(Run(dir=d, identity=raw["identity"], status=raw["status"], config=raw["config"] or {},
+                        env=_read_json(d / "env.json"), rows=raw["rows"]))
+    sweeps = {r.sweep for r in runs}
+    for r in runs:
+        r.series = f"{r.sweep}/{r.label}" if len(sweeps) > 1 else r.label
+    return Sweep(root=root, runs=runs, unreadable=bad)
+
+
+@dataclass
+class Missing:
+    """A run a report could not use in full: absent from disk, unfinished, or failed."""
+
+    sweep: str
+    dataset: str
+    strategy: str
+    seed: int
+    state: str  # absent | running | failed | unknown
+    cycles_done: int = 0
+    cycles_planned: int | None = None
+    note: str = ""
+
+    def line(self) -> str:
+        where = f"{self.sweep}/{self.dataset}/{self.strategy}/seed-{self.seed}"
+        if self.state == "absent":
+            return f"{where}: absent (no run folder)"
+        planned = "?" if self.cycles_planned is None else str(self.cycles_planned)
+        text = f"{where}: {self.state}, {self.cycles_done}/{planned} cycles recorded"
+        return f"{text}; {self.note}" if self.note else text
+
+
+def find_missing(sweep: Sweep, expected: list[tuple[str, str, str, int]] | None = None) -> list[Missing]:
+    """Runs that are absent or not complete.
+
+    ``expected`` lists (sweep, dataset, strategy label, seed) of the planned runs. Without it the
+    plan is inferred per sweep as every dataset x strategy x seed that appears in that sweep, so a
+    strategy none of whose runs has started cannot be noticed: pass the sweep config for that.
+    """
+    present = {(r.sweep, r.dataset, r.label, r.seed): r for r in sweep.runs}
+    if expected is None:
+        expected = []
+        for name in sorted({r.sweep for r in sweep.runs}):
+            mine = [r for r in sweep.runs if r.sweep == name]
+            for ds in sorted({r.dataset for r in mine}):
+                for label in sorted({r.label for r in mine}):
+                    for seed in sorted({r.seed for r in mine}):
+                        expected.append((name, ds, label, seed))
+    out = []
+    for key in sorted(set(expected) | set(present)):
+        run = present.get(key)
+        if run is None:
+            out.append(Missing(*key, state="absent"))
+        elif not run.complete:
+            note = ""
+            if run.state == "failed":
+                note = str(run.status.get("error", "")).splitlines()[0][:200] if run.status.get("error") else ""
+            elif run.state == "running":
+                note = "still running, or interrupted (rerun the sweep to resume)"
+            out.append(Missing(*key, state=run.state, cycles_done=run.cycles_done,
+                               cycles_planned=run.cycles_planned, note=note))
+    return out
+
+
+def phase_columns() -> list[str]:
+    """The per-phase seconds columns of cycles.csv (pretext, train, inference, select, evaluate)."""
+    return list(PHASE_COLUMNS)

@@ -1,0 +1,223 @@
+"""Report figures (matplotlib + seaborn). Each function returns a Figure with its caption drawn under it.
+
+Colours and markers are fixed per strategy by :func:`style_map` so one strategy looks the same in
+every figure of a report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are written to files, never shown; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.reports.output import add_caption  # noqa: E402
+from bench.reports.provenance import display_name  # noqa: E402
+from bench.reports.tables import PHASES, fmt_duration  # noqa: E402
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
+
+
+def style_map(series: list[str]) -> dict[str, dict]:
+    """{series: {'color', 'marker'}}, stable for a given sorted list of series."""
+    names = sorted(series)
+    colors = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
+    return {s: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)]} for i, s in enumerate(names)}
+
+
+def _style():
+    return sns.axes_style("whitegrid")
+
+
+def _legend_outside(ax, **kw) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, fontsize=8, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, caption: str, flagged: set[str],
+                  styles: dict[str, dict]):
+    """Metric (%) vs labeled count, mean ± std band over seeds, one line per strategy (paper Fig. 3/5/6).
+
+    ``curve``: the output of :func:`bench.reports.tables.curve_data`.
+    """
+    with _style():
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        for series, part in curve.groupby("series", sort=True):
+            part = part.sort_values("n_labeled")
+            st = styles[series]
+            x, m = part["n_labeled"].to_numpy(), part["mean"].to_numpy()
+            sd = part["std"].fillna(0).to_numpy()
+            n_min, n_max = int(part["n"].min()), int(part["n"].max())
+            seeds = f"n={n_max}" if n_min == n_max else f"n={n_min}-{n_max}"
+            ax.plot(x, m, color=st["color"], marker=st["marker"], ms=4, lw=1.5,
+                    label=f"{display_name(series, series in flagged)} ({seeds})")
+            ax.fill_between(x, m - sd, m + sd, color=st["color"], alpha=0.15, lw=0)
+        xs = sorted(curve["n_labeled"].unique())
+        if len(xs) <= 12:
+            ax.set_xticks(xs)
+            ax.set_xticklabels([f"{v:,}" for v in xs])
+        ax.set_xlabel("labeled images")
+        ax.set_ylabel(f"test {metric} (%)")
+        ax.set_title(f"{dataset}: test {metric} vs labeled images (mean ± std over seeds)", fontsize=10)
+        _legend_outside(ax, title="strategy (seeds)", title_fontsize=8)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig
+
+
+def spearman_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[str], n_points: int = 1000,
+                    seed: int = 0):
+    """Normalised rank of main-task loss (x) against pretext-task loss (y) (paper Fig. 2).
+
+    ``panels``: one dict per panel with series, seed, main (per-test-image main-task loss), pretext
+    (per-test-image pretext loss), rho (on the full test set). ``n_points`` random images are drawn
+    (generator seeded by ``seed``) for legibility; rho is computed on all of them.
+    """
+    from scipy.stats import rankdata
+
+    n = len(panels)
+    cols = min(3, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    with _style():
+        fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), squeeze=False)
+        for ax, p in zip(axes.flat, panels):
+            main, pre = np.asarray(p["main"], float), np.asarray(p["pretext"], float)
+            rx, ry = rankdata(main) / len(main), rankdata(pre) / len(pre)
+            k = min(n_points, len(main))
+            pick = np.random.default_rng(seed).choice(len(main), size=k, replace=False)
+            ax.scatter(rx[pick], ry[pick], s=4, alpha=0.5, color="tab:blue", lw=0)
+            ax.plot([0, 1], [0, 1], ls="--", lw=0.8, color="0.4")
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_aspect("equal")
+            ax.set_xlabel("main-task loss (normalised rank)")
+            ax.set_ylabel("pretext-task loss (normalised rank)")
+            ax.set_title(f"{display_name(p['series'], p['series'] in flagged)}, seed {p['seed']}\n"
+                         f"ρ = {p['rho']:.3f} on {len(main):,} test images ({k:,} shown)", fontsize=9)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle(f"{dataset}: rank correlation of pretext and main-task test loss", fontsize=10)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig
+
+
+def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged: set[str],
+                              styles: dict[str, dict], class_names: dict | None = None):
+    """Share of each class among each strategy's queried images (grouped bars, mean over seeds).
+
+    ``data``: the output of :func:`bench.reports.tables.class_distribution_data`.
+    """
+    class_names = class_names or {}
+    classes = sorted(data["class"].unique())
+    series = sorted(data["series"].unique())
+    width = 0.8 / max(1, len(series))
+    with _style():
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.55 * len(classes) * max(1, len(series)) ** 0.5 + 2.5), 3.6))
+        x = np.arange(len(classes))
+        for i, s in enumerate(series):
+            part = data[data["series"] == s].set_index("class").reindex(classes)
+            ax.bar(x - 0.4 + width * (i + 0.5), part["fraction"].fillna(0) * 100, width=width,
+                   color=styles[s]["color"], label=display_name(s, s in flagged))
+        ax.axhline(100 / len(classes), ls="--", lw=0.8, color="0.3", label="uniform")
+        ax.set_xticks(x)
+        ax.set_xticklabels([str(class_names.get(c, c)) for c in classes],
+                           rotation=30 if any(len(str(class_names.get(c, c))) > 3 for c in classes) else 0,
+                           ha="right" if any(len(str(class_names.get(c, c))) > 3 for c in classes) else "center")
+        ax.set_xlabel("class")
+        ax.set_ylabel("share of queried images (%)")
+        ax.set_title(f"{dataset}: class distribution of queried images (mean over seeds)", fontsize=10)
+        _legend_outside(ax)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig
+
+
+def aubc_figure(per_run: pd.DataFrame, *, metric: str, dataset: str, caption: str, flagged: set[str],
+                styles: dict[str, dict]):
+    """AUBC per strategy: each seed as a dot, mean ± std as a bar (percent)."""
+    series = sorted(per_run["series"].unique())
+    with _style():
+        fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(series) + 1.4))
+        for i, s in enumerate(series):
+            v = per_run.loc[per_run["series"] == s, "value"].to_numpy()
+            c = styles[s]["color"]
+            ax.scatter(v, np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), s=14, color=c, alpha=0.7, lw=0)
+            sd = v.std(ddof=1) if len(v) > 1 else 0.0
+            ax.errorbar(v.mean(), i, xerr=sd, fmt="|", color=c, ms=14, mew=2, capsize=4, lw=1.5)
+        ax.set_yticks(range(len(series)))
+        ax.set_yticklabels([display_name(s, s in flagged) for s in series])
+        ax.set_ylim(len(series) - 0.5, -0.5)
+        ax.set_xlabel(f"AUBC: mean test {metric} over the labeled budget (%)")
+        ax.set_title(f"{dataset}: area under the budget curve (dots: seeds; bar: mean ± std)", fontsize=10)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig
+
+
+def win_tie_loss_figure(wins: pd.DataFrame, ties: pd.DataFrame, losses: pd.DataFrame, *, dataset: str,
+                        caption: str, flagged: set[str]):
+    """Heatmap of wins - losses of the row strategy against the column strategy, cells annotated W/T/L."""
+    names = [display_name(s, s in flagged) for s in wins.index]
+    net = (wins - losses).astype(float)
+    annot = np.empty(net.shape, dtype=object)
+    for i, a in enumerate(wins.index):
+        for j, b in enumerate(wins.columns):
+            annot[i, j] = "–" if a == b else f"{wins.loc[a, b]}/{ties.loc[a, b]}/{losses.loc[a, b]}"
+    for i in range(len(names)):
+        net.iloc[i, i] = np.nan
+    lim = max(1.0, float(np.nanmax(np.abs(net.to_numpy()))) if net.notna().any().any() else 1.0)
+    size = 1.0 + 0.9 * len(names)
+    with _style():
+        fig, ax = plt.subplots(figsize=(max(5.0, size + 2.2), max(3.2, size)))
+        sns.heatmap(net, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax, square=True,
+                    linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
+                    cbar_kws={"label": "wins − losses (row vs column)"}, annot_kws={"fontsize": 8})
+        ax.set_xlabel("column strategy (B)")
+        ax.set_ylabel("row strategy (A)")
+        ax.set_title(f"{dataset}: wins/ties/losses of A vs B over labeled counts", fontsize=10)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        plt.setp(ax.get_yticklabels(), rotation=0)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig
+
+
+def wallclock_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged: set[str]):
+    """Stacked horizontal bars: mean wall-clock per run by phase; the ratio to Random at each bar's end.
+
+    ``data``: the output of :func:`bench.reports.tables.wallclock_data`.
+    """
+    data = data.sort_values("series")
+    biggest = float(data["total_s"].max()) if not data.empty else 0.0
+    unit, div = ("h", 3600.0) if biggest >= 7200 else (("min", 60.0) if biggest >= 120 else ("s", 1.0))
+    colors = sns.color_palette("Set2", len(PHASES))
+    with _style():
+        fig, ax = plt.subplots(figsize=(6.8, 0.45 * len(data) + 1.6))
+        y = np.arange(len(data))
+        left = np.zeros(len(data))
+        for ph, c in zip(PHASES, colors):
+            v = data[f"{ph}_s"].to_numpy() / div
+            ax.barh(y, v, left=left, color=c, label=ph, height=0.6)
+            left += v
+        for yi, (tot, ratio) in enumerate(zip(data["total_s"], data["ratio_to_random"])):
+            text = fmt_duration(tot) + (f"  (×{ratio:.2f} Random)" if np.isfinite(ratio) else "")
+            ax.text(tot / div, yi, "  " + text, va="center", fontsize=7)
+        ax.set_yticks(y)
+        ax.set_yticklabels([display_name(s, s in flagged) for s in data["series"]])
+        ax.set_ylim(len(data) - 0.5, -0.5)
+        ax.set_xlim(0, biggest / div * 1.45 if biggest > 0 else 1)
+        ax.set_xlabel(f"wall-clock per run ({unit}), mean over complete runs")
+        ax.set_title(f"{dataset}: wall-clock per run by phase", fontsize=10)
+        _legend_outside(ax, title="phase", title_fontsize=8)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig

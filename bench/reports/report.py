@@ -1,0 +1,345 @@
+"""``albench report``: every figure and table of a results folder, plus an index listing them.
+
+Per dataset it writes (figures as PNG + PDF under ``figures/``, tables as Markdown + LaTeX + CSV
+under ``tables/``):
+
+- ``curves-<ds>``: metric vs labeled count, mean ± std over seeds (figure and table; paper Fig. 3/5/6)
+- ``cold-start-<ds>``: first-cycle metric, mean ± std, min / max (table; paper Table 1)
+- ``wallclock-<ds>``: wall-clock per run, total and per phase, ratio to Random (figure, table; Table 2)
+- ``class-distribution-<ds>``: class shares of the queried images (figure, table)
+- ``aubc-<ds>``, ``wilcoxon-<ds>``, ``win-tie-loss-<ds>``: area under the budget curve, paired
+  Wilcoxon tests and the win / tie / loss matrix (beyond the paper)
+- ``spearman-<ds>``: pretext vs main-task loss ranks and rho (figure, table; paper Fig. 2), for
+  runs that record ``pretext_loss_test``
+- ``tsne-<ds>``: t-SNE of final-model embeddings with queried points (figure; paper Fig. 4)
+
+An artefact whose inputs the records lack is skipped with the reason in ``index.md``; missing and
+unfinished runs are listed there too. ``index.md`` and ``report.json`` list every artefact with
+its caption.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+import bench
+from bench.records import atomic_write_json, atomic_write_text
+from bench.reports import figures as figs
+from bench.reports import tables as tabs
+from bench.reports.data import Missing, Run, Sweep, find_missing, load_sweep_runs
+from bench.reports.output import Table, save_figure, write_table
+from bench.reports.provenance import DAGGER, FLAG_MEANING, flagged_series, provenance
+from bench.reports.stats import ALPHA, spearman_rho
+
+
+@dataclass
+class Artefact:
+    """One figure or table of the report and the files it was written to."""
+
+    kind: str  # figure | table
+    name: str
+    dataset: str
+    title: str
+    caption: str
+    files: list[Path]
+
+
+@dataclass
+class Skipped:
+    what: str
+    dataset: str
+    reason: str
+
+
+@dataclass
+class ReportIndex:
+    """What ``build_report`` wrote, skipped and found missing."""
+
+    out: Path
+    artefacts: list[Artefact] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    missing: list[Missing] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
+
+
+class _Writer:
+    def __init__(self, out: Path, index: ReportIndex, log: Callable[[str], None]) -> None:
+        self.out, self.index, self.log = out, index, log
+
+    def table(self, table: Table, dataset: str) -> None:
+        files = write_table(table, self.out / "tables")
+        self.index.artefacts.append(Artefact("table", table.name, dataset, table.title, table.full_caption(), files))
+        self.log(f"table  {table.name}")
+
+    def figure(self, fig, name: str, dataset: str, title: str, caption: str) -> None:
+        files = save_figure(fig, self.out / "figures", name)
+        self.index.artefacts.append(Artefact("figure", name, dataset, title, caption, files))
+        self.log(f"figure {name}")
+
+    def skip(self, what: str, dataset: str, reason: str) -> None:
+        self.index.skipped.append(Skipped(what, dataset, reason))
+        self.log(f"skip   {what} ({dataset}): {reason}")
+
+
+def _caption(runs: list[Run], extra: str = "") -> str:
+    return (provenance(runs).text() + (" " + extra if extra else "")).strip()
+
+
+def _class_names(runs: list[Run]) -> dict:
+    for r in runs:
+        names = (r.identity.get("dataset_info") or {}).get("classes")
+        if isinstance(names, list) and names:
+            return {i: str(n) for i, n in enumerate(names)}
+    return {}
+
+
+def _class_counts(runs: list[Run]) -> pd.DataFrame:
+    """(series, seed, class, count) of the queried images of each complete run (zeros included)."""
+    per_run = []
+    for r in runs:
+        t = r.artifact("labeled_targets")
+        if t is not None and t.ndim == 1 and len(t):
+            per_run.append((r, np.asarray(t, dtype=np.int64)))
+    if not per_run:
+        return pd.DataFrame(columns=["series", "seed", "class", "count"])
+    k = max(int(t.max()) + 1 for _, t in per_run)
+    ncls = [int((r.identity.get("dataset_info") or {}).get("num_classes", 0) or 0) for r, _ in per_run]
+    k = max([k, *ncls])
+    rows = []
+    for r, t in per_run:
+        counts = np.bincount(t[t >= 0], minlength=k)
+        rows += [{"series": r.series, "seed": r.seed, "class": c, "count": int(n)} for c, n in enumerate(counts)]
+    return pd.DataFrame(rows)
+
+
+def _spearman_panels(runs: list[Run]) -> tuple[list[dict], pd.DataFrame, list[str]]:
+    """Panels (lowest seed per series) and per-run rho of runs recording both test losses; problems."""
+    per_run, panels, problems = [], {}, []
+    for r in sorted(runs, key=lambda r: (r.series, r.seed)):
+        pre = r.artifact("pretext_loss_test")
+        if pre is None:
+            continue
+        main = r.artifact("test_loss")
+        if main is None or main.ndim != 2 or main.shape[1] != len(pre):
+            problems.append(f"{r.series} seed {r.seed}: test_loss missing or not (cycles, {len(pre)})")
+            continue
+        last = main[-1].astype(float)
+        rho = spearman_rho(pre, last)
+        per_run.append({"series": r.series, "seed": r.seed, "rho": rho, "n_test": int(len(pre))})
+        panels.setdefault(r.series, {"series": r.series, "seed": r.seed, "main": last, "pretext": pre, "rho": rho})
+    return list(panels.values()), pd.DataFrame(per_run, columns=["series", "seed", "rho", "n_test"]), problems
+
+
+def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missing], *, tsne_max: int,
+                    tsne_threads: int | None, alpha: float) -> None:
+    runs = sweep.runs_of(dataset)
+    df = sweep.cycles(dataset)
+    ds = slug(dataset)
+    if df.empty:
+        w.skip("every figure and table", dataset, "no run of this dataset has finished a cycle yet")
+        return
+    metric = next((r.metric for r in runs if r.rows), "metric")
+    flagged = flagged_series(runs)
+    styles = figs.style_map(sorted(df["series"].unique()))
+    n_missing = sum(1 for m in missing if m.dataset == dataset)
+    partial = (f"Partial sweep: {n_missing} run(s) of this dataset are absent or unfinished (see the index)."
+               if n_missing else "")
+    with_rows = [r for r in runs if r.rows]
+    complete = [r for r in runs if r.complete and r.rows]
+
+    # curves ---------------------------------------------------------------------------------
+    cap = _caption(with_rows, partial + (" Unfinished runs contribute the cycles they recorded." if partial else ""))
+    w.table(tabs.curve_table(df, metric=metric, caption=cap, flagged=flagged, name=f"curves-{ds}"), dataset)
+    w.figure(figs.curves_figure(tabs.curve_data(df), metric=metric, dataset=dataset, caption=cap, flagged=flagged,
+                                styles=styles),
+             f"curves-{ds}", dataset, f"{metric} vs labeled count", cap)
+
+    # cold start -----------------------------------------------------------------------------
+    first = [r for r in with_rows if any(int(row["cycle"]) == 0 for row in r.rows)]
+    w.table(tabs.cold_start_table(df, metric=metric, caption=_caption(first), flagged=flagged,
+                                  name=f"cold-start-{ds}"), dataset)
+
+    # wall-clock -----------------------------------------------------------------------------
+    if complete:
+        cap = _caption(complete, "Complete runs only.")
+        t = tabs.wallclock_table(df, caption=cap, flagged=flagged, name=f"wallclock-{ds}")
+        w.table(t, dataset)
+        w.figure(figs.wallclock_figure(t.data, dataset=dataset, caption=cap, flagged=flagged),
+                 f"wallclock-{ds}", dataset, "wall-clock per run by phase", cap)
+    else:
+        w.skip("wall-clock table and figure", dataset, "no complete run")
+
+    # class distribution ---------------------------------------------------------------------
+    counts = _class_counts(complete)
+    task = next((r.identity.get("task") for r in runs if r.identity.get("task")), "classification")
+    if task != "classification":
+        w.skip("class distribution", dataset, f"task is {task}; class counts of queried images need class labels")
+    elif counts.empty:
+        w.skip("class distribution", dataset, "no complete run recorded labeled_targets")
+    else:
+        names = _class_names(runs)
+        used = [r for r in complete if r.artifact("labeled_targets") is not None]
+        cap = _caption(used, "All queried images, initial set included; complete runs only.")
+        t = tabs.class_distribution_table(counts, caption=cap, flagged=flagged, name=f"class-distribution-{ds}",
+                                          class_names=names)
+        w.table(t, dataset)
+        w.figure(figs.class_distribution_figure(t.data, dataset=dataset, caption=cap, flagged=flagged,
+                                                styles=styles, class_names=names),
+                 f"class-distribution-{ds}", dataset, "class distribution of queried images", cap)
+
+    # AUBC, Wilcoxon, win/tie/loss -------------------------------------------------------------
+    per_run = tabs.aubc_per_run(df)
+    if per_run.empty:
+        w.skip("AUBC, Wilcoxon tests", dataset, "no run has recorded every planned cycle (need >= 2 cycles)")
+    else:
+        used = [r for r in runs if (r.series, r.seed) in set(zip(per_run["series"], per_run["seed"]))]
+        cap = _caption(used, "Runs with every planned cycle only.")
+        w.table(tabs.aubc_table(df, metric=metric, caption=cap, flagged=flagged, name=f"aubc-{ds}"), dataset)
+        w.figure(figs.aubc_figure(per_run, metric=metric, dataset=dataset, caption=cap, flagged=flagged,
+                                  styles=styles), f"aubc-{ds}", dataset, "area under the budget curve", cap)
+        if per_run["series"].nunique() >= 2:
+            w.table(tabs.wilcoxon_table(df, caption=cap, flagged=flagged, name=f"wilcoxon-{ds}", alpha=alpha),
+                    dataset)
+        else:
+            w.skip("Wilcoxon tests", dataset, "fewer than two strategies with complete runs")
+    if df["series"].nunique() >= 2:
+        cap = _caption(with_rows, partial)
+        t, (wins, ties, losses) = tabs.win_tie_loss_table(df, caption=cap, flagged=flagged,
+                                                          name=f"win-tie-loss-{ds}", alpha=alpha)
+        w.table(t, dataset)
+        w.figure(figs.win_tie_loss_figure(wins, ties, losses, dataset=dataset, caption=t.full_caption(),
+                                          flagged=flagged),
+                 f"win-tie-loss-{ds}", dataset, "win / tie / loss matrix", t.full_caption())
+    else:
+        w.skip("win / tie / loss matrix", dataset, "fewer than two strategies")
+
+    # Spearman (Fig. 2) ---------------------------------------------------------------------------
+    panels, rhos, problems = _spearman_panels(complete)
+    if not panels:
+        why = "no complete run records pretext_loss_test (PT4AL's per-test-image pretext loss)"
+        w.skip("Spearman figure and table", dataset, why + ("; " + "; ".join(problems) if problems else ""))
+    else:
+        used = [r for r in complete if (r.series, r.seed) in set(zip(rhos["series"], rhos["seed"]))]
+        cap = _caption(used, "Main-task loss of each run's final-cycle model on the test set; pretext loss of its "
+                             "pretext model on the test set; one panel per strategy (lowest seed); 1,000 random "
+                             "test images shown, ρ on all.")
+        w.table(tabs.spearman_table(rhos, caption=cap, flagged=flagged, name=f"spearman-{ds}"), dataset)
+        w.figure(figs.spearman_figure(panels, dataset=dataset, caption=cap, flagged=flagged),
+                 f"spearman-{ds}", dataset, "pretext vs main-task loss ranks", cap)
+
+    # t-SNE (Fig. 4) ------------------------------------------------------------------------------
+    from bench.reports.tsne import tsne_figure, tsne_points
+
+    tsne_panels, used = [], []
+    for series in sorted({r.series for r in complete}):
+        for r in sorted((r for r in complete if r.series == series), key=lambda r: r.seed):
+            pts = tsne_points(r, max_points=tsne_max, seed=0, threads=tsne_threads)
+            if pts is not None:
+                tsne_panels.append(pts)
+                used.append(r)
+                break
+    if not tsne_panels:
+        w.skip("t-SNE figure", dataset, "no complete run recorded embeddings (record.embeddings: 0?)")
+    else:
+        cap = _caption(used, f"One panel per strategy: its lowest-seed complete run; t-SNE (scikit-learn, PCA init, "
+                             f"random_state 0) of at most {tsne_max:,} embeddings of that run's final-cycle model, "
+                             "up to two thirds of them images queried at the marked cycles. Each panel is its own "
+                             "model's feature space (the paper embeds all strategies with one fully trained model).")
+        w.figure(tsne_figure(tsne_panels, dataset=dataset, caption=cap, flagged=flagged),
+                 f"tsne-{ds}", dataset, "t-SNE of queried images", cap)
+
+
+def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tuple[str, str, str, int]] | None = None,
+                 tsne_max: int = 3000, tsne_threads: int | None = 1, alpha: float = ALPHA,
+                 log: Callable[[str], None] = lambda m: None) -> ReportIndex:
+    """Write every figure and table of the runs under ``results_dir`` into ``out``; return the index.
+
+    ``expected`` (sweep, dataset, strategy label, seed) lists planned runs so absent ones are named;
+    without it the plan is inferred from the runs present (see :func:`find_missing`). ``tsne_max``
+    caps the points per t-SNE panel; ``tsne_threads`` caps its threads (None: library default).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sweep = load_sweep_runs(results_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    index = ReportIndex(out=out, missing=find_missing(sweep, expected), unreadable=sweep.unreadable)
+    w = _Writer(out, index, log)
+    for dataset in sweep.datasets:
+        _report_dataset(w, sweep, dataset, index.missing, tsne_max=tsne_max, tsne_threads=tsne_threads, alpha=alpha)
+    write_index(index, sweep)
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# index
+
+
+def _rel(p: Path, out: Path) -> str:
+    try:
+        return str(p.relative_to(out))
+    except ValueError:
+        return str(p)
+
+
+def write_index(index: ReportIndex, sweep: Sweep) -> None:
+    """Write ``index.md`` (human) and ``report.json`` (machine) into the report folder."""
+    out = index.out
+    lines = [f"# albench report: {sweep.root}", "",
+             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by albench {bench.__version__} from "
+             f"{len(sweep.runs)} run(s): {sum(r.complete for r in sweep.runs)} complete.", ""]
+    lines += ["## Missing or unfinished runs", ""]
+    if index.missing:
+        lines += [f"- {m.line()}" for m in index.missing]
+    else:
+        lines.append("None: every run of the (inferred) plan is complete.")
+    if index.unreadable:
+        lines += [f"- unreadable run folder {d}: {err}" for d, err in index.unreadable]
+    lines.append("")
+    for dataset in sweep.datasets:
+        lines += [f"## {dataset}", ""]
+        for a in (a for a in index.artefacts if a.dataset == dataset):
+            links = " · ".join(f"[{p.suffix[1:]}]({_rel(p, out)})" for p in a.files)
+            lines += [f"### {a.kind.capitalize()} `{a.name}`: {a.title}", "", links, ""]
+            png = next((p for p in a.files if p.suffix == ".png"), None)
+            if png is not None:
+                lines += [f"![{a.title}]({_rel(png, out)})", ""]
+            lines += [a.caption, ""]
+        skipped = [s for s in index.skipped if s.dataset == dataset]
+        if skipped:
+            lines += ["### Skipped", ""] + [f"- {s.what}: {s.reason}" for s in skipped] + [""]
+    lines += ["## Definitions", "",
+              "- Metric values are test-set metrics in percent; ± is the sample standard deviation over seeds.",
+              "- AUBC: trapezoidal area under the metric vs labeled-count curve divided by the labeled range "
+              "(the mean metric over the budget); only runs with every planned cycle.",
+              f"- Wilcoxon: two-sided paired signed-rank test over shared seeds, zero differences dropped; "
+              f"win/loss when p < α = {ALPHA}. With n non-zero differences the exact test cannot go below "
+              "p = 2/2^n (0.25 for 3 seeds, 0.0625 for 5): with fewer than 6 seeds every outcome is a tie.",
+              "- Win/tie/loss matrix: one paired Wilcoxon test per labeled count; cell = W/T/L of row vs column.",
+              "- Wall-clock: seconds summed over a run's cycles (pretext charged in full when its result came "
+              "from the cross-seed cache), mean over complete runs; × Random divides by random's mean total.",
+              f"- {DAGGER} marks strategies whose runs carry flags: "
+              + "; ".join(f"{k}: {v}" for k, v in FLAG_MEANING.items()) + ".", ""]
+    atomic_write_text(out / "index.md", "\n".join(lines))
+    atomic_write_json(out / "report.json", {
+        "results_dir": str(sweep.root), "albench": bench.__version__,
+        "artefacts": [{"kind": a.kind, "name": a.name, "dataset": a.dataset, "title": a.title, "caption": a.caption,
+                       "files": [_rel(p, out) for p in a.files]} for a in index.artefacts],
+        "skipped": [vars(s) for s in index.skipped],
+        "missing": [vars(m) for m in index.missing],
+        "unreadable": [[str(d), e] for d, e in index.unreadable],
+    })

@@ -1,0 +1,366 @@
+"""Report tables as pure functions on DataFrames (unit-testable without any run on disk).
+
+Inputs are the tidy per-cycle frame of :meth:`bench.reports.data.Sweep.cycles` (one row per run x
+finished cycle; ``value`` a fraction in [0, 1]) or small per-run frames built from artifacts.
+Metric values are shown in percent; standard deviations are sample standard deviations over seeds
+(ddof = 1; blank with a single seed); seconds are wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.reports.output import Table
+from bench.reports.provenance import display_name
+from bench.reports.stats import ALPHA, aubc, pairwise_tests, win_tie_loss
+
+PCT = 100.0
+PHASES = ["pretext", "train", "inference", "select", "evaluate"]
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting
+
+
+def describe(values) -> dict:
+    """{n, mean, std (ddof=1, nan if n < 2), min, max} of ``values`` (nan-free)."""
+    v = np.asarray(values, dtype=float)
+    n = int(len(v))
+    if n == 0:
+        return {"n": 0, "mean": np.nan, "std": np.nan, "min": np.nan, "max": np.nan}
+    return {"n": n, "mean": float(v.mean()), "std": float(v.std(ddof=1)) if n > 1 else np.nan,
+            "min": float(v.min()), "max": float(v.max())}
+
+
+def fmt_mean_std(mean: float, std: float, digits: int = 2, n: int | None = None, n_max: int | None = None) -> str:
+    """``mean ± std`` (std omitted when undefined), with ``(n=k)`` when ``n`` < ``n_max``."""
+    if mean is None or not np.isfinite(mean):
+        return ""
+    s = f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and np.isfinite(std) else "")
+    if n is not None and n_max is not None and n < n_max:
+        s += f" (n={n})"
+    return s
+
+
+def fmt_duration(seconds: float) -> str:
+    """A wall-clock duration as a reader expects it: '12.3 s', '4.5 min' or '2 h 16 min'."""
+    if seconds is None or not np.isfinite(seconds):
+        return ""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    h, m = divmod(int(round(seconds / 60)), 60)
+    return f"{h} h {m:02d} min"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or not np.isfinite(p):
+        return ""
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _names(index, flagged: set[str]) -> list[str]:
+    return [display_name(s, s in flagged) for s in index]
+
+
+# ---------------------------------------------------------------------------------------------
+# comparison curves (Fig. 3/5/6 as a table)
+
+
+def curve_data(df: pd.DataFrame) -> pd.DataFrame:
+    """Per series and labeled count: n seeds, mean, std, min, max of the metric in percent."""
+    rows = []
+    for (series, n_lab), part in df.groupby(["series", "n_labeled"], sort=True):
+        rows.append({"series": series, "n_labeled": int(n_lab), **describe(part["value"] * PCT)})
+    return pd.DataFrame(rows, columns=["series", "n_labeled", "n", "mean", "std", "min", "max"])
+
+
+def curve_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: set[str], name: str) -> Table:
+    """The metric by labeled count, one row per strategy: mean ± std over seeds (percent)."""
+    data = curve_data(df)
+    n_max = int(data["n"].max()) if not data.empty else 0
+    disp = data.assign(cell=[fmt_mean_std(r.mean, r.std, 2, int(r.n), n_max) for r in data.itertuples()])
+    disp = disp.pivot(index="series", columns="n_labeled", values="cell").fillna("")
+    disp.index = _names(disp.index, flagged)
+    disp.index.name = "strategy"
+    disp.columns = [str(c) for c in disp.columns]
+    csv = data.rename(columns={"mean": f"{metric}_mean_pct", "std": f"{metric}_std_pct", "min": f"{metric}_min_pct",
+                               "max": f"{metric}_max_pct"})
+    return Table(name=name, title=f"{metric} (%) by labeled count, mean ± std over seeds", caption=caption,
+                 data=csv, display=disp,
+                 notes=[f"Columns are labeled counts; (n=k) marks cells with fewer than {n_max} seeds."])
+
+
+# ---------------------------------------------------------------------------------------------
+# cold start (Table 1)
+
+
+def cold_start_data(df: pd.DataFrame) -> pd.DataFrame:
+    """First-cycle (cycle 0) metric per series over seeds: n, n_labeled, mean, std, min, max (percent)."""
+    first = df[df["cycle"] == 0]
+    rows = []
+    for series, part in first.groupby("series", sort=True):
+        rows.append({"series": series, "n_labeled": int(part["n_labeled"].iloc[0]),
+                     **describe(part["value"] * PCT)})
+    return pd.DataFrame(rows, columns=["series", "n_labeled", "n", "mean", "std", "min", "max"])
+
+
+def cold_start_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: set[str], name: str) -> Table:
+    """Table 1: the first-cycle metric per strategy, mean ± std and min / max over seeds."""
+    data = cold_start_data(df)
+    disp = pd.DataFrame({
+        "labeled": data["n_labeled"].astype(str).to_numpy(),
+        f"mean {metric} (%)": [fmt_mean_std(r.mean, r.std) for r in data.itertuples()],
+        "min / max (%)": [f"{r.min:.2f} / {r.max:.2f}" for r in data.itertuples()],
+        "seeds": data["n"].astype(str).to_numpy(),
+    }, index=pd.Index(_names(data["series"], flagged), name="strategy"))
+    csv = data.rename(columns={"mean": f"{metric}_mean_pct", "std": f"{metric}_std_pct", "min": f"{metric}_min_pct",
+                               "max": f"{metric}_max_pct"})
+    return Table(name=name, title=f"Cold start: first-cycle {metric}", caption=caption, data=csv, display=disp)
+
+
+# ---------------------------------------------------------------------------------------------
+# wall-clock (Table 2)
+
+
+def run_seconds(df: pd.DataFrame) -> pd.DataFrame:
+    """Per complete run: seconds per phase summed over cycles (pretext charged) and the total.
+
+    Columns sweep, series, strategy_name, seed, one per phase, total, pretext_cached (whether a cached
+    pretext cost was charged). Only runs with ``complete`` True count: an unfinished run's time
+    is not the method's cost.
+    """
+    done = df[df["complete"].astype(bool)]
+    rows = []
+    for (sweep, series, seed), part in done.groupby(["sweep", "series", "seed"], sort=True):
+        rec = {"sweep": sweep, "series": series, "strategy_name": part["strategy_name"].iloc[0], "seed": int(seed)}
+        for ph in PHASES:
+            col = "seconds_pretext_charged" if ph == "pretext" else f"seconds_{ph}"
+            rec[ph] = float(part[col].fillna(0).sum())
+        recorded_pre = float(part["seconds_pretext"].fillna(0).sum())
+        rec["total"] = float(part["seconds_total"].fillna(0).sum()) + (rec["pretext"] - recorded_pre)
+        rec["pretext_cached"] = bool(part["pretext_cached"].any()) if "pretext_cached" in part else False
+        rows.append(rec)
+    return pd.DataFrame(rows, columns=["sweep", "series", "strategy_name", "seed", *PHASES, "total",
+                                       "pretext_cached"])
+
+
+def _baseline(series_rows: pd.DataFrame, sweep: str) -> str | None:
+    cands = series_rows[(series_rows["sweep"] == sweep) & (series_rows["strategy_name"] == "random")]
+    if cands.empty:
+        return None
+    labels = sorted(cands["series"].unique())
+    return next((s for s in labels if s.split("/")[-1] == "random"), labels[0])
+
+
+def wallclock_data(df: pd.DataFrame) -> pd.DataFrame:
+    """Per series: runs, mean seconds per phase and in total, std of the total, and ratio to Random.
+
+    The ratio divides the mean total by the mean total of the ``random`` strategy of the same sweep
+    (nan without one).
+    """
+    per_run = run_seconds(df)
+    rows = []
+    for series, part in per_run.groupby("series", sort=True):
+        rec = {"series": series, "sweep": part["sweep"].iloc[0], "strategy_name": part["strategy_name"].iloc[0],
+               "runs": int(len(part))}
+        for ph in PHASES:
+            rec[f"{ph}_s"] = float(part[ph].mean())
+        rec["total_s"] = float(part["total"].mean())
+        rec["total_std_s"] = float(part["total"].std(ddof=1)) if len(part) > 1 else np.nan
+        rec["pretext_cached_runs"] = int(part["pretext_cached"].sum())
+        rows.append(rec)
+    out = pd.DataFrame(rows, columns=["series", "sweep", "strategy_name", "runs", *[f"{p}_s" for p in PHASES],
+                                      "total_s", "total_std_s", "pretext_cached_runs"])
+    ratios = []
+    for r in out.itertuples():
+        base = _baseline(out, r.sweep)
+        ratios.append(r.total_s / float(out.loc[out["series"] == base, "total_s"].iloc[0]) if base else np.nan)
+    out["ratio_to_random"] = ratios
+    return out
+
+
+def wallclock_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: str) -> Table:
+    """Table 2: wall-clock per run, total and per phase (mean over complete runs), and the ratio to Random."""
+    data = wallclock_data(df)
+    disp = pd.DataFrame({"runs": data["runs"].astype(str).to_numpy()},
+                        index=pd.Index(_names(data["series"], flagged), name="strategy"))
+    for ph in PHASES:
+        disp[ph] = [fmt_duration(v) for v in data[f"{ph}_s"]]
+    disp["total"] = [fmt_duration(v) + (f" ± {fmt_duration(s)}" if np.isfinite(s) else "")
+                     for v, s in zip(data["total_s"], data["total_std_s"])]
+    disp["× Random"] = [f"{v:.2f}" if np.isfinite(v) else "" for v in data["ratio_to_random"]]
+    notes = ["Seconds of wall-clock per run, summed over its cycles, mean over complete runs (± std of the total);"
+             " × Random divides the mean total by that of random in the same sweep."]
+    if data["pretext_cached_runs"].sum() > 0:
+        cached = data.loc[data["pretext_cached_runs"] > 0, "series"].tolist()
+        notes.append(f"Pretext time of {', '.join(cached)} includes the training time of its cached pretext model "
+                     "(charged to every run that reused it).")
+    return Table(name=name, title="Wall-clock time per run, total and per phase", caption=caption, data=data,
+                 display=disp, notes=notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# class distribution of queried samples
+
+
+def class_distribution_data(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per series and class: mean count over seeds and the mean fraction of the series' queries.
+
+    ``counts``: one row per (series, seed, class) with column ``count`` (queried images of that class
+    in that run, zeros included). Also returns, per series, ``balance``: the normalised entropy of the
+    mean class distribution (1 = perfectly balanced, 0 = one class), repeated on each row.
+    """
+    rows = []
+    for series, part in counts.groupby("series", sort=True):
+        per_class = part.groupby("class", sort=True)["count"].mean()
+        total = per_class.sum()
+        frac = per_class / total if total > 0 else per_class * 0.0
+        k = len(frac)
+        p = frac[frac > 0].to_numpy()
+        balance = float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 else 1.0
+        for cls, mean in per_class.items():
+            rows.append({"series": series, "class": cls, "seeds": int(part["seed"].nunique()),
+                         "mean_count": float(mean), "fraction": float(frac.loc[cls]), "balance": balance})
+    return pd.DataFrame(rows, columns=["series", "class", "seeds", "mean_count", "fraction", "balance"])
+
+
+def class_distribution_table(counts: pd.DataFrame, *, caption: str, flagged: set[str], name: str,
+                             class_names: dict | None = None) -> Table:
+    """Share (%) of each class among all queried images (initial set included), mean over seeds."""
+    data = class_distribution_data(counts)
+    class_names = class_names or {}
+    pct = data.assign(cell=(data["fraction"] * PCT).map(lambda v: f"{v:.1f}"))
+    disp = pct.pivot(index="series", columns="class", values="cell").fillna("")
+    disp.columns = [str(class_names.get(c, c)) for c in disp.columns]
+    bal = data.groupby("series", sort=True)["balance"].first()
+    seeds = data.groupby("series", sort=True)["seeds"].first()
+    disp["balance"] = [f"{bal.loc[s]:.3f}" for s in disp.index]
+    disp["seeds"] = [str(seeds.loc[s]) for s in disp.index]
+    disp.index = _names(disp.index, flagged)
+    disp.index.name = "strategy"
+    return Table(name=name, title="Class distribution of queried samples (% of each strategy's queries)",
+                 caption=caption, data=data, display=disp,
+                 notes=["Balance is the normalised entropy of the class shares (1 = balanced)."])
+
+
+# ---------------------------------------------------------------------------------------------
+# AUBC, Wilcoxon, win/tie/loss
+
+
+def aubc_per_run(df: pd.DataFrame) -> pd.DataFrame:
+    """AUBC (percent) of every run whose every planned cycle is recorded: columns series, seed, value.
+
+    Runs with a partial curve are left out (their area would cover a different range).
+    """
+    rows = []
+    for (series, seed), part in df.groupby(["series", "seed"], sort=True):
+        planned = part["cycles_planned"].iloc[0]
+        if planned is None or not np.isfinite(planned) or part["cycle"].nunique() != int(planned) or len(part) < 2:
+            continue
+        rows.append({"series": series, "seed": int(seed), "value": aubc(part["n_labeled"], part["value"]) * PCT})
+    return pd.DataFrame(rows, columns=["series", "seed", "value"])
+
+
+def aubc_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: set[str], name: str) -> Table:
+    """AUBC per strategy: mean ± std over seeds, min / max (percent)."""
+    per_run = aubc_per_run(df)
+    rows = [{"series": s, **describe(p["value"])} for s, p in per_run.groupby("series", sort=True)]
+    data = pd.DataFrame(rows, columns=["series", "n", "mean", "std", "min", "max"])
+    disp = pd.DataFrame({
+        f"AUBC {metric} (%)": [fmt_mean_std(r.mean, r.std) for r in data.itertuples()],
+        "min / max (%)": [f"{r.min:.2f} / {r.max:.2f}" for r in data.itertuples()],
+        "seeds": data["n"].astype(str).to_numpy()},
+        index=pd.Index(_names(data["series"], flagged), name="strategy"))
+    return Table(name=name, title=f"Area under the budget curve ({metric})", caption=caption, data=data,
+                 display=disp, notes=["AUBC: trapezoidal area under the metric vs labeled-count curve divided by "
+                                      "the labeled range (the mean metric over the budget); complete runs only."])
+
+
+def small_sample_note(n: int, alpha: float = ALPHA) -> str:
+    """A note for tests with ``n`` pairs that cannot reach significance at ``alpha``, else ''."""
+    from bench.reports.stats import min_attainable_p
+
+    if n > 0 and min_attainable_p(n) >= alpha:
+        return (f"With {n} paired seed{'s' if n != 1 else ''} the smallest two-sided p the exact Wilcoxon test can "
+                f"reach is {min_attainable_p(n):.3g} ≥ α = {alpha}: no difference can be significant, so every "
+                "outcome is a tie; p values are reported anyway (6 or more seeds are needed).")
+    return ""
+
+
+def wilcoxon_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: str, alpha: float = ALPHA) -> Table:
+    """Paired Wilcoxon signed-rank tests on AUBC between every pair of strategies."""
+    data = pairwise_tests(aubc_per_run(df), alpha=alpha)
+    disp = pd.DataFrame({
+        "B": _names(data["b"], flagged),
+        "seeds": data["n"].astype(str).to_numpy(),
+        "mean A − B (pp)": [f"{v:+.2f}" if np.isfinite(v) else "" for v in data["mean_diff"]],
+        "W": [f"{v:g}" if np.isfinite(v) else "" for v in data["statistic"]],
+        "p": [fmt_p(v) for v in data["pvalue"]],
+        "min. p": [fmt_p(v) for v in data["min_p"]],
+        "A vs B": data["outcome"].to_numpy()},
+        index=pd.Index(_names(data["a"], flagged), name="A"))
+    notes = [f"Two-sided paired Wilcoxon signed-rank test on per-seed AUBC (seed s of A with seed s of B), "
+             f"zero differences dropped; win/loss when p < α = {alpha}; 'min. p' is the smallest p attainable "
+             "with that many non-zero differences."]
+    n_min = int(data["n"].min()) if not data.empty else 0
+    note = small_sample_note(n_min, alpha)
+    if note:
+        notes.append(note)
+    return Table(name=name, title="Paired Wilcoxon tests on AUBC", caption=caption, data=data, display=disp,
+                 notes=notes)
+
+
+def win_tie_loss_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: str,
+                       alpha: float = ALPHA) -> tuple[Table, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]]:
+    """Row strategy vs column strategy: wins / ties / losses over labeled counts (paired Wilcoxon per count)."""
+    frame = df[["series", "seed", "n_labeled", "value"]]
+    wins, ties, losses = win_tie_loss(frame, by="n_labeled", alpha=alpha)
+    cells = pd.DataFrame("", index=wins.index, columns=wins.columns)
+    rows = []
+    for a in wins.index:
+        for b in wins.columns:
+            if a == b:
+                cells.loc[a, b] = "–"
+                continue
+            cells.loc[a, b] = f"{wins.loc[a, b]}/{ties.loc[a, b]}/{losses.loc[a, b]}"
+            rows.append({"a": a, "b": b, "wins": int(wins.loc[a, b]), "ties": int(ties.loc[a, b]),
+                         "losses": int(losses.loc[a, b])})
+    cells.index = _names(cells.index, flagged)
+    cells.index.name = "A \\ B"
+    cells.columns = _names(cells.columns, flagged)
+    data = pd.DataFrame(rows, columns=["a", "b", "wins", "ties", "losses"])
+    n_pairs = int(df.groupby("n_labeled")["seed"].nunique().min()) if not df.empty else 0
+    notes = [f"Cell = wins/ties/losses of the row strategy against the column strategy over the "
+             f"{df['n_labeled'].nunique()} labeled counts; at each count a two-sided paired Wilcoxon test over "
+             f"seeds, win/loss when p < α = {alpha} (sign of the mean difference)."]
+    note = small_sample_note(n_pairs, alpha)
+    if note:
+        notes.append(note)
+    table = Table(name=name, title="Win / tie / loss matrix", caption=caption, data=data, display=cells, notes=notes)
+    return table, (wins, ties, losses)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spearman (Fig. 2)
+
+
+def spearman_table(per_run: pd.DataFrame, *, caption: str, flagged: set[str], name: str) -> Table:
+    """Spearman's rho between pretext and main-task test loss: per strategy, mean ± std over runs.
+
+    ``per_run``: columns series, seed, rho, n_test.
+    """
+    rows = [{"series": s, **describe(p["rho"]), "n_test": int(p["n_test"].iloc[0])}
+            for s, p in per_run.groupby("series", sort=True)]
+    data = pd.DataFrame(rows, columns=["series", "n", "mean", "std", "min", "max", "n_test"])
+    disp = pd.DataFrame({
+        "ρ": [fmt_mean_std(r.mean, r.std, 3) for r in data.itertuples()],
+        "min / max": [f"{r.min:.3f} / {r.max:.3f}" for r in data.itertuples()],
+        "seeds": data["n"].astype(str).to_numpy(),
+        "test images": data["n_test"].astype(str).to_numpy()},
+        index=pd.Index(_names(data["series"], flagged), name="strategy"))
+    return Table(name=name, title="Spearman's ρ between pretext-task and main-task test loss", caption=caption,
+                 data=data, display=disp,
+                 notes=["ρ on the full test set, main-task loss of the final cycle's model."])

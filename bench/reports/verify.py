@@ -1,0 +1,414 @@
+"""``albench verify``: compare a results folder with a paper's reported numbers, held as data.
+
+The reference file (e.g. ``results/reference/pt4al-eccv2022.yaml``) lists checks. Each names a
+quantity, the dataset, strategy (registry name plus the params that pick the variant), protocol and
+scale it claims, the reported value (or a range of reruns), units, tolerance and source. For each
+check verify finds the matching runs, refuses (saying which field differs) when none matches the
+claimed dataset, protocol or scale, and otherwise prints ours (mean ± std, n seeds), theirs, the
+difference and whether it is within tolerance.
+
+Outcomes: ``pass``, ``fail``, ``refused`` (runs exist but measure something else), ``missing`` (no
+run of that strategy, or none has reached the cycle yet) and ``too-few`` (a statistic needs more
+seeds than there are, e.g. a std from one seed). The CLI exits 1 when any check fails, 0 when at
+least one passes and none fails, and 2 when nothing was comparable (every check refused, missing or
+too-few) or the reference file is malformed.
+
+Quantities:
+
+- ``metric``: the run's metric at ``cycle`` (``first``, ``last`` or an index) in percent, and
+  ``statistic`` over seeds: ``mean``, ``std`` (sample, ddof = 1), ``min`` or ``max``.
+- ``wallclock-ratio``: per seed, the run's total wall-clock (pretext charged in full when cached;
+  see :func:`bench.reports.data.charged_pretext_seconds`) divided by that of the ``random`` run
+  with the same seed in the same sweep and dataset; ours is the mean over seeds. Complete runs only.
+- ``spearman-rho``: per complete run, Spearman's rho between ``pretext_loss_test`` and the final
+  cycle's per-image ``test_loss``; ours is the mean over seeds.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bench.errors import ConfigError
+from bench.reports.data import Run, Sweep
+from bench.reports.provenance import DAGGER
+from bench.reports.stats import spearman_rho
+from bench.reports.tables import describe, run_seconds
+
+QUANTITIES = ("metric", "wallclock-ratio", "spearman-rho")
+STATISTICS = ("mean", "std", "min", "max")
+SCALE_FIELDS = ("model", "epochs", "batch_size", "initial", "budget", "cycles")
+PASS, FAIL, REFUSED, MISSING, TOO_FEW = "pass", "fail", "refused", "missing", "too-few"
+
+
+@dataclass
+class Check:
+    """One reported number and what it claims to measure."""
+
+    id: str
+    source: str
+    dataset: str
+    strategy: str
+    protocol: str  # paper | official | any
+    scale_name: str
+    scale: dict
+    quantity: str
+    units: str
+    value: float | None = None
+    range: tuple[float, float] | None = None
+    tolerance: float | None = None
+    tolerance_rel: float | None = None
+    params: dict = field(default_factory=dict)
+    quirks: list[str] | None = None
+    metric: str | None = None
+    cycle: Any = None  # 'first' | 'last' | int
+    statistic: str = "mean"
+    note: str = ""
+
+    def tol(self) -> float:
+        """The allowed absolute difference, in the check's units."""
+        if self.tolerance is not None:
+            return float(self.tolerance)
+        ref = self.value if self.value is not None else float(np.mean(self.range))
+        return float(self.tolerance_rel) * abs(ref)
+
+    def theirs(self) -> str:
+        u = _unit(self.units)
+        if self.range is not None:
+            return f"{self.range[0]:g}-{self.range[1]:g}{u} (range)"
+        return f"{self.value:g}{u}"
+
+    def describe(self) -> str:
+        """What the check measures, in words."""
+        variant = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        who = f"{self.strategy}" + (f" [{variant}]" if variant else "")
+        if self.quantity == "metric":
+            cyc = f"{self.cycle}-cycle" if isinstance(self.cycle, str) else f"cycle-{self.cycle}"
+            what = f"{cyc} {self.metric}, {self.statistic} over seeds"
+        elif self.quantity == "wallclock-ratio":
+            what = "wall-clock per run / Random's"
+        else:
+            what = "Spearman's rho, pretext vs main-task test loss"
+        return f"{self.dataset} · {who} · {what} · protocol {self.protocol} · scale {self.scale_name}"
+
+
+def _unit(units: str) -> str:
+    return " %" if units == "percent" else ("x" if units == "ratio" else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the reference
+
+
+def _need(raw: dict, key: str, where: str, kind=None):
+    if key not in raw or raw[key] is None:
+        raise ConfigError(f"{where}.{key}", "is missing", f"add {key} to the check")
+    v = raw[key]
+    if kind is not None and not isinstance(v, kind):
+        raise ConfigError(f"{where}.{key}", f"must be {getattr(kind, '__name__', kind)}", f"fix {key}", v)
+    return v
+
+
+def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
+    """(file-level fields, checks) of a reference YAML. ConfigError names the bad field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("--reference", "no such file", "pass e.g. results/reference/pt4al-eccv2022.yaml",
+                          str(path)) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("--reference", f"is not valid YAML ({str(exc).splitlines()[0]})", "fix the file",
+                          str(path)) from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("checks"), list):
+        raise ConfigError("--reference", "holds no 'checks' list", "use a file like results/reference/"
+                          "pt4al-eccv2022.yaml", str(path))
+    scales = raw.get("scales") or {}
+    checks, seen = [], set()
+    for i, c in enumerate(raw["checks"]):
+        where = f"checks[{i}]"
+        if not isinstance(c, dict):
+            raise ConfigError(where, "must be a mapping", "write each check as key: value lines", c)
+        cid = str(_need(c, "id", where))
+        where = f"checks[{i}] ({cid})"
+        if cid in seen:
+            raise ConfigError(f"{where}.id", "is used twice", "give every check its own id", cid)
+        seen.add(cid)
+        quantity = _need(c, "quantity", where, str)
+        if quantity not in QUANTITIES:
+            raise ConfigError(f"{where}.quantity", "is unknown", f"use one of {', '.join(QUANTITIES)}", quantity)
+        scale_name = _need(c, "scale", where)
+        if isinstance(scale_name, dict):
+            scale, scale_name = scale_name, "inline"
+        elif scale_name in scales:
+            scale = scales[scale_name]
+        else:
+            raise ConfigError(f"{where}.scale", "names no entry of 'scales'",
+                              f"use one of {', '.join(scales) or '(none defined)'}", scale_name)
+        bad = [k for k in scale if k not in SCALE_FIELDS]
+        if bad:
+            raise ConfigError(f"{where}.scale", f"has unknown field(s) {', '.join(bad)}",
+                              f"use only {', '.join(SCALE_FIELDS)}", scale_name)
+        value, rng = c.get("value"), c.get("range")
+        if (value is None) == (rng is None):
+            raise ConfigError(where, "needs exactly one of 'value' and 'range'", "give the reported number as value "
+                              "or a [low, high] range")
+        if value is not None and not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}.value", "must be a number", "write the reported number", value)
+        if rng is not None and not (isinstance(rng, list) and len(rng) == 2
+                                    and all(isinstance(v, (int, float)) for v in rng) and rng[0] <= rng[1]):
+            raise ConfigError(f"{where}.range", "must be [low, high] numbers", "write e.g. [91.99, 92.83]", rng)
+        tol, tol_rel = c.get("tolerance"), c.get("tolerance_rel")
+        if (tol is None) == (tol_rel is None):
+            raise ConfigError(where, "needs exactly one of 'tolerance' and 'tolerance_rel'",
+                              "give an absolute tolerance in the check's units or a relative one")
+        for k, v in (("tolerance", tol), ("tolerance_rel", tol_rel)):
+            if v is not None and (not isinstance(v, (int, float)) or v < 0):
+                raise ConfigError(f"{where}.{k}", "must be a number >= 0", f"set {k} to e.g. 1.0", v)
+        protocol = str(_need(c, "protocol", where))
+        if protocol not in ("paper", "official", "any"):
+            raise ConfigError(f"{where}.protocol", "is unknown", "use paper, official or any", protocol)
+        statistic = c.get("statistic", "mean")
+        cycle = c.get("cycle")
+        metric = c.get("metric")
+        if quantity == "metric":
+            metric = _need(c, "metric", where, str)
+            cycle = _need(c, "cycle", where)
+            if not (cycle in ("first", "last") or (isinstance(cycle, int) and cycle >= 0)):
+                raise ConfigError(f"{where}.cycle", "is not a cycle", "use first, last or a cycle index", cycle)
+            if statistic not in STATISTICS:
+                raise ConfigError(f"{where}.statistic", "is unknown", f"use one of {', '.join(STATISTICS)}", statistic)
+        params = c.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}.params", "must be a mapping", "write params as {name: value}", params)
+        checks.append(Check(
+            id=cid, source=str(_need(c, "source", where)), dataset=str(_need(c, "dataset", where)),
+            strategy=str(_need(c, "strategy", where)), protocol=protocol, scale_name=str(scale_name),
+            scale=dict(scale), quantity=quantity, units=str(_need(c, "units", where)),
+            value=float(value) if value is not None else None,
+            range=(float(rng[0]), float(rng[1])) if rng is not None else None,
+            tolerance=tol, tolerance_rel=tol_rel, params=dict(params), quirks=c.get("quirks"), metric=metric,
+            cycle=cycle, statistic=statistic, note=str(c.get("note", ""))))
+    meta = {k: v for k, v in raw.items() if k not in ("checks", "scales", "defaults")}
+    return meta, checks
+
+
+# ---------------------------------------------------------------------------------------------
+# matching runs
+
+
+def scale_differences(run: Run, scale: dict) -> list[str]:
+    """'field ours (reference theirs)' for each non-null scale field where the run differs."""
+    ours = run.scale()
+    return [f"{k} {ours.get(k)} (reference {v})" for k, v in scale.items()
+            if v is not None and ours.get(k) != v]
+
+
+def _params_match(run: Run, params: dict) -> bool:
+    got = (run.config.get("strategy") or {}).get("params") or {}
+    return all(k in got and got[k] == v for k, v in params.items())
+
+
+def _most_common(items: list[str]) -> str:
+    return Counter(items).most_common(1)[0][0]
+
+
+@dataclass
+class Outcome:
+    """The result of one check on one group of runs (a strategy label of one sweep)."""
+
+    check: Check
+    status: str
+    message: str = ""
+    group: str = ""
+    ours: float | None = None
+    std: float | None = None
+    n: int = 0
+    diff: float | None = None
+    flags: list[str] = field(default_factory=list)
+    quirks: list[str] = field(default_factory=list)
+
+
+def _select(check: Check, sweep: Sweep) -> tuple[list[Run], Outcome | None]:
+    """The runs the check may use, or an outcome saying why there are none."""
+    cands = [r for r in sweep.runs if r.strategy_name == check.strategy and _params_match(r, check.params)]
+    variant = f" with {', '.join(f'{k}={v}' for k, v in check.params.items())}" if check.params else ""
+    if not cands:
+        return [], Outcome(check, MISSING, f"no {check.strategy} runs{variant} under the results folder")
+    runs = [r for r in cands if r.dataset == check.dataset]
+    if not runs:
+        got = ", ".join(sorted({r.dataset for r in cands}))
+        return [], Outcome(check, REFUSED, f"dataset differs: the {check.strategy} runs are on {got}; "
+                                           f"this number is for {check.dataset}")
+    if check.protocol != "any":
+        same = [r for r in runs if r.protocol == check.protocol]
+        if not same:
+            got = ", ".join(sorted({r.protocol for r in runs}))
+            return [], Outcome(check, REFUSED, f"protocol differs: the runs use protocol {got}; this number claims "
+                                               f"protocol {check.protocol}")
+        runs = same
+    if check.quirks is not None:
+        same = [r for r in runs if sorted(r.quirks) == sorted(check.quirks)]
+        if not same:
+            got = _most_common([",".join(sorted(r.quirks)) or "none" for r in runs])
+            return [], Outcome(check, REFUSED, f"quirks differ: the runs have {got}; this number claims "
+                                               f"{','.join(sorted(check.quirks)) or 'none'}")
+        runs = same
+    diffs = {id(r): scale_differences(r, check.scale) for r in runs}
+    same = [r for r in runs if not diffs[id(r)]]
+    if not same:
+        got = _most_common(["; ".join(diffs[id(r)]) for r in runs])
+        return [], Outcome(check, REFUSED, f"scale differs: {got}")
+    if check.quantity == "metric":
+        same_metric = [r for r in same if r.metric == check.metric]
+        if not same_metric:
+            got = ", ".join(sorted({r.metric for r in same}))
+            return [], Outcome(check, REFUSED, f"metric differs: the runs report {got}; this number is {check.metric}")
+        same = same_metric
+    return same, None
+
+
+def _cycle_index(check: Check, run: Run) -> int | None:
+    if check.cycle == "first":
+        return 0
+    if check.cycle == "last":
+        planned = check.scale.get("cycles") or run.cycles_planned
+        return None if planned is None else int(planned) - 1
+    return int(check.cycle)
+
+
+def _values_metric(check: Check, runs: list[Run]) -> tuple[list[float], str]:
+    vals, waiting = [], 0
+    for r in runs:
+        c = _cycle_index(check, r)
+        row = next((row for row in r.rows if c is not None and int(row["cycle"]) == c), None)
+        if row is None or row.get("value") is None:
+            waiting += 1
+            continue
+        vals.append(float(row["value"]) * 100.0)
+    why = f"{waiting} run(s) have not finished that cycle yet" if waiting else ""
+    return vals, why
+
+
+def _values_wallclock(check: Check, runs: list[Run], sweep: Sweep) -> tuple[list[float], str]:
+    mine = [r for r in runs if r.complete]
+    if not mine:
+        return [], "no complete run (wall-clock needs finished runs)"
+    sweep_name = mine[0].sweep
+    randoms = [r for r in sweep.runs if r.strategy_name == "random" and r.sweep == sweep_name
+               and r.dataset == check.dataset and r.complete and not scale_differences(r, check.scale)]
+    if not randoms:
+        return [], f"no complete random run of the same scale in sweep {sweep_name} to form the ratio"
+    frame = sweep.cycles(check.dataset)
+    secs = run_seconds(frame[frame["run_dir"].isin({str(r.dir) for r in mine + randoms})])
+    tot = {(row.series, row.seed): row.total for row in secs.itertuples()}
+    rseries = sorted({r.series for r in randoms})
+    base = next((s for s in rseries if s.split("/")[-1] == "random"), rseries[0])
+    vals = [tot[(r.series, r.seed)] / tot[(base, r.seed)] for r in mine if (base, r.seed) in tot
+            and tot[(base, r.seed)] > 0]
+    return vals, "" if vals else "the strategy's and random's complete runs share no seed"
+
+
+def _values_rho(runs: list[Run]) -> tuple[list[float], str]:
+    vals = []
+    for r in runs:
+        if not r.complete:
+            continue
+        pre, main = r.artifact("pretext_loss_test"), r.artifact("test_loss")
+        if pre is None or main is None or main.ndim != 2 or main.shape[1] != len(pre):
+            continue
+        vals.append(spearman_rho(pre, main[-1]))
+    return vals, "" if vals else "no complete run records pretext_loss_test and test_loss"
+
+
+def _compare(check: Check, x: float) -> tuple[float, bool]:
+    if check.range is not None:
+        lo, hi = check.range
+        diff = 0.0 if lo <= x <= hi else (x - hi if x > hi else x - lo)
+    else:
+        diff = x - float(check.value)
+    return diff, abs(diff) <= check.tol() + 1e-12
+
+
+def run_check(check: Check, sweep: Sweep) -> list[Outcome]:
+    """Outcomes of ``check``: one per matching (sweep, strategy label) group, or one saying why none."""
+    runs, refusal = _select(check, sweep)
+    if refusal is not None:
+        return [refusal]
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.series, []).append(r)
+    out = []
+    for series, grp in sorted(groups.items()):
+        flags = sorted({f for r in grp for f in r.flags})
+        quirks = sorted({q for r in grp for q in r.quirks})
+        if check.quantity == "metric":
+            vals, why = _values_metric(check, grp)
+        elif check.quantity == "wallclock-ratio":
+            vals, why = _values_wallclock(check, grp, sweep)
+        else:
+            vals, why = _values_rho(grp)
+        base = dict(check=check, group=series, flags=flags, quirks=quirks)
+        if not vals:
+            out.append(Outcome(status=MISSING, message=why, **base))
+            continue
+        d = describe(vals)
+        stat = check.statistic if check.quantity == "metric" else "mean"
+        x = d[stat]
+        if not np.isfinite(x):
+            out.append(Outcome(status=TOO_FEW, message=f"a {stat} needs at least 2 seeds; {d['n']} recorded",
+                               ours=d["mean"], std=d["std"], n=d["n"], **base))
+            continue
+        diff, ok = _compare(check, x)
+        note = f" ({why})" if why else ""
+        out.append(Outcome(status=PASS if ok else FAIL, ours=x, std=d["std"] if stat == "mean" else None, n=d["n"],
+                           diff=diff, message=("within" if ok else "outside") + f" tolerance ±{check.tol():g}{note}",
+                           **base))
+    return out
+
+
+def verify(sweep: Sweep, checks: list[Check]) -> list[Outcome]:
+    """Every check's outcomes, in file order."""
+    return [o for c in checks for o in run_check(c, sweep)]
+
+
+# ---------------------------------------------------------------------------------------------
+# printing
+
+
+def format_outcome(o: Outcome) -> str:
+    """Two or three lines: status, id and source; what is measured; ours vs theirs or the reason."""
+    c = o.check
+    u = _unit(c.units)
+    digits = 3 if c.units in ("rho", "ratio") else 2
+    head = f"{o.status.upper():8s}{c.id}  [{c.source}]"
+    lines = [head, f"        {c.describe()}"]
+    if o.status in (PASS, FAIL, TOO_FEW) and o.ours is not None:
+        dagger = f" {DAGGER}" if o.flags else ""
+        spread = f" ± {o.std:.{digits}f}" if o.std is not None and np.isfinite(o.std) else ""
+        stat = c.statistic if c.quantity == "metric" else "mean"
+        ours = f"{o.ours:.{digits}f}{spread}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
+        diff = f"{o.diff:+.{digits}f}" if o.diff is not None else "n/a"
+        lines.append(f"        ours {ours} [{o.group}{dagger}] | theirs {c.theirs()} | diff {diff} | {o.message}")
+        if o.flags:
+            lines.append(f"        {DAGGER} flagged runs: {', '.join(o.flags)}; quirks on: {', '.join(o.quirks) or 'none'}")
+    else:
+        who = f" [{o.group}]" if o.group else ""
+        lines.append(f"        theirs {c.theirs()}{who}: {o.message}")
+    return "\n".join(lines)
+
+
+def summary_counts(outcomes: list[Outcome]) -> Counter:
+    return Counter(o.status for o in outcomes)
+
+
+def format_summary(outcomes: list[Outcome]) -> str:
+    n = summary_counts(outcomes)
+    parts = [f"{n.get(s, 0)} {label}" for s, label in ((PASS, "passed"), (FAIL, "failed"), (REFUSED, "refused"),
+                                                          (MISSING, "missing"), (TOO_FEW, "too few seeds"))]
+    return "verify: " + ", ".join(parts)

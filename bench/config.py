@@ -446,8 +446,12 @@ def validate_environment(cfg: Config) -> None:
     """Checks that read the disk: data roots exist and each pool can hold the AL schedule."""
     from bench.data.registry import get_dataset
     from bench.plan import resolve_strategy
+    from models.registry import model_entry
     from strategies.registry import get_strategy
 
+    check_model = model_entry(cfg.model.name).check
+    if check_model is not None:  # e.g. a pretrained-weights file that must exist
+        check_model(cfg.model.params, "model.params")
     for i, ds in enumerate(cfg.datasets):
         spec = get_dataset(ds.name)
         spec.check(ds, f"datasets[{i}]")
@@ -465,6 +469,7 @@ def validate_environment(cfg: Config) -> None:
             get_strategy(st.name).check_schedule(resolved.params, pool_size=pool, initial=cfg.al.initial,
                                                  budget=cfg.al.budget, cycles=cfg.al.cycles,
                                                  path=f"strategies[{j}].params")
+            get_strategy(st.name).check_task(resolved.params, task=spec.task, path=f"strategies[{j}].params")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:

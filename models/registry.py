@@ -17,24 +17,28 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     description: str
     tasks: frozenset[str]
+    check: Callable[[dict, str], None] | None = None  # (params, path): ConfigError on a bad value, at config load
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str, tasks=("classification",)):
-    """Decorator registering a builder under ``name``."""
+def register_model(name: str, description: str, tasks=("classification",), check=None):
+    """Decorator registering a builder under ``name``; ``check(params, path)``, when given, validates
+    params (e.g. that a weights file exists) when a config is loaded."""
 
     def deco(fn):
-        _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks))
+        _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks), check)
         return fn
 
     return deco
 
 
 def _load_all() -> None:
+    import models.deeplab  # noqa: F401
     import models.resnet_cifar  # noqa: F401
     import models.small_cnn  # noqa: F401
+    import models.small_seg  # noqa: F401
 
 
 def model_names() -> list[str]:

@@ -197,6 +197,12 @@ class Strategy(ABC):
         resolved params (defaults and protocol quirks applied). Raise ConfigError to refuse."""
 
     @classmethod
+    def check_task(cls, params: dict, *, task: str, path: str) -> None:
+        """Checks of the resolved params that depend on the dataset's task (e.g. an option defined for
+        classification only), run when the config is loaded, after ``tasks`` admitted the task.
+        Raise ConfigError to refuse."""
+
+    @classmethod
     def quirk(cls, name: str) -> Quirk:
         for q in cls.quirks:
             if q.name == name:

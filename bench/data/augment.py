@@ -60,3 +60,31 @@ class BatchTransform:
 
     def test(self, x: torch.Tensor) -> torch.Tensor:
         return self.to_float(x)
+
+    def train_pair(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, *,
+                   fill: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(augmented normalised float32 images, their (B, H, W) target maps moved alike).
+
+        Each map is shifted and flipped with its image, by the very draws :meth:`train` makes; map
+        pixels shifted in from outside get ``fill`` (the ignore index), so they carry no label.
+        """
+        p = self.crop_padding
+        if p:
+            b, _, h, w = x.shape
+            oy = torch.randint(0, 2 * p + 1, (b,), device=x.device, generator=generator)
+            ox = torch.randint(0, 2 * p + 1, (b,), device=x.device, generator=generator)
+            x, y = _shift(x, oy, ox, p, 0), _shift(y[:, None], oy, ox, p, fill)[:, 0]
+        if self.hflip:
+            flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+            y = torch.where(flip.view(-1, 1, 1), y.flip(2), y)
+        return self.to_float(x), y
+
+
+def _shift(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, p: int, fill: int) -> torch.Tensor:
+    """(B, C, H, W) windows at offsets (oy, ox) of ``x`` padded by ``p`` with ``fill``."""
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (p, p, p, p), value=fill)
+    rows = (oy[:, None] + torch.arange(h, device=x.device)[None]).view(b, 1, h, 1).expand(b, c, h, w + 2 * p)
+    cols = (ox[:, None] + torch.arange(w, device=x.device)[None]).view(b, 1, 1, w).expand(b, c, h, w)
+    return padded.gather(2, rows).gather(3, cols)

@@ -16,7 +16,8 @@ class ImageDataset:
     """A train pool and a test set, held in memory.
 
     ``x_*`` are uint8 tensors (N, C, H, W) in 0..255; ``y_*`` are int64 tensors: (N,) class ids for
-    classification, (N, H, W) class maps for segmentation (``ignore_index`` marks unlabeled pixels).
+    classification, (N, H, W) class maps for segmentation (``ignore_index`` marks unlabeled pixels;
+    maps may be uint8, 8x smaller, when every id and ``ignore_index`` fit in 0..255).
     ``mean`` / ``std`` are per-channel, in 0..1 units. ``crop_padding`` and ``hflip`` are the
     dataset's default train augmentation (a config may override them).
     """
@@ -40,9 +41,13 @@ class ImageDataset:
             x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
             if x.dtype != torch.uint8 or x.ndim != 4:
                 raise ValueError(f"{self.name}: x_{split} must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
-            if y.dtype != torch.int64 or y.shape[0] != x.shape[0]:
-                raise ValueError(f"{self.name}: y_{split} must be int64 with {x.shape[0]} rows, "
-                                 f"got {y.dtype} {tuple(y.shape)}")
+            dense = self.task == "segmentation"
+            ok_dtype = y.dtype == torch.int64 or (dense and y.dtype == torch.uint8)
+            ok_shape = (y.shape == (x.shape[0], x.shape[2], x.shape[3])) if dense else y.shape[0] == x.shape[0]
+            if not ok_dtype or not ok_shape:
+                want = f"maps (N, H, W) = {(x.shape[0], x.shape[2], x.shape[3])}, int64 or uint8" if dense \
+                    else f"int64 with {x.shape[0]} rows"
+                raise ValueError(f"{self.name}: y_{split} must be {want}, got {y.dtype} {tuple(y.shape)}")
         if len(self.mean) != self.channels or len(self.std) != self.channels:
             raise ValueError(f"{self.name}: mean/std need {self.channels} channels")
 

@@ -72,7 +72,9 @@ def check_selection(new: np.ndarray, size: int, labeled: np.ndarray, pool_size: 
 def pool_fingerprint(images: torch.Tensor) -> str:
     """sha256 of the pool's pixels and shape (a cache key for anything computed from the pool)."""
     h = hashlib.sha256(str(tuple(images.shape)).encode())
-    h.update(images.contiguous().numpy().tobytes())
+    images = images.contiguous()
+    for start in range(0, images.shape[0], 256):  # row blocks: a memory-mapped pool is never copied whole
+        h.update(images[start:start + 256].numpy())
     return h.hexdigest()
 
 
@@ -120,9 +122,12 @@ class RunContext:
             self.pool_map = np.flatnonzero(mask)
         else:
             self.pool_map = np.arange(n)
-        pm = torch.from_numpy(self.pool_map)
-        self.pool_images = self.ds.x_train[pm]
-        self.pool_targets = self.ds.y_train[pm]
+        if self.val_train_idx is None:  # the whole train set: no copy (it may be memory-mapped)
+            self.pool_images, self.pool_targets = self.ds.x_train, self.ds.y_train
+        else:
+            pm = torch.from_numpy(self.pool_map)
+            self.pool_images = self.ds.x_train[pm]
+            self.pool_targets = self.ds.y_train[pm]
 
     # ------------------------------------------------------------------ pieces
     def pool_state(self, labeled: np.ndarray) -> PoolState:
@@ -226,6 +231,7 @@ def _cycle_loop(ctx: RunContext) -> float | None:
         rows: list[dict] = []
         queries: dict[int, list[int]] = {}
         test_losses: dict[int, np.ndarray] = {}
+        extra_metrics: dict[int, dict[str, np.ndarray]] = {}
         prev: dict | None = None
         start = 0
         partial = None
@@ -234,6 +240,8 @@ def _cycle_loop(ctx: RunContext) -> float | None:
         rows = list(state["rows"])
         queries = {int(c): q.tolist() for c, q in state["queries"].items()}
         test_losses = {int(c): v.numpy() for c, v in state["test_losses"].items()}
+        extra_metrics = {int(c): {k: v.numpy() for k, v in m.items()}
+                         for c, m in state.get("extra_metrics", {}).items()}
         prev = state["prev"]
         start = int(state["next_cycle"])
         partial = state.get("partial")
@@ -247,6 +255,8 @@ def _cycle_loop(ctx: RunContext) -> float | None:
             "labeled": torch.from_numpy(labeled.copy()), "rows": rows,
             "queries": {str(c): torch.tensor(q, dtype=torch.long) for c, q in queries.items()},
             "test_losses": {str(c): torch.from_numpy(v) for c, v in test_losses.items()},
+            "extra_metrics": {str(c): {k: torch.from_numpy(v) for k, v in m.items()}
+                              for c, m in extra_metrics.items()},
             "prev": prev, "strategy": ckpt_codec.encode(strategy.state_dict()), "partial": partial_state,
             "resumes": resumes,
         }
@@ -296,6 +306,9 @@ def _cycle_loop(ctx: RunContext) -> float | None:
             metrics, test_loss, per_item = ctx.evaluate(model, ctx.x_test, ctx.y_test, per_item=True)
         value = metrics[ctx.task.metric]
         test_losses[cycle] = per_item.astype(np.float32)
+        # whatever else the task's meter reports (e.g. per-class IoU) becomes artifacts/metric_<name>.npy
+        extra_metrics[cycle] = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()
+                                if k != ctx.task.metric}
         secs = {f"seconds_{p}": round(timer.seconds.get(p, 0.0), 4) for p in PHASES}
         rows.append({
             "cycle": cycle, "n_labeled": int(len(labeled)), "metric": ctx.task.metric, "value": value,
@@ -311,7 +324,12 @@ def _cycle_loop(ctx: RunContext) -> float | None:
         ctx.events({"type": "cycle", "run": rc.run_id, "cycle": cycle, "n_labeled": int(len(labeled)),
                     "value": value})
 
-    arrays = {"labeled_targets": ctx.pool_targets[torch.from_numpy(labeled)].numpy()}
+    if ctx.pool_targets.ndim == 1:
+        arrays = {"labeled_targets": ctx.pool_targets[torch.from_numpy(labeled)].numpy()}
+    else:  # target maps: per queried image, its labeled pixels of each class (not the maps themselves)
+        arrays = {"labeled_class_pixels": _class_pixels(ctx.pool_targets, labeled, ctx.ds.num_classes)}
+    for name in sorted({k for m in extra_metrics.values() for k in m}):
+        arrays[f"metric_{name}"] = np.stack([extra_metrics[c][name] for c in sorted(extra_metrics)])
     if rc.record.test_losses:
         arrays["test_loss"] = np.stack([test_losses[c] for c in sorted(test_losses)])
     if rc.record.embeddings and prev is not None:
@@ -323,6 +341,16 @@ def _cycle_loop(ctx: RunContext) -> float | None:
     rec.finish()
     ctx.events({"type": "run_end", "run": rc.run_id, "value": value})
     return value
+
+
+def _class_pixels(maps: torch.Tensor, indices: np.ndarray, num_classes: int) -> np.ndarray:
+    """(len(indices), C) int64: pixels of each class in the (H, W) maps at ``indices``, in that
+    order (ignored and out-of-range ids left out); one map at a time, so nothing big is copied."""
+    out = np.zeros((len(indices), num_classes), dtype=np.int64)
+    for row, i in enumerate(indices):
+        m = maps[int(i)].reshape(-1).long()
+        out[row] = torch.bincount(m[(m >= 0) & (m < num_classes)], minlength=num_classes).numpy()
+    return out
 
 
 def _query(ctx: RunContext, cycle: int, labeled: np.ndarray, prev: dict | None, timer: PhaseTimer) -> np.ndarray:

@@ -135,10 +135,14 @@ class Trainer:
         channels_last = self.cfg.channels_last
         for start in range(0, n, bs):
             idx = perm[start:start + bs]
-            if idx.numel() < 2 and n >= 2:
+            if idx.numel() < 2 and n >= 2 and bs >= 2:
                 continue  # BatchNorm cannot train on a single image: drop a last batch of one
-            xb = self.transform.train(x[idx].to(self.device, non_blocking=True), self.aug_gen)
+            xb = x[idx].to(self.device, non_blocking=True)
             yb = y[idx].to(self.device, non_blocking=True)
+            if yb.ndim > 1:  # target maps (segmentation) are cropped and flipped with their images
+                xb, yb = self.transform.train_pair(xb, yb, self.aug_gen, fill=self.task.ignore_index)
+            else:
+                xb = self.transform.train(xb, self.aug_gen)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with self._autocast():

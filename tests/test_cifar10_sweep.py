@@ -15,7 +15,8 @@ def test_cifar10_two_cycle_sweep(tmp_path, capsys, monkeypatch):
         pytest.skip(f"no shared CIFAR-10 at {SHARED_DATA} (only present on the project's machines)")
     monkeypatch.chdir(REPO)  # the config's root, ../shared/data, is relative to the repository
     rc = main(["run", "bench/configs/cifar10-cpu.yaml", "--quiet", "--out", str(tmp_path),
-               "--set", "train.epochs=1", "--set", "strategies=random,margin", "--set", "record.embeddings=100", "--set", "model.params.width=8"])
+               "--set", "train.epochs=1", "--set", "strategies=random,margin", "--set", "record.embeddings=100",
+               "--set", "model.params.width=8"])
     assert rc == 0, capsys.readouterr().err
     df = load_sweep(tmp_path / "cifar10-cpu")
     assert sorted(df["strategy"].unique()) == ["margin", "random"]

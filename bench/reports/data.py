@@ -265,6 +265,30 @@ def find_missing(sweep: Sweep, expected: list[tuple[str, str, str, int]] | None 
     return out
 
 
+def class_counts(runs: list[Run]) -> pd.DataFrame:
+    """One row per (series, seed, class): ``count`` of that class among the run's queried images.
+
+    From each run's ``labeled_targets`` artifact (the labels of every queried image, initial set
+    included); classes are 0..K-1 with K the largest label + 1 (or ``dataset_info.num_classes``),
+    zeros included. Runs without the artifact are left out.
+    """
+    per_run = []
+    for r in runs:
+        t = r.artifact("labeled_targets")
+        if t is not None and t.ndim == 1 and len(t):
+            per_run.append((r, np.asarray(t, dtype=np.int64)))
+    if not per_run:
+        return pd.DataFrame(columns=["series", "seed", "class", "count"])
+    k = max(int(t.max()) + 1 for _, t in per_run)
+    ncls = [int((r.identity.get("dataset_info") or {}).get("num_classes", 0) or 0) for r, _ in per_run]
+    k = max([k, *ncls])
+    rows = []
+    for r, t in per_run:
+        counts = np.bincount(t[t >= 0], minlength=k)
+        rows += [{"series": r.series, "seed": r.seed, "class": c, "count": int(n)} for c, n in enumerate(counts)]
+    return pd.DataFrame(rows)
+
+
 def phase_columns() -> list[str]:
     """The per-phase seconds columns of cycles.csv (pretext, train, inference, select, evaluate)."""
     return list(PHASE_COLUMNS)

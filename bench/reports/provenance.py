@@ -20,6 +20,22 @@ FLAG_MEANING = {
 }
 
 
+def flag_meaning(flag: str, strategy_names=()) -> str:
+    """What ``flag`` means: the harness's own wording, else the doc of the strategy quirk of that name."""
+    if flag in FLAG_MEANING:
+        return FLAG_MEANING[flag]
+    try:
+        from strategies.registry import get_strategy
+
+        for name in sorted(strategy_names):
+            for q in get_strategy(name).quirks:
+                if q.name == flag:
+                    return q.doc
+    except Exception:  # an unregistered strategy (records from another install): no doc to show
+        pass
+    return "a flagged protocol switch"
+
+
 def display_name(series: str, flagged: bool) -> str:
     """The series name as tables and legends show it: with a dagger when its runs carry flags."""
     return f"{series} {DAGGER}" if flagged else series
@@ -67,9 +83,15 @@ def _flags_part(runs: list[Run]) -> str:
             flags.setdefault(f, set()).add(r.series)
     if not flags:
         return ""
+    # a quirk flag and the harness flag it implies (best_on_test -> best-on-test) are one statement
+    for f in list(flags):
+        twin = f.replace("_", "-")
+        if twin != f and twin in flags:
+            flags[twin] |= flags.pop(f)
     parts = []
     for f, series in sorted(flags.items()):
-        meaning = FLAG_MEANING.get(f, "a flagged protocol switch")
+        names = {r.strategy_name for r in runs if f in r.flags}
+        meaning = flag_meaning(f, names)
         parts.append(f"{DAGGER} {f} ({_join(sorted(series))}): {meaning}; not comparable with unflagged numbers")
     return " ".join(p + "." for p in parts)
 

@@ -34,7 +34,7 @@ import bench
 from bench.records import atomic_write_json, atomic_write_text
 from bench.reports import figures as figs
 from bench.reports import tables as tabs
-from bench.reports.data import Missing, Run, Sweep, find_missing, load_sweep_runs
+from bench.reports.data import Missing, Run, Sweep, class_counts, find_missing, load_sweep_runs
 from bench.reports.output import Table, save_figure, write_table
 from bench.reports.provenance import DAGGER, FLAG_MEANING, flagged_series, provenance
 from bench.reports.stats import ALPHA, spearman_rho
@@ -106,25 +106,6 @@ def _class_names(runs: list[Run]) -> dict:
     return {}
 
 
-def _class_counts(runs: list[Run]) -> pd.DataFrame:
-    """(series, seed, class, count) of the queried images of each complete run (zeros included)."""
-    per_run = []
-    for r in runs:
-        t = r.artifact("labeled_targets")
-        if t is not None and t.ndim == 1 and len(t):
-            per_run.append((r, np.asarray(t, dtype=np.int64)))
-    if not per_run:
-        return pd.DataFrame(columns=["series", "seed", "class", "count"])
-    k = max(int(t.max()) + 1 for _, t in per_run)
-    ncls = [int((r.identity.get("dataset_info") or {}).get("num_classes", 0) or 0) for r, _ in per_run]
-    k = max([k, *ncls])
-    rows = []
-    for r, t in per_run:
-        counts = np.bincount(t[t >= 0], minlength=k)
-        rows += [{"series": r.series, "seed": r.seed, "class": c, "count": int(n)} for c, n in enumerate(counts)]
-    return pd.DataFrame(rows)
-
-
 def _spearman_panels(runs: list[Run]) -> tuple[list[dict], pd.DataFrame, list[str]]:
     """Panels (lowest seed per series) and per-run rho of runs recording both test losses; problems."""
     per_run, panels, problems = [], {}, []
@@ -183,7 +164,7 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
         w.skip("wall-clock table and figure", dataset, "no complete run")
 
     # class distribution ---------------------------------------------------------------------
-    counts = _class_counts(complete)
+    counts = class_counts(complete)
     task = next((r.identity.get("task") for r in runs if r.identity.get("task")), "classification")
     if task != "classification":
         w.skip("class distribution", dataset, f"task is {task}; class counts of queried images need class labels")
@@ -234,8 +215,8 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
     else:
         used = [r for r in complete if (r.series, r.seed) in set(zip(rhos["series"], rhos["seed"]))]
         cap = _caption(used, "Main-task loss of each run's final-cycle model on the test set; pretext loss of its "
-                             "pretext model on the test set; one panel per strategy (lowest seed); 1,000 random "
-                             "test images shown, ρ on all.")
+                             "pretext model on the test set; one panel per strategy (lowest seed); at most 1,000 "
+                             "random test images shown, ρ on all of them.")
         w.table(tabs.spearman_table(rhos, caption=cap, flagged=flagged, name=f"spearman-{ds}"), dataset)
         w.figure(figs.spearman_figure(panels, dataset=dataset, caption=cap, flagged=flagged),
                  f"spearman-{ds}", dataset, "pretext vs main-task loss ranks", cap)

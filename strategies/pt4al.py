@@ -27,6 +27,13 @@ Design choices where the paper is silent:
 The official code's behaviours are :class:`~strategies.base.Quirk` switches, all on under
 ``protocol: official``: ``string_sort``, ``normalized_softmax``, ``warm_start`` and ``best_on_test``
 (flagged). Module-level functions hold each step, so tests pin their exact output.
+
+Segmentation (the paper's section 5.2, with ``pretext_task: colorization``, its choice for a
+pixel-level task, section 6.2): the in-batch sampler's confidence of an image is the engine's
+segmentation confidence, the mean over its pixels of the top-1 posterior (so (B, C, H, W) logits
+are never kept); the lowest are taken. ``sampler: entropy`` and ``normalized_softmax`` have no
+per-image counterpart there and are refused at config load. ``pt4al-pretext-only`` needs no model
+output and works on segmentation pools as is.
 """
 
 from __future__ import annotations
@@ -342,8 +349,12 @@ class _PretextMixin:
                              pool_fingerprint=ctx.pool_fingerprint, log=ctx.log)
         self.pool_loss, self.test_loss = res.pool_loss, res.test_loss
         info = {"pretext_cache": res.cache, "pretext_key": res.key,
-                "pretext_train_seconds": round(float(res.train_seconds), 3), "pretext_task": spec.task,
-                "pretext_seed": spec.seed, "pretext_selected_epoch": res.selected_epoch, "loss_sort": self.loss_sort}
+                "pretext_train_seconds": round(float(res.train_seconds), 3),
+                "pretext_wait_seconds": round(float(res.wait_seconds), 3), "pretext_task": spec.task,
+                "pretext_seed": spec.seed, "pretext_selected_epoch": res.selected_epoch,
+                "pretext_pool_score": (res.history[res.selected_epoch - 1].get("pool_score")
+                                       if len(res.history) >= res.selected_epoch else None),
+                "loss_sort": self.loss_sort}
         return res.pool_loss, info
 
     def _loss_state(self) -> dict:
@@ -375,7 +386,8 @@ class PT4AL(_PretextMixin, _Batched):
     name = "pt4al"
     description = ("pretext-loss batches, uniform first cycle, least-confident K per batch "
                    "(params: pretext_task, batch_order, first_cycle, sampler, pretext_*)")
-    needs = frozenset({Need.LOGITS})
+    needs = frozenset({Need.LOGITS})  # on segmentation pools: CONFIDENCE instead (set in prepare)
+    tasks = frozenset({"classification", "segmentation"})
     quirks = (STRING_SORT, NORMALIZED_SOFTMAX, WARM_START, BEST_ON_TEST)
 
     def __init__(self, *, pretext_task: PretextTaskName = "rotation",
@@ -413,7 +425,23 @@ class PT4AL(_PretextMixin, _Batched):
             raise ConfigError(f"{path}.batches", "must be a positive integer or null",
                               f"set {path}.batches to null (one batch per cycle)", params["batches"])
 
+    @classmethod
+    def check_task(cls, params: dict, *, task: str, path: str) -> None:
+        if task != "segmentation":
+            return
+        if params.get("sampler", "confidence") != "confidence":
+            raise ConfigError(f"{path}.sampler", "only 'confidence' (the mean pixel top-1 posterior) is defined "
+                              "for segmentation", f"set {path}.sampler: confidence", params["sampler"])
+        if params.get("normalized_softmax"):
+            raise ConfigError(f"{path}.normalized_softmax", "the official code's normalised softmax is for image "
+                              "logits and has no segmentation counterpart",
+                              "drop the normalized_softmax quirk: list the others in the strategy's quirks", True)
+
     def prepare(self, ctx: PrepareContext) -> dict:
+        if ctx.pool.task == "segmentation":
+            self.check_task({"sampler": self.sampler, "normalized_softmax": self.normalized_softmax},
+                            task="segmentation", path="params")
+            self.needs = frozenset({Need.CONFIDENCE})  # one number per image, not (C, H, W) logits
         losses, info = self._pretext(ctx)
         order = sort_losses(losses, descending=self.batch_order == "high-first", as_strings=self.loss_sort == "string")
         batches = split_batches(order, _batch_count(self.batches, ctx))
@@ -428,7 +456,10 @@ class PT4AL(_PretextMixin, _Batched):
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:
         c = inputs.candidates
-        scores = uncertainty(c.logits, sampler=self.sampler, normalized=self.normalized_softmax)
+        if c.logits is None:  # segmentation: the mean pixel top-1 posterior, lowest = most uncertain
+            scores = -c.confidence.double().cpu().numpy()
+        else:
+            scores = uncertainty(c.logits, sampler=self.sampler, normalized=self.normalized_softmax)
         return take_from_batches(self.batches_, cycle, budget, pool.labeled, in_batch_pick(c.indices, scores))
 
     def state_dict(self) -> dict:
@@ -484,6 +515,7 @@ class PT4ALPretextOnly(_PretextMixin, Strategy):
     name = "pt4al-pretext-only"
     description = "PT4AL ablation: the K highest (or lowest) pretext losses of the pool, no main model (params: take)"
     needs: frozenset = frozenset()
+    tasks = frozenset({"classification", "segmentation"})
     quirks = (STRING_SORT, WARM_START, BEST_ON_TEST)
 
     def __init__(self, *, take: Literal["highest", "lowest"] = "highest",

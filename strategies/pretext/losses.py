@@ -27,6 +27,7 @@ class PretextResult:
     train_seconds: float  # wall-clock seconds of the original training, even on a hit
     selected_epoch: int
     history: list[dict]
+    wait_seconds: float = 0.0  # spent waiting for another run that was training the same entry
 
 
 def key_fields(spec: PretextSpec, *, pool_fingerprint: str, test_fingerprint: str | None, mean, std,
@@ -67,22 +68,24 @@ def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images:
 
     cache = PretextCache(cache_dir)
 
-    def from_entry(entry: dict) -> PretextResult:
+    def from_entry(entry: dict, wait: float = 0.0) -> PretextResult:
         m = entry["meta"]
         log(f"pretext cache hit {key} ({spec.task}; trained in {m['train_seconds']:.1f}s)")
         return PretextResult(entry["pool_loss"], entry["test_loss"], "hit", key, float(m["train_seconds"]),
-                             int(m["selected_epoch"]), list(m.get("history", [])))
+                             int(m["selected_epoch"]), list(m.get("history", [])), wait)
 
     entry = cache.load(key)
     if entry is not None:
         return from_entry(entry)
+    asked = time.perf_counter()
     with cache.lock(key, log=log):
+        wait = time.perf_counter() - asked
         entry = cache.load(key)  # another run may have written it while we waited
         if entry is not None:
-            return from_entry(entry)
+            return from_entry(entry, wait)
         log(f"pretext cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
         pool_loss, test_loss, secs, sel, hist = fit()
         meta = {"key": key, "fields": fields, "train_seconds": secs, "selected_epoch": sel, "history": hist,
                 "created": time.time(), "pool_size": int(pool_images.shape[0])}
         cache.store(key, pool_loss, test_loss, meta)
-    return PretextResult(pool_loss, test_loss, "miss", key, secs, sel, hist)
+    return PretextResult(pool_loss, test_loss, "miss", key, secs, sel, hist, wait)

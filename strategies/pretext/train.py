@@ -118,9 +118,11 @@ def fit_pretext(task: PretextTask, spec: PretextSpec, *, pool_images: torch.Tens
         net.load_state_dict(best["state"])
         pool_loss, selected = best["pool_loss"], best["epoch"]
     else:
-        pool_loss, _ = extract_losses(task, net, x, norm=norm, device=device, amp=amp, batch_size=eval_bs,
-                                      seed=spec.seed)
+        pool_loss, pool_score = extract_losses(task, net, x, norm=norm, device=device, amp=amp, batch_size=eval_bs,
+                                               seed=spec.seed)
         selected = spec.epochs
+        if history:
+            history[-1]["pool_score"] = float(pool_score.mean())
     test_loss = None
     if test_images is not None:
         test_loss, _ = extract_losses(task, net, test_images, norm=norm, device=device, amp=amp,

@@ -1,0 +1,342 @@
+"""UncertainGCN and CoreGCN (Caramalau, Bhattarai & Kim, CVPR 2021).
+
+Facts followed (razvancaramalau/Sequential-GCN-for-Active-Learning, ``selection_methods.py`` and
+``models/query_models.py``):
+
+- nodes: the L2-normalised embeddings of [a random subset of 10,000 unlabeled images; the labeled
+  set], in that order;
+- adjacency: ``A = X X^T - I``, each column divided by its sum, ``+ I`` (dense, n x n);
+- GCN: graph convolution d -> 128, ReLU, dropout 0.3 (this is the "feature"), graph convolution
+  128 -> 1, sigmoid; a graph convolution is ``A (H W) + b`` with weights and bias drawn uniformly
+  from +-1/sqrt(fan_out); a fresh GCN for every query, Adam (lr 1e-3, weight decay 5e-4),
+  200 full-batch steps;
+- loss: ``-mean log s(labeled) - lambda * mean log(1 - s(unlabeled))``, lambda = 1.2;
+- UncertainGCN: the K unlabeled nodes whose score is nearest s_margin = 0.1;
+- CoreGCN: k-center greedy (Euclidean) on the GCN's hidden features, labeled nodes as centers.
+
+Memory: the dense adjacency takes n^2 float32 (1.6 GB at 10,000 + 10,000 nodes) and is the
+largest buffer by far. Its size is checked against ``max_adjacency_gb`` when the config is loaded
+(:meth:`_GCNStrategy.check_schedule`, from the pool size and the AL schedule) and again before it is
+allocated; above the limit the run is refused with an error that names ``subset``, the knob to
+lower.
+
+Where we differ on purpose:
+
+- the log terms are computed as ``logsigmoid(z)`` / ``logsigmoid(-z)`` of the GCN's last-layer
+  output (the same values as ``log(sigmoid(z))``, without the -inf / NaN the official form hits
+  once a score saturates);
+- a column whose sum is exactly 0 (a node orthogonal to every other one, or a one-node graph) is
+  left undivided instead of becoming NaN;
+- the official CoreGCN code overwrites the GCN features with the input features before k-center
+  greedy, so its trained GCN is never used; that is the ``kcenter-on-input-features`` quirk, and
+  ``paper`` runs k-center on the hidden features as the paper describes;
+- training draws (initialisation, dropout masks) come from torch generators derived from the
+  run's ``rng``, so a query is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import ConfigError
+from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, random_subset, top_k_lowest
+from strategies.coreset import kcenter_greedy
+from strategies.registry import register_strategy
+
+BYTES_PER_ENTRY = 4  # float32 adjacency
+GB = 1e9  # max_adjacency_gb is in decimal gigabytes
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph pieces
+
+
+def normalized_adjacency(x: torch.Tensor) -> torch.Tensor:
+    """The CoreGCN adjacency of the rows of ``x`` (already L2-normalised): a dense (n, n) tensor.
+
+    ``A = X X^T - I``; column j is divided by its sum; then ``+ I``. Built in place in the one
+    (n, n) buffer of the product, so peak memory is n^2 elements. A column that sums to exactly 0
+    is left undivided (the official code would produce NaN there).
+    """
+    a = x @ x.T
+    a.diagonal().sub_(1.0)
+    col = a.sum(dim=0)
+    col = torch.where(col == 0, torch.ones_like(col), col)
+    a.div_(col)  # broadcasting over the last dim divides column j by col[j]
+    a.diagonal().add_(1.0)
+    return a
+
+
+def adjacency_gb(n: int) -> float:
+    """Size in GB (1e9 bytes) of the dense float32 adjacency over ``n`` nodes."""
+    return n * n * BYTES_PER_ENTRY / GB
+
+
+def max_query_nodes(*, pool_size: int, subset: int | None, initial: int, budget: int, cycles: int) -> int:
+    """The largest graph any query of the schedule builds: unlabeled candidates + labeled nodes.
+
+    The last query (before the final cycle) sees ``initial + budget * (cycles - 2)`` labeled images;
+    the graph only grows with the labeled set. 0 when the schedule never queries (one cycle).
+    """
+    if cycles < 2:
+        return 0
+    labeled = initial + budget * (cycles - 2)
+    unlabeled = max(pool_size - labeled, 0)
+    cand = unlabeled if subset is None else min(subset, unlabeled)
+    return cand + labeled
+
+
+class GraphConv(nn.Module):
+    """One graph convolution ``A (H W) + b``; weights and bias uniform in +-1/sqrt(out)."""
+
+    def __init__(self, n_in: int, n_out: int, generator: torch.Generator) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(n_out)
+        self.weight = nn.Parameter(torch.empty(n_in, n_out).uniform_(-bound, bound, generator=generator))
+        self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound, generator=generator))
+
+    def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, adj, h @ self.weight)
+
+
+class GCN(nn.Module):
+    """Two graph convolutions: d -> hidden (ReLU, dropout) -> 1."""
+
+    def __init__(self, n_in: int, hidden: int, dropout: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.gc1 = GraphConv(n_in, hidden, generator)
+        self.gc2 = GraphConv(hidden, 1, generator)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor, *, dropout_gen: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n,) logits of "labeled" and the (n, hidden) ReLU features (before dropout).
+
+        In training mode dropout masks are drawn from ``dropout_gen``.
+        """
+        h = torch.relu(self.gc1(x, adj))
+        hd = h
+        if self.training and self.dropout > 0:
+            keep = 1.0 - self.dropout
+            mask = torch.empty_like(h).bernoulli_(keep, generator=dropout_gen).div_(keep)
+            hd = h * mask
+        return self.gc2(hd, adj).squeeze(1), h
+
+
+def gcn_loss(logits: torch.Tensor, labeled: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """``-mean log s(labeled) - lambda_ * mean log(1 - s(unlabeled))`` with ``s = sigmoid(logits)``
+    (nats). ``labeled`` is a boolean mask; an empty side contributes 0."""
+    loss = logits.new_zeros(())
+    if labeled.any():
+        loss = loss - F.logsigmoid(logits[labeled]).mean()
+    if (~labeled).any():
+        loss = loss - lambda_ * F.logsigmoid(-logits[~labeled]).mean()
+    return loss
+
+
+def train_gcn(x: torch.Tensor, adj: torch.Tensor, labeled: torch.Tensor, *, hidden: int, dropout: float,
+              steps: int, lr: float, weight_decay: float, lambda_: float, seed: int) -> GCN:
+    """A fresh GCN trained full-batch for ``steps`` Adam steps on the labeled-vs-unlabeled loss,
+    returned in eval mode. Initialisation and dropout draw from generators seeded with ``seed``."""
+    init_gen = torch.Generator().manual_seed(seed)
+    drop_gen = torch.Generator(device=x.device).manual_seed(seed ^ 0x5DEECE66D)
+    model = GCN(x.shape[1], hidden, dropout, init_gen).to(x.device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        logits, _ = model(x, adj, dropout_gen=drop_gen)
+        gcn_loss(logits, labeled, lambda_).backward()
+        opt.step()
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies
+
+_OFFICIAL_TRAINING = Quirk(
+    "train-20-epochs",
+    "the official main.py trains the task model for --no_of_epochs = 20 epochs by default (config.py's "
+    "EPOCH = 200 is not used for training) with its lr milestones [160, 240] never reached (a constant lr), "
+    "a fresh model every cycle",
+    train={"epochs": 20, "schedule.name": "constant", "schedule.milestones": [], "init": "fresh"},
+)
+
+
+class _GCNStrategy(Strategy):
+    needs = frozenset({Need.EMBEDDINGS, Need.LABELED})
+
+    def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
+                 weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
+                 max_adjacency_gb: float = 2.0) -> None:
+        """``subset``: unlabeled nodes per query (None: all); ``steps``: full-batch Adam steps;
+        ``lambda_``: weight of the unlabeled term; ``max_adjacency_gb``: refuse a dense adjacency
+        larger than this many GB (1e9 bytes)."""
+        super().__init__()
+        self.subset = subset
+        self.steps = steps
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.dropout = dropout
+        self.hidden = hidden
+        self.lambda_ = lambda_
+        self.max_adjacency_gb = max_adjacency_gb
+
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        def bad(key: str, problem: str, example: str) -> ConfigError:
+            return ConfigError(f"{path}.{key}", problem, f"set {path}.{key} to e.g. {example}", params[key])
+
+        if params.get("subset") is not None and params["subset"] < 1:
+            raise bad("subset", "must be a positive integer or null", "10000, or null for the whole pool")
+        if params["steps"] < 1:
+            raise bad("steps", "must be a positive integer", "200")
+        if params["lr"] <= 0:
+            raise bad("lr", "must be > 0", "0.001")
+        if params["weight_decay"] < 0:
+            raise bad("weight_decay", "must be >= 0", "0.0005")
+        if not 0 <= params["dropout"] < 1:
+            raise bad("dropout", "must be in [0, 1)", "0.3")
+        if params["hidden"] < 1:
+            raise bad("hidden", "must be a positive integer", "128")
+        if params["lambda_"] < 0:
+            raise bad("lambda_", "must be >= 0", "1.2")
+        if params["max_adjacency_gb"] <= 0:
+            raise bad("max_adjacency_gb", "must be > 0", "2.0")
+
+    @classmethod
+    def check_schedule(cls, params: dict, *, pool_size: int, initial: int, budget: int, cycles: int,
+                       path: str) -> None:
+        """Refuse a schedule whose largest query graph exceeds ``max_adjacency_gb``."""
+        if params.get("kcenter_features") == "input":
+            return  # no graph is built
+        n = max_query_nodes(pool_size=pool_size, subset=params.get("subset"), initial=initial, budget=budget,
+                            cycles=cycles)
+        _check_adjacency(n, initial + budget * max(cycles - 2, 0), params, path)
+
+    def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        return random_subset(pool.unlabeled, self.subset, rng)
+
+    def _graph(self, inputs: Inputs, rng: np.random.Generator, *, train: bool = True):
+        """(L2-normalised node features, trained GCN or None, adjacency or None, number of unlabeled nodes)."""
+        dev = inputs.device
+        cand = inputs.candidates.embeddings.to(dev, torch.float32)
+        lab = inputs.labeled.embeddings.to(dev, torch.float32) if inputs.labeled is not None else cand[:0]
+        n_u = cand.shape[0]
+        x = F.normalize(torch.cat([cand, lab]), dim=1)
+        if not train:
+            return x, None, None, n_u
+        _check_adjacency(x.shape[0], lab.shape[0],
+                         {"subset": self.subset, "max_adjacency_gb": self.max_adjacency_gb}, "params")
+        adj = normalized_adjacency(x)
+        labeled = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)
+        labeled[n_u:] = True
+        seed = int(rng.integers(2**62))
+        model = train_gcn(x, adj, labeled, hidden=self.hidden, dropout=self.dropout, steps=self.steps, lr=self.lr,
+                          weight_decay=self.weight_decay, lambda_=self.lambda_, seed=seed)
+        return x, model, adj, n_u
+
+
+def _check_adjacency(n: int, labeled: int, params: dict, path: str) -> None:
+    """ConfigError naming ``subset`` when an n-node dense adjacency exceeds ``max_adjacency_gb``."""
+    limit = params["max_adjacency_gb"]
+    need = adjacency_gb(n)
+    if need <= limit:
+        return
+    fits = int(math.isqrt(int(limit * GB / BYTES_PER_ENTRY)))
+    room = fits - labeled
+    problem = (f"the GCN's dense adjacency over {n} nodes ({n - labeled} unlabeled + {labeled} labeled) needs "
+               f"{need:.3g} GB, above max_adjacency_gb = {limit:g}")
+    if room >= 1:
+        fix = (f"lower {path}.subset to {room} or less, or raise {path}.max_adjacency_gb to {need:.3g} if the "
+               f"device has that much memory to spare")
+    else:
+        fix = (f"the labeled set alone ({labeled}) exceeds the limit: lower al.initial / al.budget / al.cycles, "
+               f"or raise {path}.max_adjacency_gb")
+    raise ConfigError(f"{path}.subset", problem, fix, params.get("subset"))
+
+
+@register_strategy
+class UncertainGCN(_GCNStrategy):
+    name = "uncertaingcn"
+    description = ("a GCN over [unlabeled subset; labeled] embeddings learns labeled-vs-unlabeled; the K "
+                   "unlabeled nodes scored nearest s_margin (params: subset, steps, s_margin, max_adjacency_gb)")
+    quirks = (_OFFICIAL_TRAINING,)
+
+    def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
+                 weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
+                 s_margin: float = 0.1, max_adjacency_gb: float = 2.0) -> None:
+        """``s_margin``: the score (probability of "labeled") whose nearest unlabeled nodes are chosen."""
+        super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
+                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb)
+        self.s_margin = s_margin
+
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        super().check_params(params, path)
+        if not 0 <= params["s_margin"] <= 1:
+            raise ConfigError(f"{path}.s_margin", "must be in [0, 1] (it is a probability)",
+                              f"set {path}.s_margin to e.g. 0.1", params["s_margin"])
+
+    def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
+               rng: np.random.Generator) -> np.ndarray:
+        x, model, adj, n_u = self._graph(inputs, rng)
+        with torch.no_grad():
+            logits, _ = model(x, adj)
+        return inputs.candidates.indices[select_nearest_margin(torch.sigmoid(logits[:n_u]), budget, self.s_margin)]
+
+
+def select_nearest_margin(scores: torch.Tensor, k: int, s_margin: float) -> np.ndarray:
+    """Positions of the ``k`` scores nearest ``s_margin`` (smallest ``|s - s_margin|``; ties: lowest position)."""
+    return top_k_lowest((scores.float() - s_margin).abs(), k)
+
+
+@register_strategy
+class CoreGCN(_GCNStrategy):
+    name = "coregcn"
+    description = ("k-center greedy on the hidden features of a GCN trained labeled-vs-unlabeled "
+                   "(params: subset, steps, kcenter_features, max_adjacency_gb)")
+    quirks = (
+        _OFFICIAL_TRAINING,
+        Quirk("kcenter-on-input-features",
+              "the official selection_methods.py replaces the GCN features by the L2-normalised backbone "
+              "features before k-center greedy, so the trained GCN is never used (and is not trained here)",
+              params={"kcenter_features": "input"}),
+    )
+
+    def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
+                 weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
+                 kcenter_features: Literal["hidden", "input"] = "hidden", chunk_rows: int = 8192,
+                 max_adjacency_gb: float = 2.0) -> None:
+        """``kcenter_features``: 'hidden' (the GCN's hidden features, the paper) or 'input' (the
+        L2-normalised embeddings, the official code); ``chunk_rows``: rows per k-center update."""
+        super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
+                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb)
+        self.kcenter_features = kcenter_features
+        self.chunk_rows = chunk_rows
+
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        super().check_params(params, path)
+        if params["chunk_rows"] < 1:
+            raise ConfigError(f"{path}.chunk_rows", "must be a positive integer",
+                              f"set {path}.chunk_rows to e.g. 8192", params["chunk_rows"])
+
+    def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
+               rng: np.random.Generator) -> np.ndarray:
+        use_gcn = self.kcenter_features == "hidden"
+        x, model, adj, n_u = self._graph(inputs, rng, train=use_gcn)
+        if use_gcn:
+            with torch.no_grad():
+                _, feats = model(x, adj)
+            del adj
+        else:
+            feats = x
+        order = kcenter_greedy(feats[:n_u], budget, centers=feats[n_u:], chunk_rows=self.chunk_rows, rng=rng)
+        return inputs.candidates.indices[order]

@@ -1,0 +1,65 @@
+"""The GCN's graph: the adjacency normalisation by hand, and the memory bound on its size."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bench.config import build_config, validate_environment
+from bench.errors import ConfigError
+from strategies.gcn import _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency
+
+
+def test_three_node_adjacency_equals_the_hand_result():
+    # Unit rows (1, 0), (0, 1), (0.6, 0.8). X X^T - I = [[0, 0, .6], [0, 0, .8], [.6, .8, 0]];
+    # column sums (.6, .8, 1.4); dividing each column by its sum and adding I gives:
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+    expect = torch.tensor([[1.0, 0.0, 3 / 7],
+                           [0.0, 1.0, 4 / 7],
+                           [1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(normalized_adjacency(x), expect, atol=1e-12)
+
+
+def test_zero_column_sum_is_left_undivided():
+    # Orthogonal nodes: X X^T - I is all zeros, so every column sums to 0; the result is I, not NaN.
+    a = normalized_adjacency(torch.eye(2))
+    assert torch.equal(a, torch.eye(2))
+
+
+def test_adjacency_size_and_largest_query_graph():
+    assert adjacency_gb(20_000) == pytest.approx(1.6)  # 20k^2 float32 = 1.6e9 bytes
+    # CIFAR-10 official: 1k initial + 1k per cycle, 10 cycles: the last query sees 9k labeled.
+    assert max_query_nodes(pool_size=50_000, subset=10_000, initial=1000, budget=1000, cycles=10) == 19_000
+    # A pool smaller than the subset: every unlabeled image is a node.
+    assert max_query_nodes(pool_size=1500, subset=10_000, initial=50, budget=50, cycles=4) == 1500
+    assert max_query_nodes(pool_size=1500, subset=None, initial=50, budget=50, cycles=1) == 0
+
+
+def test_refusal_names_subset_and_how_far_to_lower_it():
+    with pytest.raises(ConfigError) as err:
+        _check_adjacency(20_000, 5_000, {"subset": 15_000, "max_adjacency_gb": 1.0}, "strategies[0].params")
+    e = err.value
+    assert e.field == "strategies[0].params.subset"
+    fits = math.isqrt(int(1.0e9 / 4))  # 15811 nodes fit in 1 GB
+    assert f"lower strategies[0].params.subset to {fits - 5_000} or less" in e.fix
+    assert "1.6 GB" in e.problem
+    _check_adjacency(15_811, 5_000, {"subset": 10_811, "max_adjacency_gb": 1.0}, "p")  # fits: no error
+
+
+@pytest.mark.parametrize("name", ["uncertaingcn", "coregcn"])
+def test_config_load_refuses_an_adjacency_over_the_limit(tiny_raw, name):
+    # digits: a 1,500-image pool; tiny schedule 20 + 20 per cycle, 3 cycles -> 1,500 nodes = 9 MB.
+    raw = dict(tiny_raw, strategies=[{"name": name, "params": {"max_adjacency_gb": 0.005}}])
+    with pytest.raises(ConfigError) as err:
+        validate_environment(build_config(raw))
+    assert err.value.field == "strategies[0].params.subset"
+    raw["strategies"][0]["params"]["max_adjacency_gb"] = 0.01
+    validate_environment(build_config(raw))
+
+
+def test_official_coregcn_builds_no_graph_so_is_not_refused(tiny_raw):
+    raw = dict(tiny_raw, protocol="official",
+               strategies=[{"name": "coregcn", "params": {"max_adjacency_gb": 0.005}}])
+    validate_environment(build_config(raw))

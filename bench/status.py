@@ -29,6 +29,7 @@ STATES = ("done", "running", "pending", "failed")
 # squeue states of a job waiting to (re)start; every other state squeue lists is a live allocation
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 SLURM_TIMEOUT_S = 60
+SCONTROL_MAX = 20  # jobs asked one by one from the controller when accounting does not know them yet
 
 
 class SlurmQueryError(RuntimeError):
@@ -105,8 +106,9 @@ def live_jobs() -> dict[str, dict]:
     return jobs
 
 
-def finished_jobs(job_ids: list[str]) -> dict[str, dict]:
-    """{job id: {'state', 'name', 'exit_code'}} from accounting, for jobs (or array tasks) it knows."""
+def finished_jobs(job_ids: list[str], names: dict[str, str] | None = None) -> dict[str, dict]:
+    """{job id: {'state', 'name', 'exit_code'}} of finished jobs (or array tasks), from accounting or,
+    for jobs it does not list yet, from the controller."""
     bases = sorted({j.split("_")[0] for j in job_ids})
     if not bases:
         return {}
@@ -118,6 +120,19 @@ def finished_jobs(job_ids: list[str]) -> dict[str, dict]:
         if len(parts) != 4 or "[" in parts[0]:
             continue  # array tasks not started yet are listed as 12_[3-5]; squeue covers those
         jobs[parts[0]] = {"name": parts[1], "state": parts[2].split(" ")[0], "exit_code": parts[3]}
+    # accounting lags the controller by a few seconds; the controller keeps a finished job a while
+    # (it may also list a job cancelled before it started under the name 'allocation' for a while)
+    names = names or {}
+    unsure = [j for j in job_ids if j not in jobs or (j in names and jobs[j]["name"] != names[j])]
+    for jid in unsure[:SCONTROL_MAX]:
+        try:
+            out = _run(["scontrol", "-o", "show", "job", jid])
+        except SlurmQueryError:
+            continue  # purged, or never existed
+        fields = dict(f.split("=", 1) for f in out.split() if "=" in f)
+        if "JobState" in fields:
+            jobs[jid] = {"name": fields.get("JobName"), "state": fields["JobState"],
+                         "exit_code": fields.get("ExitCode", "?")}
     return jobs
 
 
@@ -129,7 +144,7 @@ def slurm_job_states(entries: list[dict]) -> dict[str, dict] | None:
     try:
         live = live_jobs()
         need = [e["job_id"] for e in entries if e["job_id"] not in live]
-        done = finished_jobs(need) if need else {}
+        done = finished_jobs(need, {e["job_id"]: e["job_name"] for e in entries if e.get("job_name")}) if need else {}
     except SlurmQueryError:
         return None
     states = {}

@@ -1,0 +1,282 @@
+"""The Slurm executor: the plan's runs as one submitit job array, requeued on preemption/time-out.
+
+Each array task runs one run through :func:`bench.runner.jobs.run_job`, wrapped in a submitit
+``Checkpointable``: when Slurm signals a time-out or preemption, submitit requeues the task, and
+the requeued task resumes from the run's own checkpoint file (the engine writes it at every cycle
+boundary and every ``train.checkpoint_every`` epochs). Submissions are logged in the sweep's
+ledger (see :mod:`bench.status`), so a resubmission skips runs whose job is still queued or
+running, and ``albench status`` can tell pending runs from dead ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from bench.config import Config, SlurmConfig
+from bench.errors import ConfigError
+from bench.plan import RunConfig
+from bench.records import RunRecorder, read_cycles, read_status
+from bench.runner.jobs import run_job
+from bench.status import SlurmQueryError, append_ledger, live_jobs, read_ledgers
+
+POLL_S = 2.0
+
+
+class SlurmRun(Checkpointable):
+    """The job callable: one run; on a Slurm signal it is resubmitted as-is and resumes from disk."""
+
+    def __init__(self, rc_dict: dict) -> None:
+        self.rc_dict = rc_dict
+
+    def __call__(self) -> dict:
+        return run_job(self.rc_dict)
+
+    def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
+        # The run's state is already on disk (checkpoint.pt); only the call itself is resubmitted.
+        rec = RunRecorder(RunConfig.from_dict(self.rc_dict).run_dir)
+        if not rec.is_complete():
+            rec.log("Slurm signalled preemption or time-out: requeued; resumes from the last checkpoint")
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks before anything is queued
+
+
+def check_slurm(name_field: str = "executor.name") -> None:
+    """ConfigError unless Slurm's commands are installed here and the controller answers."""
+    missing = [c for c in ("sbatch", "squeue", "sacct", "sinfo") if shutil.which(c) is None]
+    if missing:
+        raise ConfigError(name_field, f"is 'slurm' but Slurm is not installed here ({', '.join(missing)} not on PATH)",
+                          "run on a Slurm login node, or use --executor local", "slurm")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(name_field, "is 'slurm' but the Slurm controller did not answer within 60 s",
+                          "check that slurmctld is up, or use --executor local", "slurm") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()] or [f"exit {proc.returncode}"]
+        raise ConfigError(name_field, f"is 'slurm' but Slurm is not reachable ({lines[-1]})",
+                          "check slurmctld, munge and SLURM_CONF, or use --executor local", "slurm")
+
+
+# (what sbatch's error mentions, the config field to blame, how to fix it); first match wins
+_REJECTIONS = [
+    (r"account", "account", "use an account you belong to (see sacctmgr show assoc user=$USER)"),
+    (r"qos", "qos", "use a QOS your account may use (see sacctmgr show assoc user=$USER format=qos)"),
+    (r"partition", "partition", "name a partition from 'sinfo -s', or leave it empty for the cluster's default"),
+    (r"gres|generic resource|\bgpus?\b", "gpus_per_task",
+     "request GPUs only on a partition whose nodes have them (see sinfo -o '%P %G'), or set it to 0"),
+    (r"unrecognized option|invalid option|unknown option", "additional",
+     "use sbatch's long option names without '--' (see 'man sbatch')"),
+    (r"processors|cpu count|cpus", "cpus_per_task", "ask for at most the CPUs of one node (see sinfo -o '%P %c')"),
+    (r"memory", "mem_gb", "ask for at most one node's memory (see sinfo -o '%P %m', in MB), or leave it empty"),
+    (r"feature|constraint", "constraint", "use a feature the nodes have (see sinfo -o '%P %f')"),
+    (r"time limit", "time_min", "ask for at most the partition's time limit (see sinfo -o '%P %l')"),
+]
+
+
+def rejection_error(stderr: str, scfg: SlurmConfig) -> ConfigError:
+    """One ConfigError line for sbatch's refusal, naming the executor.slurm field it points to."""
+    lines = []
+    for ln in stderr.splitlines():
+        ln = re.sub(r"^\s*sbatch:\s*(error:\s*)?(Batch job submission failed:\s*)?", "", ln).strip()
+        if ln and ln not in lines and not ln.startswith(("Traceback", "Try ")):
+            lines.append(ln)
+    reason = "; ".join(lines[:3]) or "no reason given"
+    for pattern, field, fix in _REJECTIONS:
+        if re.search(pattern, reason, re.IGNORECASE):
+            return ConfigError(f"executor.slurm.{field}", f"the cluster rejected the job array (sbatch: {reason})",
+                               fix, getattr(scfg, field))
+    asked = (f"partition={scfg.partition or 'default'}, cpus_per_task={scfg.cpus_per_task}, "
+             f"gpus_per_task={scfg.gpus_per_task}, mem_gb={scfg.mem_gb}, constraint={scfg.constraint}, "
+             f"time_min={scfg.time_min}")
+    return ConfigError("executor.slurm", f"the cluster rejected the job array (sbatch: {reason}) for {asked}",
+                       "ask for resources one node of the partition has (see sinfo -N -l)")
+
+
+# ---------------------------------------------------------------------------------------------
+# submission
+
+
+def sbatch_parameters(scfg: SlurmConfig, job_name: str) -> dict:
+    """submitit SlurmExecutor parameters (sbatch's own names) for the config's resources."""
+    params: dict = {
+        "job_name": job_name,
+        "time": int(scfg.time_min),
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "cpus_per_task": int(scfg.cpus_per_task),
+        "array_parallelism": int(scfg.array_parallelism),
+        "signal_delay_s": int(scfg.signal_delay_s),
+    }
+    if scfg.gpus_per_task:
+        params["gpus_per_task"] = int(scfg.gpus_per_task)
+    if scfg.mem_gb is not None:
+        params["mem"] = f"{max(1, int(round(scfg.mem_gb * 1024)))}M"
+    for key in ("partition", "account", "qos", "constraint"):
+        if getattr(scfg, key):
+            params[key] = getattr(scfg, key)
+    if scfg.additional:
+        params["additional_parameters"] = {str(k): v for k, v in scfg.additional.items()}
+    return params
+
+
+def _job_dicts(runs: list[RunConfig], scfg: SlurmConfig) -> list[dict]:
+    dicts = []
+    for rc in runs:
+        d = rc.to_dict()
+        d["output"] = str(Path(rc.output).resolve())  # a job's working folder may differ on the node
+        if d["threads"] is None:
+            d["threads"] = int(scfg.cpus_per_task)
+        dicts.append(d)
+    return dicts
+
+
+def submit(cfg: Config, runs: list[RunConfig]) -> list[tuple[RunConfig, object]]:
+    """Submit ``runs`` as one job array; returns (run, submitit job) pairs. Nothing is queued on error."""
+    import submitit
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    scfg = cfg.executor.slurm
+    sweep_dir = Path(cfg.output).resolve() / cfg.name
+    token = uuid.uuid4().hex[:8]
+    # a fresh folder per submission: a restarted cluster reuses job ids, and submitit names its
+    # result files by job id
+    folder = sweep_dir / ".slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{token}"
+    job_name = f"albench-{cfg.name}-{token}"
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(scfg.max_requeues))
+    try:
+        executor.update_parameters(**sbatch_parameters(scfg, job_name))
+    except ValueError as exc:
+        raise ConfigError("executor.slurm.additional", f"is not accepted by submitit ({str(exc).splitlines()[0]})",
+                          "use sbatch's long option names", scfg.additional) from None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr; we say it in one line
+            jobs = executor.submit_array([SlurmRun(d) for d in _job_dicts(runs, scfg)])
+    except (FailedJobError, FailedSubmissionError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise rejection_error(str(exc), scfg) from None
+    now = time.time()
+    append_ledger(sweep_dir, [
+        {"run_id": rc.run_id, "run_dir": str(rc.run_dir.resolve()), "job_id": job.job_id, "job_name": job_name,
+         "folder": str(folder), "submitted": now}
+        for rc, job in zip(runs, jobs)])
+    return list(zip(runs, jobs))
+
+
+def queued_elsewhere(cfg: Config, runs: list[RunConfig]) -> dict[Path, dict]:
+    """Ledger entries of ``runs`` whose latest job Slurm still holds (pending, running, requeued)."""
+    sweep_dir = Path(cfg.output).resolve() / cfg.name
+    if not sweep_dir.is_dir():
+        return {}
+    ledger = read_ledgers(sweep_dir)
+    mine = {rc.run_dir.resolve() for rc in runs}
+    entries = {d: e for d, e in ledger.items() if d in mine}
+    if not entries:
+        return {}
+    try:
+        live = live_jobs()
+    except SlurmQueryError as exc:
+        raise ConfigError("executor.name", f"is 'slurm' but squeue failed ({exc})",
+                          "check that Slurm answers (squeue --me), then resubmit") from None
+    return {d: {**e, "state": live[e["job_id"]]["state"]} for d, e in entries.items()
+            if e["job_id"] in live and live[e["job_id"]]["name"] == e.get("job_name")}
+
+
+def run_slurm(cfg: Config, todo: list[RunConfig], *, progress: bool = True) -> list[dict]:
+    """Submit the runs that are neither complete nor queued; wait for them unless ``executor.slurm.wait``
+    is false. Returns one outcome per run (state: complete | failed | skipped | submitted)."""
+    import submitit
+
+    check_slurm()
+    scfg = cfg.executor.slurm
+    sweep_dir = Path(cfg.output) / cfg.name
+    queued = queued_elsewhere(cfg, todo)
+    fresh = [rc for rc in todo if rc.run_dir.resolve() not in queued]
+    pairs = submit(cfg, fresh) if fresh else []
+    if pairs:
+        first = pairs[0][1].job_id.split("_")[0]
+        print(f"albench: submitted {len(pairs)} run(s) as Slurm job {first} "
+              f"({'array of ' + str(len(pairs)) if len(pairs) > 1 else 'one task'}); "
+              f"logs under {sweep_dir / '.slurm'}", file=sys.stderr)
+    if queued:
+        print(f"albench: {len(queued)} run(s) already queued or running, not submitted again: "
+              + ", ".join(f"{e['run_id']} (job {e['job_id']} {e['state']})" for e in queued.values()),
+              file=sys.stderr)
+    by_dir = {rc.run_dir.resolve(): rc for rc in todo}
+    for d, e in queued.items():
+        pairs.append((by_dir[d], submitit.SlurmJob(folder=e["folder"], job_id=e["job_id"])))
+    if not scfg.wait:
+        print(f"albench: not waiting (executor.slurm.wait: false); follow them with: albench status {sweep_dir}",
+              file=sys.stderr)
+        return [{"run_id": rc.run_id, "state": "submitted", "job_id": job.job_id, "error": None, "value": None}
+                for rc, job in pairs]
+    try:
+        return wait_for(pairs, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\nalbench: stopped waiting; the Slurm jobs keep running. Follow them with: albench status "
+              f"{sweep_dir} (rerunning the same command waits for them again)", file=sys.stderr)
+        raise
+
+
+def _job_failure(job, rc: RunConfig, exc: BaseException) -> str:
+    try:
+        state = job.get_info(mode="force").get("State") or job.state
+    except Exception:  # noqa: BLE001 - the state is only decoration for the message
+        state = "UNKNOWN"
+    err = Path(job.paths.stderr)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"Slurm job {job.job_id} ended {state} without finishing the run ({first[:200]}); see {err}"
+
+
+def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) -> list[dict]:
+    """Wait until every job is over; returns the outcome dicts (a job that died is a failed run)."""
+    from bench.errors import RunFailed
+    from bench.runner.local import Progress
+
+    bar = Progress(len(pairs), sum(rc.al.cycles for rc, _ in pairs), progress)
+    seen_rows = {rc.run_id: 0 for rc, _ in pairs}
+    outcomes: list[dict] = []
+    pending = list(pairs)
+    try:
+        while pending:
+            still = []
+            for rc, job in pending:
+                rows = len(read_cycles(rc.run_dir)) if progress else 0
+                if rows > seen_rows[rc.run_id]:
+                    bar.cycles.update(rows - seen_rows[rc.run_id])
+                    seen_rows[rc.run_id] = rows
+                if not job.done():
+                    still.append((rc, job))
+                    continue
+                try:
+                    out = job.result()
+                except Exception as exc:  # noqa: BLE001 - killed, out of requeues, cancelled, node failure
+                    msg = _job_failure(job, rc, exc)
+                    rec = RunRecorder(rc.run_dir)
+                    if not rec.is_complete():
+                        rec.fail(RunFailed(msg))
+                    out = {"run_id": rc.run_id, "state": "complete" if rec.is_complete() else "failed",
+                           "error": None if rec.is_complete() else msg, "value": None}
+                started = (read_status(rc.run_dir) or {}).get("started")
+                if started is not None:  # the done line shows the time since the run started
+                    bar.started[rc.run_id] = time.perf_counter() - (time.time() - float(started))
+                outcomes.append(out)
+                bar.done(out)
+            pending = still
+            if pending:
+                time.sleep(POLL_S)
+    finally:
+        bar.close()
+    return outcomes

@@ -190,6 +190,14 @@ def test_win_tie_loss_table_cells(df):
     assert set(t.data.columns) == {"a", "b", "wins", "ties", "losses"}
 
 
+def test_mean_paired_difference(df):
+    m = T.mean_paired_difference(df)
+    # pt4al - random per (labeled, seed): 10, 22, 10, 18, 10, 4 pp
+    assert m.loc["pt4al", "random"] == pytest.approx(74 / 6)
+    assert m.loc["random", "pt4al"] == pytest.approx(-74 / 6)
+    assert np.isnan(m.loc["pt4al", "pt4al"])
+
+
 def test_spearman_table():
     per_run = pd.DataFrame({"series": ["pt4al", "pt4al"], "seed": [0, 1], "rho": [0.7, 0.8], "n_test": [100, 100]})
     t = T.spearman_table(per_run, caption="cap", flagged=set(), name="s")

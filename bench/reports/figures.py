@@ -7,6 +7,7 @@ every figure of a report.
 from __future__ import annotations
 
 import math
+import warnings
 
 import matplotlib
 
@@ -98,8 +99,9 @@ def spearman_figure(panels: list[dict], *, dataset: str, caption: str, flagged: 
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
             ax.set_aspect("equal")
-            ax.set_xlabel("main-task loss (normalised rank)")
-            ax.set_ylabel("pretext-task loss (normalised rank)")
+            ax.set_xlabel("main-task loss (normalised rank)", fontsize=8)
+            ax.set_ylabel("pretext-task loss (normalised rank)", fontsize=8)
+            ax.tick_params(labelsize=7)
             ax.set_title(f"{display_name(p['series'], p['series'] in flagged)}, seed {p['seed']}\n"
                          f"ρ = {p['rho']:.3f} on {len(main):,} test images ({k:,} shown)", fontsize=9)
         for ax in list(axes.flat)[n:]:
@@ -164,23 +166,39 @@ def aubc_figure(per_run: pd.DataFrame, *, metric: str, dataset: str, caption: st
 
 
 def win_tie_loss_figure(wins: pd.DataFrame, ties: pd.DataFrame, losses: pd.DataFrame, *, dataset: str,
-                        caption: str, flagged: set[str]):
-    """Heatmap of wins - losses of the row strategy against the column strategy, cells annotated W/T/L."""
+                        caption: str, flagged: set[str], mean_diff: pd.DataFrame | None = None):
+    """Heatmap of wins - losses of the row strategy against the column strategy, cells annotated W/T/L.
+
+    ``mean_diff`` (optional, same index/columns): the mean paired difference row - column in
+    percentage points, printed under each cell's W/T/L so a matrix of ties still shows direction.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     names = [display_name(s, s in flagged) for s in wins.index]
     net = (wins - losses).astype(float)
     annot = np.empty(net.shape, dtype=object)
     for i, a in enumerate(wins.index):
         for j, b in enumerate(wins.columns):
-            annot[i, j] = "–" if a == b else f"{wins.loc[a, b]}/{ties.loc[a, b]}/{losses.loc[a, b]}"
-    for i in range(len(names)):
-        net.iloc[i, i] = np.nan
-    lim = max(1.0, float(np.nanmax(np.abs(net.to_numpy()))) if net.notna().any().any() else 1.0)
-    size = 1.0 + 0.9 * len(names)
-    with _style():
-        fig, ax = plt.subplots(figsize=(max(5.0, size + 2.2), max(3.2, size)))
-        sns.heatmap(net, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax, square=True,
-                    linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
-                    cbar_kws={"label": "wins − losses (row vs column)"}, annot_kws={"fontsize": 8})
+            if a == b:
+                annot[i, j] = ""
+                continue
+            annot[i, j] = f"{wins.loc[a, b]}/{ties.loc[a, b]}/{losses.loc[a, b]}"
+            if mean_diff is not None and np.isfinite(mean_diff.loc[a, b]):
+                annot[i, j] += f"\n{mean_diff.loc[a, b]:+.1f} pp"
+    mask = np.eye(len(names), dtype=bool)
+    off = net.to_numpy()[~mask]
+    lim = max(1.0, float(np.abs(off).max()) if off.size else 1.0)
+    size = 1.0 + 0.95 * len(names)
+    with sns.axes_style("white"):
+        fig, ax = plt.subplots(figsize=(max(5.0, size + 2.4), max(3.2, size)))
+        with warnings.catch_warnings():  # seaborn's own use of a deprecated colormap call
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            sns.heatmap(net, mask=mask, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax,
+                        square=True, linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
+                        cbar_kws={"label": "wins − losses (row vs column)", "ticks": MaxNLocator(integer=True)},
+                        annot_kws={"fontsize": 7})
+        for i in range(len(names)):  # the diagonal: a strategy is not compared with itself
+            ax.add_patch(plt.Rectangle((i, i), 1, 1, facecolor="0.92", edgecolor="white", lw=0.5))
         ax.set_xlabel("column strategy (B)")
         ax.set_ylabel("row strategy (A)")
         ax.set_title(f"{dataset}: wins/ties/losses of A vs B over labeled counts", fontsize=10)
@@ -210,7 +228,8 @@ def wallclock_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged:
             left += v
         for yi, (tot, ratio) in enumerate(zip(data["total_s"], data["ratio_to_random"])):
             text = fmt_duration(tot) + (f"  (×{ratio:.2f} Random)" if np.isfinite(ratio) else "")
-            ax.text(tot / div, yi, "  " + text, va="center", fontsize=7)
+            ax.text(tot / div, yi, "  " + text, va="center", fontsize=7,
+                    bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.9})
         ax.set_yticks(y)
         ax.set_yticklabels([display_name(s, s in flagged) for s in data["series"]])
         ax.set_ylim(len(data) - 0.5, -0.5)

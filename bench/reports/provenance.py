@@ -107,7 +107,8 @@ def _scale_part(runs: list[Run]) -> str:
         parts.append(f"{model}, {epochs} epochs, batch {bs}, {sched}")
     seeds = Counter(r.series for r in runs)
     lo, hi = (min(seeds.values()), max(seeds.values())) if seeds else (0, 0)
-    n = f"{hi} seeds per strategy" if lo == hi else f"{lo}-{hi} seeds per strategy"
+    n = (f"{hi} seed{'s' if hi != 1 else ''} per strategy" if lo == hi
+         else f"{lo}-{hi} seeds per strategy")
     return f"Scale: {'; '.join(parts) or 'unknown'}; {n}."
 
 

@@ -158,8 +158,8 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
         cap = _caption(complete, "Complete runs only.")
         t = tabs.wallclock_table(df, caption=cap, flagged=flagged, name=f"wallclock-{ds}")
         w.table(t, dataset)
-        w.figure(figs.wallclock_figure(t.data, dataset=dataset, caption=cap, flagged=flagged),
-                 f"wallclock-{ds}", dataset, "wall-clock per run by phase", cap)
+        w.figure(figs.wallclock_figure(t.data, dataset=dataset, caption=t.full_caption(), flagged=flagged),
+                 f"wallclock-{ds}", dataset, "wall-clock per run by phase", t.full_caption())
     else:
         w.skip("wall-clock table and figure", dataset, "no complete run")
 
@@ -201,7 +201,10 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
         t, (wins, ties, losses) = tabs.win_tie_loss_table(df, caption=cap, flagged=flagged,
                                                           name=f"win-tie-loss-{ds}", alpha=alpha)
         w.table(t, dataset)
-        w.figure(figs.win_tie_loss_figure(wins, ties, losses, dataset=dataset, caption=t.full_caption(),
+        mean_diff = tabs.mean_paired_difference(df)
+        w.figure(figs.win_tie_loss_figure(wins, ties, losses, dataset=dataset, mean_diff=mean_diff,
+                                          caption=t.full_caption() + " Second line: mean paired difference row − "
+                                          "column over seeds and labeled counts (percentage points).",
                                           flagged=flagged),
                  f"win-tie-loss-{ds}", dataset, "win / tie / loss matrix", t.full_caption())
     else:

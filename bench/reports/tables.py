@@ -343,6 +343,19 @@ def win_tie_loss_table(df: pd.DataFrame, *, caption: str, flagged: set[str], nam
     return table, (wins, ties, losses)
 
 
+def mean_paired_difference(df: pd.DataFrame) -> pd.DataFrame:
+    """Matrix [A, B]: mean of A - B (percentage points) over the (labeled count, seed) pairs both have."""
+    wide = df.pivot_table(index=["n_labeled", "seed"], columns="series", values="value", aggfunc="first") * PCT
+    series = sorted(wide.columns)
+    out = pd.DataFrame(np.nan, index=series, columns=series)
+    for a in series:
+        for b in series:
+            if a != b:
+                d = (wide[a] - wide[b]).dropna()
+                out.loc[a, b] = float(d.mean()) if len(d) else np.nan
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Spearman (Fig. 2)
 

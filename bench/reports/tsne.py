@@ -114,7 +114,8 @@ def tsne_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[
                            label=f"queried at the {r} cycle") for r in ("first", "middle", "last")]
         fig.suptitle(f"{dataset}: t-SNE of final-model embeddings with queried images", fontsize=10)
         fig.tight_layout()
-        y0 = add_caption(fig, caption, reserve_in=0.35)
-        fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False,
+        ncol = 4 if cols >= 3 else 2  # one row where the figure is wide enough
+        y0 = add_caption(fig, caption, reserve_in=0.35 if ncol == 4 else 0.55)
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
                    bbox_to_anchor=(0.5, y0))
     return fig

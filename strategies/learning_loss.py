@@ -1,0 +1,172 @@
+"""Learning Loss for Active Learning (Yoo & Kweon, CVPR 2019).
+
+A small loss-prediction module reads the main network's four stage outputs and is trained jointly
+with it to rank the items of each batch by their true loss; at query time it predicts the loss of a
+random subset of the unlabeled pool and the K highest predictions are labeled.
+
+The authors released no code; the facts below follow the paper and the widely used reproduction
+(Mephisto405/Learning-Loss-for-Active-Learning):
+
+- module: per stage global average pool -> Linear(C_i, 128) -> ReLU, concatenated -> Linear(., 1);
+- pair loss: item i is paired with item B-1-i, hinge max(0, xi - s * (pred_i - pred_j)) with
+  s = +1 if loss_i > loss_j else -1 (a tie counts as -1, as in the paper's indicator), mean over
+  the pairs, xi = 1; total loss = CE + lambda * pair loss, lambda = 1; the true losses are targets
+  (no gradient flows into them);
+- the stage features fed to the module are detached after 60% of the epochs (120 of 200), so the
+  module stops shaping the backbone; ``learning-loss-detached`` detaches from the first epoch;
+- query: a random subset of 10,000 unlabeled images, the K with the highest predicted loss.
+
+Where we differ on purpose: the reproduction detaches when ``epoch > 120`` (0-based), i.e. after
+121 epochs; we detach at ``epoch >= ceil(0.6 * epochs)``, i.e. after exactly 120 of 200, as the
+paper states. With an odd batch size the middle item is left out of the pairs (the reproduction
+asserts an even batch); it still counts in the main loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.errors import ConfigError
+from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, random_subset,
+                             top_k_highest)
+from strategies.registry import register_strategy
+
+
+def pair_ranking_loss(pred: torch.Tensor, target: torch.Tensor, *, margin: float = 1.0) -> torch.Tensor:
+    """The loss-prediction loss of a batch: a scalar (units of predicted loss, >= 0).
+
+    Item i is paired with item B-1-i for i < B // 2 (with odd B the middle item is unused). Per
+    pair: ``max(0, margin - s * (pred_i - pred_j))`` with ``s = +1`` when ``target_i > target_j``
+    and ``-1`` otherwise; the result is the mean over the B // 2 pairs. ``target`` (the true
+    per-item losses) is treated as a constant. A batch with fewer than two items gives 0 (still
+    connected to ``pred`` so that ``backward`` works).
+    """
+    pred = pred.reshape(-1)
+    target = target.reshape(-1).detach()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred has {pred.numel()} items but target has {target.numel()}")
+    half = pred.shape[0] // 2
+    if half == 0:
+        return pred.sum() * 0.0
+    diff_pred = pred[:half] - pred.flip(0)[:half]
+    diff_true = target[:half] - target.flip(0)[:half]
+    sign = torch.where(diff_true > 0, 1.0, -1.0).to(diff_pred.dtype)
+    return torch.clamp(margin - sign * diff_pred, min=0).mean()
+
+
+def detach_epoch(detach_at: float, epochs: int) -> int:
+    """The first 0-based epoch whose stage features reach the module detached: ceil(detach_at * epochs)."""
+    # the small tolerance keeps e.g. 0.6 * 200 = 120.00000000000001 from rounding up to 121
+    return max(0, math.ceil(detach_at * epochs - 1e-9))
+
+
+class LossPredictionModule(Auxiliary):
+    """Predicts each item's main-task loss from the main network's stage outputs.
+
+    Stage i: global average pool -> Linear(C_i, hidden) -> ReLU; the concatenation goes through
+    Linear(len(stages) * hidden, 1).
+    """
+
+    def __init__(self, stage_channels: tuple[int, ...], *, hidden: int = 128, margin: float = 1.0,
+                 weight: float = 1.0, detach_at: float = 0.6) -> None:
+        super().__init__()
+        if not stage_channels:
+            raise ValueError("the main model exposes no stage outputs (stage_channels is empty); "
+                             "Learning Loss needs a model with stages, e.g. small-cnn or resnet18-cifar")
+        self.stage_fc = nn.ModuleList(nn.Linear(c, hidden) for c in stage_channels)
+        self.head = nn.Linear(hidden * len(stage_channels), 1)
+        self.margin = margin
+        self.weight = weight
+        self.detach_at = detach_at
+
+    def forward(self, stages: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """(B,) predicted loss of each item."""
+        if len(stages) != len(self.stage_fc):
+            raise ValueError(f"expected {len(self.stage_fc)} stage outputs, got {len(stages)}")
+        parts = [torch.relu(fc(torch.flatten(nn.functional.adaptive_avg_pool2d(s, 1), 1)))
+                 for fc, s in zip(self.stage_fc, stages)]
+        return self.head(torch.cat(parts, dim=1)).reshape(-1)
+
+    def training_loss(self, out, per_sample_loss: torch.Tensor, *, epoch: int, epochs: int) -> torch.Tensor:
+        """``weight`` x the pair ranking loss of this batch (a scalar added to the main loss)."""
+        stages = tuple(out.stages)
+        if epoch >= detach_epoch(self.detach_at, epochs):
+            stages = tuple(s.detach() for s in stages)
+        return self.weight * pair_ranking_loss(self(stages), per_sample_loss, margin=self.margin)
+
+    def score(self, out) -> torch.Tensor:
+        """(B,) predicted loss (higher: more informative)."""
+        return self(tuple(out.stages))
+
+
+class _LearningLossBase(Strategy):
+    needs = frozenset({Need.AUX})
+    quirks = (
+        Quirk("warm-start",
+              "each cycle continues from the previous cycle's backbone and loss module (the reproduction "
+              "never re-initialises them)",
+              train={"init": "warm"}),
+    )
+
+    def __init__(self, *, margin: float = 1.0, weight: float = 1.0, hidden: int = 128,
+                 subset: int | None = 10000, detach_at: float = 0.6) -> None:
+        super().__init__()
+        self.margin = margin
+        self.weight = weight
+        self.hidden = hidden
+        self.subset = subset
+        self.detach_at = detach_at
+
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        if params.get("margin", 1.0) < 0:
+            raise ConfigError(f"{path}.margin", "must be >= 0", f"set {path}.margin to e.g. 1.0", params["margin"])
+        if params.get("weight", 1.0) < 0:
+            raise ConfigError(f"{path}.weight", "must be >= 0", f"set {path}.weight to e.g. 1.0", params["weight"])
+        if params.get("hidden", 128) < 1:
+            raise ConfigError(f"{path}.hidden", "must be a positive integer", f"set {path}.hidden to e.g. 128",
+                              params["hidden"])
+        if params.get("subset") is not None and params["subset"] < 1:
+            raise ConfigError(f"{path}.subset", "must be a positive integer or null",
+                              f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+        d = params.get("detach_at", 0.0)
+        if not 0.0 <= d <= 1.0:
+            raise ConfigError(f"{path}.detach_at", "must be a fraction of the epochs in [0, 1]",
+                              f"set {path}.detach_at to e.g. 0.6 (1.0: never detach)", d)
+
+    def auxiliary(self, info: ModelInfo) -> LossPredictionModule:
+        return LossPredictionModule(tuple(info.stage_channels), hidden=self.hidden, margin=self.margin,
+                                    weight=self.weight, detach_at=self.detach_at)
+
+    def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        return random_subset(pool.unlabeled, self.subset, rng)
+
+    def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
+               rng: np.random.Generator) -> np.ndarray:
+        c = inputs.candidates
+        if c.aux is None:
+            raise RuntimeError("learning-loss got no predicted losses; the engine must train its auxiliary module")
+        return c.indices[top_k_highest(c.aux, budget)]
+
+
+@register_strategy
+class LearningLoss(_LearningLossBase):
+    name = "learning-loss"
+    description = ("loss-prediction module on the 4 stage outputs, trained jointly (features detached after "
+                   "60% of the epochs); the K highest predicted losses of a random 10k subset "
+                   "(params: margin, weight, hidden, subset, detach_at)")
+
+
+@register_strategy
+class LearningLossDetached(_LearningLossBase):
+    name = "learning-loss-detached"
+    description = ("learning-loss with the stage features detached from the first epoch, so the module never "
+                   "shapes the backbone (params: margin, weight, hidden, subset)")
+
+    def __init__(self, *, margin: float = 1.0, weight: float = 1.0, hidden: int = 128,
+                 subset: int | None = 10000) -> None:
+        super().__init__(margin=margin, weight=weight, hidden=hidden, subset=subset, detach_at=0.0)

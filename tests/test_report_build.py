@@ -127,3 +127,16 @@ def test_tsne_points_keep_the_marked_queries(tmp_path):
     assert roles.count("first") == 10 and roles.count("middle") == 10 and roles.count("last") == 10
     again = tsne_points(run, max_points=60, seed=0)
     np.testing.assert_allclose(again["xy"], pts["xy"])  # seeded
+
+
+@pytest.mark.slow
+def test_report_of_one_strategy_one_seed_one_cycle_skips_what_needs_more(tmp_path):
+    write_run(tmp_path / "res", strategy="random", seed=0, values=[0.5], cycles=1)
+    write_run(tmp_path / "res", dataset="other", strategy="random", seed=0, values=[], cycles=3, state="running")
+    index = build_report(tmp_path / "res" / "synth", tmp_path / "report")
+    names = {a.name for a in index.artefacts}
+    assert {"curves-digits", "cold-start-digits", "wallclock-digits"} <= names
+    skipped = {(s.what, s.dataset) for s in index.skipped}
+    assert ("AUBC, Wilcoxon tests", "digits") in skipped and ("win / tie / loss matrix", "digits") in skipped
+    assert ("every figure and table", "other") in skipped
+    assert (tmp_path / "report" / "tables" / "cold-start-digits.md").read_text().count("| random | 10 | 50.00 |") == 1

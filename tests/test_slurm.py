@@ -13,6 +13,7 @@ import random
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def _free_port_block(n: int = 4) -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """A Slurm cluster that answers: CI's (SLURM_CONF) or one brought up here for this module."""
     conf = os.environ.get("SLURM_CONF")
     if conf:
@@ -84,7 +85,8 @@ def cluster(tmp_path_factory):
         inst = subprocess.run([str(CLUSTER_SH), "install"], capture_output=True, text=True)
         if inst.returncode != 0:
             pytest.fail(f"could not install the Slurm packages: {inst.stderr.strip()[-500:]}")
-    folder = tmp_path_factory.mktemp("slurm-cluster")
+    # not under pytest's tmp folders: munged wants every folder above its socket traversable by all
+    folder = Path(tempfile.mkdtemp(prefix="albench-slurm-"))
     env = {**os.environ, "ALBENCH_SLURM_PORT": str(_free_port_block())}
     up = subprocess.run([str(CLUSTER_SH), "up", str(folder)], capture_output=True, text=True, env=env)
     try:
@@ -95,6 +97,7 @@ def cluster(tmp_path_factory):
     finally:
         os.environ.pop("SLURM_CONF", None)
         subprocess.run([str(CLUSTER_SH), "down", str(folder)], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _config(tmp_path: Path, name: str, **over) -> Path:

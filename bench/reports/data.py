@@ -17,10 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import RecordError
-from bench.records import PHASE_COLUMNS, find_runs, load_run, read_artifact, read_queries
-
-SEED_COLUMNS = ["series", "seed"]
-
+from bench.records import find_runs, load_run, read_artifact, read_queries
 
 @dataclass
 class Run:
@@ -288,7 +285,3 @@ def class_counts(runs: list[Run]) -> pd.DataFrame:
         rows += [{"series": r.series, "seed": r.seed, "class": c, "count": int(n)} for c, n in enumerate(counts)]
     return pd.DataFrame(rows)
 
-
-def phase_columns() -> list[str]:
-    """The per-phase seconds columns of cycles.csv (pretext, train, inference, select, evaluate)."""
-    return list(PHASE_COLUMNS)

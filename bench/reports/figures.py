@@ -32,6 +32,13 @@ def style_map(series: list[str]) -> dict[str, dict]:
     return {s: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)]} for i, s in enumerate(names)}
 
 
+def _heatmap(data, **kw):
+    """``seaborn.heatmap`` without the PendingDeprecationWarning seaborn's own colormap call raises."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return sns.heatmap(data, **kw)
+
+
 def _style():
     return sns.axes_style("whitegrid")
 
@@ -113,31 +120,48 @@ def spearman_figure(panels: list[dict], *, dataset: str, caption: str, flagged: 
 
 
 def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged: set[str],
-                              styles: dict[str, dict], class_names: dict | None = None):
-    """Share of each class among each strategy's queried images (grouped bars, mean over seeds).
+                              styles: dict[str, dict], class_names: dict | None = None, max_bars: int = 5):
+    """Share of each class among each strategy's queried images (mean over seeds).
 
-    ``data``: the output of :func:`bench.reports.tables.class_distribution_data`.
+    ``data``: the output of :func:`bench.reports.tables.class_distribution_data`. Grouped bars for up
+    to ``max_bars`` strategies; beyond that a strategy x class heatmap of shares (bars would be too
+    thin to read), coloured by the deviation from a uniform share.
     """
     class_names = class_names or {}
     classes = sorted(data["class"].unique())
     series = sorted(data["series"].unique())
-    width = 0.8 / max(1, len(series))
+    labels = [str(class_names.get(c, c)) for c in classes]
+    long_labels = any(len(lb) > 3 for lb in labels)
+    uniform = 100 / len(classes)
     with _style():
-        fig, ax = plt.subplots(figsize=(max(6.4, 0.55 * len(classes) * max(1, len(series)) ** 0.5 + 2.5), 3.6))
-        x = np.arange(len(classes))
-        for i, s in enumerate(series):
-            part = data[data["series"] == s].set_index("class").reindex(classes)
-            ax.bar(x - 0.4 + width * (i + 0.5), part["fraction"].fillna(0) * 100, width=width,
-                   color=styles[s]["color"], label=display_name(s, s in flagged))
-        ax.axhline(100 / len(classes), ls="--", lw=0.8, color="0.3", label="uniform")
-        ax.set_xticks(x)
-        ax.set_xticklabels([str(class_names.get(c, c)) for c in classes],
-                           rotation=30 if any(len(str(class_names.get(c, c))) > 3 for c in classes) else 0,
-                           ha="right" if any(len(str(class_names.get(c, c))) > 3 for c in classes) else "center")
-        ax.set_xlabel("class")
-        ax.set_ylabel("share of queried images (%)")
+        if len(series) <= max_bars:
+            width = 0.8 / max(1, len(series))
+            fig, ax = plt.subplots(figsize=(max(6.4, 0.35 * len(classes) * max(1, len(series)) ** 0.5 + 3.0), 3.6))
+            x = np.arange(len(classes))
+            for i, s in enumerate(series):
+                part = data[data["series"] == s].set_index("class").reindex(classes)
+                ax.bar(x - 0.4 + width * (i + 0.5), part["fraction"].fillna(0) * 100, width=width,
+                       color=styles[s]["color"], label=display_name(s, s in flagged))
+            ax.axhline(uniform, ls="--", lw=0.8, color="0.3", label="uniform")
+            ax.set_xticks(x)
+            ax.set_xticklabels(labels, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
+            ax.set_xlabel("class")
+            ax.set_ylabel("share of queried images (%)")
+            _legend_outside(ax)
+        else:
+            share = data.pivot(index="series", columns="class", values="fraction").reindex(index=series,
+                                                                                         columns=classes) * 100
+            fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(classes) + 3.2), 0.38 * len(series) + 1.8))
+            lim = max(1.0, float(np.nanmax(np.abs(share.to_numpy() - uniform))))
+            _heatmap(share, annot=True, fmt=".1f", cmap="PuOr_r", center=uniform, vmin=uniform - lim,
+                     vmax=uniform + lim, ax=ax, linewidths=0.4, linecolor="white", annot_kws={"fontsize": 7},
+                     xticklabels=labels, yticklabels=[display_name(s, s in flagged) for s in series],
+                     cbar_kws={"label": f"share of queried images (%); uniform = {uniform:.1f}"})
+            ax.set_xlabel("class")
+            ax.set_ylabel("")
+            plt.setp(ax.get_xticklabels(), rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
+            plt.setp(ax.get_yticklabels(), rotation=0)
         ax.set_title(f"{dataset}: class distribution of queried images (mean over seeds)", fontsize=10)
-        _legend_outside(ax)
         fig.tight_layout()
         add_caption(fig, caption)
     return fig
@@ -191,12 +215,10 @@ def win_tie_loss_figure(wins: pd.DataFrame, ties: pd.DataFrame, losses: pd.DataF
     size = 1.0 + 0.95 * len(names)
     with sns.axes_style("white"):
         fig, ax = plt.subplots(figsize=(max(5.0, size + 2.4), max(3.2, size)))
-        with warnings.catch_warnings():  # seaborn's own use of a deprecated colormap call
-            warnings.simplefilter("ignore", PendingDeprecationWarning)
-            sns.heatmap(net, mask=mask, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax,
-                        square=True, linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
-                        cbar_kws={"label": "wins − losses (row vs column)", "ticks": MaxNLocator(integer=True)},
-                        annot_kws={"fontsize": 7})
+        _heatmap(net, mask=mask, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax,
+                 square=True, linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
+                 cbar_kws={"label": "wins − losses (row vs column)", "ticks": MaxNLocator(integer=True)},
+                 annot_kws={"fontsize": 7})
         for i in range(len(names)):  # the diagonal: a strategy is not compared with itself
             ax.add_patch(plt.Rectangle((i, i), 1, 1, facecolor="0.92", edgecolor="white", lw=0.5))
         ax.set_xlabel("column strategy (B)")

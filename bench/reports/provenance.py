@@ -123,7 +123,8 @@ def _hardware_part(runs: list[Run]) -> str:
         threads = env.get("threads")
         extra = f", {threads} thread{'s' if threads != 1 else ''}" if kind == "CPU" and threads else ""
         hw[f"{env.get('device_name', 'unknown device')} ({kind}{extra})"] += 1
-        sw[f"torch {env.get('torch', '?')}" + (f", CUDA {env['cuda']}" if env.get("cuda") and kind == "GPU" else "")] += 1
+        cuda = f", CUDA {env['cuda']}" if env.get("cuda") and kind == "GPU" else ""
+        sw[f"torch {env.get('torch', '?')}{cuda}"] += 1
         g = env.get("git") or {}
         sha = (g.get("sha") or "")[:7] or "unknown"
         git[f"{sha}{' (dirty)' if g.get('dirty') else ''}"] += 1

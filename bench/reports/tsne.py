@@ -40,8 +40,9 @@ def tsne_points(run: Run, *, max_points: int = 3000, seed: int = 0, threads: int
     Images queried at the marked cycles fill up to two thirds of ``max_points`` (a random subset when
     there are more); the rest is random other rows (generator seeded by ``seed``), so the pool shows
     behind them. ``threads`` caps t-SNE's OpenMP threads (None: the library default); one thread is
-    several times faster than many on a busy machine. Returns {'series', 'seed', 'xy' (n, 2), 'role' (n,) object array: 'first' /
-    'middle' / 'last' / '' for background, 'cycles': {role: cycle}, 'n_embedded'}.
+    several times faster than many on a busy machine. Returns {'series', 'seed', 'xy' (n, 2), 'role'
+    (n,) object array: 'first' / 'middle' / 'last' / '' for background, 'cycles': {role: cycle},
+    'n_embedded'}.
     """
     from sklearn.manifold import TSNE
 

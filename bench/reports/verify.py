@@ -396,7 +396,8 @@ def format_outcome(o: Outcome) -> str:
         diff = f"{o.diff:+.{digits}f}" if o.diff is not None else "n/a"
         lines.append(f"        ours {ours} [{o.group}{dagger}] | theirs {c.theirs()} | diff {diff} | {o.message}")
         if o.flags:
-            lines.append(f"        {DAGGER} flagged runs: {', '.join(o.flags)}; quirks on: {', '.join(o.quirks) or 'none'}")
+            quirks = ", ".join(o.quirks) or "none"
+            lines.append(f"        {DAGGER} flagged runs: {', '.join(o.flags)}; quirks on: {quirks}")
     else:
         who = f" [{o.group}]" if o.group else ""
         lines.append(f"        theirs {c.theirs()}{who}: {o.message}")

@@ -71,7 +71,8 @@ def test_verify_passes_numbers_within_tolerance(tmp_path, capsys):
     assert "ours 1.00 % (std, n=3 seeds)" in out and "diff -0.95" in out  # std 1.00 vs 1.95
     assert "ours 54.20 % (min, n=3 seeds)" in out and "diff +2.20" in out
     assert "diff -0.63" in out  # sec51-pt4al-first: 55.20 vs 55.83
-    assert "† flagged runs: best-on-test, best_on_test" in out
+    assert ("runs pt4al: protocol official, quirks on: best_on_test, normalized_softmax, string_sort, warm_start; "
+            "† flags: best-on-test, best_on_test") in out
     assert "verify: 6 passed, 0 failed" in out
 
 

@@ -232,6 +232,7 @@ class Outcome:
     diff: float | None = None
     flags: list[str] = field(default_factory=list)
     quirks: list[str] = field(default_factory=list)
+    protocol: str = ""
 
 
 def _select(check: Check, sweep: Sweep) -> tuple[list[Run], Outcome | None]:
@@ -353,7 +354,8 @@ def run_check(check: Check, sweep: Sweep) -> list[Outcome]:
             vals, why = _values_wallclock(check, grp, sweep)
         else:
             vals, why = _values_rho(grp)
-        base = dict(check=check, group=series, flags=flags, quirks=quirks)
+        protocol = ", ".join(sorted({r.protocol for r in grp}))
+        base = dict(check=check, group=series, flags=flags, quirks=quirks, protocol=protocol)
         if not vals:
             out.append(Outcome(status=MISSING, message=why, **base))
             continue
@@ -395,9 +397,8 @@ def format_outcome(o: Outcome) -> str:
         ours = f"{o.ours:.{digits}f}{spread}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
         diff = f"{o.diff:+.{digits}f}" if o.diff is not None else "n/a"
         lines.append(f"        ours {ours} [{o.group}{dagger}] | theirs {c.theirs()} | diff {diff} | {o.message}")
-        if o.flags:
-            quirks = ", ".join(o.quirks) or "none"
-            lines.append(f"        {DAGGER} flagged runs: {', '.join(o.flags)}; quirks on: {quirks}")
+        flags = f"; {DAGGER} flags: {', '.join(o.flags)}" if o.flags else ""
+        lines.append(f"        runs {o.group}: protocol {o.protocol}, quirks on: {', '.join(o.quirks) or 'none'}{flags}")
     else:
         who = f" [{o.group}]" if o.group else ""
         lines.append(f"        theirs {c.theirs()}{who}: {o.message}")

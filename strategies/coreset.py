@@ -11,14 +11,15 @@ whole unlabeled pool.
 Memory: never an N x N matrix. The greedy keeps two (N,) vectors (squared norms, minimum squared
 distances); each step updates them in row chunks with one matrix-vector product per chunk, so a
 step costs one pass over the (N, d) candidate matrix. Distances to the labeled set are computed
-block-wise (``chunk_rows`` x 256 at a time), never as an N x L matrix.
+block-wise (4096 rows x 256 centers at a time), never as an N x L matrix.
 
 Where we differ on purpose: with an empty labeled set the official code fails (its "random first
 center" branch is unreachable); we start from a center drawn from the run's generator. Squared
 distances are compared (the same argmax as distances, without a square root). The distance is
-expanded as |x|^2 - 2 x.c + |c|^2 in float32, as scikit-learn's ``pairwise_distances`` does
-(which the official code calls); chosen points are then excluded explicitly so that rounding can
-never choose a point twice.
+expanded as |x|^2 - 2 x.c + |c|^2, as in scikit-learn's ``pairwise_distances`` (which the official
+code calls), but in the features' dtype (float32 for embeddings; scikit-learn accumulates float32
+in float64), so near-ties closer than float32 resolution may break differently. Chosen points are
+excluded explicitly so that rounding can never choose a point twice.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from bench.errors import ConfigError
 from strategies.base import Inputs, Need, PoolState, Strategy, random_subset
 from strategies.registry import register_strategy
 
-# Labeled centers processed per block when initialising the minima: a (chunk_rows, 256) block is a
-# matrix product efficient enough on CPU and GPU while staying a few MiB.
+# Distances to existing centers are computed in blocks of at most _INIT_ROWS rows x _CENTER_BLOCK
+# centers: a matrix product efficient on CPU and GPU whose temporary stays at 4 MiB (float32).
 _CENTER_BLOCK = 256
+_INIT_ROWS = 4096
+DEFAULT_CHUNK_ROWS = 65536  # rows per greedy update: a 256 KiB temporary; fewer, larger kernels per step
 
 
 def _sq_norms(x: torch.Tensor, chunk_rows: int) -> torch.Tensor:
@@ -43,14 +46,15 @@ def _sq_norms(x: torch.Tensor, chunk_rows: int) -> torch.Tensor:
     return out.square_()
 
 
-def min_sq_dist_to_centers(x: torch.Tensor, centers: torch.Tensor, *, chunk_rows: int = 8192,
+def min_sq_dist_to_centers(x: torch.Tensor, centers: torch.Tensor, *, chunk_rows: int = _INIT_ROWS,
                            x_sq: torch.Tensor | None = None) -> torch.Tensor:
     """(n,) squared Euclidean distance of each row of ``x`` to its nearest row of ``centers``.
 
-    Computed block-wise (``chunk_rows`` rows x 256 centers at a time): extra memory is
-    O(chunk_rows * 256), never n x m. Values are clamped at 0 (the expansion can round below it).
+    Computed block-wise (``min(chunk_rows, 4096)`` rows x 256 centers at a time): extra memory is
+    O(n + 4096 * 256), never n x m. Values are clamped at 0 (the expansion can round below it).
     """
     n = x.shape[0]
+    chunk_rows = min(chunk_rows, _INIT_ROWS)
     x_sq = _sq_norms(x, chunk_rows) if x_sq is None else x_sq
     c_sq = _sq_norms(centers, chunk_rows)
     best = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
@@ -66,7 +70,7 @@ def min_sq_dist_to_centers(x: torch.Tensor, centers: torch.Tensor, *, chunk_rows
 
 
 def kcenter_greedy(features: torch.Tensor, k: int, *, centers: torch.Tensor | None = None,
-                   selected: np.ndarray | None = None, chunk_rows: int = 8192,
+                   selected: np.ndarray | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """Greedy k-center: the positions (rows of ``features``) of ``k`` new centers, in pick order.
 
@@ -77,7 +81,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, *, centers: torch.Tensor | No
     and updates every candidate's minimum with it, in chunks of ``chunk_rows`` rows on the
     features' device. With no existing center at all, the first pick is uniform from ``rng``.
 
-    Time O(k * n * d + n * m * d); extra memory O(n + chunk_rows * 256) floats.
+    Time O(k * n * d + n * m * d); extra memory O(n) floats plus a fixed 4 MiB block.
     """
     if features.ndim != 2:
         raise ValueError(f"features must be (n, d); got shape {tuple(features.shape)}")
@@ -94,7 +98,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, *, centers: torch.Tensor | No
     order = np.empty(k, dtype=np.int64)
     if k == 0:
         return order
-    x_sq = _sq_norms(x, chunk_rows)
+    x_sq = _sq_norms(x, min(chunk_rows, _INIT_ROWS))
     has_centers = centers is not None and centers.shape[0] > 0
     if has_centers:
         c = centers.to(device=x.device, dtype=x.dtype).contiguous()
@@ -102,6 +106,7 @@ def kcenter_greedy(features: torch.Tensor, k: int, *, centers: torch.Tensor | No
     else:
         min_d = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     chosen_mask = torch.zeros(n, dtype=torch.bool, device=x.device)
+    buf = torch.empty(min(n, chunk_rows), dtype=x.dtype, device=x.device)
     first = 0
     if len(selected):
         # Distances to already-selected rows, as from any other center; they themselves never win.
@@ -113,25 +118,30 @@ def kcenter_greedy(features: torch.Tensor, k: int, *, centers: torch.Tensor | No
             raise ValueError("no existing center: pass rng to draw the first one")
         order[0] = int(rng.integers(n))
         first = 1
-        _update(x, x_sq, min_d, int(order[0]), chunk_rows)
+        _update(x, x_sq, min_d, int(order[0]), chunk_rows, buf)
         chosen_mask[int(order[0])] = True
     min_d.masked_fill_(chosen_mask, -1.0)
     for i in range(first, k):
         idx = int(torch.argmax(min_d))  # first maximum on ties (documented torch behaviour)
         order[i] = idx
-        _update(x, x_sq, min_d, idx, chunk_rows)
+        _update(x, x_sq, min_d, idx, chunk_rows, buf)
         min_d[idx] = -1.0  # rounding may leave it slightly above 0: exclude it explicitly
     return order
 
 
-def _update(x: torch.Tensor, x_sq: torch.Tensor, min_d: torch.Tensor, idx: int, chunk_rows: int) -> None:
-    """min_d <- min(min_d, |x - x[idx]|^2), one fused matrix-vector product per chunk of rows."""
-    c = x[idx].clone()
+def _update(x: torch.Tensor, x_sq: torch.Tensor, min_d: torch.Tensor, idx: int, chunk_rows: int,
+            buf: torch.Tensor) -> None:
+    """min_d <- min(min_d, |x - x[idx]|^2): per chunk of rows one fused matrix-vector product into
+    ``buf`` (no allocation per step), one add and one in-place minimum."""
+    c = x[idx]
     c_sq = x_sq[idx]
-    for s in range(0, x.shape[0], chunk_rows):
-        d = torch.addmv(x_sq[s:s + chunk_rows], x[s:s + chunk_rows], c, alpha=-2.0)
+    n = x.shape[0]
+    for s in range(0, n, chunk_rows):
+        e = min(s + chunk_rows, n)
+        d = buf[:e - s]
+        torch.addmv(x_sq[s:e], x[s:e], c, alpha=-2.0, out=d)
         d.add_(c_sq)
-        m = min_d[s:s + chunk_rows]
+        m = min_d[s:e]
         torch.minimum(m, d, out=m)
 
 
@@ -140,8 +150,10 @@ class CoreSet(Strategy):
     name = "coreset"
     description = "k-center greedy on the model's embeddings, labeled images as centers (params: subset, chunk_rows)"
     needs = frozenset({Need.EMBEDDINGS, Need.LABELED})
+    # on segmentation the embedding is the model's globally pooled backbone features, one vector per image
+    tasks = frozenset({"classification", "segmentation"})
 
-    def __init__(self, *, subset: int | None = 10000, chunk_rows: int = 8192) -> None:
+    def __init__(self, *, subset: int | None = 10000, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
         """``subset``: candidates are this many random unlabeled images (None: all of them);
         ``chunk_rows``: rows per distance update (memory per update, not the result)."""
         super().__init__()
@@ -155,7 +167,7 @@ class CoreSet(Strategy):
                               f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
         if params["chunk_rows"] < 1:
             raise ConfigError(f"{path}.chunk_rows", "must be a positive integer",
-                              f"set {path}.chunk_rows to e.g. 8192", params["chunk_rows"])
+                              f"set {path}.chunk_rows to e.g. {DEFAULT_CHUNK_ROWS}", params["chunk_rows"])
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return random_subset(pool.unlabeled, self.subset, rng)

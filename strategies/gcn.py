@@ -46,7 +46,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, random_subset, top_k_lowest
-from strategies.coreset import kcenter_greedy
+from strategies.coreset import DEFAULT_CHUNK_ROWS, kcenter_greedy
 from strategies.registry import register_strategy
 
 BYTES_PER_ENTRY = 4  # float32 adjacency
@@ -312,8 +312,8 @@ class CoreGCN(_GCNStrategy):
 
     def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
                  weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
-                 kcenter_features: Literal["hidden", "input"] = "hidden", chunk_rows: int = 8192,
-                 max_adjacency_gb: float = 2.0) -> None:
+                 kcenter_features: Literal["hidden", "input"] = "hidden",
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, max_adjacency_gb: float = 2.0) -> None:
         """``kcenter_features``: 'hidden' (the GCN's hidden features, the paper) or 'input' (the
         L2-normalised embeddings, the official code); ``chunk_rows``: rows per k-center update."""
         super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
@@ -326,7 +326,7 @@ class CoreGCN(_GCNStrategy):
         super().check_params(params, path)
         if params["chunk_rows"] < 1:
             raise ConfigError(f"{path}.chunk_rows", "must be a positive integer",
-                              f"set {path}.chunk_rows to e.g. 8192", params["chunk_rows"])
+                              f"set {path}.chunk_rows to e.g. {DEFAULT_CHUNK_ROWS}", params["chunk_rows"])
 
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:

@@ -4,7 +4,7 @@ Run (from the repo root; the default ``pytest`` run never collects this folder, 
 
     nice -n 10 python -m pytest benchmarks -q
 
-Results are written as pytest-benchmark JSON to ``results/benchmarks/select-<UTC time>.json``
+Results are written as pytest-benchmark JSON to ``results/benchmarks/bench-<UTC time>.json``
 unless ``--benchmark-json=PATH`` is given. Select a subset with ``-k``, e.g. ``-k coreset``.
 Everything runs on the CPU with ``torch.set_num_threads(ALBENCH_BENCH_THREADS or os.cpu_count())``.
 
@@ -60,7 +60,7 @@ def pytest_configure(config):
     if getattr(config.option, "benchmark_json", None) is None and hasattr(config.option, "benchmark_json"):
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        config.option.benchmark_json = open(RESULTS / f"select-{stamp}.json", "wb")  # noqa: SIM115 (closed by the plugin)
+        config.option.benchmark_json = open(RESULTS / f"bench-{stamp}.json", "wb")  # the plugin closes it
     torch.set_num_threads(THREADS)
 
 

@@ -5,7 +5,7 @@ the CPU (inputs from :func:`benchmarks.conftest.make_case`). Run::
 
     nice -n 10 python -m pytest benchmarks/test_select_bench.py -q
 
-The JSON (results/benchmarks/select-<UTC time>.json unless ``--benchmark-json=PATH``) holds per
+The JSON (results/benchmarks/bench-<UTC time>.json unless ``--benchmark-json=PATH``) holds per
 benchmark the timings and, in ``extra_info``: sizes, threads, ``peak_extra_mb`` (one call, in a fresh
 process; see conftest) and its ratio to the embedding matrices, and for Core-Set the
 memory-bandwidth floor measured in the same rounds.

@@ -88,7 +88,7 @@ def test_report_of_a_partial_sweep_says_what_is_missing_and_skips_what_it_cannot
     rc = main(["report", str(sweep), "--out", str(out), "--tsne-points", "100", "--quiet"])
     assert rc == 0
     text = (out / "index.md").read_text()
-    assert "synth/digits/pt4al/seed-1: absent (no run folder)" in text
+    assert "synth/digits/pt4al/seed-1: absent (no run folder: not started yet, or removed)" in text
     assert "synth/digits/random/seed-2: running, 1/3 cycles recorded" in text
     assert "Spearman figure and table: no complete run records pretext_loss_test" in text
     assert not (out / "figures" / "spearman-digits.png").exists()

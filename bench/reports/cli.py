@@ -67,8 +67,9 @@ def cmd_report(args) -> int:
             print(f"  {m.line()}", file=sys.stderr)
         if len(index.missing) > 20:
             print(f"  ... and {len(index.missing) - 20} more (see the index)", file=sys.stderr)
-    for s in index.skipped:
-        print(f"albench: skipped {s.what} ({s.dataset}): {s.reason}", file=sys.stderr)
+    if args.quiet:  # otherwise the progress lines already said so
+        for s in index.skipped:
+            print(f"albench: skipped {s.what} ({s.dataset}): {s.reason}", file=sys.stderr)
     print(f"albench: {n_fig} figure(s), {n_tab} table(s); index: {out / 'index.md'}", file=sys.stderr)
     print(out / "index.md")
     return EXIT_OK

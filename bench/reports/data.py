@@ -224,7 +224,7 @@ class Missing:
     def line(self) -> str:
         where = f"{self.sweep}/{self.dataset}/{self.strategy}/seed-{self.seed}"
         if self.state == "absent":
-            return f"{where}: absent (no run folder)"
+            return f"{where}: absent (no run folder: not started yet, or removed)"
         planned = "?" if self.cycles_planned is None else str(self.cycles_planned)
         text = f"{where}: {self.state}, {self.cycles_done}/{planned} cycles recorded"
         return f"{text}; {self.note}" if self.note else text

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -97,7 +98,7 @@ def _run(cmd: list[str]) -> str:
 
 def live_jobs() -> dict[str, dict]:
     """{job id ('12' or '12_3'): {'state', 'name'}} of this user's jobs that Slurm still holds."""
-    out = _run(["squeue", "--me", "-h", "-r", "-o", "%i|%T|%j"])
+    out = _run(["squeue", "-u", pwd.getpwuid(os.getuid()).pw_name, "-h", "-r", "-o", "%i|%T|%j"])
     jobs = {}
     for line in out.splitlines():
         parts = line.strip().split("|", 2)

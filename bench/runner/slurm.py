@@ -154,7 +154,7 @@ def submit(cfg: Config, runs: list[RunConfig]) -> list[tuple[RunConfig, object]]
     # a fresh folder per submission: a restarted cluster reuses job ids, and submitit names its
     # result files by job id
     folder = sweep_dir / ".slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{token}"
-    job_name = f"albench-{cfg.name}-{token}"
+    job_name = f"albench-{re.sub(r'[^A-Za-z0-9_.-]', '_', cfg.name)}-{token}"  # goes into '#SBATCH' lines
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(scfg.max_requeues))
     try:
         executor.update_parameters(**sbatch_parameters(scfg, job_name))

@@ -145,9 +145,10 @@ def test_sigkill_at_several_points_then_rerun_resumes_and_matches(tmp_path):
     assert died[:2] == (0, 0) and 1 <= died[2] < 4, died
     assert read_status(a)["state"] == "running" and not (a / "cycles.csv").exists()
 
-    # 2. right after A's cycle-0 boundary (before cycle 1 trains its second epoch)
+    # 2. right after A's cycle-0 boundary (the kill is sent on seeing the boundary checkpoint; on a
+    # loaded machine it may land an epoch or two into cycle 1, never past its end)
     died = sweep.kill_when("random", lambda s: s[0] == 1 and s[1] is None)
-    assert died[0] == 1 and (died[1] is None or (died[1] == 1 and died[2] <= 1)), died
+    assert died[0] == 1 and died[1] in (None, 1), died
     assert "resume digits/random/seed-0 at cycle 0" in (a / "run.log").read_text()
 
     # 3. mid-training of B's last cycle; A finished in this launch

@@ -291,6 +291,10 @@ def sweep_status(root: str | Path, lines: int = 10) -> tuple[list[RunStatus], bo
     slurm = slurm_job_states(list(ledger.values())) if ledger else None
     answered = None if not ledger else slurm is not None
     out = [run_status(d, ledger.get(d), slurm, lines) for d in sorted(dirs)]
+    ids = [r.run_id for r in out]
+    if len(set(ids)) < len(ids):  # several sweeps under root: name runs by their folder instead
+        for r in out:
+            r.run_id = os.path.relpath(r.run_dir, root.resolve())
     return out, answered
 
 

@@ -246,3 +246,14 @@ def test_checkpointable_resubmits_the_same_run_and_notes_it_in_the_log(tmp_path)
     before = (rc.run_dir / "run.log").read_bytes()
     job.checkpoint()
     assert (rc.run_dir / "run.log").read_bytes() == before
+
+
+def test_runs_of_several_sweeps_are_named_by_folder(tmp_path, capsys):
+    for sweep in ("a", "b"):
+        run_dir = tmp_path / sweep / "digits" / "random" / "seed-0"
+        run_dir.mkdir(parents=True)
+        atomic_write_json(run_dir / "run.json", {"dataset": "digits", "strategy": "random", "seed": 0})
+        atomic_write_json(run_dir / "status.json", {"state": "complete"})
+    assert main(["status", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split()[1] for ln in lines[1:]] == ["a/digits/random/seed-0", "b/digits/random/seed-0"]

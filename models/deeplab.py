@@ -95,7 +95,7 @@ def _unwrap(obj) -> dict[str, torch.Tensor]:
 def load_weights(model: DeepLabV3ResNet101, path: str | Path) -> dict:
     """Load a local weights file into ``model`` (see the module docstring for the accepted kinds).
 
-    Returns ``{'kind': 'deeplabv3' | 'resnet101', 'loaded': n tensors, 'skipped': [names]}``.
+    Returns ``{'kind': 'deeplabv3' | 'resnet101', 'loaded': n tensors, 'skipped': [file keys not loaded]}``.
     """
     path = Path(path)
     try:
@@ -105,32 +105,30 @@ def load_weights(model: DeepLabV3ResNet101, path: str | Path) -> dict:
                           "point it at a .pth state dict saved with torch.save", str(path)) from None
     sd = _unwrap(raw)
     if any(k.startswith("backbone.") for k in sd):
-        kind = "deeplabv3"
-        src = {k: v for k, v in sd.items() if k.startswith(("backbone.", "classifier."))}
+        kind, prefix = "deeplabv3", ""
     elif "layer1.0.conv1.weight" in sd:
-        kind = "resnet101"
-        src = {f"backbone.{k}": v for k, v in sd.items() if not k.startswith("fc.")}
+        kind, prefix = "resnet101", "backbone."
     else:
         raise ConfigError(FIELD, "holds neither a torchvision DeepLab-v3 nor a ResNet-101 state dict",
                           "use torchvision's deeplabv3_resnet101 or resnet101 weights file", str(path))
     own = model.state_dict()
-    conv1 = src.get("backbone.conv1.weight")
-    want = own["backbone.conv1.weight"]
-    if conv1 is not None and conv1.shape != want.shape and conv1.shape[1] == 3 and want.shape[1] == 1:
-        # a grey image is R = G = B, so the summed RGB filter responds to it as the colour one did
-        src["backbone.conv1.weight"] = conv1.sum(dim=1, keepdim=True)
-    skipped = []
-    for k in list(src):
-        if k not in own:
-            skipped.append(k)
-            del src[k]
-        elif src[k].shape != own[k].shape:
-            if k.startswith("classifier."):  # another class count: keep the fresh final layer
-                skipped.append(k)
-                del src[k]
-            else:
-                raise ConfigError(FIELD, f"{k} has shape {tuple(src[k].shape)}, the model needs {tuple(own[k].shape)}",
-                                  "use ResNet-101 / DeepLab-v3-ResNet-101 weights", str(path))
+    src, skipped = {}, []
+    for key, value in sd.items():
+        target = prefix + key
+        if target not in own:  # aux_classifier.*, a ResNet's fc.*
+            skipped.append(key)
+            continue
+        want = own[target].shape
+        if target == "backbone.conv1.weight" and value.shape != want and value.shape[1] == 3 and want[1] == 1:
+            # a grey image is R = G = B, so the summed RGB filter responds to it as the colour one did
+            value = value.sum(dim=1, keepdim=True)
+        if value.shape != want:
+            if target.startswith("classifier."):  # another class count: keep the fresh final layer
+                skipped.append(key)
+                continue
+            raise ConfigError(FIELD, f"{key} has shape {tuple(value.shape)}, the model needs {tuple(want)}",
+                              "use ResNet-101 / DeepLab-v3-ResNet-101 weights", str(path))
+        src[target] = value
     missing = [k for k in own if k.startswith("backbone.") and k not in src and not k.endswith("num_batches_tracked")]
     if missing:
         raise ConfigError(FIELD, f"lacks {len(missing)} backbone weights (e.g. {', '.join(missing[:3])})",

@@ -1,7 +1,7 @@
 """A small encoder-decoder for segmentation that trains on a CPU in seconds (tests, the demo).
 
-Encoder: four conv-BN-ReLU stages of widths (w, 2w, 4w, 8w); stages 2-4 halve the resolution while
-the map is at least 4 pixels a side (so output stride <= 8). Decoder: each stage -> 1x1 conv to w
+Encoder: four stages of two conv-BN-ReLU layers, widths (w, 2w, 4w, 8w); stages 2-4 first halve the
+resolution while the map is at least 4 pixels a side (so output stride <= 8). Decoder: each stage -> 1x1 conv to w
 channels, upsampled to the first stage's resolution and summed (a tiny FPN), conv-BN-ReLU, a 1x1
 classifier, bilinear upsampling to the input size. The embedding is the global average of the
 last stage, as for the classification networks, so Core-Set and the pretext heads work on it.
@@ -32,7 +32,7 @@ class SmallSeg(nn.Module):
             if i > 0 and size >= 4:
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
-            layers.append(_conv_bn(cin, cout))
+            layers += [_conv_bn(cin, cout), _conv_bn(cout, cout)]
             stages.append(nn.Sequential(*layers))
             cin = cout
         self.stages = nn.ModuleList(stages)

@@ -13,6 +13,7 @@ from strategies.registry import register_strategy
 class RandomSampling(Strategy):
     name = "random"
     description = "uniform without replacement over the unlabeled pool"
+    tasks = frozenset({"classification", "segmentation"})
 
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:

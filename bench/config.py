@@ -451,7 +451,7 @@ def validate_environment(cfg: Config) -> None:
 
     check_model = model_entry(cfg.model.name).check
     if check_model is not None:  # e.g. a pretrained-weights file that must exist
-        check_model(cfg.model.params, "model.params")
+        check_model(cfg.model.params, "model.params", cfg.train)
     for i, ds in enumerate(cfg.datasets):
         spec = get_dataset(ds.name)
         spec.check(ds, f"datasets[{i}]")

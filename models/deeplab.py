@@ -137,8 +137,9 @@ def load_weights(model: DeepLabV3ResNet101, path: str | Path) -> dict:
     return {"kind": kind, "loaded": len(src), "skipped": sorted(skipped)}
 
 
-def check_params(params: dict, path: str = "model.params") -> None:
-    """ConfigError for a weights path that is not a file or a freeze_bn that is not a bool/null."""
+def check_params(params: dict, path: str = "model.params", train=None) -> None:
+    """ConfigError for a weights path that is not a file, a freeze_bn that is not a bool/null, or
+    (given the ``train`` config) BatchNorm left to learn from batches of one image."""
     w = params.get("weights")
     if w is not None and (not isinstance(w, str) or not Path(w).expanduser().is_file()):
         raise ConfigError(f"{path}.weights", "is not a file", "give the path of a local .pth state dict "
@@ -146,6 +147,12 @@ def check_params(params: dict, path: str = "model.params") -> None:
     fb = params.get("freeze_bn")
     if fb is not None and not isinstance(fb, bool):
         raise ConfigError(f"{path}.freeze_bn", "must be true, false or null", "set freeze_bn: null (auto)", fb)
+    frozen = w is not None if fb is None else fb
+    if train is not None and train.batch_size < 2 and not frozen:
+        raise ConfigError(f"{path}.freeze_bn", "BatchNorm cannot learn from batches of one image "
+                          "(train.batch_size: 1) and no pretrained weights freeze it",
+                          f"set {path}.weights to a local pretrained file (BatchNorm then keeps its statistics), "
+                          f"or {path}.freeze_bn: true, or train.batch_size >= 2", fb)
 
 
 @register_model("deeplabv3-resnet101",

@@ -17,15 +17,16 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     description: str
     tasks: frozenset[str]
-    check: Callable[[dict, str], None] | None = None  # (params, path): ConfigError on a bad value, at config load
+    check: Callable[..., None] | None = None  # (params, path, train): ConfigError on a bad value, at config load
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, description: str, tasks=("classification",), check=None):
-    """Decorator registering a builder under ``name``; ``check(params, path)``, when given, validates
-    params (e.g. that a weights file exists) when a config is loaded."""
+    """Decorator registering a builder under ``name``; ``check(params, path, train)``, when given,
+    validates params (e.g. that a weights file exists, or that they suit the training protocol
+    ``train``) when a config is loaded."""
 
     def deco(fn):
         _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks), check)

@@ -108,6 +108,28 @@ def test_cityscapes_cache_is_memory_mapped_and_reused(tmp_path, monkeypatch):
     assert torch.equal(Cityscapes().load(cfg).x_train, first.x_train)
 
 
+def test_cityscapes_config_is_the_papers_setup_and_needs_weights_for_batch_size_one(tmp_path):
+    from pathlib import Path
+
+    from bench.config import load_config
+
+    root = write_cityscapes(tmp_path / "cs")
+    path = Path(__file__).resolve().parent.parent / "bench" / "configs" / "cityscapes.yaml"
+    small = [f"dataset.root={root}", "al.initial=1", "al.budget=1", "al.cycles=2"]  # the fixture has 3 images
+    with pytest.raises(ConfigError) as err:  # no pretrained weights: BatchNorm would see single images
+        load_config(path, small)
+    assert err.value.field == "model.params.freeze_bn" and "weights" in err.value.fix
+    weights = tmp_path / "resnet101.pth"
+    weights.write_bytes(b"checked when the model is built")
+    cfg = load_config(path, small + [f"model.params.weights={weights}"])
+    assert cfg.model.name == "deeplabv3-resnet101" and cfg.train.batch_size == 1
+    assert (cfg.train.augment.crop_padding, cfg.train.augment.hflip) == (0, False)
+    assert cfg.datasets[0].params["image_size"] == [512, 1024]
+    raw = load_config(path, [f"dataset.root={root}", f"model.params.weights={weights}"], check_data=False)
+    assert (raw.al.initial, raw.al.budget, raw.al.cycles) == (100, 100, 10)
+    assert [s.name for s in raw.strategies] == ["random", "least-confidence", "coreset", "pt4al"]
+
+
 def test_cityscapes_check_names_what_is_missing(tmp_path):
     root = write_cityscapes(tmp_path / "cs")
     (root / "gtFine" / "val" / "frankfurt" / "frankfurt_000000_000576_gtFine_labelIds.png").unlink()

@@ -273,3 +273,44 @@ def test_segmentation_run_is_deterministic_and_resumes_equal(tmp_path, monkeypat
     assert [{k: r[k] for k in keys} for r in got[0]] == [{k: r[k] for k in keys} for r in want[0]]
     np.testing.assert_array_equal(got[1], want[1])
     assert not any(math.isnan(r["value"]) for r in got[0])
+
+
+def test_engine_outputs_for_segmentation_are_one_row_per_image():
+    """What least-confidence, PT4AL and Core-Set get on segmentation: (n,) mean pixel confidence and
+    (n, D) pooled features, computed batch by batch (no (n, C, H, W) posteriors kept)."""
+    from bench.engine.inference import compute_outputs
+    from bench.tasks import SegmentationTask
+    from models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small-seg", num_classes=3, in_channels=3, image_size=(8, 8), params={"width": 4}).eval()
+    images = torch.randint(0, 255, (7, 3, 8, 8), dtype=torch.uint8)
+    transform = BatchTransform((0.5,) * 3, (0.25,) * 3)
+    idx = np.array([6, 0, 3, 2])
+    out = compute_outputs(model=model, aux=None, task=SegmentationTask(3), needs=frozenset({Need.CONFIDENCE,
+                          Need.EMBEDDINGS}), images=images, indices=idx, transform=transform, batch_size=3,
+                          device=torch.device("cpu"))
+    assert out.posteriors is None and out.logits is None
+    assert out.confidence.shape == (4,) and out.embeddings.shape == (4, model.embedding_dim)
+    with torch.no_grad():
+        ref = model(transform.test(images[torch.from_numpy(idx)]))
+    want = torch.softmax(ref.logits, dim=1).max(dim=1).values.mean(dim=(1, 2))
+    assert torch.allclose(out.confidence, want, atol=1e-6)
+    assert torch.allclose(out.embeddings, ref.embedding, atol=1e-5)
+    # Core-Set runs on those features: the first pick is the candidate farthest from the labeled one
+    inputs = Inputs(candidates=Outputs(indices=idx[1:], embeddings=out.embeddings[1:]),
+                    labeled=Outputs(indices=idx[:1], embeddings=out.embeddings[:1]), device=torch.device("cpu"))
+    pool = PoolState(images=images, labeled=idx[:1], labeled_targets=torch.zeros(1, 8, 8, dtype=torch.uint8),
+                     num_classes=3, task="segmentation")
+    picked = make_strategy("coreset").select(cycle=1, budget=1, pool=pool, inputs=inputs,
+                                             rng=np.random.default_rng(0))
+    far = idx[1:][int(torch.cdist(out.embeddings[1:], out.embeddings[:1]).argmax())]
+    assert picked.tolist() == [far]
+
+
+def test_the_packaged_segmentation_configs_load():
+    demo = load_config(Path("bench/configs/segmentation-demo.yaml").resolve())
+    names = [s.name for s in demo.strategies]
+    assert names == ["random", "least-confidence", "coreset", "pt4al"]
+    assert demo.strategies[3].params["pretext_task"] == "colorization" and demo.model.name == "small-seg"
+    assert get_dataset(demo.datasets[0].name).task == "segmentation"

@@ -12,7 +12,10 @@ Layout of a run folder (``<output>/<sweep>/<dataset>/<strategy>/seed-<n>/``):
   the queried images, in query order), ``test_loss`` (cycles x test images, main-task loss in nats),
   ``embeddings`` + ``embedding_indices`` (final-model embeddings, float16, of a fixed random pool
   subset plus every labeled image; train-set indices) and, when a validation split is carved from
-  train, ``validation_indices``; strategies add their own (e.g. PT4AL's pretext losses).
+  train, ``validation_indices``; strategies add their own (e.g. PT4AL's pretext losses). For target
+  maps (segmentation) ``labeled_class_pixels`` (queried images x classes, labeled pixels of each)
+  replaces ``labeled_targets``; every extra value the task's meter reports per cycle is saved as
+  ``metric_<name>`` (cycles x ...), e.g. ``metric_class_iou`` (per-class IoU, NaN when absent).
 - ``checkpoint.pt``: resume state while the run is unfinished (removed when it completes)
 - ``run.log``: human-readable progress
 """

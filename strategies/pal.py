@@ -143,13 +143,22 @@ class PAL(Strategy):
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
-        from models.registry import model_names
+        from models.registry import model_entry, model_names
 
         def bad(key, problem, fix):
             raise ConfigError(f"{path}.{key}", problem, f"set {path}.{key} to {fix}", params[key])
 
         if params["scorer_model"] not in model_names():
             bad("scorer_model", "unknown model", f"one of {', '.join(model_names())}")
+        import inspect
+
+        builder = model_entry(params["scorer_model"]).builder
+        known = [p for p in inspect.signature(builder).parameters if p not in ("num_classes", "in_channels",
+                                                                                "image_size")]
+        for key in params.get("scorer_params") or {}:
+            if key not in known:
+                raise ConfigError(f"{path}.scorer_params.{key}", f"unknown parameter for model {params['scorer_model']!r}",
+                                  f"remove it; known parameters: {', '.join(known) or 'none'}")
         for key, example in (("epochs", 100), ("batch_size", 64), ("sub_query", 512), ("score_batch_size", 256)):
             if params[key] < 1:
                 bad(key, "must be a positive integer", f"e.g. {example}")

@@ -156,7 +156,8 @@ def test_needs_square_images_and_labels():
 # ---------------------------------------------------------------------- params and quirks
 @pytest.mark.parametrize("params, field", [({"scorer_model": "vgg99"}, "scorer_model"), ({"sub_query": 0}, "sub_query"),
                                            ({"epochs": 0}, "epochs"), ({"lambda_div": -1}, "lambda_div"),
-                                           ({"momentum": 1.0}, "momentum")])
+                                           ({"momentum": 1.0}, "momentum"),
+                                           ({"scorer_model": "small-cnn", "scorer_params": {"depth": 3}}, "depth")])
 def test_bad_params_name_the_field(params, field):
     with pytest.raises(ConfigError) as err:
         get_strategy("pal").validate_params(params, "params")

@@ -174,12 +174,40 @@ stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 20 s, then KILL; only th
     rm -f "$file"
 }
 
+cluster_strays() {  # pids of this cluster's job steps: slurmstepd and job processes outlive slurmd
+    local conf=$1 p env
+    for p in /proc/[0-9]*; do
+        env=$(tr '\0' '\n' 2>/dev/null <"$p/environ") || continue
+        grep -qxF "SLURM_CONF=$conf" <<<"$env" || continue
+        # the shell running this script (and pytest) carry SLURM_CONF too; only steps and jobs go
+        if [ "$(cat "$p/comm" 2>/dev/null)" = slurmstepd ] || grep -q '^SLURM_JOB_ID=' <<<"$env"; then
+            echo "${p#/proc/}"
+        fi
+    done
+}
+
 cmd_down() {
     local D=${1:?usage: cluster.sh down DIR}
     [ -d "$D/run" ] || return 0
-    local name
+    D=$(cd "$D" && pwd)
+    local conf=$D/etc/slurm.conf name pid t=0
+    if [ -s "$D/run/slurmctld.pid" ] && [ -f "$conf" ]; then
+        # end the jobs first, so that slurmd reaps their steps before it goes
+        SLURM_CONF=$conf timeout 20 scancel --user="$(id -un)" >/dev/null 2>&1 || true
+        while [ -n "$(SLURM_CONF=$conf timeout 10 squeue -h -o %i 2>/dev/null)" ] && [ "$t" -lt 60 ]; do
+            sleep 0.5; t=$((t + 1))
+        done
+    fi
     for name in "${DAEMONS[@]}"; do
         stop_pid "$name" "$D/run/$name.pid"
+    done
+    for pid in $(cluster_strays "$conf"); do
+        echo "slurm/cluster.sh: stopping $(cat "/proc/$pid/comm" 2>/dev/null) (pid $pid), left over by this cluster's slurmd" >&2
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    sleep 1
+    for pid in $(cluster_strays "$conf"); do
+        kill -KILL "$pid" 2>/dev/null || true
     done
 }
 

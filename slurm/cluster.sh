@@ -6,7 +6,8 @@
 #   slurm/cluster.sh install      apt-get the packages (slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 #   slurm/cluster.sh up DIR       write the configs under DIR, start munged, mariadbd, slurmdbd, slurmctld,
 #                                 slurmd; wait until the node is idle; print 'export SLURM_CONF=...'
-#   slurm/cluster.sh down DIR     stop those daemons (TERM, then KILL after a grace period), by pid file
+#   slurm/cluster.sh down DIR     cancel the jobs, stop those daemons by pid file (TERM, then KILL after a
+#                                 grace period), then any job step of this cluster that outlived slurmd
 #   slurm/cluster.sh check        exit 0 if this machine can run the daemons now, 3 if only the packages
 #                                 are missing, 1 if it cannot (not root, not Debian), saying why
 #
@@ -217,5 +218,5 @@ case "${1:-}" in
     down) cmd_down "${2:-}" ;;
     check) why=$(can_run) || { echo "$why"; exit 1; }
            have_packages || { echo "Slurm packages missing (run 'slurm/cluster.sh install')"; exit 3; } ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -28,8 +28,15 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 def style_map(series: list[str]) -> dict[str, dict]:
     """{series: {'color', 'marker'}}, stable for a given sorted list of series."""
     names = sorted(series)
-    colors = sns.color_palette("tab10" if len(names) <= 10 else "tab20", len(names))
-    return {s: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)]} for i, s in enumerate(names)}
+    # tab10 then Dark2: 18 colours that stay distinct (tab20's light/dark pairs read as one colour)
+    colors = (sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)) if len(names) > 10 else \
+        sns.color_palette("tab10", 10)
+    colors = [colors[i % len(colors)] for i in range(len(names))]
+    out = {s: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)], "ls": "-"} for i, s in enumerate(names)}
+    for s in names:  # the baseline every reader looks for: black and dashed
+        if s.split("/")[-1] == "random":
+            out[s].update(color=(0.1, 0.1, 0.1), ls="--")
+    return out
 
 
 def _heatmap(data, **kw):
@@ -56,8 +63,9 @@ def curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, caption: st
 
     ``curve``: the output of :func:`bench.reports.tables.curve_data`.
     """
+    many = curve["series"].nunique() > 6
     with _style():
-        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        fig, ax = plt.subplots(figsize=(7.2, 4.6) if many else (6.4, 3.8))
         for series, part in curve.groupby("series", sort=True):
             part = part.sort_values("n_labeled")
             st = styles[series]
@@ -65,17 +73,17 @@ def curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, caption: st
             sd = part["std"].fillna(0).to_numpy()
             n_min, n_max = int(part["n"].min()), int(part["n"].max())
             seeds = f"n={n_max}" if n_min == n_max else f"n={n_min}-{n_max}"
-            ax.plot(x, m, color=st["color"], marker=st["marker"], ms=4, lw=1.5,
+            ax.plot(x, m, color=st["color"], marker=st["marker"], ms=4, lw=1.5, ls=st["ls"],
                     label=f"{display_name(series, series in flagged)} ({seeds})")
-            ax.fill_between(x, m - sd, m + sd, color=st["color"], alpha=0.15, lw=0)
+            ax.fill_between(x, m - sd, m + sd, color=st["color"], alpha=0.06 if many else 0.15, lw=0)
         xs = sorted(curve["n_labeled"].unique())
         if len(xs) <= 12:
             ax.set_xticks(xs)
             ax.set_xticklabels([f"{v:,}" for v in xs])
         ax.set_xlabel("labeled images")
         ax.set_ylabel(f"test {metric} (%)")
-        ax.set_title(f"{dataset}: test {metric} vs labeled images (mean ± std over seeds)", fontsize=10)
-        _legend_outside(ax, title="strategy (seeds)", title_fontsize=8)
+        ax.set_title(f"{dataset}: test {metric} vs labeled images", fontsize=10)
+        _legend_outside(ax, title="strategy (seeds)\nline: mean, band: ± std", title_fontsize=8)
         fig.tight_layout()
         add_caption(fig, caption)
     return fig
@@ -153,7 +161,7 @@ def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str,
                                                                                          columns=classes) * 100
             fig, ax = plt.subplots(figsize=(max(6.4, 0.6 * len(classes) + 3.2), 0.38 * len(series) + 1.8))
             lim = max(1.0, float(np.nanmax(np.abs(share.to_numpy() - uniform))))
-            _heatmap(share, annot=True, fmt=".1f", cmap="PuOr_r", center=uniform, vmin=uniform - lim,
+            _heatmap(share, annot=True, fmt=".1f", cmap="PuOr_r", center=uniform, vmin=max(0.0, uniform - lim),
                      vmax=uniform + lim, ax=ax, linewidths=0.4, linecolor="white", annot_kws={"fontsize": 7},
                      xticklabels=labels, yticklabels=[display_name(s, s in flagged) for s in series],
                      cbar_kws={"label": f"share of queried images (%); uniform = {uniform:.1f}"})
@@ -191,41 +199,50 @@ def aubc_figure(per_run: pd.DataFrame, *, metric: str, dataset: str, caption: st
 
 def win_tie_loss_figure(wins: pd.DataFrame, ties: pd.DataFrame, losses: pd.DataFrame, *, dataset: str,
                         caption: str, flagged: set[str], mean_diff: pd.DataFrame | None = None):
-    """Heatmap of wins - losses of the row strategy against the column strategy, cells annotated W/T/L.
+    """Matrix of row strategy vs column strategy: each cell reads W/T/L over labeled counts.
 
-    ``mean_diff`` (optional, same index/columns): the mean paired difference row - column in
-    percentage points, printed under each cell's W/T/L so a matrix of ties still shows direction.
+    With ``mean_diff`` (same index/columns: mean paired difference row - column, percentage points)
+    cells are coloured by it and print it under W/T/L, so a matrix of ties (few seeds) still shows
+    direction; without it they are coloured by wins - losses. Cells holding at least one significant
+    win or loss are framed in black.
     """
     from matplotlib.ticker import MaxNLocator
 
     names = [display_name(s, s in flagged) for s in wins.index]
-    net = (wins - losses).astype(float)
-    annot = np.empty(net.shape, dtype=object)
+    n = len(names)
+    mask = np.eye(n, dtype=bool)
+    if mean_diff is not None:
+        color = mean_diff.reindex(index=wins.index, columns=wins.columns).astype(float)
+        label, ticks = "mean paired difference row − column (pp)", None
+    else:
+        color = (wins - losses).astype(float)
+        label, ticks = "wins − losses (row vs column)", MaxNLocator(integer=True)
+    off = np.abs(color.to_numpy()[~mask])
+    off = off[np.isfinite(off)]
+    lim = max(1.0, float(off.max())) if off.size else 1.0
+    annot = np.empty((n, n), dtype=object)
     for i, a in enumerate(wins.index):
         for j, b in enumerate(wins.columns):
-            if a == b:
-                annot[i, j] = ""
-                continue
-            annot[i, j] = f"{wins.loc[a, b]}/{ties.loc[a, b]}/{losses.loc[a, b]}"
-            if mean_diff is not None and np.isfinite(mean_diff.loc[a, b]):
-                annot[i, j] += f"\n{mean_diff.loc[a, b]:+.1f} pp"
-    mask = np.eye(len(names), dtype=bool)
-    off = net.to_numpy()[~mask]
-    lim = max(1.0, float(np.abs(off).max()) if off.size else 1.0)
-    size = 1.0 + 0.95 * len(names)
+            annot[i, j] = "" if a == b else f"{wins.loc[a, b]}/{ties.loc[a, b]}/{losses.loc[a, b]}"
+            if a != b and mean_diff is not None and np.isfinite(color.loc[a, b]):
+                annot[i, j] += f"\n{color.loc[a, b]:+.1f}"
+    side = 1.6 + 0.62 * n
     with sns.axes_style("white"):
-        fig, ax = plt.subplots(figsize=(max(5.0, size + 2.4), max(3.2, size)))
-        _heatmap(net, mask=mask, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax,
+        fig, ax = plt.subplots(figsize=(side + 2.6, side))
+        _heatmap(color, mask=mask, annot=annot, fmt="", cmap="RdBu", vmin=-lim, vmax=lim, center=0, ax=ax,
                  square=True, linewidths=0.5, linecolor="white", xticklabels=names, yticklabels=names,
-                 cbar_kws={"label": "wins − losses (row vs column)", "ticks": MaxNLocator(integer=True)},
-                 annot_kws={"fontsize": 7})
-        for i in range(len(names)):  # the diagonal: a strategy is not compared with itself
+                 cbar_kws={"label": label, "ticks": ticks, "shrink": 0.7}, annot_kws={"fontsize": 7})
+        for i in range(n):  # the diagonal: a strategy is not compared with itself
             ax.add_patch(plt.Rectangle((i, i), 1, 1, facecolor="0.92", edgecolor="white", lw=0.5))
+        for i, a in enumerate(wins.index):
+            for j, b in enumerate(wins.columns):
+                if a != b and wins.loc[a, b] + losses.loc[a, b] > 0:
+                    ax.add_patch(plt.Rectangle((j, i), 1, 1, fill=False, edgecolor="black", lw=1.2))
         ax.set_xlabel("column strategy (B)")
         ax.set_ylabel("row strategy (A)")
-        ax.set_title(f"{dataset}: wins/ties/losses of A vs B over labeled counts", fontsize=10)
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-        plt.setp(ax.get_yticklabels(), rotation=0)
+        ax.set_title(f"{dataset}: wins / ties / losses of A vs B over labeled counts", fontsize=10)
+        plt.setp(ax.get_xticklabels(), rotation=35, ha="right", fontsize=8)
+        plt.setp(ax.get_yticklabels(), rotation=0, fontsize=8)
         fig.tight_layout()
         add_caption(fig, caption)
     return fig
@@ -248,14 +265,18 @@ def wallclock_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged:
             v = data[f"{ph}_s"].to_numpy() / div
             ax.barh(y, v, left=left, color=c, label=ph, height=0.6)
             left += v
-        for yi, (tot, ratio) in enumerate(zip(data["total_s"], data["ratio_to_random"])):
+        sd = data["total_std_s"].fillna(0).to_numpy() / div
+        ax.errorbar(data["total_s"].to_numpy() / div, y, xerr=sd, fmt="none", ecolor="0.2", elinewidth=0.8,
+                    capsize=2, label="± std of the total")
+        for yi, (tot, ratio, s_) in enumerate(zip(data["total_s"], data["ratio_to_random"], sd)):
             text = fmt_duration(tot) + (f"  (×{ratio:.2f} Random)" if np.isfinite(ratio) else "")
-            ax.text(tot / div, yi, "  " + text, va="center", fontsize=7,
+            ax.text(tot / div + s_, yi, "  " + text, va="center", fontsize=7,
                     bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.9})
         ax.set_yticks(y)
-        ax.set_yticklabels([display_name(s, s in flagged) for s in data["series"]])
+        ax.set_yticklabels([display_name(s, s in flagged) for s in data["series"]], fontsize=8)
         ax.set_ylim(len(data) - 0.5, -0.5)
-        ax.set_xlim(0, biggest / div * 1.45 if biggest > 0 else 1)
+        reach = float((data["total_s"] / div + sd).max()) if len(data) else 0.0
+        ax.set_xlim(0, reach * 1.5 if reach > 0 else 1)
         ax.set_xlabel(f"wall-clock per run ({unit}), mean over complete runs")
         ax.set_title(f"{dataset}: wall-clock per run by phase", fontsize=10)
         _legend_outside(ax, title="phase", title_fontsize=8)

@@ -113,7 +113,9 @@ def add_caption(fig, caption: str, fontsize: float = 7.0, reserve_in: float = 0.
     band_in = (n_lines * fontsize * 1.3 + 10) / 72
     total = height_in + band_in + reserve_in
     fig.set_size_inches(width_in, total)
-    fig.tight_layout(rect=(0, (band_in + reserve_in) / total, 1, 1))
+    # tight_layout leaves a suptitle out of its sums: keep a band for it at the top
+    top_in = 0.4 if getattr(fig, "_suptitle", None) is not None else 0.0
+    fig.tight_layout(rect=(0, (band_in + reserve_in) / total, 1, 1 - top_in / total))
     fig.text(0.01, 4 / 72 / total, wrapped, ha="left", va="bottom", fontsize=fontsize, color="0.25",
              transform=fig.transFigure, linespacing=1.2)
     return band_in / total

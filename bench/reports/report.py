@@ -201,8 +201,9 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
         w.table(t, dataset)
         mean_diff = tabs.mean_paired_difference(df)
         w.figure(figs.win_tie_loss_figure(wins, ties, losses, dataset=dataset, mean_diff=mean_diff,
-                                          caption=t.full_caption() + " Second line: mean paired difference row − "
-                                          "column over seeds and labeled counts (percentage points).",
+                                          caption=t.full_caption() + " Colour and second line: mean paired difference "
+                                          "row − column over seeds and labeled counts (percentage points); framed "
+                                          "cells hold at least one significant win or loss.",
                                           flagged=flagged),
                  f"win-tie-loss-{ds}", dataset, "win / tie / loss matrix", t.full_caption())
     else:

@@ -121,9 +121,8 @@ def spearman_figure(panels: list[dict], *, dataset: str, caption: str, flagged: 
                          f"ρ = {p['rho']:.3f} on {len(main):,} test images ({k:,} shown)", fontsize=9)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        fig.suptitle(f"{dataset}: rank correlation of pretext and main-task test loss", fontsize=10)
         fig.tight_layout()
-        add_caption(fig, caption)
+        add_caption(fig, caption, title=f"{dataset}: rank correlation of pretext and main-task test loss")
     return fig
 
 
@@ -188,10 +187,10 @@ def aubc_figure(per_run: pd.DataFrame, *, metric: str, dataset: str, caption: st
             sd = v.std(ddof=1) if len(v) > 1 else 0.0
             ax.errorbar(v.mean(), i, xerr=sd, fmt="|", color=c, ms=14, mew=2, capsize=4, lw=1.5)
         ax.set_yticks(range(len(series)))
-        ax.set_yticklabels([display_name(s, s in flagged) for s in series])
+        ax.set_yticklabels([display_name(s, s in flagged) for s in series], fontsize=8)
         ax.set_ylim(len(series) - 0.5, -0.5)
-        ax.set_xlabel(f"AUBC: mean test {metric} over the labeled budget (%)")
-        ax.set_title(f"{dataset}: area under the budget curve (dots: seeds; bar: mean ± std)", fontsize=10)
+        ax.set_xlabel(f"AUBC: mean test {metric} over the labeled budget (%)\ndots: seeds; bar: mean ± std")
+        ax.set_title(f"{dataset}: area under the budget curve", fontsize=10)
         fig.tight_layout()
         add_caption(fig, caption)
     return fig

@@ -98,26 +98,38 @@ def write_table(table: Table, folder: Path) -> list[Path]:
 # figures
 
 
-def add_caption(fig, caption: str, fontsize: float = 7.0, reserve_in: float = 0.0) -> float:
-    """Put ``caption`` under the axes of ``fig``, wrapped to the figure width, leaving room for it.
+def add_caption(fig, caption: str, fontsize: float = 7.0, reserve_in: float = 0.0, title: str | None = None) -> float:
+    """Put ``caption`` under a laid-out figure (and ``title`` over it) without touching the layout.
 
-    Call after the axes are drawn: the figure grows by the caption's height (axes keep their size)
-    and ``tight_layout`` re-runs with the bottom band reserved, plus ``reserve_in`` inches above the
-    caption for a figure legend. Returns the figure-fraction height where that reserved space starts
-    (the top of the caption), for anchoring such a legend.
+    Call after ``tight_layout``. The figure grows by the wrapped caption's height at the bottom,
+    ``reserve_in`` inches above the caption (room for a figure legend) and a title band at the top;
+    every axes keeps its size in inches and moves with the content, so nothing overlaps. Returns the
+    figure-fraction height where the reserved space starts (the top of the caption), for anchoring
+    such a legend.
     """
     width_in, height_in = fig.get_size_inches()
     chars = max(40, int(width_in * 72 / (fontsize * 0.55)))  # ~0.55 em per character at this size
     wrapped = textwrap.fill(caption, chars)
     n_lines = wrapped.count("\n") + 1
     band_in = (n_lines * fontsize * 1.3 + 10) / 72
-    total = height_in + band_in + reserve_in
+    top_in = 0.4 if title else 0.0
+    bottom_in = band_in + reserve_in
+    total = height_in + bottom_in + top_in
+
+    def lift(y: float) -> float:  # a figure-fraction height in the grown figure
+        return (y * height_in + bottom_in) / total
+
+    for ax in fig.axes:
+        p = ax.get_position()
+        ax.set_position([p.x0, lift(p.y0), p.width, p.height * height_in / total])
+    for t in fig.texts:
+        if t.get_transform() == fig.transFigure:
+            t.set_y(lift(t.get_position()[1]))
     fig.set_size_inches(width_in, total)
-    # tight_layout leaves a suptitle out of its sums: keep a band for it at the top
-    top_in = 0.4 if getattr(fig, "_suptitle", None) is not None else 0.0
-    fig.tight_layout(rect=(0, (band_in + reserve_in) / total, 1, 1 - top_in / total))
+    if title:
+        fig.text(0.5, 1 - top_in / 2 / total, title, ha="center", va="center", fontsize=10)
     fig.text(0.01, 4 / 72 / total, wrapped, ha="left", va="bottom", fontsize=fontsize, color="0.25",
-             transform=fig.transFigure, linespacing=1.2)
+             linespacing=1.2)
     return band_in / total
 
 

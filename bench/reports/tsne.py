@@ -91,7 +91,7 @@ def tsne_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[
     cols = min(3, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
     with sns.axes_style("white"):
-        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.5 * rows + 0.5), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.5 * rows), squeeze=False)
         for ax, p in zip(axes.flat, panels):
             xy, role = p["xy"], p["role"]
             bg = role == ""
@@ -113,10 +113,10 @@ def tsne_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[
         handles = [Line2D([], [], ls="", marker="o", color="0.78", ms=4, label="other pool / labeled images")]
         handles += [Line2D([], [], ls="", marker=ROLE_MARKERS[r], color=ROLE_COLORS[r], mec="black", mew=0.3, ms=6,
                            label=f"queried at the {r} cycle") for r in ("first", "middle", "last")]
-        fig.suptitle(f"{dataset}: t-SNE of final-model embeddings with queried images", fontsize=10)
         fig.tight_layout()
         ncol = 4 if cols >= 3 else 2  # one row where the figure is wide enough
-        y0 = add_caption(fig, caption, reserve_in=0.35 if ncol == 4 else 0.55)
+        y0 = add_caption(fig, caption, reserve_in=0.35 if ncol == 4 else 0.55,
+                         title=f"{dataset}: t-SNE of final-model embeddings with queried images")
         fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
                    bbox_to_anchor=(0.5, y0))
     return fig

@@ -67,7 +67,7 @@ def test_verify_passes_numbers_within_tolerance(tmp_path, capsys):
     assert run_verify(res, "table1-pt4al-*", "sec51-pt4al-*") == 0
     out = capsys.readouterr().out
     assert "PASS    table1-pt4al-mean" in out
-    assert "ours 55.20 ± 1.00 % (mean, n=3 seeds) [pt4al †] | theirs 55.2 % | diff +0.00" in out
+    assert "ours 55.20 ± 1.00 % (mean, n=3 seeds) [pt4al †] | theirs 55.20 % | diff +0.00" in out
     assert "ours 1.00 % (std, n=3 seeds)" in out and "diff -0.95" in out  # std 1.00 vs 1.95
     assert "ours 54.20 % (min, n=3 seeds)" in out and "diff +2.20" in out
     assert "diff -0.63" in out  # sec51-pt4al-first: 55.20 vs 55.83
@@ -140,7 +140,7 @@ def test_verify_wallclock_ratio_to_random(tmp_path, capsys):
                                                      "inference": [0, 0] + [0.4225] * 8}, **CIFAR_AL)
     assert run_verify(tmp_path / "synth", "table2-pt4al-ratio") == 0
     out = capsys.readouterr().out
-    assert "ours 1.588 ± 0.000x (mean, n=2 seeds)" in out and "theirs 1.588x" in out
+    assert "ours 1.588 ± 0.000 × Random (mean, n=2 seeds)" in out and "theirs 1.588 × Random" in out
     assert run_verify(tmp_path / "synth", "table2-coregcn-ratio") == 2  # no coregcn runs
     assert "no coregcn runs under the results folder" in capsys.readouterr().out
 

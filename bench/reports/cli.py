@@ -98,6 +98,7 @@ def cmd_verify(args) -> int:
         return EXIT_FAILED
     if PASS in statuses:
         return EXIT_OK
+    sys.stdout.flush()  # the reasons above come first
     print("albench: error: nothing to verify: no run under RESULTS_DIR is comparable with any reference number "
           "(see the reasons above); fix: run the sweep the reference describes, or pass --only for the checks "
           "you ran", file=sys.stderr)

@@ -78,10 +78,10 @@ class Check:
         return float(self.tolerance_rel) * abs(ref)
 
     def theirs(self) -> str:
-        u = _unit(self.units)
+        u, d = _unit(self.units), _digits(self.units)
         if self.range is not None:
-            return f"{self.range[0]:g}-{self.range[1]:g}{u} (range)"
-        return f"{self.value:g}{u}"
+            return f"{self.range[0]:.{d}f}-{self.range[1]:.{d}f}{u} (range)"
+        return f"{self.value:.{d}f}{u}"
 
     def describe(self) -> str:
         """What the check measures, in words."""
@@ -97,8 +97,12 @@ class Check:
         return f"{self.dataset} · {who} · {what} · protocol {self.protocol} · scale {self.scale_name}"
 
 
+def _digits(units: str) -> int:
+    return 3 if units in ("rho", "ratio") else 2
+
+
 def _unit(units: str) -> str:
-    return " %" if units == "percent" else ("x" if units == "ratio" else "")
+    return " %" if units == "percent" else (" × Random" if units == "ratio" else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,7 +391,7 @@ def format_outcome(o: Outcome) -> str:
     """Two or three lines: status, id and source; what is measured; ours vs theirs or the reason."""
     c = o.check
     u = _unit(c.units)
-    digits = 3 if c.units in ("rho", "ratio") else 2
+    digits = _digits(c.units)
     head = f"{o.status.upper():8s}{c.id}  [{c.source}]"
     lines = [head, f"        {c.describe()}"]
     if o.status in (PASS, FAIL, TOO_FEW) and o.ours is not None:

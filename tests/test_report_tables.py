@@ -247,3 +247,12 @@ def test_find_missing_lists_absent_and_unfinished_runs(tmp_path):
     plan = [("synth", "digits", s, seed) for s in ("random", "entropy", "margin") for seed in (0, 1)]
     names = {(m.strategy, m.seed) for m in find_missing(sweep, plan)}
     assert {("margin", 0), ("margin", 1)} <= names
+
+
+def test_unreadable_run_folders_are_listed_not_fatal(tmp_path):
+    write_run(tmp_path, strategy="random", seed=0)
+    bad = write_run(tmp_path, strategy="random", seed=1)
+    (bad / "run.json").write_text("{not json")
+    sweep = load_sweep_runs(tmp_path / "synth")
+    assert [r.seed for r in sweep.runs] == [0]
+    assert sweep.unreadable and sweep.unreadable[0][0] == bad

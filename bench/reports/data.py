@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from bench.errors import RecordError
 from bench.records import find_runs, load_run, read_artifact, read_queries
@@ -197,7 +198,7 @@ def load_sweep_runs(root: str | Path) -> Sweep:
     for d in dirs:
         try:
             raw = load_run(d)
-        except (OSError, ValueError) as exc:  # a torn or hand-edited file: report it, keep going
+        except (OSError, ValueError, yaml.YAMLError) as exc:  # a hand-edited or foreign file: report it, go on
             bad.append((d, f"{type(exc).__name__}: {exc}"))
             continue
         runs.append(Run(dir=d, identity=raw["identity"], status=raw["status"], config=raw["config"] or {},

@@ -188,8 +188,9 @@ def test_batch_size_one_trains_every_image():
     torch.manual_seed(0)
     model = build_model("small-seg", num_classes=3, in_channels=3, image_size=(8, 8), params={"width": 4})
     cfg = TrainConfig(epochs=1, batch_size=1)
-    trainer = Trainer(model=model, aux=None, task=SegmentationTask(3), transform=BatchTransform((0.5,) * 3, (0.25,) * 3),
-                      cfg=cfg, device=torch.device("cpu"), amp=False, order_gen=torch.Generator().manual_seed(0),
+    transform = BatchTransform((0.5,) * 3, (0.25,) * 3)
+    trainer = Trainer(model=model, aux=None, task=SegmentationTask(3), transform=transform, cfg=cfg,
+                      device=torch.device("cpu"), amp=False, order_gen=torch.Generator().manual_seed(0),
                       aug_gen=torch.Generator().manual_seed(0))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     steps = []

@@ -18,7 +18,10 @@ Memory: the dense adjacency takes n^2 float32 (1.6 GB at 10,000 + 10,000 nodes) 
 largest buffer by far. Its size is checked against ``max_adjacency_gb`` when the config is loaded
 (:meth:`_GCNStrategy.check_schedule`, from the pool size and the AL schedule) and again before it is
 allocated; above the limit the run is refused with an error that names ``subset``, the knob to
-lower.
+lower. ``adjacency: lowrank`` applies the same matrix without building it
+(:class:`LowRankAdjacency`: ``A S = X (X^T (S / c)) - S / c + S`` with c the column sums), in
+O(n d) memory and O(n d h) time per product instead of O(n^2 h); ``dense`` (the official
+computation) is the default.
 
 Where we differ on purpose:
 
@@ -73,6 +76,28 @@ def normalized_adjacency(x: torch.Tensor) -> torch.Tensor:
     return a
 
 
+class LowRankAdjacency:
+    """The matrix of :func:`normalized_adjacency` as an operator, never materialised.
+
+    With G = X X^T, column sums c = X (X^T 1) - 1 and A = (G - I) diag(1/c) + I:
+    ``A @ S = X (X^T (S / c)) - S / c + S`` for S of shape (n, h). Memory O(n d); each product costs
+    O(n d h). Zero column sums are treated as in :func:`normalized_adjacency`.
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x
+        col = x @ x.sum(dim=0) - 1.0
+        self.inv_col = 1.0 / torch.where(col == 0, torch.ones_like(col), col)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.x.shape[0], self.x.shape[0])
+
+    def __matmul__(self, s: torch.Tensor) -> torch.Tensor:
+        t = s * self.inv_col.unsqueeze(1)
+        return self.x @ (self.x.T @ t) - t + s
+
+
 def adjacency_gb(n: int) -> float:
     """Size in GB (1e9 bytes) of the dense float32 adjacency over ``n`` nodes."""
     return n * n * BYTES_PER_ENTRY / GB
@@ -101,8 +126,10 @@ class GraphConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_in, n_out).uniform_(-bound, bound, generator=generator))
         self.bias = nn.Parameter(torch.empty(n_out).uniform_(-bound, bound, generator=generator))
 
-    def forward(self, h: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, adj, h @ self.weight)
+    def forward(self, h: torch.Tensor, adj: torch.Tensor | LowRankAdjacency) -> torch.Tensor:
+        if isinstance(adj, torch.Tensor):
+            return torch.addmm(self.bias, adj, h @ self.weight)
+        return adj @ (h @ self.weight) + self.bias
 
 
 class GCN(nn.Module):
@@ -114,8 +141,8 @@ class GCN(nn.Module):
         self.gc2 = GraphConv(hidden, 1, generator)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor, *, dropout_gen: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, adj: torch.Tensor | LowRankAdjacency, *,
+                dropout_gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(n,) logits of "labeled" and the (n, hidden) ReLU features (before dropout).
 
         In training mode dropout masks are drawn from ``dropout_gen``.
@@ -140,8 +167,8 @@ def gcn_loss(logits: torch.Tensor, labeled: torch.Tensor, lambda_: float) -> tor
     return loss
 
 
-def train_gcn(x: torch.Tensor, adj: torch.Tensor, labeled: torch.Tensor, *, hidden: int, dropout: float,
-              steps: int, lr: float, weight_decay: float, lambda_: float, seed: int) -> GCN:
+def train_gcn(x: torch.Tensor, adj: torch.Tensor | LowRankAdjacency, labeled: torch.Tensor, *, hidden: int,
+              dropout: float, steps: int, lr: float, weight_decay: float, lambda_: float, seed: int) -> GCN:
     """A fresh GCN trained full-batch for ``steps`` Adam steps on the labeled-vs-unlabeled loss,
     returned in eval mode. Initialisation and dropout draw from generators seeded with ``seed``."""
     init_gen = torch.Generator().manual_seed(seed)
@@ -174,10 +201,11 @@ class _GCNStrategy(Strategy):
 
     def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
                  weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
-                 max_adjacency_gb: float = 2.0) -> None:
+                 max_adjacency_gb: float = 2.0, adjacency: Literal["dense", "lowrank"] = "dense") -> None:
         """``subset``: unlabeled nodes per query (None: all); ``steps``: full-batch Adam steps;
         ``lambda_``: weight of the unlabeled term; ``max_adjacency_gb``: refuse a dense adjacency
-        larger than this many GB (1e9 bytes)."""
+        larger than this many GB (1e9 bytes); ``adjacency``: 'dense' (built, bounded) or 'lowrank'
+        (the same operator applied in factored form, no n x n buffer)."""
         super().__init__()
         self.subset = subset
         self.steps = steps
@@ -187,6 +215,7 @@ class _GCNStrategy(Strategy):
         self.hidden = hidden
         self.lambda_ = lambda_
         self.max_adjacency_gb = max_adjacency_gb
+        self.adjacency = adjacency
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
@@ -214,8 +243,8 @@ class _GCNStrategy(Strategy):
     def check_schedule(cls, params: dict, *, pool_size: int, initial: int, budget: int, cycles: int,
                        path: str) -> None:
         """Refuse a schedule whose largest query graph exceeds ``max_adjacency_gb``."""
-        if params.get("kcenter_features") == "input":
-            return  # no graph is built
+        if params.get("kcenter_features") == "input" or params["adjacency"] == "lowrank":
+            return  # no n x n buffer is built
         n = max_query_nodes(pool_size=pool_size, subset=params.get("subset"), initial=initial, budget=budget,
                             cycles=cycles)
         _check_adjacency(n, initial + budget * max(cycles - 2, 0), params, path)
@@ -232,9 +261,12 @@ class _GCNStrategy(Strategy):
         x = F.normalize(torch.cat([cand, lab]), dim=1)
         if not train:
             return x, None, None, n_u
-        _check_adjacency(x.shape[0], lab.shape[0],
-                         {"subset": self.subset, "max_adjacency_gb": self.max_adjacency_gb}, "params")
-        adj = normalized_adjacency(x)
+        if self.adjacency == "lowrank":
+            adj = LowRankAdjacency(x)
+        else:
+            _check_adjacency(x.shape[0], lab.shape[0],
+                             {"subset": self.subset, "max_adjacency_gb": self.max_adjacency_gb}, "params")
+            adj = normalized_adjacency(x)
         labeled = torch.zeros(x.shape[0], dtype=torch.bool, device=dev)
         labeled[n_u:] = True
         seed = int(rng.integers(2**62))
@@ -254,11 +286,11 @@ def _check_adjacency(n: int, labeled: int, params: dict, path: str) -> None:
     problem = (f"the GCN's dense adjacency over {n} nodes ({n - labeled} unlabeled + {labeled} labeled) needs "
                f"{need:.3g} GB, above max_adjacency_gb = {limit:g}")
     if room >= 1:
-        fix = (f"lower {path}.subset to {room} or less, or raise {path}.max_adjacency_gb to {need:.3g} if the "
-               f"device has that much memory to spare")
+        fix = (f"lower {path}.subset to {room} or less, raise {path}.max_adjacency_gb to {need:.3g} if the "
+               f"device has that much memory to spare, or set {path}.adjacency to 'lowrank' (no n x n buffer)")
     else:
         fix = (f"the labeled set alone ({labeled}) exceeds the limit: lower al.initial / al.budget / al.cycles, "
-               f"or raise {path}.max_adjacency_gb")
+               f"raise {path}.max_adjacency_gb, or set {path}.adjacency to 'lowrank'")
     raise ConfigError(f"{path}.subset", problem, fix, params.get("subset"))
 
 
@@ -266,15 +298,17 @@ def _check_adjacency(n: int, labeled: int, params: dict, path: str) -> None:
 class UncertainGCN(_GCNStrategy):
     name = "uncertaingcn"
     description = ("a GCN over [unlabeled subset; labeled] embeddings learns labeled-vs-unlabeled; the K "
-                   "unlabeled nodes scored nearest s_margin (params: subset, steps, s_margin, max_adjacency_gb)")
+                   "unlabeled nodes scored nearest s_margin (params: subset, steps, s_margin, max_adjacency_gb, "
+                   "adjacency)")
     quirks = (_OFFICIAL_TRAINING,)
 
     def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
                  weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
-                 s_margin: float = 0.1, max_adjacency_gb: float = 2.0) -> None:
+                 s_margin: float = 0.1, max_adjacency_gb: float = 2.0,
+                 adjacency: Literal["dense", "lowrank"] = "dense") -> None:
         """``s_margin``: the score (probability of "labeled") whose nearest unlabeled nodes are chosen."""
         super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
-                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb)
+                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb, adjacency=adjacency)
         self.s_margin = s_margin
 
     @classmethod
@@ -301,7 +335,7 @@ def select_nearest_margin(scores: torch.Tensor, k: int, s_margin: float) -> np.n
 class CoreGCN(_GCNStrategy):
     name = "coregcn"
     description = ("k-center greedy on the hidden features of a GCN trained labeled-vs-unlabeled "
-                   "(params: subset, steps, kcenter_features, max_adjacency_gb)")
+                   "(params: subset, steps, kcenter_features, max_adjacency_gb, adjacency)")
     quirks = (
         _OFFICIAL_TRAINING,
         Quirk("kcenter-on-input-features",
@@ -313,11 +347,12 @@ class CoreGCN(_GCNStrategy):
     def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
                  weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
                  kcenter_features: Literal["hidden", "input"] = "hidden",
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, max_adjacency_gb: float = 2.0) -> None:
+                 chunk_rows: int = DEFAULT_CHUNK_ROWS, max_adjacency_gb: float = 2.0,
+                 adjacency: Literal["dense", "lowrank"] = "dense") -> None:
         """``kcenter_features``: 'hidden' (the GCN's hidden features, the paper) or 'input' (the
         L2-normalised embeddings, the official code); ``chunk_rows``: rows per k-center update."""
         super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
-                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb)
+                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb, adjacency=adjacency)
         self.kcenter_features = kcenter_features
         self.chunk_rows = chunk_rows
 

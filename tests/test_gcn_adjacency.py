@@ -9,7 +9,17 @@ import torch
 
 from bench.config import build_config, validate_environment
 from bench.errors import ConfigError
-from strategies.gcn import _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency
+from strategies.gcn import (LowRankAdjacency, _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency,
+                            train_gcn)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny graphs: one thread avoids OpenMP overhead (and contention on a shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_three_node_adjacency_equals_the_hand_result():
@@ -26,6 +36,30 @@ def test_zero_column_sum_is_left_undivided():
     # Orthogonal nodes: X X^T - I is all zeros, so every column sums to 0; the result is I, not NaN.
     a = normalized_adjacency(torch.eye(2))
     assert torch.equal(a, torch.eye(2))
+
+
+def test_lowrank_operator_equals_the_dense_matrix():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64)
+    assert torch.allclose(LowRankAdjacency(x) @ eye, normalized_adjacency(x), atol=1e-12)  # the 3-node hand result
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.rand(200, 16, generator=g, dtype=torch.float64), dim=1)
+    s = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    assert torch.allclose(LowRankAdjacency(x) @ s, normalized_adjacency(x) @ s, atol=1e-10)
+    assert torch.equal(LowRankAdjacency(torch.eye(2)) @ torch.eye(2), torch.eye(2))  # zero column sums
+
+
+def test_lowrank_trains_the_same_gcn():
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.normalize(torch.rand(120, 16, generator=g), dim=1)
+    labeled = torch.arange(120) >= 100
+    kw = dict(hidden=32, dropout=0.3, steps=20, lr=1e-2, weight_decay=5e-4, lambda_=1.2, seed=3)
+    dense = train_gcn(x, normalized_adjacency(x), labeled, **kw)
+    low = train_gcn(x, LowRankAdjacency(x), labeled, **kw)
+    with torch.no_grad():
+        a, _ = dense(x, normalized_adjacency(x))
+        b, _ = low(x, LowRankAdjacency(x))
+    assert torch.allclose(a, b, atol=1e-4)
 
 
 def test_adjacency_size_and_largest_query_graph():
@@ -45,6 +79,7 @@ def test_refusal_names_subset_and_how_far_to_lower_it():
     fits = math.isqrt(int(1.0e9 / 4))  # 15811 nodes fit in 1 GB
     assert f"lower strategies[0].params.subset to {fits - 5_000} or less" in e.fix
     assert "1.6 GB" in e.problem
+    assert "adjacency to 'lowrank'" in e.fix
     _check_adjacency(15_811, 5_000, {"subset": 10_811, "max_adjacency_gb": 1.0}, "p")  # fits: no error
 
 
@@ -56,6 +91,12 @@ def test_config_load_refuses_an_adjacency_over_the_limit(tiny_raw, name):
         validate_environment(build_config(raw))
     assert err.value.field == "strategies[0].params.subset"
     raw["strategies"][0]["params"]["max_adjacency_gb"] = 0.01
+    validate_environment(build_config(raw))
+
+
+def test_lowrank_adjacency_is_not_bounded(tiny_raw):
+    raw = dict(tiny_raw, strategies=[{"name": "uncertaingcn",
+                                      "params": {"max_adjacency_gb": 0.005, "adjacency": "lowrank"}}])
     validate_environment(build_config(raw))
 
 

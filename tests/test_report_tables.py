@@ -137,7 +137,8 @@ def test_fmt_duration():
 
 
 def test_class_distribution(sweep):
-    counts = class_counts([r for r in sweep.runs if r.complete])
+    counts, unit = class_counts([r for r in sweep.runs if r.complete])
+    assert unit == "images"
     data = T.class_distribution_data(counts)
     # random: counts [2,2,2] and [1,3,2] -> mean [1.5, 2.5, 2.0] of 6
     r = data[data["series"] == "random"].set_index("class")
@@ -256,3 +257,13 @@ def test_unreadable_run_folders_are_listed_not_fatal(tmp_path):
     sweep = load_sweep_runs(tmp_path / "synth")
     assert [r.seed for r in sweep.runs] == [0]
     assert sweep.unreadable and sweep.unreadable[0][0] == bad
+
+
+def test_class_counts_of_segmentation_runs_count_labeled_pixels(tmp_path):
+    px = np.array([[10, 0, 5], [20, 5, 0]])  # 2 queried images x 3 classes
+    write_run(tmp_path, strategy="random", seed=0, artifacts={"labeled_class_pixels": px})
+    counts, unit = class_counts(load_sweep_runs(tmp_path / "synth").runs)
+    assert unit == "pixels"
+    assert list(counts["count"]) == [30, 5, 5]
+    t = T.class_distribution_table(counts, caption="cap", flagged=set(), name="cd", unit="pixels")
+    assert "labeled pixels" in t.title and t.display.loc["random", "0"] == "75.0"

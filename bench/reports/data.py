@@ -263,26 +263,31 @@ def find_missing(sweep: Sweep, expected: list[tuple[str, str, str, int]] | None 
     return out
 
 
-def class_counts(runs: list[Run]) -> pd.DataFrame:
-    """One row per (series, seed, class): ``count`` of that class among the run's queried images.
+def class_counts(runs: list[Run]) -> tuple[pd.DataFrame, str]:
+    """(one row per (series, seed, class) with the ``count`` of that class, what is counted).
 
-    From each run's ``labeled_targets`` artifact (the labels of every queried image, initial set
-    included); classes are 0..K-1 with K the largest label + 1 (or ``dataset_info.num_classes``),
-    zeros included. Runs without the artifact are left out.
+    Classification: from each run's ``labeled_targets`` artifact (the label of every queried image,
+    initial set included), counting images. Segmentation: from ``labeled_class_pixels`` (queried
+    images x classes), counting labeled pixels. Classes are 0..K-1 (K the largest label + 1, or the
+    pixel table's width), zeros included. Runs without either artifact are left out. The second
+    value is ``"images"`` or ``"pixels"`` (``"images"`` when nothing was found).
     """
-    per_run = []
+    per_run, unit = [], "images"
     for r in runs:
         t = r.artifact("labeled_targets")
         if t is not None and t.ndim == 1 and len(t):
-            per_run.append((r, np.asarray(t, dtype=np.int64)))
+            t = np.asarray(t, dtype=np.int64)
+            per_run.append((r, np.bincount(t[t >= 0])))
+            continue
+        px = r.artifact("labeled_class_pixels")
+        if px is not None and px.ndim == 2:
+            per_run.append((r, np.asarray(px, dtype=np.int64).sum(axis=0)))
+            unit = "pixels"
     if not per_run:
-        return pd.DataFrame(columns=["series", "seed", "class", "count"])
-    k = max(int(t.max()) + 1 for _, t in per_run)
-    ncls = [int((r.identity.get("dataset_info") or {}).get("num_classes", 0) or 0) for r, _ in per_run]
-    k = max([k, *ncls])
+        return pd.DataFrame(columns=["series", "seed", "class", "count"]), unit
+    k = max(len(c) for _, c in per_run)
     rows = []
-    for r, t in per_run:
-        counts = np.bincount(t[t >= 0], minlength=k)
-        rows += [{"series": r.series, "seed": r.seed, "class": c, "count": int(n)} for c, n in enumerate(counts)]
-    return pd.DataFrame(rows)
-
+    for r, c in per_run:
+        c = np.pad(c, (0, k - len(c)))
+        rows += [{"series": r.series, "seed": r.seed, "class": i, "count": int(n)} for i, n in enumerate(c)]
+    return pd.DataFrame(rows), unit

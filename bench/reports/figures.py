@@ -127,7 +127,8 @@ def spearman_figure(panels: list[dict], *, dataset: str, caption: str, flagged: 
 
 
 def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged: set[str],
-                              styles: dict[str, dict], class_names: dict | None = None, max_bars: int = 5):
+                              styles: dict[str, dict], class_names: dict | None = None, max_bars: int = 5,
+                              unit: str = "images"):
     """Share of each class among each strategy's queried images (mean over seeds).
 
     ``data``: the output of :func:`bench.reports.tables.class_distribution_data`. Grouped bars for up
@@ -135,6 +136,7 @@ def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str,
     thin to read), coloured by the deviation from a uniform share.
     """
     class_names = class_names or {}
+    what = "queried images" if unit == "images" else f"labeled {unit}"
     classes = sorted(data["class"].unique())
     series = sorted(data["series"].unique())
     labels = [str(class_names.get(c, c)) for c in classes]
@@ -150,10 +152,14 @@ def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str,
                 ax.bar(x - 0.4 + width * (i + 0.5), part["fraction"].fillna(0) * 100, width=width,
                        color=styles[s]["color"], label=display_name(s, s in flagged))
             ax.axhline(uniform, ls="--", lw=0.8, color="0.3", label="uniform")
+            shares = data["fraction"].to_numpy() * 100
+            if shares.max() > 5 * uniform and (shares > 0).any():  # e.g. background pixels: keep the rest legible
+                ax.set_yscale("log")
+                ax.set_ylim(bottom=max(1e-3, shares[shares > 0].min() / 2))
             ax.set_xticks(x)
             ax.set_xticklabels(labels, rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
             ax.set_xlabel("class")
-            ax.set_ylabel("share of queried images (%)")
+            ax.set_ylabel(f"share of {what} (%)" + (", log scale" if ax.get_yscale() == "log" else ""))
             _legend_outside(ax)
         else:
             share = data.pivot(index="series", columns="class", values="fraction").reindex(index=series,
@@ -163,12 +169,12 @@ def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str,
             _heatmap(share, annot=True, fmt=".1f", cmap="PuOr_r", center=uniform, vmin=max(0.0, uniform - lim),
                      vmax=uniform + lim, ax=ax, linewidths=0.4, linecolor="white", annot_kws={"fontsize": 7},
                      xticklabels=labels, yticklabels=[display_name(s, s in flagged) for s in series],
-                     cbar_kws={"label": f"share of queried images (%); uniform = {uniform:.1f}"})
+                     cbar_kws={"label": f"share of {what} (%); uniform = {uniform:.1f}"})
             ax.set_xlabel("class")
             ax.set_ylabel("")
             plt.setp(ax.get_xticklabels(), rotation=30 if long_labels else 0, ha="right" if long_labels else "center")
             plt.setp(ax.get_yticklabels(), rotation=0)
-        ax.set_title(f"{dataset}: class distribution of queried images (mean over seeds)", fontsize=10)
+        ax.set_title(f"{dataset}: class distribution of {what} (mean over seeds)", fontsize=10)
         fig.tight_layout()
         add_caption(fig, caption)
     return fig

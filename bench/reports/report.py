@@ -162,22 +162,21 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
         w.skip("wall-clock table and figure", dataset, "no complete run")
 
     # class distribution ---------------------------------------------------------------------
-    counts = class_counts(complete)
-    task = next((r.identity.get("task") for r in runs if r.identity.get("task")), "classification")
-    if task != "classification":
-        w.skip("class distribution", dataset, f"task is {task}; class counts of queried images need class labels")
-    elif counts.empty:
-        w.skip("class distribution", dataset, "no complete run recorded labeled_targets")
+    counts, unit = class_counts(complete)
+    if counts.empty:
+        w.skip("class distribution", dataset, "no complete run recorded labeled_targets or labeled_class_pixels")
     else:
         names = _class_names(runs)
-        used = [r for r in complete if r.artifact("labeled_targets") is not None]
-        cap = _caption(used, "All queried images, initial set included; complete runs only.")
+        used = [r for r in complete if r.series in set(counts["series"])]
+        what = "All queried images, initial set included" if unit == "images" else \
+            "Labeled pixels of all queried images, initial set included"
+        cap = _caption(used, f"{what}; complete runs only.")
         t = tabs.class_distribution_table(counts, caption=cap, flagged=flagged, name=f"class-distribution-{ds}",
-                                          class_names=names)
+                                          class_names=names, unit=unit)
         w.table(t, dataset)
         w.figure(figs.class_distribution_figure(t.data, dataset=dataset, caption=cap, flagged=flagged,
-                                                styles=styles, class_names=names),
-                 f"class-distribution-{ds}", dataset, "class distribution of queried images", cap)
+                                                styles=styles, class_names=names, unit=unit),
+                 f"class-distribution-{ds}", dataset, "class distribution of queried samples", cap)
 
     # AUBC, Wilcoxon, win/tie/loss -------------------------------------------------------------
     per_run = tabs.aubc_per_run(df)

@@ -228,8 +228,12 @@ def class_distribution_data(counts: pd.DataFrame) -> pd.DataFrame:
 
 
 def class_distribution_table(counts: pd.DataFrame, *, caption: str, flagged: set[str], name: str,
-                             class_names: dict | None = None) -> Table:
-    """Share (%) of each class among all queried images (initial set included), mean over seeds."""
+                             class_names: dict | None = None, unit: str = "images") -> Table:
+    """Share (%) of each class among all queried images (initial set included), mean over seeds.
+
+    ``unit`` names what ``counts`` counts: ``images`` (classification) or ``pixels`` (the labeled
+    pixels of the queried images, segmentation).
+    """
     data = class_distribution_data(counts)
     class_names = class_names or {}
     pct = data.assign(cell=(data["fraction"] * PCT).map(lambda v: f"{v:.1f}"))
@@ -241,7 +245,8 @@ def class_distribution_table(counts: pd.DataFrame, *, caption: str, flagged: set
     disp["seeds"] = [str(seeds.loc[s]) for s in disp.index]
     disp.index = _names(disp.index, flagged)
     disp.index.name = "strategy"
-    return Table(name=name, title="Class distribution of queried samples (% of each strategy's queries)",
+    what = "queried images" if unit == "images" else f"labeled {unit} of the queried images"
+    return Table(name=name, title=f"Class distribution of queried samples (% of each strategy's {what})",
                  caption=caption, data=data, display=disp,
                  notes=["Balance is the normalised entropy of the class shares (1 = balanced)."])
 

@@ -160,7 +160,7 @@ def _batches(indices: np.ndarray, size: int, gen: torch.Generator) -> Iterator[n
             yield indices[perm[start:start + size]]
 
 
-def pool_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def pool_stats(images: torch.Tensor, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 images (N, C, H, W) in 0..1 units, computed in
     chunks so memory stays bounded."""
     c = images.shape[1]

@@ -20,7 +20,8 @@ right before the timed ``select``.
 The GCN strategies keep their default ``subset: 10000`` (graphs of ~10-11k nodes at both pool
 sizes; the whole 50k pool would need a 10 GB adjacency and is refused by ``max_adjacency_gb``).
 They are timed with the full 200 steps, one round each; their memory probe runs 3 steps, since
-every step allocates the same buffers (the adjacency is built once before the first).
+every step allocates the same buffers (the adjacency is built once before the first). The
+``-lowrank`` cases run the same GCNs with ``adjacency: lowrank`` (the same operator, never built).
 """
 
 from __future__ import annotations
@@ -33,17 +34,19 @@ import torch
 POOLS = [10_000, 50_000]
 BUDGET = 1000
 
-# strategy: (params, rounds)
+# id: (strategy, params, rounds)
 CASES = {
-    "random": ({}, 5),
-    "least-confidence": ({}, 5),
-    "entropy": ({}, 5),
-    "margin": ({}, 5),
-    "coreset": ({"subset": None}, 3),
-    "uncertaingcn": ({}, 1),
-    "coregcn": ({}, 1),
+    "random": ("random", {}, 5),
+    "least-confidence": ("least-confidence", {}, 5),
+    "entropy": ("entropy", {}, 5),
+    "margin": ("margin", {}, 5),
+    "coreset": ("coreset", {"subset": None}, 3),
+    "uncertaingcn": ("uncertaingcn", {}, 1),
+    "coregcn": ("coregcn", {}, 1),
+    "uncertaingcn-lowrank": ("uncertaingcn", {"adjacency": "lowrank"}, 1),
+    "coregcn-lowrank": ("coregcn", {"adjacency": "lowrank"}, 1),
 }
-MEMORY_PROBE_PARAMS = {"uncertaingcn": {"steps": 3}, "coregcn": {"steps": 3}}
+GCN_MEMORY_PROBE = {"steps": 3}
 
 
 def _floor_pass(x: torch.Tensor):
@@ -59,9 +62,9 @@ def _floor_pass(x: torch.Tensor):
 
 
 @pytest.mark.parametrize("pool_size", POOLS, ids=lambda n: f"pool{n // 1000}k")
-@pytest.mark.parametrize("name", list(CASES))
-def test_select(benchmark, select_case, peak_memory, name, pool_size):
-    params, rounds = CASES[name]
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_select(benchmark, select_case, peak_memory, case_id, pool_size):
+    name, params, rounds = CASES[case_id]
     case = select_case(name, params, pool_size, budget=BUDGET)
     benchmark.group = f"pool {pool_size // 1000}k"
     benchmark.extra_info.update(strategy=name, params=params, **case.info())
@@ -85,5 +88,6 @@ def test_select(benchmark, select_case, peak_memory, name, pool_size):
             floor_s_min=round(min(floors), 3), floor_s_all=[round(f, 3) for f in floors],
             select_over_floor_min=round(times.min / min(floors), 3),
             select_over_floor_median=round(times.median / sorted(floors)[len(floors) // 2], 3))
-    mem = peak_memory(name, {**params, **MEMORY_PROBE_PARAMS.get(name, {})}, pool_size, budget=BUDGET)
+    probe = {**params, **(GCN_MEMORY_PROBE if "gcn" in name else {})}
+    mem = peak_memory(name, probe, pool_size, budget=BUDGET)
     benchmark.extra_info.update(mem)

@@ -258,7 +258,8 @@ class _GCNStrategy(Strategy):
         cand = inputs.candidates.embeddings.to(dev, torch.float32)
         lab = inputs.labeled.embeddings.to(dev, torch.float32) if inputs.labeled is not None else cand[:0]
         n_u = cand.shape[0]
-        x = F.normalize(torch.cat([cand, lab]), dim=1)
+        x = torch.cat([cand, lab])
+        x.div_(torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min_(1e-12))  # F.normalize, in place
         if not train:
             return x, None, None, n_u
         if self.adjacency == "lowrank":

@@ -25,6 +25,17 @@ TINY = {
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread: tiny networks only lose time to thread hand-offs on a shared 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def tiny_raw(tmp_path) -> dict:
     """A raw config mapping for a ~1 s digits run, writing under tmp_path."""
     raw = copy.deepcopy(TINY)

@@ -21,13 +21,7 @@ from strategies.learning_loss import LossPredictionModule, detach_epoch, pair_ra
 from strategies.registry import get_strategy, make_strategy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: tiny networks only lose time to thread hand-offs on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------- the pair loss by hand

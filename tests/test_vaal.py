@@ -22,13 +22,7 @@ from strategies.vaal import VAAL, VAE, Discriminator, pool_stats, vae_loss, vae_
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these tiny networks only lose time to thread hand-offs on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------- the networks

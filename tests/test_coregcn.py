@@ -17,12 +17,7 @@ from strategies.registry import make_strategy
 from tests.test_uncertaingcn import _retrained, _synthetic, run_tiny
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny graphs: threads only add hand-offs
 
 
 def _circle(degrees) -> torch.Tensor:

@@ -13,13 +13,7 @@ from strategies.gcn import (LowRankAdjacency, _check_adjacency, adjacency_gb, ma
                             train_gcn)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs: one thread avoids OpenMP overhead (and contention on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny graphs: threads only add hand-offs
 
 
 def test_three_node_adjacency_equals_the_hand_result():

@@ -14,13 +14,7 @@ from strategies.gcn import GCN, UncertainGCN, gcn_loss, normalized_adjacency, se
 from strategies.registry import make_strategy
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny graphs: one thread avoids OpenMP overhead (and contention on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny graphs: threads only add hand-offs
 
 
 def test_nearest_margin_by_hand():

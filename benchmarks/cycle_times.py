@@ -1,0 +1,195 @@
+"""Whole-cycle wall-clock per strategy as a ratio to Random, on one fixed CPU workload, in one run.
+
+The paper's Table 2 (CIFAR-10, ResNet-18, 10 cycles x 200 epochs on one GPU) gives, relative to
+Random: PT4AL 1.59, Learning Loss 1.15, VAAL 6.24, CoreGCN 1.68. A CPU cannot run that protocol, so
+this benchmark shrinks it by two factors, chosen so that each strategy's extra work keeps the share
+of the total it has in the paper's protocol:
+
+- the data, by 10: a seeded class-balanced CIFAR-10 pool of 5,000 real images, K = pool / 50
+  (1k of 50k), 10 cycles (1 K -> 10 K labels, so the labeled images trained on sum to 1.1 x the pool,
+  as 55k / 50k in the paper), and a seeded class-balanced 1,000-image test set (evaluation cost
+  scales with the data too);
+- the epochs, by f = ``--epochs`` / 200: every epoch count tied to the main task's is scaled by the
+  same f: PT4AL's pretext (15 official epochs over the pool, x 4 rotations), VAAL's VAE/discriminator
+  training (100 official epochs over the pool per query) and PAL's scorer (100 official epochs over
+  the labeled set per query). GCN training is 200 full-batch steps per query in the official code,
+  not epochs, and stays 200;
+- the networks: small-cnn (width 16) replaces ResNet-18 as the main model, and every strategy-owned
+  network that is a ResNet-18 in the official code (PT4AL's pretext network, PAL's scorer) is the same
+  small-cnn; VAAL's VAE (about a third of a ResNet-18's multiply-adds at width 128) runs at width 16,
+  about the same fraction of small-cnn's cost.
+
+Each strategy's total is the sum of its recorded phases (pretext, train, inference, select,
+evaluate) over all cycles. PT4AL's pretext is always trained (a fresh output folder, hence a fresh
+pretext cache, per strategy), so its true cost is charged. Random runs first and last; the ratio
+uses the mean of the two Random runs, and their difference is reported as the noise level.
+
+    nice -n 10 python benchmarks/cycle_times.py              # writes results/benchmarks/cycle_times.json
+    python benchmarks/cycle_times.py --per-class 20 --test-per-class 10 --epochs 2 --strategies pt4al   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.pt4al_cifar import Cifar10Subset  # noqa: E402
+from bench.config import build_config  # noqa: E402
+from bench.data.registry import register_dataset  # noqa: E402
+from bench.engine.loop import execute_run  # noqa: E402
+from bench.plan import make_plan  # noqa: E402
+from bench.records import read_cycles  # noqa: E402
+
+
+
+@register_dataset
+class Cifar10SubsetSmallTest(Cifar10Subset):
+    """cifar10-subset with a seeded class-balanced test subset of ``test_per_class`` per class."""
+
+    name = "cifar10-subset-small-test"
+    description = "CIFAR-10, class-balanced pool and test subsets (benchmark workload)"
+    params = {**Cifar10Subset.params, "test_per_class": 100}
+
+    def load(self, cfg):
+        import numpy as np
+        import torch
+
+        ds = super().load(cfg)
+        keep = np.sort(np.concatenate([
+            np.random.default_rng(1).choice(np.flatnonzero(ds.y_test.numpy() == c),
+                                            size=int(self.param(cfg, "test_per_class")), replace=False)
+            for c in range(10)]))
+        ds.x_test, ds.y_test = ds.x_test[torch.from_numpy(keep)], ds.y_test[torch.from_numpy(keep)]
+        return ds
+
+
+PAPER_RATIO = {"pt4al": 1.59, "learning-loss": 1.15, "vaal": 6.24, "coregcn": 1.68}
+PHASES = ("pretext", "train", "inference", "select", "evaluate")
+DEFAULT_STRATEGIES = ["pt4al", "learning-loss", "vaal", "coregcn", "coregcn-lowrank", "uncertaingcn",
+                      "uncertaingcn-lowrank", "coreset", "entropy", "least-confidence", "margin",
+                      "learning-loss-detached", "pt4al-sampling-only", "pal"]
+VARIANTS = {  # label -> (strategy, params): the same method with a documented non-default option
+    "coregcn-lowrank": ("coregcn", {"adjacency": "lowrank"}),
+    "uncertaingcn-lowrank": ("uncertaingcn", {"adjacency": "lowrank"}),
+}
+
+
+def scaled(official_epochs: int, f: float) -> int:
+    """An official epoch count scaled by f (at least 1)."""
+    return max(1, round(official_epochs * f))
+
+
+def strategy_params(name: str, f: float, width: int) -> dict:
+    """The params that put a strategy's own networks and epochs on the workload's scale."""
+    small = {"width": width}
+    if name in ("pt4al", "pt4al-pretext-only"):
+        return {"pretext_model": "small-cnn", "pretext_model_params": small, "pretext_epochs": scaled(15, f)}
+    if name == "vaal":
+        return {"epochs": scaled(100, f), "width": width}
+    if name == "pal":
+        return {"scorer_model": "small-cnn", "scorer_params": small, "epochs": scaled(100, f)}
+    return {}
+
+
+def run_strategy(name: str, label: str, args, f: float) -> dict:
+    name, params = VARIANTS.get(label, (name, {}))
+    params = {**strategy_params(name, f, args.width), **params}
+    out = args.out / label
+    shutil.rmtree(out, ignore_errors=True)  # a fresh output (and pretext cache) per measurement
+    raw = {
+        "name": "cycle-times",
+        "dataset": {"name": "cifar10-subset-small-test", "root": str(args.data),
+                    "params": {"per_class": args.per_class, "subsample_seed": 0,
+                               "test_per_class": args.test_per_class}},
+        "model": {"name": "small-cnn", "params": {"width": args.width}},
+        "train": {"epochs": args.epochs, "batch_size": 128, "optimizer": {"lr": 0.05},
+                  "schedule": {"name": "cosine"}},
+        "al": {"initial": args.budget, "budget": args.budget, "cycles": args.cycles},
+        "strategies": [{"name": name, "params": params, "label": label}],
+        "executor": {"workers": 1},
+        "seeds": [0], "threads": args.threads, "output": str(out),
+        "record": {"embeddings": 0, "test_losses": False},
+    }
+    (rc,) = make_plan(build_config(raw))
+    t0 = time.perf_counter()
+    outcome = execute_run(rc)
+    wall = time.perf_counter() - t0
+    if outcome.state != "complete":
+        raise SystemExit(f"{label} failed: {outcome.error}")
+    rows = read_cycles(rc.run_dir)
+    phases = {p: sum(r[f"seconds_{p}"] or 0.0 for r in rows) for p in PHASES}
+    return {"strategy": name, "label": label, "params": params, "seconds": sum(phases.values()),
+            "phases": phases, "wall_seconds": wall, "final_accuracy": rows[-1]["value"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, default=Path("/tmp/albench-cycle-times"))
+    p.add_argument("--json", type=Path, default=REPO / "results" / "benchmarks" / "cycle_times.json")
+    p.add_argument("--per-class", type=int, default=500, help="pool = 10 x this")
+    p.add_argument("--test-per-class", type=int, default=100, help="test set = 10 x this")
+    p.add_argument("--cycles", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=20, help="main-task epochs per cycle (the paper: 200)")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES)
+    args = p.parse_args(argv)
+    import torch
+
+    pool = 10 * args.per_class
+    args.budget = max(1, pool // 50)
+    f = args.epochs / 200
+    print(f"workload: CIFAR-10 pool {pool}, test {10 * args.test_per_class}, K={args.budget}, {args.cycles} cycles "
+          f"x {args.epochs} epochs (f = {f:g}), small-cnn width {args.width}, {args.threads} threads", flush=True)
+    results = [run_strategy("random", "random-first", args, f)]
+    print(f"  random (first): {results[0]['seconds']:.1f}s", flush=True)
+    for name in args.strategies:
+        if name == "random":
+            continue
+        results.append(run_strategy(VARIANTS.get(name, (name,))[0], name, args, f))
+        print(f"  {name}: {results[-1]['seconds']:.1f}s", flush=True)
+    results.append(run_strategy("random", "random-last", args, f))
+    print(f"  random (last): {results[-1]['seconds']:.1f}s", flush=True)
+    rnd = [r["seconds"] for r in results if r["strategy"] == "random"]
+    base = sum(rnd) / len(rnd)
+    table = []
+    for r in results:
+        if r["strategy"] == "random":
+            continue
+        ratio = r["seconds"] / base
+        paper = PAPER_RATIO.get(r["label"]) if r["label"] not in VARIANTS else PAPER_RATIO.get(r["strategy"])
+        table.append({**r, "ratio_to_random": ratio, "paper_ratio": paper,
+                      "below_paper": None if paper is None else ratio < paper})
+    summary = {
+        "workload": {"dataset": "cifar10 (real), class-balanced pool and test subsets", "pool": pool,
+                     "test": 10 * args.test_per_class, "budget": args.budget,
+                     "cycles": args.cycles, "epochs": args.epochs, "model": f"small-cnn width {args.width}",
+                     "epoch_factor": f, "threads": args.threads,
+                     "strategy_params": {n: strategy_params(n, f, args.width) for n in args.strategies}},
+        "random_seconds": rnd, "random_noise": abs(rnd[0] - rnd[-1]) / base,
+        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
+        "strategies": table,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(summary, indent=1))
+    print(f"\nRandom: {base:.1f}s (first {rnd[0]:.1f}s, last {rnd[-1]:.1f}s)")
+    print("| strategy | seconds | x Random | paper | " + " | ".join(PHASES) + " |")
+    print("|---|---|---|---|" + "---|" * len(PHASES))
+    for r in table:
+        paper = "" if r["paper_ratio"] is None else f"{r['paper_ratio']:.2f}"
+        print(f"| {r['label']} | {r['seconds']:.1f} | {r['ratio_to_random']:.2f} | {paper} | "
+              + " | ".join(f"{r['phases'][ph]:.1f}" for ph in PHASES) + " |")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -122,7 +122,7 @@ class TrainConfig:
     selection: Literal["final", "best-on-validation", "best-on-test"] = "final"
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU alike
     compile: bool = False
     checkpoint_every: int = 0  # epochs between in-training checkpoints; 0: cycle boundaries only
 

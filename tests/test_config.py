@@ -112,14 +112,22 @@ def test_parse_override_yaml_values():
         apply_override(raw, ["strategies", "3", "name"], "x")
 
 
-def test_quickstart_is_valid_and_lists_every_builtin_strategy():
+@pytest.mark.parametrize("config", ["quickstart.yaml", "cifar10-cpu.yaml"])
+def test_packaged_configs_list_every_builtin_classification_strategy(config):
+    from bench.config import build_config, quickstart_path, read_yaml
     from strategies.registry import _builtin_modules, get_strategy, strategy_names
 
-    cfg = load_config(None)
+    cfg = build_config(read_yaml(quickstart_path().parent / config))
     listed = {s.name for s in cfg.strategies}
-    builtin = {n for n in strategy_names() if get_strategy(n).__module__ in _builtin_modules()}
-    assert builtin <= listed, f"quickstart misses {sorted(builtin - listed)}"
-    assert cfg.datasets[0].name == "digits" and len(cfg.seeds) == 3
+    builtin = {n for n in strategy_names() if get_strategy(n).__module__ in _builtin_modules()
+               and "classification" in get_strategy(n).tasks}
+    assert builtin <= listed, f"{config} misses {sorted(builtin - listed)}"
+
+
+def test_quickstart_is_the_default_config():
+    cfg = load_config(None)
+    assert cfg.name == "quickstart" and cfg.datasets[0].name == "digits" and len(cfg.seeds) == 3
+    assert cfg.model.name == "small-cnn" and cfg.device == "auto"
 
 
 def test_dataset_shorthand_overrides(tiny_raw):

@@ -122,15 +122,20 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = self.cfg.optimizer.lr * factor
 
-    def train_epoch(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One pass over (x, y); returns the mean training loss (nats)."""
+    def train_epoch(self, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None = None) -> float:
+        """One pass over (x, y), or over the given ``rows`` of them; returns the mean training loss (nats).
+
+        Passing ``rows`` trains on a subset without copying it out of a large (or memory-mapped) pool.
+        """
         self.model.train()
         if self.aux is not None:
             self.aux.train()
         self._set_lr(self.epoch)
-        n = x.shape[0]
+        n = x.shape[0] if rows is None else rows.numel()
         bs = self.cfg.batch_size
         perm = torch.randperm(n, generator=self.order_gen).to(x.device)
+        if rows is not None:
+            perm = rows.to(x.device)[perm]
         total, count = 0.0, 0
         channels_last = self.cfg.channels_last
         for start in range(0, n, bs):
@@ -163,15 +168,16 @@ class Trainer:
         self.epoch += 1
         return total / max(1, count)
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, *, score_fn: Callable[[], float] | None = None,
+    def fit(self, x: torch.Tensor, y: torch.Tensor, *, rows: torch.Tensor | None = None,
+            score_fn: Callable[[], float] | None = None,
             on_epoch: Callable[["Trainer"], None] | None = None) -> FitResult:
-        """Train up to ``cfg.epochs`` (continuing from ``self.epoch``).
+        """Train up to ``cfg.epochs`` (continuing from ``self.epoch``) on ``rows`` of (x, y) (all by default).
 
         ``score_fn`` (higher is better), when given, is called after every epoch; the best epoch's
         weights are restored at the end. ``on_epoch`` runs after each epoch (checkpointing).
         """
         while self.epoch < self.cfg.epochs:
-            self.train_epoch(x, y)
+            self.train_epoch(x, y, rows)
             if score_fn is not None:
                 score = float(score_fn())
                 if self.best is None or score > self.best["score"]:

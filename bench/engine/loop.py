@@ -288,7 +288,7 @@ def _cycle_loop(ctx: RunContext) -> float | None:
                               aug_gen=torch_generator(seed, "augment", cycle, device=ctx.device))
             if trainer_state is not None:
                 trainer.load_state(trainer_state)
-            rows = torch.from_numpy(train_idx)  # indexed batch by batch: the labeled set is never copied
+            train_rows = torch.from_numpy(train_idx)  # indexed batch by batch: the labeled set is never copied
 
             def on_epoch(tr: Trainer, cycle=cycle, new=new) -> None:
                 every = rc.train.checkpoint_every
@@ -298,7 +298,7 @@ def _cycle_loop(ctx: RunContext) -> float | None:
                         "cycle": cycle, "new": torch.from_numpy(new.copy()),
                         "labeled": torch.from_numpy(labeled.copy()), "seconds": secs, "trainer": tr.state()}))
 
-            fit = trainer.fit(ctx.x, ctx.y, rows=rows, score_fn=score_fn, on_epoch=on_epoch)
+            fit = trainer.fit(ctx.x, ctx.y, rows=train_rows, score_fn=score_fn, on_epoch=on_epoch)
 
         # ------------------------------------------------------------ evaluate
         with timer.phase("evaluate"):

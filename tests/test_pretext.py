@@ -123,6 +123,7 @@ def test_cache_key_covers_everything_that_determines_the_losses():
     keys = {cache_key(key_fields(spec, **base))}
     variants = [dict(epochs=2), dict(batch_size=128), dict(lr=0.05), dict(momentum=0.8), dict(weight_decay=0.0),
                 dict(model="resnet18-cifar"), dict(model_params={"width": 16}), dict(selection="best"), dict(seed=1),
+                dict(channels_last=False),
                 dict(task="jigsaw", options=make_task("jigsaw").opts),
                 dict(task="jigsaw", options=make_task("jigsaw", {"eval_permutations": 4}).opts)]
     for v in variants:

@@ -24,6 +24,9 @@ class PretextSpec:
     model_params: dict = field(default_factory=dict)
     selection: str = "best"  # best | final
     seed: int = 0
+    # NHWC weights, as the main-task fast path: faster convolutions, and float sums in another order,
+    # so it is part of the cache key
+    channels_last: bool = True
 
     def fields(self) -> dict:
         """Plain-data copy (a cache-key part and a record of what was trained)."""

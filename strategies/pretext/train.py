@@ -75,6 +75,8 @@ def fit_pretext(task: PretextTask, spec: PretextSpec, *, pool_images: torch.Tens
         torch.manual_seed(derive_seed(spec.seed, "pretext-init"))
         net = task.build(spec.model, spec.model_params, c, (h, w))
     net.to(device)
+    if spec.channels_last:
+        net.to(memory_format=torch.channels_last)  # convolutions then pick NHWC kernels for any input
     opt = torch.optim.SGD(net.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     order_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "pretext-order"))
     view_gen = torch.Generator(device=device)

@@ -9,7 +9,8 @@ def summary_table(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFr
     """{dataset: table} with one row per strategy and one column per labeled count.
 
     Cells read ``mean ± std (n)`` of the metric over seeds, times ``scale`` (100: percent); ``n`` is
-    shown only where fewer seeds than the most any cell has. Strategies carrying flags (e.g.
+    shown only where fewer seeds than the most any cell has, and a one-seed cell shows its value
+    alone (a sample std needs two). Strategies carrying flags (e.g.
     best-on-test selection) get a '†' after their name.
     """
     tables = {}
@@ -17,10 +18,11 @@ def summary_table(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFr
         return tables
     for dataset, part in df.groupby("dataset", sort=True):
         g = part.groupby(["strategy", "n_labeled"])["value"]
-        stats = pd.DataFrame({"mean": g.mean() * scale, "std": g.std(ddof=1).fillna(0.0) * scale, "n": g.count()})
+        stats = pd.DataFrame({"mean": g.mean() * scale, "std": g.std(ddof=1) * scale, "n": g.count()})
         n_max = int(stats["n"].max())
         cells = stats.apply(
-            lambda r: f"{r['mean']:.2f} ± {r['std']:.2f}" + ("" if r["n"] == n_max else f" (n={int(r['n'])})"),
+            lambda r: f"{r['mean']:.2f}" + ("" if r["n"] < 2 else f" ± {r['std']:.2f}")
+            + ("" if r["n"] == n_max else f" (n={int(r['n'])})"),
             axis=1)
         table = cells.unstack("n_labeled").fillna("")
         flagged = set(part.loc[part["flags"].fillna("") != "", "strategy"])

@@ -79,3 +79,15 @@ def test_console_script_entry_point(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "albench: error: train.epochs: must be a positive integer (got -1); fix: set train.epochs to e.g. 200"]
+
+
+def test_summary_cells_show_std_only_where_two_seeds_or_more():
+    import pandas as pd
+
+    from bench.summary import summary_table
+
+    df = pd.DataFrame({"dataset": "d", "strategy": ["a", "a", "b"], "n_labeled": 10, "value": [0.5, 0.7, 0.4],
+                       "flags": ""})
+    table = summary_table(df)["d"]
+    assert table.loc["a", 10] == "60.00 ± 14.14"  # sample std of 50 and 70
+    assert table.loc["b", 10] == "40.00 (n=1)"

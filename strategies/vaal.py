@@ -11,7 +11,13 @@ latent), beta = 1; VAE step = VAE loss on a labeled and an unlabeled batch + 1.0
 + BCE(D(mu_u), 1)]; discriminator step = BCE(D(mu_l), 1) + BCE(D(mu_u), 0) on the last VAE step's
 batches; 2 VAE steps per discriminator step; Adam lr 5e-4 for both; batch 128; fresh networks each
 query; training length ``epochs`` x pool size / batch size iterations (the official count,
-100 epochs: 39,062 iterations on CIFAR-10). The discriminator returns a logit and the losses use
+100 epochs: 39,062 iterations on CIFAR-10).
+
+``subset`` gives the variant of the Sequential-GCN codebase (razvancaramalau/Sequential-GCN-for-
+Active-Learning), which the CoreGCN and PT4AL papers compare against: each query draws a random
+subset of that many unlabeled images, the VAE and discriminator train on the labeled set and that
+subset only, for ``epochs`` x (labeled + subset) / batch size iterations, and only the subset is
+scored. The default (None) is the VAAL authors' own code: the whole pool. The discriminator returns a logit and the losses use
 ``binary_cross_entropy_with_logits`` (the same loss as sigmoid + BCE, without its saturation);
 ranking by the logit is ranking by D(mu).
 
@@ -50,7 +56,7 @@ from torch.nn import functional as F
 
 from bench.data.augment import BatchTransform
 from bench.errors import ConfigError
-from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy, top_k_lowest
+from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy, random_subset, top_k_lowest
 from strategies.registry import register_strategy
 
 
@@ -180,7 +186,7 @@ def pool_stats(images: torch.Tensor, chunk: int = 256) -> tuple[tuple[float, ...
 class VAAL(Strategy):
     name = "vaal"
     description = ("VAE + adversarial discriminator on its latent, retrained each query on labeled and unlabeled "
-                   "images; the K lowest D(mu) (params: epochs, iterations, batch_size, latent_dim, width, beta, "
+                   "images; the K lowest D(mu) (params: epochs, iterations, subset, batch_size, latent_dim, width, beta, "
                    "adversary_weight, vae_steps, lr)")
     quirks = (
         Quirk("bn-batch-stats", "VAE and discriminator left in train mode at scoring time: BatchNorm uses the "
@@ -194,17 +200,21 @@ class VAAL(Strategy):
               params={"normalize": False}),
     )
 
-    def __init__(self, *, epochs: float = 100.0, iterations: int | None = None, batch_size: int = 128,
-                 latent_dim: int = 32, width: int = 128, beta: float = 1.0, adversary_weight: float = 1.0,
-                 vae_steps: int = 2, lr: float = 5e-4, score_batch_size: int = 512, normalize: bool = True, train_flip: bool = False, score_flip: bool = False,
+    def __init__(self, *, epochs: float = 100.0, iterations: int | None = None, subset: int | None = None,
+                 batch_size: int = 128, latent_dim: int = 32, width: int = 128, beta: float = 1.0,
+                 adversary_weight: float = 1.0, vae_steps: int = 2, lr: float = 5e-4, score_batch_size: int = 512,
+                 normalize: bool = True, train_flip: bool = False, score_flip: bool = False,
                  score_train_mode: bool = False) -> None:
         """``iterations``: discriminator steps per query (each after ``vae_steps`` VAE steps); None
-        counts them as the official code, ``epochs`` x pool size // ``batch_size``. ``width``: channels
-        of the first encoder conv, doubling per stage (128: the official network). The flags after
-        ``score_batch_size`` are the official-code switches (see the module docstring)."""
+        counts them as the official code, ``epochs`` x images trained on // ``batch_size``.
+        ``subset``: unlabeled images drawn per query to train on and score (None: the whole
+        unlabeled pool). ``width``: channels of the first encoder conv, doubling per stage (128: the
+        official network). The flags after ``score_batch_size`` are the official-code switches (see
+        the module docstring)."""
         super().__init__()
         self.epochs = epochs
         self.iterations = iterations
+        self.subset = subset
         self.batch_size = batch_size
         self.latent_dim = latent_dim
         self.width = width
@@ -231,6 +241,9 @@ class VAAL(Strategy):
             raise ConfigError(f"{path}.iterations", "must be a positive integer or null",
                               f"set {path}.iterations to e.g. 100, or null to count them from epochs",
                               params["iterations"])
+        if params.get("subset") is not None and params["subset"] < 1:
+            raise ConfigError(f"{path}.subset", "must be a positive integer or null",
+                              f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
         if params.get("epochs", 100.0) <= 0:
             raise ConfigError(f"{path}.epochs", "must be > 0", f"set {path}.epochs to e.g. 100", params["epochs"])
         if params.get("lr", 5e-4) <= 0:
@@ -244,11 +257,15 @@ class VAAL(Strategy):
         # select gets no dataset statistics; the harness's test transform normalises with these
         self._stats = (tuple(ctx.mean), tuple(ctx.std))
 
-    def num_iterations(self, pool_size: int) -> int:
-        """Discriminator steps per query: ``iterations``, or epochs x pool size // batch size (>= 1)."""
+    def num_iterations(self, n_images: int) -> int:
+        """Discriminator steps per query: ``iterations``, or epochs x ``n_images`` // batch size (>= 1),
+        where ``n_images`` is the number of images trained on (labeled + unlabeled ones)."""
         if self.iterations is not None:
             return self.iterations
-        return max(1, int(self.epochs * pool_size) // self.batch_size)
+        return max(1, int(self.epochs * n_images) // self.batch_size)
+
+    def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        return random_subset(pool.unlabeled, self.subset, rng)
 
     def _transform(self, images: torch.Tensor, device: torch.device) -> BatchTransform:
         if self._stats is None:  # called without prepare (tests, notebooks): the pool's own statistics
@@ -256,10 +273,12 @@ class VAAL(Strategy):
         mean, std = self._stats
         return BatchTransform(mean, std, hflip=True, normalize=self.normalize, device=device)
 
-    def train_networks(self, pool: PoolState, device: torch.device,
-                       rng: np.random.Generator) -> tuple[nn.Module, nn.Module]:
-        """A freshly initialised VAE and discriminator trained on ``pool`` (labeled vs unlabeled)."""
-        labeled, unlabeled = np.asarray(pool.labeled, dtype=np.int64), pool.unlabeled
+    def train_networks(self, pool: PoolState, device: torch.device, rng: np.random.Generator,
+                       unlabeled: np.ndarray | None = None) -> tuple[nn.Module, nn.Module]:
+        """A freshly initialised VAE and discriminator trained to tell ``pool``'s labeled images from
+        ``unlabeled`` (pool indices; default: every unlabeled image)."""
+        labeled = np.asarray(pool.labeled, dtype=np.int64)
+        unlabeled = pool.unlabeled if unlabeled is None else np.asarray(unlabeled, dtype=np.int64)
         if len(labeled) == 0 or len(unlabeled) == 0:
             raise ValueError("VAAL needs at least one labeled and one unlabeled image to train its discriminator")
         init_seed, order_seed, noise_seed = (int(s) for s in rng.integers(2 ** 63 - 1, size=3))
@@ -284,7 +303,7 @@ class VAAL(Strategy):
         bce = F.binary_cross_entropy_with_logits
         opt_vae = torch.optim.Adam(vae.parameters(), lr=self.lr)
         opt_disc = torch.optim.Adam(disc.parameters(), lr=self.lr)
-        for _ in range(self.num_iterations(pool.size)):
+        for _ in range(self.num_iterations(len(labeled) + len(unlabeled))):
             for _ in range(self.vae_steps):
                 xl, xu = load(next(lab_it)), load(next(unl_it))
                 # two passes, as the official code: BatchNorm sees a labeled and an unlabeled batch
@@ -330,8 +349,9 @@ class VAAL(Strategy):
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:
         device = inputs.device
-        vae, disc = self.train_networks(pool, device, rng)
-        flips = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 63 - 1)))
         candidates = inputs.candidates.indices
+        # with a subset the networks see only it; without one, candidates are the whole unlabeled pool
+        vae, disc = self.train_networks(pool, device, rng, None if self.subset is None else candidates)
+        flips = torch.Generator(device=device).manual_seed(int(rng.integers(2 ** 63 - 1)))
         logits = self.score(vae, disc, pool.images, candidates, device, flips)
         return candidates[top_k_lowest(logits, budget)]

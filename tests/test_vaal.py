@@ -94,7 +94,7 @@ class _FirstDim(nn.Module):
 
 
 class _HandBuilt(VAAL):
-    def train_networks(self, pool, device, rng):
+    def train_networks(self, pool, device, rng, unlabeled=None):
         return _MeanEncoder(), _FirstDim()
 
 
@@ -181,6 +181,41 @@ def test_iterations_follow_the_official_count_by_default():
     assert make_strategy("vaal", {"iterations": 7}).num_iterations(1500) == 7
 
 
+def test_subset_trains_on_labeled_plus_subset_and_scores_only_the_subset(monkeypatch):
+    """The Sequential-GCN variant: 20 of the 48 unlabeled images are drawn; the VAE trains on the 12
+    labeled and those 20 for epochs x 32 // batch iterations, and the query comes from the 20."""
+    import strategies.vaal as vaal_module
+    seen, counted = [], []
+    real_batches, real_count = vaal_module._batches, VAAL.num_iterations
+
+    def spy_batches(indices, size, gen):
+        seen.append(np.sort(indices).tolist())
+        return real_batches(indices, size, gen)
+
+    def spy_count(self, n_images):
+        counted.append(n_images)
+        return real_count(self, n_images)
+
+    monkeypatch.setattr(vaal_module, "_batches", spy_batches)
+    monkeypatch.setattr(VAAL, "num_iterations", spy_count)
+    pool = _digits_like_pool()
+    s = make_strategy("vaal", {**SMALL, "iterations": None, "epochs": 0.5, "subset": 20})
+    cand = s.candidates(cycle=1, pool=pool, rng=np.random.default_rng(3))
+    assert len(cand) == 20 and set(cand.tolist()) <= set(range(12, 60)) and cand.tolist() == sorted(cand.tolist())
+    assert cand.tolist() == s.candidates(cycle=1, pool=pool, rng=np.random.default_rng(3)).tolist()
+    inputs = Inputs(candidates=Outputs(indices=cand), labeled=None, device=CPU)
+    got = s.select(cycle=1, budget=5, pool=pool, inputs=inputs, rng=np.random.default_rng(0))
+    assert set(got.tolist()) <= set(cand.tolist()) and len(set(got.tolist())) == 5
+    assert seen == [list(range(12)), cand.tolist()]
+    assert counted == [32] and real_count(s, 32) == 2  # 0.5 x (12 + 20) // 8
+    # without a subset every unlabeled image is a candidate and is trained on
+    seen.clear(), counted.clear()
+    full = make_strategy("vaal", {**SMALL, "iterations": None, "epochs": 0.5})
+    assert full.candidates(cycle=1, pool=pool, rng=np.random.default_rng(3)).tolist() == list(range(12, 60))
+    full.train_networks(pool, CPU, np.random.default_rng(0))
+    assert seen[1] == list(range(12, 60)) and counted == [60]
+
+
 def test_needs_a_labeled_and_an_unlabeled_image():
     pool = _digits_like_pool(n=10, n_labeled=0)
     with pytest.raises(ValueError, match="labeled"):
@@ -189,7 +224,7 @@ def test_needs_a_labeled_and_an_unlabeled_image():
 
 # ---------------------------------------------------------------------- params and quirks
 @pytest.mark.parametrize("params, field", [({"iterations": 0}, "iterations"), ({"batch_size": 0}, "batch_size"),
-                                           ({"epochs": 0}, "epochs"), ({"beta": -1}, "beta"),
+                                           ({"epochs": 0}, "epochs"), ({"beta": -1}, "beta"), ({"subset": 0}, "subset"),
                                            ({"lr": 0}, "lr"), ({"latent": 3}, "latent")])
 def test_bad_params_name_the_field(params, field):
     with pytest.raises(ConfigError) as err:

@@ -9,7 +9,7 @@ import torch
 
 from bench.config import build_config, validate_environment
 from bench.errors import ConfigError
-from strategies.gcn import (LowRankAdjacency, _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency,
+from strategies.gcn import (GCN, LowRankAdjacency, _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency,
                             train_gcn)
 
 
@@ -54,6 +54,24 @@ def test_lowrank_trains_the_same_gcn():
         a, _ = dense(x, normalized_adjacency(x))
         b, _ = low(x, LowRankAdjacency(x))
     assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["dense", "lowrank"])
+def test_propagating_the_features_once_gives_the_same_layer(kind):
+    """train_gcn hands the GCN A X once; (A X) W + b must be the layer A (X W) + b it replaces, for
+    the values and for the gradients of W and b."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.nn.functional.normalize(torch.rand(90, 12, generator=g, dtype=torch.float64), dim=1)
+    adj = normalized_adjacency(x) if kind == "dense" else LowRankAdjacency(x)
+    model = GCN(12, 8, 0.0, torch.Generator().manual_seed(4)).double()
+    out = []
+    for ax in (None, adj @ x):
+        model.zero_grad()
+        logits, feats = model(x, adj, ax=ax)
+        (logits.square().sum() + feats.sum()).backward()
+        out.append((logits.detach(), feats.detach(), model.gc1.weight.grad.clone(), model.gc1.bias.grad.clone()))
+    for a, b in zip(*out):
+        assert torch.allclose(a, b, atol=1e-10)
 
 
 def test_adjacency_size_and_largest_query_graph():

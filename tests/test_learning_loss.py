@@ -204,3 +204,37 @@ def test_end_to_end_and_detached_module_leaves_backbone_training_unchanged(tiny_
     assert rows["learning-loss-detached"][0]["test_loss"] == rows["random"][0]["test_loss"]
     # not detached, the module's gradient does reach the backbone and changes the cycle-0 model
     assert rows["learning-loss"][0]["test_loss"] != rows["random"][0]["test_loss"]
+
+
+
+def test_global_average_is_the_pool_and_leaves_stage_gradients_channels_last():
+    from strategies.learning_loss import global_average
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(4, 3, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(s, 1).flatten(1)
+    assert torch.allclose(global_average(s), pooled, atol=1e-12)
+    w = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    (grad_pool,) = torch.autograd.grad((pooled * w).sum(), s)
+    (grad_ours,) = torch.autograd.grad((global_average(s) * w).sum(), s)
+    assert torch.allclose(grad_ours, grad_pool, atol=1e-12)
+
+    # small-cnn trained channels_last: with the module attached, the gradient reaching each stage
+    # output keeps the layout it has without it (so backward makes no full-size layout copies)
+    def stage_grad_layouts(with_module: bool) -> list[bool]:
+        torch.manual_seed(0)
+        model = build_model("small-cnn", num_classes=10, in_channels=3, image_size=(32, 32),
+                            params={"width": 8}).to(memory_format=torch.channels_last)
+        module = LossPredictionModule(model.stage_channels)
+        x = torch.randn(6, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        out = model(x)
+        layouts = []
+        for st in out.stages:
+            st.register_hook(lambda grad: layouts.append(grad.is_contiguous(memory_format=torch.channels_last)))
+        loss = out.logits.sum() + (module(tuple(out.stages)).sum() if with_module else 0.0)
+        loss.backward()
+        return layouts
+
+    plain = stage_grad_layouts(False)
+    assert sum(plain) >= 3  # the three stages above 1x1 get channels_last gradients
+    assert stage_grad_layouts(True) == plain

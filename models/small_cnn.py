@@ -11,9 +11,12 @@ from models.registry import register_model
 
 
 def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
-    layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    # conv-BN-ReLU-maxpool, with the ReLU applied after the pool: the two commute exactly (values
+    # and gradients), and the ReLU then runs on a quarter of the elements (~5% of a CPU step)
+    layers = [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)]
     if pool:
         layers.append(nn.MaxPool2d(2))
+    layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
 
 

@@ -29,6 +29,32 @@ def test_resnet18_cifar_shape_facts():
     assert 11_000_000 < sum(p.numel() for p in model.parameters()) < 11_300_000
 
 
+def test_small_cnn_pooling_before_relu_is_conv_bn_relu_pool():
+    """small-cnn applies each stage's ReLU after its max-pool; the stage is still conv-BN-ReLU-pool:
+    outputs and parameter gradients equal those of that order exactly."""
+    torch.manual_seed(0)
+    model = build_model("small-cnn", num_classes=10, in_channels=3, image_size=(32, 32), params={"width": 8})
+    x = torch.randn(5, 3, 32, 32)
+
+    def reference(inp):
+        for stage in model.stages:
+            layers = list(stage)
+            conv, bn = layers[0], layers[1]
+            inp = torch.relu(bn(conv(inp)))
+            if any(isinstance(m, torch.nn.MaxPool2d) for m in layers):
+                inp = torch.nn.functional.max_pool2d(inp, 2)
+        return model.fc(inp.mean(dim=(2, 3)))
+
+    grads = []
+    for forward in (lambda inp: model(inp).logits, reference):
+        model.zero_grad()
+        out = forward(x)
+        out.square().sum().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads[0][1], grads[1][1]))
+
+
 def test_crop_is_a_shift_with_zero_fill():
     t = BatchTransform((0.0,), (1.0,), crop_padding=2, hflip=False, normalize=False)
     x = torch.arange(1, 17, dtype=torch.uint8).view(1, 1, 4, 4).repeat(64, 1, 1, 1)

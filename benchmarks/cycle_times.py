@@ -13,20 +13,23 @@ of the total it has in the paper's protocol:
 - VAAL as the paper timed it: the PT4AL and CoreGCN papers compare against the VAAL of the
   Sequential-GCN codebase, which trains the VAE per query on the labeled set plus that random
   subset (``subset``) for 100 epochs, rather than the VAAL authors' 100 epochs over the whole pool.
-  Table 2's numbers fit the former: by multiply-adds its VAE training is about 4.9x the main-task
-  training of the protocol (the paper measured 6.24 - 1 = 5.24x), where the whole-pool count would
-  be about 15x. The label ``vaal-whole-pool`` measures the VAAL authors' count;
+  Table 2's numbers fit the former: by multiply-adds its VAE training is about 4.5x the main-task
+  training of the protocol (9 queries x 4 VAE passes x 100 epochs x (labeled + 10k) images, 54 M
+  image passes at 0.91 of ResNet-18's MACs, against 200 epochs x 55k = 11 M; the paper measured
+  6.24 - 1 = 5.24x), where the whole-pool count would be about 15x. The label ``vaal-whole-pool``
+  measures the VAAL authors' count;
 - the epochs, by f = ``--epochs`` / 200: every epoch count tied to the main task's is scaled by the
   same f: PT4AL's pretext (15 official epochs over the pool, x 4 rotations), VAAL's VAE/discriminator
-  training (100 official epochs over the pool per query) and PAL's scorer (100 official epochs over
+  training (100 official epochs over its training images per query) and PAL's scorer (100 official epochs over
   the labeled set per query). GCN training is 200 full-batch steps per query in the official code,
   not epochs, and stays 200;
 - the networks: small-cnn (width 16) replaces ResNet-18 as the main model, and every strategy-owned
   network that is a ResNet-18 in the official code (PT4AL's pretext network, PAL's scorer) is the same
   small-cnn. VAAL's VAE keeps its share of multiply-adds (MACs) per image: at the official width
   128 it costs 506 M MACs against ResNet-18's 555 M (0.91); at ``--vae-width`` 11 it costs 3.95 M
-  against small-cnn width 16's 3.98 M (0.99; width 10 would give 0.83). Its CPU time per MAC is
-  higher than small-cnn's (transposed convolutions), which the ratio then includes.
+  against small-cnn width 16's 3.98 M (0.99; width 10 would give 0.83). On 2 CPU cores one
+  training step of it on 128 images takes about 1.26x small-cnn's (100 ms against 80 ms; its
+  narrow layers and large-map BatchNorms run at fewer MACs per second), which the ratio includes.
 
 Each strategy's total is the sum of its recorded phases (pretext, train, inference, select,
 evaluate) over all cycles. PT4AL's pretext is always trained (a fresh output folder, hence a fresh

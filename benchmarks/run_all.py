@@ -10,7 +10,9 @@ What runs, in this order (results as JSON under results/benchmarks/):
    loop), ``test_select_bench.py`` and ``test_select_ll_vaal.py`` (``select`` time and peak extra
    memory per strategy at 10k and 50k pools, 512-d embeddings) -> ``benchmarks.json``;
 2. ``cycle_times.py``: whole-cycle time per strategy as a ratio to Random on one scaled CIFAR-10
-   CPU workload -> ``cycle_times.json``.
+   CPU workload -> ``cycle_times.json``;
+3. with a CUDA GPU only, ``pt4al_protocol_time.py``: the projected time of the full PT4AL paper
+   protocol (ResNet-18, 10 cycles x 200 epochs) on it -> ``pt4al_protocol_time.json``.
 
 Run it on an otherwise idle machine: every number is a wall-clock time.
 """
@@ -70,7 +72,7 @@ def _rows_cycles(summary: dict) -> list[tuple]:
     rows = []
     base = sum(summary["random_seconds"]) / len(summary["random_seconds"])
     rows.append(("cycle time", "random", f"{base:.1f} s", "1.00x Random",
-                 f"noise {100 * summary['random_noise']:.1f}% (first vs last Random)"))
+                 f"noise {100 * summary['random_noise']:.1f}% (spread of {len(summary['random_seconds'])} Random runs)"))
     for r in summary["strategies"]:
         paper = "" if r["paper_ratio"] is None else f"paper {r['paper_ratio']:.2f}x" + (
             " (below)" if r["below_paper"] else " (NOT below)")
@@ -78,7 +80,13 @@ def _rows_cycles(summary: dict) -> list[tuple]:
     return rows
 
 
-def table(bench_json: Path, cycles_json: Path) -> str:
+def _rows_protocol(summary: dict) -> list[tuple]:
+    return [("PT4AL protocol", f"{summary['model']} on {summary['device']}",
+             f"{summary['projected_minutes']:.1f} min projected", f"{summary['train_images_per_s']:.0f} train images/s",
+             f"paper {summary['paper_minutes']} min; goal <= {summary['goal_minutes_h100']} min on an H100")]
+
+
+def table(bench_json: Path, cycles_json: Path, protocol_json: Path | None = None) -> str:
     """The combined Markdown table of whatever result files exist."""
     rows: list[tuple] = []
     if bench_json.exists():
@@ -86,6 +94,8 @@ def table(bench_json: Path, cycles_json: Path) -> str:
         rows += _rows_throughput(benchmarks) + _rows_select(benchmarks)
     if cycles_json.exists():
         rows += _rows_cycles(json.loads(cycles_json.read_text()))
+    if protocol_json is not None and protocol_json.exists():
+        rows += _rows_protocol(json.loads(protocol_json.read_text()))
     if not rows:
         return "no benchmark results yet"
     lines = ["| benchmark | case | measured | relative | reference |", "|---|---|---|---|---|"]
@@ -100,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench_json, cycles_json = RESULTS / "benchmarks.json", RESULTS / "cycle_times.json"
+    protocol_json = RESULTS / "pt4al_protocol_time.json"
     if not args.table_only:
         rc = subprocess.call([sys.executable, "-m", "pytest", *PYTEST_FILES, "-q", "-p", "no:cacheprovider",
                               f"--benchmark-json={bench_json}"], cwd=REPO)
@@ -109,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             rc = subprocess.call([sys.executable, "benchmarks/cycle_times.py", "--json", str(cycles_json)], cwd=REPO)
             if rc != 0:
                 return rc
-    print(table(bench_json, cycles_json))
+        import torch
+
+        if torch.cuda.is_available():
+            rc = subprocess.call([sys.executable, "benchmarks/pt4al_protocol_time.py", "--json", str(protocol_json)],
+                                 cwd=REPO)
+            if rc != 0:
+                return rc
+    print(table(bench_json, cycles_json, protocol_json))
     return 0
 
 

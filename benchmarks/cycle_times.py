@@ -123,6 +123,19 @@ def strategy_params(name: str, f: float, width: int, vae_width: int = 11, pool: 
     return {}
 
 
+def timed_run(raw: dict, what: str) -> tuple[dict, list[dict], float]:
+    """(recorded seconds per phase summed over cycles, the cycle rows, wall seconds) of the one run
+    that the config ``raw`` plans; exits naming ``what`` if the run fails."""
+    (rc,) = make_plan(build_config(raw))
+    t0 = time.perf_counter()
+    outcome = execute_run(rc)
+    wall = time.perf_counter() - t0
+    if outcome.state != "complete":
+        raise SystemExit(f"{what} failed: {outcome.error}")
+    rows = read_cycles(rc.run_dir)
+    return {p: sum(r[f"seconds_{p}"] or 0.0 for r in rows) for p in PHASES}, rows, wall
+
+
 def run_strategy(name: str, label: str, args, f: float) -> dict:
     name, params = VARIANTS.get(label, (name, {}))
     params = {**strategy_params(name, f, args.width, args.vae_width, 10 * args.per_class), **params}
@@ -142,14 +155,7 @@ def run_strategy(name: str, label: str, args, f: float) -> dict:
         "seeds": [0], "threads": args.threads, "output": str(out),
         "record": {"embeddings": 0, "test_losses": False},
     }
-    (rc,) = make_plan(build_config(raw))
-    t0 = time.perf_counter()
-    outcome = execute_run(rc)
-    wall = time.perf_counter() - t0
-    if outcome.state != "complete":
-        raise SystemExit(f"{label} failed: {outcome.error}")
-    rows = read_cycles(rc.run_dir)
-    phases = {p: sum(r[f"seconds_{p}"] or 0.0 for r in rows) for p in PHASES}
+    phases, rows, wall = timed_run(raw, label)
     return {"strategy": name, "label": label, "params": params, "seconds": sum(phases.values()),
             "phases": phases, "wall_seconds": wall, "final_accuracy": rows[-1]["value"]}
 

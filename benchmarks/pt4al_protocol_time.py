@@ -31,21 +31,16 @@ import json
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.cycle_times import Cifar10SubsetSmallTest  # noqa: E402,F401  (registers the dataset)
-from bench.config import build_config  # noqa: E402
-from bench.engine.loop import execute_run  # noqa: E402
-from bench.plan import make_plan  # noqa: E402
-from bench.records import read_cycles  # noqa: E402
+# importing cycle_times registers its benchmark dataset (cifar10-subset-small-test)
+from benchmarks.cycle_times import PHASES, timed_run  # noqa: E402
 
 PAPER = {"epochs": 200, "pretext_epochs": 15, "cycles": 10, "minutes": 216}
 GOAL_MINUTES_H100 = 20
-PHASES = ("pretext", "train", "inference", "select", "evaluate")
 
 
 def run_protocol(args, epochs: int, pretext_epochs: int, out: Path) -> dict:
@@ -73,14 +68,8 @@ def run_protocol(args, epochs: int, pretext_epochs: int, out: Path) -> dict:
         "seeds": [0], "output": str(out),
         "record": {"embeddings": 0, "test_losses": False},
     }
-    (rc,) = make_plan(build_config(raw))
-    t0 = time.perf_counter()
-    outcome = execute_run(rc)
-    if outcome.state != "complete":
-        raise SystemExit(f"PT4AL run failed: {outcome.error}")
-    rows = read_cycles(rc.run_dir)
-    return {"phases": {p: sum(r[f"seconds_{p}"] or 0.0 for r in rows) for p in PHASES},
-            "labeled": [int(r["n_labeled"]) for r in rows], "wall_seconds": time.perf_counter() - t0}
+    phases, rows, wall = timed_run(raw, "the PT4AL run")
+    return {"phases": phases, "labeled": [int(r["n_labeled"]) for r in rows], "wall_seconds": wall}
 
 
 def linear(at_1: float, at_2: float, step: int, target: int, measured_at: int) -> float:

@@ -27,9 +27,10 @@ of the total it has in the paper's protocol:
   network that is a ResNet-18 in the official code (PT4AL's pretext network, PAL's scorer) is the same
   small-cnn. VAAL's VAE keeps its share of multiply-adds (MACs) per image: at the official width
   128 it costs 506 M MACs against ResNet-18's 555 M (0.91); at ``--vae-width`` 11 it costs 3.95 M
-  against small-cnn width 16's 3.98 M (0.99; width 10 would give 0.83). On 2 CPU cores one
-  training step of it on 128 images takes about 1.26x small-cnn's (100 ms against 80 ms; its
-  narrow layers and large-map BatchNorms run at fewer MACs per second), which the ratio includes.
+  against small-cnn width 16's 3.98 M (0.99; width 10 would give 0.83). On 2 CPU cores a VAE
+  training pass costs 1.3-1.9x a small-cnn pass per image (isolated steps: 100 against 80 ms per
+  128 images; inside this benchmark: 0.83 against 0.44 ms per image): its narrow layers and
+  large-map BatchNorms run at fewer MACs per second. The ratio includes that.
 
 Each strategy's total is the sum of its recorded phases (pretext, train, inference, select,
 evaluate) over all cycles. PT4AL's pretext is always trained (a fresh output folder, hence a fresh

@@ -256,6 +256,13 @@ def top_k_highest(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-s, kind="stable")[:k]
 
 
+def check_subset(params: dict, path: str) -> None:
+    """Refuse a ``subset`` param that is neither null nor a positive integer (ConfigError naming it)."""
+    if params.get("subset") is not None and params["subset"] < 1:
+        raise ConfigError(f"{path}.subset", "must be a positive integer or null",
+                          f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+
+
 def random_subset(indices: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:
     """A sorted uniform subset of ``indices`` (all of them when ``size`` is None or larger)."""
     if size is None or size >= len(indices):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from bench.errors import ConfigError
-from strategies.base import Inputs, Need, PoolState, Strategy, random_subset
+from strategies.base import Inputs, Need, PoolState, Strategy, check_subset, random_subset
 from strategies.registry import register_strategy
 
 # Distances to existing centers are computed in blocks of at most _INIT_ROWS rows x _CENTER_BLOCK
@@ -162,9 +162,7 @@ class CoreSet(Strategy):
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
-        if params.get("subset") is not None and params["subset"] < 1:
-            raise ConfigError(f"{path}.subset", "must be a positive integer or null",
-                              f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+        check_subset(params, path)
         if params["chunk_rows"] < 1:
             raise ConfigError(f"{path}.chunk_rows", "must be a positive integer",
                               f"set {path}.chunk_rows to e.g. {DEFAULT_CHUNK_ROWS}", params["chunk_rows"])

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, random_subset, top_k_lowest
+from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, check_subset, random_subset, top_k_lowest
 from strategies.coreset import DEFAULT_CHUNK_ROWS, kcenter_greedy
 from strategies.registry import register_strategy
 
@@ -238,8 +238,7 @@ class _GCNStrategy(Strategy):
         def bad(key: str, problem: str, example: str) -> ConfigError:
             return ConfigError(f"{path}.{key}", problem, f"set {path}.{key} to e.g. {example}", params[key])
 
-        if params.get("subset") is not None and params["subset"] < 1:
-            raise bad("subset", "must be a positive integer or null", "10000, or null for the whole pool")
+        check_subset(params, path)
         if params["steps"] < 1:
             raise bad("steps", "must be a positive integer", "200")
         if params["lr"] <= 0:

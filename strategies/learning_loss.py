@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, random_subset,
+from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, check_subset,
+                             random_subset,
                              top_k_highest)
 from strategies.registry import register_strategy
 
@@ -141,9 +142,7 @@ class _LearningLossBase(Strategy):
         if params.get("hidden", 128) < 1:
             raise ConfigError(f"{path}.hidden", "must be a positive integer", f"set {path}.hidden to e.g. 128",
                               params["hidden"])
-        if params.get("subset") is not None and params["subset"] < 1:
-            raise ConfigError(f"{path}.subset", "must be a positive integer or null",
-                              f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+        check_subset(params, path)
         d = params.get("detach_at", 0.0)
         if not 0.0 <= d <= 1.0:
             raise ConfigError(f"{path}.detach_at", "must be a fraction of the epochs in [0, 1]",

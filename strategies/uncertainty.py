@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
-from strategies.base import Inputs, Need, PoolState, Strategy, random_subset, top_k_highest, top_k_lowest
+from strategies.base import (Inputs, Need, PoolState, Strategy, check_subset, random_subset, top_k_highest,
+                             top_k_lowest)
 from strategies.registry import register_strategy
 
 
@@ -22,9 +22,7 @@ class _Uncertainty(Strategy):
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
-        if params.get("subset") is not None and params["subset"] < 1:
-            raise ConfigError(f"{path}.subset", "must be a positive integer or null",
-                              f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+        check_subset(params, path)
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return random_subset(pool.unlabeled, self.subset, rng)

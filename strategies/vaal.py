@@ -11,15 +11,15 @@ latent), beta = 1; VAE step = VAE loss on a labeled and an unlabeled batch + 1.0
 + BCE(D(mu_u), 1)]; discriminator step = BCE(D(mu_l), 1) + BCE(D(mu_u), 0) on the last VAE step's
 batches; 2 VAE steps per discriminator step; Adam lr 5e-4 for both; batch 128; fresh networks each
 query; training length ``epochs`` x pool size / batch size iterations (the official count,
-100 epochs: 39,062 iterations on CIFAR-10).
+100 epochs: 39,062 iterations on CIFAR-10). The discriminator returns a logit and the losses use
+``binary_cross_entropy_with_logits`` (the same loss as sigmoid + BCE, without its saturation);
+ranking by the logit is ranking by D(mu).
 
 ``subset`` gives the variant of the Sequential-GCN codebase (razvancaramalau/Sequential-GCN-for-
 Active-Learning), which the CoreGCN and PT4AL papers compare against: each query draws a random
 subset of that many unlabeled images, the VAE and discriminator train on the labeled set and that
 subset only, for ``epochs`` x (labeled + subset) / batch size iterations, and only the subset is
-scored. The default (None) is the VAAL authors' own code: the whole pool. The discriminator returns a logit and the losses use
-``binary_cross_entropy_with_logits`` (the same loss as sigmoid + BCE, without its saturation);
-ranking by the logit is ranking by D(mu).
+scored. The default (None) is the VAAL authors' own code: the whole pool.
 
 The architecture is the official 32x32 one generalised to any image size (see :func:`vae_plan`).
 Differences from the official code, each switchable back as a named quirk (all on under
@@ -56,7 +56,8 @@ from torch.nn import functional as F
 
 from bench.data.augment import BatchTransform
 from bench.errors import ConfigError
-from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy, random_subset, top_k_lowest
+from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_subset, random_subset,
+                             top_k_lowest)
 from strategies.registry import register_strategy
 
 
@@ -241,9 +242,7 @@ class VAAL(Strategy):
             raise ConfigError(f"{path}.iterations", "must be a positive integer or null",
                               f"set {path}.iterations to e.g. 100, or null to count them from epochs",
                               params["iterations"])
-        if params.get("subset") is not None and params["subset"] < 1:
-            raise ConfigError(f"{path}.subset", "must be a positive integer or null",
-                              f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+        check_subset(params, path)
         if params.get("epochs", 100.0) <= 0:
             raise ConfigError(f"{path}.epochs", "must be > 0", f"set {path}.epochs to e.g. 100", params["epochs"])
         if params.get("lr", 5e-4) <= 0:

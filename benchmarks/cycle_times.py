@@ -95,6 +95,7 @@ VARIANTS = {  # label -> (strategy, params): the same method with a documented n
     "uncertaingcn-lowrank": ("uncertaingcn", {"adjacency": "lowrank"}),
     "vaal-whole-pool": ("vaal", {"subset": None}),
 }
+RANDOM_RUNS = {label: ("random", {}) for label in ("random-first", "random-middle", "random-last")}
 OFFICIAL_POOL, OFFICIAL_SUBSET = 50000, 10000  # CIFAR-10 train set; the official codes' unlabeled subset
 
 
@@ -137,9 +138,14 @@ def timed_run(raw: dict, what: str) -> tuple[dict, list[dict], float]:
     return {p: sum(r[f"seconds_{p}"] or 0.0 for r in rows) for p in PHASES}, rows, wall
 
 
-def run_strategy(name: str, label: str, args, f: float) -> dict:
-    name, params = VARIANTS.get(label, (name, {}))
-    params = {**strategy_params(name, f, args.width, args.vae_width, 10 * args.per_class), **params}
+def label_params(label: str, f: float, args) -> tuple[str, dict]:
+    """(strategy name, params) that ``label`` runs: the workload's scaled params, then a variant's own."""
+    name, variant = {**VARIANTS, **RANDOM_RUNS}.get(label, (label, {}))
+    return name, {**strategy_params(name, f, args.width, args.vae_width, 10 * args.per_class), **variant}
+
+
+def run_strategy(label: str, args, f: float) -> dict:
+    name, params = label_params(label, f, args)
     out = args.out / label
     shutil.rmtree(out, ignore_errors=True)  # a fresh output (and pretext cache) per measurement
     raw = {
@@ -182,16 +188,16 @@ def main(argv: list[str] | None = None) -> dict:
     f = args.epochs / 200
     print(f"workload: CIFAR-10 pool {pool}, test {10 * args.test_per_class}, K={args.budget}, {args.cycles} cycles "
           f"x {args.epochs} epochs (f = {f:g}), small-cnn width {args.width}, {args.threads} threads", flush=True)
-    results = [run_strategy("random", "random-first", args, f)]
+    results = [run_strategy("random-first", args, f)]
     print(f"  random (first): {results[0]['seconds']:.1f}s", flush=True)
     todo = [n for n in args.strategies if n != "random"]
     for i, name in enumerate(todo):
         if i == len(todo) // 2 and len(todo) > 1:  # a third Random run, so drift over the run shows
-            results.append(run_strategy("random", "random-middle", args, f))
+            results.append(run_strategy("random-middle", args, f))
             print(f"  random (middle): {results[-1]['seconds']:.1f}s", flush=True)
-        results.append(run_strategy(VARIANTS.get(name, (name,))[0], name, args, f))
+        results.append(run_strategy(name, args, f))
         print(f"  {name}: {results[-1]['seconds']:.1f}s", flush=True)
-    results.append(run_strategy("random", "random-last", args, f))
+    results.append(run_strategy("random-last", args, f))
     print(f"  random (last): {results[-1]['seconds']:.1f}s", flush=True)
     rnd = [r["seconds"] for r in results if r["strategy"] == "random"]
     base = sum(rnd) / len(rnd)
@@ -208,8 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "test": 10 * args.test_per_class, "budget": args.budget,
                      "cycles": args.cycles, "epochs": args.epochs, "model": f"small-cnn width {args.width}",
                      "epoch_factor": f, "threads": args.threads,
-                     "strategy_params": {n: {**strategy_params(VARIANTS.get(n, (n,))[0], f, args.width, args.vae_width, pool),
-                                             **VARIANTS.get(n, (n, {}))[1]} for n in args.strategies}},
+                     "strategy_params": {n: label_params(n, f, args)[1] for n in args.strategies}},
         "random_seconds": rnd, "random_noise": (max(rnd) - min(rnd)) / base,
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "strategies": table,

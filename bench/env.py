@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 import bench
+from bench.engine.malloc import malloc_state
 
 
 def cpu_model() -> str:
@@ -41,7 +42,9 @@ def git_state(path: Path | None = None) -> dict:
 
 
 def fingerprint(device: torch.device, threads: int | None = None) -> dict:
-    """Python, torch, CUDA and cuDNN versions, the device model, host name, CPU threads, git state."""
+    """Python, torch, CUDA and cuDNN versions, the device model, host name, CPU threads, the malloc
+    settings (see bench.engine.malloc), git state."""
+
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         dev_name = torch.cuda.get_device_name(idx)
@@ -57,6 +60,7 @@ def fingerprint(device: torch.device, threads: int | None = None) -> dict:
         "device_name": dev_name,
         "cpu": cpu_model(),
         "threads": threads if threads is not None else torch.get_num_threads(),
+        "malloc": malloc_state(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "git": git_state(),

@@ -5,8 +5,13 @@ crop 32 with 4-pixel zero padding, horizontal flip, normalisation) for one epoch
 images. Ours keeps the uint8 images as one tensor on the device and augments whole batches there;
 the baseline is the pattern of the official AL repos: a Dataset returning PIL images, torchvision
 transforms per image, and a DataLoader (measured with 0 and 2 worker processes). Ours runs with the
-harness's default fast path (channels_last); one more case gives the plain loop channels_last too,
-to show how much of the gain is the memory format and how much the data path.
+harness's default fast path: channels_last, and glibc malloc keeping freed buffers in the process
+(bench.engine.malloc; the engine applies it at the start of every run). Attribution cases show what
+each part buys: the plain loop given channels_last, and our loop with glibc's default malloc.
+
+The malloc settings are process-wide and cannot be undone, so the order of the tests matters: the
+baselines and the default-malloc case are defined (and so run) before the case that applies them,
+and every result records the process's malloc state (``extra_info["malloc"]``).
 
 Data: the first N images of the real CIFAR-10 (../shared/data/cifar10.npz) when present, else random
 images of the same shape (stated in the results' extra_info).
@@ -55,12 +60,15 @@ def _opt(model):
     return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
-def _ours_epoch_fn(model_name: str, device: str):
+def _ours_epoch_fn(model_name: str, device: str, tune: bool = True):
     from bench.config import TrainConfig
     from bench.data.augment import BatchTransform
+    from bench.engine.malloc import tune_malloc
     from bench.engine.train import Trainer
     from bench.tasks import ClassificationTask
 
+    if tune:
+        tune_malloc()  # as the engine does when a run starts
     dev = torch.device(device)
     cfg = TrainConfig(epochs=10 ** 6, batch_size=BATCH, amp="auto")  # the default fast path
     model = _model(model_name, device)
@@ -127,22 +135,16 @@ def _dataloader_epoch_fn(model_name: str, device: str, workers: int, channels_la
 
 
 def _measure(benchmark, run, **info):
+    from bench.engine.malloc import malloc_state
+
     run()  # warm-up epoch (allocator, worker start-up, cuDNN autotuning)
     benchmark.pedantic(run, rounds=3, iterations=1)
     benchmark.extra_info.update(info, images=N_IMAGES, data=SOURCE, threads=torch.get_num_threads(),
+                                malloc=malloc_state(),
                                 images_per_s=N_IMAGES / benchmark.stats.stats.mean)
 
 
 MODELS = ["small-cnn"] + (["resnet18-cifar"] if torch.cuda.is_available() else [])
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("model_name", MODELS)
-def test_albench_loop(benchmark, model_name, device):
-    if model_name == "resnet18-cifar" and device == "cpu":
-        pytest.skip("resnet18-cifar throughput is measured on the GPU only")
-    benchmark.group = f"train-{model_name}-{device}"
-    _measure(benchmark, _ours_epoch_fn(model_name, device), loop="albench", model=model_name, device=device)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -163,3 +165,21 @@ def test_dataloader_pil_loop_channels_last(benchmark, device):
     benchmark.group = f"train-small-cnn-{device}"
     _measure(benchmark, _dataloader_epoch_fn("small-cnn", device, 0, channels_last=True),
              loop="dataloader-pil-w0-channels-last", model="small-cnn", device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_albench_loop_default_malloc(benchmark, device):
+    """Attribution: our loop with glibc's default malloc settings (defined before test_albench_loop,
+    which applies ours for the rest of the process)."""
+    benchmark.group = f"train-small-cnn-{device}"
+    _measure(benchmark, _ours_epoch_fn("small-cnn", device, tune=False), loop="albench-default-malloc",
+             model="small-cnn", device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_albench_loop(benchmark, model_name, device):
+    if model_name == "resnet18-cifar" and device == "cpu":
+        pytest.skip("resnet18-cifar throughput is measured on the GPU only")
+    benchmark.group = f"train-{model_name}-{device}"
+    _measure(benchmark, _ours_epoch_fn(model_name, device), loop="albench", model=model_name, device=device)

@@ -22,6 +22,7 @@ from bench.data.registry import load_dataset
 from bench.engine import checkpoint as ckpt_codec
 from bench.engine.device import configure_torch, resolve_device, use_amp
 from bench.engine.inference import compute_outputs, evaluate
+from bench.engine.malloc import tune_malloc
 from bench.engine.seeding import numpy_rng, seed_global, torch_generator
 from bench.engine.timer import PHASES, PhaseTimer
 from bench.engine.train import Trainer
@@ -87,6 +88,7 @@ class RunContext:
         self.recorder = RunRecorder(rc.run_dir)
         self.device = resolve_device(rc.device)
         self.threads = configure_torch(self.device, rc.threads)
+        tune_malloc()  # process-wide: later runs in this process reuse freed buffers too
         self.amp = use_amp(self.device, rc.train.amp)
         self.ds = load_dataset(rc.dataset)
         self.task = make_task(self.ds.task, self.ds.num_classes, self.ds.ignore_index)

@@ -31,6 +31,12 @@ of the total it has in the paper's protocol:
   training pass costs 1.3-1.9x a small-cnn pass per image (isolated steps: 100 against 80 ms per
   128 images; inside this benchmark: 0.83 against 0.44 ms per image): its narrow layers and
   large-map BatchNorms run at fewer MACs per second. The ratio includes that.
+  ``--model resnet18-cifar`` gives a second workload that slims every network uniformly instead:
+  ResNet-18 at ``--width`` (16: a quarter of 64) as the main, pretext and scorer network, and the VAE
+  at twice that width (32: a quarter of 128). Each keeps its official architecture and the VAE its
+  official MAC share (0.91), and the two cost about the same per MAC on the CPU (2.56 against 2.72 ms
+  per image for a training pass). Its convolutions are about 7x more costly per image than
+  small-cnn's, so use a smaller pool: ``--per-class 100 --test-per-class 20`` takes about 15 minutes.
 
 Each strategy's total is the sum of its recorded phases (pretext, train, inference, select,
 evaluate) over all cycles. PT4AL's pretext is always trained (a fresh output folder, hence a fresh
@@ -39,6 +45,8 @@ ratio uses the mean of the Random runs, and their spread (max - min over mean) i
 noise level.
 
     nice -n 10 python benchmarks/cycle_times.py              # writes results/benchmarks/cycle_times.json
+    nice -n 10 python benchmarks/cycle_times.py --model resnet18-cifar --per-class 100 --test-per-class 20 \
+        --strategies pt4al learning-loss vaal coregcn --json results/benchmarks/cycle_times_resnet.json
     python benchmarks/cycle_times.py --per-class 20 --test-per-class 10 --epochs 2 --strategies pt4al   # smoke
 """
 
@@ -109,17 +117,26 @@ def scaled_subset(pool: int) -> int:
     return max(1, round(OFFICIAL_SUBSET * pool / OFFICIAL_POOL))
 
 
-def strategy_params(name: str, f: float, width: int, vae_width: int = 11, pool: int = OFFICIAL_POOL) -> dict:
+def default_vae_width(model: str, width: int) -> int:
+    """VAAL's VAE width for a workload: with resnet18-cifar, the ResNet's own slimming (the official
+    VAE is 128 wide beside ResNet-18's 64); with small-cnn width 16, 11 (the official MAC share)."""
+    if model == "resnet18-cifar":
+        return max(1, round(width * 128 / 64))
+    return 11
+
+
+def strategy_params(name: str, f: float, width: int, vae_width: int = 11, pool: int = OFFICIAL_POOL,
+                    model: str = "small-cnn") -> dict:
     """The params that put a strategy's own networks, epochs and candidate subset on the workload's scale."""
     from strategies.registry import get_strategy
 
-    small = {"width": width}
+    net = {"width": width}
     if name in ("pt4al", "pt4al-pretext-only"):
-        return {"pretext_model": "small-cnn", "pretext_model_params": small, "pretext_epochs": scaled(15, f)}
+        return {"pretext_model": model, "pretext_model_params": net, "pretext_epochs": scaled(15, f)}
     if name == "vaal":
         return {"epochs": scaled(100, f), "width": vae_width, "subset": scaled_subset(pool)}
     if name == "pal":
-        return {"scorer_model": "small-cnn", "scorer_params": small, "epochs": scaled(100, f)}
+        return {"scorer_model": model, "scorer_params": net, "epochs": scaled(100, f)}
     if get_strategy(name).param_types().get("subset", (None, None))[1] == OFFICIAL_SUBSET:
         return {"subset": scaled_subset(pool)}
     return {}
@@ -141,7 +158,7 @@ def timed_run(raw: dict, what: str) -> tuple[dict, list[dict], float]:
 def label_params(label: str, f: float, args) -> tuple[str, dict]:
     """(strategy name, params) that ``label`` runs: the workload's scaled params, then a variant's own."""
     name, variant = {**VARIANTS, **RANDOM_RUNS}.get(label, (label, {}))
-    return name, {**strategy_params(name, f, args.width, args.vae_width, 10 * args.per_class), **variant}
+    return name, {**strategy_params(name, f, args.width, args.vae_width, 10 * args.per_class, args.model), **variant}
 
 
 def run_strategy(label: str, args, f: float) -> dict:
@@ -153,7 +170,7 @@ def run_strategy(label: str, args, f: float) -> dict:
         "dataset": {"name": "cifar10-subset-small-test", "root": str(args.data),
                     "params": {"per_class": args.per_class, "subsample_seed": 0,
                                "test_per_class": args.test_per_class}},
-        "model": {"name": "small-cnn", "params": {"width": args.width}},
+        "model": {"name": args.model, "params": {"width": args.width}},
         "train": {"epochs": args.epochs, "batch_size": 128, "optimizer": {"lr": 0.05},
                   "schedule": {"name": "cosine"}},
         "al": {"initial": args.budget, "budget": args.budget, "cycles": args.cycles},
@@ -176,18 +193,24 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--test-per-class", type=int, default=100, help="test set = 10 x this")
     p.add_argument("--cycles", type=int, default=10)
     p.add_argument("--epochs", type=int, default=20, help="main-task epochs per cycle (the paper: 200)")
+    p.add_argument("--model", choices=["small-cnn", "resnet18-cifar"], default="small-cnn",
+                   help="main network, and PT4AL's pretext and PAL's scorer networks")
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--vae-width", type=int, default=11, help="VAAL's VAE width (MAC share of the official)")
+    p.add_argument("--vae-width", type=int, default=None,
+                   help="VAAL's VAE width (default: 11 with small-cnn, 2 x --width with resnet18-cifar)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--strategies", nargs="+", default=DEFAULT_STRATEGIES)
     args = p.parse_args(argv)
     import torch
 
+    if args.vae_width is None:
+        args.vae_width = default_vae_width(args.model, args.width)
+
     pool = 10 * args.per_class
     args.budget = max(1, pool // 50)
     f = args.epochs / 200
     print(f"workload: CIFAR-10 pool {pool}, test {10 * args.test_per_class}, K={args.budget}, {args.cycles} cycles "
-          f"x {args.epochs} epochs (f = {f:g}), small-cnn width {args.width}, {args.threads} threads", flush=True)
+          f"x {args.epochs} epochs (f = {f:g}), {args.model} width {args.width}, VAE width {args.vae_width}, {args.threads} threads", flush=True)
     results = [run_strategy("random-first", args, f)]
     print(f"  random (first): {results[0]['seconds']:.1f}s", flush=True)
     todo = [n for n in args.strategies if n != "random"]
@@ -212,7 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "workload": {"dataset": "cifar10 (real), class-balanced pool and test subsets", "pool": pool,
                      "test": 10 * args.test_per_class, "budget": args.budget,
-                     "cycles": args.cycles, "epochs": args.epochs, "model": f"small-cnn width {args.width}",
+                     "cycles": args.cycles, "epochs": args.epochs, "model": f"{args.model} width {args.width}",
+                     "vae_width": args.vae_width,
                      "epoch_factor": f, "threads": args.threads,
                      "strategy_params": {n: label_params(n, f, args)[1] for n in args.strategies}},
         "random_seconds": rnd, "random_noise": (max(rnd) - min(rnd)) / base,

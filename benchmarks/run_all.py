@@ -1,6 +1,6 @@
 """Run every benchmark and print one table.
 
-    python benchmarks/run_all.py                  # everything (about an hour on 2 idle CPU cores)
+    python benchmarks/run_all.py                  # everything (about 75 minutes on 2 idle CPU cores)
     python benchmarks/run_all.py --skip-cycles    # throughput and select benchmarks only
     python benchmarks/run_all.py --table-only     # reprint the table from the last JSON files
 
@@ -10,7 +10,9 @@ What runs, in this order (results as JSON under results/benchmarks/):
    loop), ``test_select_bench.py`` and ``test_select_ll_vaal.py`` (``select`` time and peak extra
    memory per strategy at 10k and 50k pools, 512-d embeddings) -> ``benchmarks.json``;
 2. ``cycle_times.py``: whole-cycle time per strategy as a ratio to Random on one scaled CIFAR-10
-   CPU workload -> ``cycle_times.json``;
+   CPU workload (small-cnn) -> ``cycle_times.json``; then the paper's four strategies on the
+   uniformly slimmed workload (ResNet-18 and the VAE at a quarter of their official widths, a
+   1,000-image pool; about 15 minutes) -> ``cycle_times_resnet.json``;
 3. with a CUDA GPU only, ``pt4al_protocol_time.py``: the projected time of the full PT4AL paper
    protocol (ResNet-18, 10 cycles x 200 epochs) on it -> ``pt4al_protocol_time.json``.
 
@@ -72,15 +74,15 @@ def _rows_select(benchmarks: list[dict]) -> list[tuple]:
     return rows
 
 
-def _rows_cycles(summary: dict) -> list[tuple]:
+def _rows_cycles(summary: dict, what: str = "cycle time") -> list[tuple]:
     rows = []
     base = sum(summary["random_seconds"]) / len(summary["random_seconds"])
-    rows.append(("cycle time", "random", f"{base:.1f} s", "1.00x Random",
+    rows.append((what, "random", f"{base:.1f} s", "1.00x Random",
                  f"noise {100 * summary['random_noise']:.1f}% (spread of {len(summary['random_seconds'])} Random runs)"))
     for r in summary["strategies"]:
         paper = "" if r["paper_ratio"] is None else f"paper {r['paper_ratio']:.2f}x" + (
             " (below)" if r["below_paper"] else " (NOT below)")
-        rows.append(("cycle time", r["label"], f"{r['seconds']:.1f} s", f"{r['ratio_to_random']:.2f}x Random", paper))
+        rows.append((what, r["label"], f"{r['seconds']:.1f} s", f"{r['ratio_to_random']:.2f}x Random", paper))
     return rows
 
 
@@ -90,7 +92,8 @@ def _rows_protocol(summary: dict) -> list[tuple]:
              f"paper {summary['paper_minutes']} min; goal <= {summary['goal_minutes_h100']} min on an H100")]
 
 
-def table(bench_json: Path, cycles_json: Path, protocol_json: Path | None = None) -> str:
+def table(bench_json: Path, cycles_json: Path, protocol_json: Path | None = None,
+          cycles_resnet_json: Path | None = None) -> str:
     """The combined Markdown table of whatever result files exist."""
     rows: list[tuple] = []
     if bench_json.exists():
@@ -98,6 +101,8 @@ def table(bench_json: Path, cycles_json: Path, protocol_json: Path | None = None
         rows += _rows_throughput(benchmarks) + _rows_select(benchmarks)
     if cycles_json.exists():
         rows += _rows_cycles(json.loads(cycles_json.read_text()))
+    if cycles_resnet_json is not None and cycles_resnet_json.exists():
+        rows += _rows_cycles(json.loads(cycles_resnet_json.read_text()), "cycle time, resnet18 w16")
     if protocol_json is not None and protocol_json.exists():
         rows += _rows_protocol(json.loads(protocol_json.read_text()))
     if not rows:
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench_json, cycles_json = RESULTS / "benchmarks.json", RESULTS / "cycle_times.json"
     protocol_json = RESULTS / "pt4al_protocol_time.json"
+    cycles_resnet_json = RESULTS / "cycle_times_resnet.json"
     if not args.table_only:
         rc = subprocess.call([sys.executable, "-m", "pytest", *PYTEST_FILES, "-q", "-p", "no:cacheprovider",
                               f"--benchmark-json={bench_json}"], cwd=REPO)
@@ -124,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             rc = subprocess.call([sys.executable, "benchmarks/cycle_times.py", "--json", str(cycles_json)], cwd=REPO)
             if rc != 0:
                 return rc
+            rc = subprocess.call([sys.executable, "benchmarks/cycle_times.py", "--model", "resnet18-cifar",
+                                  "--per-class", "100", "--test-per-class", "20", "--strategies", "pt4al",
+                                  "learning-loss", "vaal", "coregcn", "--json", str(cycles_resnet_json)], cwd=REPO)
+            if rc != 0:
+                return rc
         import torch
 
         if torch.cuda.is_available():
@@ -131,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                  cwd=REPO)
             if rc != 0:
                 return rc
-    print(table(bench_json, cycles_json, protocol_json))
+    print(table(bench_json, cycles_json, protocol_json, cycles_resnet_json))
     return 0
 
 

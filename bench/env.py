@@ -44,7 +44,6 @@ def git_state(path: Path | None = None) -> dict:
 def fingerprint(device: torch.device, threads: int | None = None) -> dict:
     """Python, torch, CUDA and cuDNN versions, the device model, host name, CPU threads, the malloc
     settings (see bench.engine.malloc), git state."""
-
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         dev_name = torch.cuda.get_device_name(idx)

@@ -64,10 +64,24 @@ def test_opt_out_leaves_glibc_defaults():
     assert not applied and state == "default"
 
 
-def test_run_fingerprint_records_the_malloc_state(tmp_path):
+def test_run_fingerprint_records_the_malloc_state():
     import torch
 
     from bench.engine.malloc import malloc_state
     from bench.env import fingerprint
 
     assert fingerprint(torch.device("cpu"))["malloc"] == malloc_state()
+
+
+@pytest.mark.skipif(not GLIBC, reason="the settings are glibc's; elsewhere tune_malloc returns False")
+def test_a_run_applies_the_settings_and_records_them(tiny_raw, tmp_path, monkeypatch):
+    import json
+
+    from bench.config import build_config
+    from bench.engine.loop import execute_run
+    from bench.plan import make_plan
+
+    monkeypatch.delenv("ALBENCH_MALLOC", raising=False)
+    (rc,) = make_plan(build_config(dict(tiny_raw, output=str(tmp_path / "out"))))
+    assert execute_run(rc).state == "complete"
+    assert json.loads((rc.run_dir / "env.json").read_text())["malloc"] == "tuned"

@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.budget = max(1, pool // 50)
     f = args.epochs / 200
     print(f"workload: CIFAR-10 pool {pool}, test {10 * args.test_per_class}, K={args.budget}, {args.cycles} cycles "
-          f"x {args.epochs} epochs (f = {f:g}), {args.model} width {args.width}, VAE width {args.vae_width}, {args.threads} threads", flush=True)
+          f"x {args.epochs} epochs (f = {f:g}), {args.model} width {args.width}, VAE width {args.vae_width}, "
+          f"{args.threads} threads", flush=True)
     results = [run_strategy("random-first", args, f)]
     print(f"  random (first): {results[0]['seconds']:.1f}s", flush=True)
     todo = [n for n in args.strategies if n != "random"]

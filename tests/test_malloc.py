@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -41,8 +42,6 @@ PAGES = 8 * (4 * (16 << 20) + 8 * (4 << 20) + 4 * (8 << 20)) // 4096
 
 
 def _run(mode: str, env: dict | None = None) -> tuple[bool, str, int]:
-    import os
-
     out = subprocess.run([sys.executable, "-c", SCRIPT.format(repo=str(REPO)), mode], capture_output=True,
                          text=True, check=True, env={**os.environ, **(env or {})}).stdout.split()
     return out[0] == "True", out[1], int(out[2])

@@ -2,6 +2,9 @@
 
 This is the boundary check for every config: it rejects unknown keys (suggesting the nearest known
 one), wrong types and bad literals, and lets each dataclass add range checks in ``check(path)``.
+
+Bounds are declared next to the type, ``Annotated[int, Bounds(ge=1)]``, and enforced by
+:func:`coerce` (a ``None`` allowed by an ``Optional`` passes unchecked).
 """
 
 from __future__ import annotations
@@ -10,15 +13,42 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from bench.errors import ConfigError
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def describe(self) -> str:
+        """The range in words, e.g. ``>= 1 and < 10``."""
+        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if v is not None]
+        return " and ".join(parts)
+
+    def check(self, value: Any, path: str) -> None:
+        """ConfigError naming ``path`` unless ``value`` lies in the range."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        if not ok:  # NaN fails every comparison, so it is refused here too
+            raise ConfigError(path, f"must be {self.describe()}", f"set {path} to a value {self.describe()}", value)
+
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
 def _describe(tp: Any) -> str:
     origin = get_origin(tp)
+    if origin is Annotated:
+        return _describe(get_args(tp)[0])
     if tp in _TYPE_WORDS:
         return _TYPE_WORDS[tp]
     if origin is Literal:
@@ -36,6 +66,8 @@ def _describe(tp: Any) -> str:
 
 def _example(tp: Any) -> str:
     origin = get_origin(tp)
+    if origin is Annotated:
+        return _example(get_args(tp)[0])
     if origin is Literal:
         return repr(get_args(tp)[0])
     if origin in (Union, types.UnionType):
@@ -47,6 +79,13 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     """Return ``value`` converted to type ``tp``; raise ConfigError naming ``path`` otherwise."""
     origin = get_origin(tp)
     if tp is Any:
+        return value
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        value = coerce(base, value, path)
+        for m in meta:
+            if hasattr(m, "check"):
+                m.check(value, path)
         return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -112,7 +151,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(where, "must be a mapping of keys to values",
                           f"write {where} as 'key: value' lines", data)
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:  # unknown keys first: a typo is the likeliest cause of anything else failing
         if key not in fields:

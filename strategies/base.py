@@ -161,7 +161,7 @@ class Strategy(ABC):
     def param_types(cls) -> dict[str, tuple[Any, Any]]:
         """``{param: (type, default)}`` read from the keyword-only ``__init__`` signature."""
         sig = inspect.signature(cls.__init__)
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(cls.__init__, include_extras=True)
         out = {}
         for name, p in sig.parameters.items():
             if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):

@@ -142,3 +142,19 @@ def test_data_root_from_environment(tiny_raw, tmp_path, monkeypatch):
     monkeypatch.setenv("ALBENCH_DATA", str(tmp_path))
     cfg = build_config(_merge(tiny_raw, {"dataset": {"name": "cifar10"}}))
     assert cfg.datasets[0].resolved_root() == str(tmp_path)
+
+
+def test_annotated_bounds_are_enforced_and_named():
+    from typing import Annotated
+
+    from bench.errors import ConfigError
+    from bench.typed import Bounds, coerce
+
+    subset = Annotated[int | None, Bounds(ge=1)]
+    assert coerce(subset, None, "params.subset") is None
+    assert coerce(subset, 5, "params.subset") == 5
+    for bad in (0, -3):
+        with pytest.raises(ConfigError, match=r"params\.subset.*>= 1"):
+            coerce(subset, bad, "params.subset")
+    with pytest.raises(ConfigError, match=r"params\.lr"):
+        coerce(Annotated[float, Bounds(gt=0)], float("nan"), "params.lr")

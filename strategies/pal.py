@@ -48,6 +48,8 @@ from torch.nn import functional as F
 
 from bench.data.augment import BatchTransform
 from bench.errors import ConfigError
+from bench.toolkit.batches import epoch_batches, eval_batches
+from bench.toolkit.seeding import seeded_init
 from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy, top_k_highest
 from strategies.registry import register_strategy
 from strategies.vaal import pool_stats
@@ -88,15 +90,6 @@ class PALScorer(nn.Module):
         """(rotation logits (B, 4), class logits (B, classes))."""
         out = self.backbone(x)
         return self.rotation(out.embedding), out.logits
-
-
-def _epoch_batches(n: int, size: int, gen: torch.Generator):
-    """One reshuffled pass over range(n) in batches of ``size`` (a short last batch dropped, as the
-    official loaders; a set smaller than a batch is one batch)."""
-    size = min(size, n)
-    perm = torch.randperm(n, generator=gen)
-    for start in range(0, n - size + 1, size):
-        yield perm[start:start + size]
 
 
 @register_strategy
@@ -190,8 +183,7 @@ class PAL(Strategy):
         c, h, w = pool.images.shape[1:]
         if h != w:
             raise ValueError(f"PAL rotates images by 90 degrees and needs square images, got {h}x{w}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_init(seed):
             net = build_model(self.scorer_model, num_classes=pool.num_classes, in_channels=int(c),
                               image_size=(int(h), int(w)), params=self.scorer_params, path="params.scorer_params")
             return PALScorer(net)
@@ -204,7 +196,8 @@ class PAL(Strategy):
         for epoch in range(epochs):
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch)
-            for idx in _epoch_batches(images.shape[0], self.batch_size, order):
+            # a short last batch dropped, as the official loaders; a set smaller than a batch is one batch
+            for idx in epoch_batches(images.shape[0], self.batch_size, order, drop_last=True):
                 x = tf.train(images[idx].to(device, non_blocking=True), aug)
                 xr, yr = rotate4(x)
                 rot_logits, cls_logits = net(xr)
@@ -249,10 +242,8 @@ class PAL(Strategy):
         """(rotation score, KL score), each (n,) on the CPU, of ``images[indices]`` (see the module docstring)."""
         net.eval()
         tf = self._transform(images, device)
-        idx_t = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         rot_parts, kl_parts = [], []
-        for start in range(0, len(idx_t), self.score_batch_size):
-            x = images[idx_t[start:start + self.score_batch_size]].to(device, non_blocking=True)
+        for _, x in eval_batches(images, np.asarray(indices, dtype=np.int64), self.score_batch_size, device):
             x = tf.train(x, generator) if self.score_augment else tf.test(x)
             xr, _ = rotate4(x)
             rot_logits, cls_logits = net(xr)

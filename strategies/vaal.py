@@ -56,6 +56,8 @@ from torch.nn import functional as F
 
 from bench.data.augment import BatchTransform
 from bench.errors import ConfigError
+from bench.toolkit.batches import epoch_batches, eval_batches
+from bench.toolkit.seeding import seeded_init
 from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_subset, random_subset,
                              top_k_lowest)
 from strategies.registry import register_strategy
@@ -160,11 +162,9 @@ def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: tor
 
 def _batches(indices: np.ndarray, size: int, gen: torch.Generator) -> Iterator[np.ndarray]:
     """Endless batches of ``size`` from ``indices``, reshuffled every pass, a short last batch dropped."""
-    n = len(indices)
     while True:
-        perm = torch.randperm(n, generator=gen).numpy()
-        for start in range(0, n - size + 1, size):
-            yield indices[perm[start:start + size]]
+        for idx in epoch_batches(len(indices), size, gen, drop_last=True):
+            yield indices[idx.numpy()]
 
 
 def pool_stats(images: torch.Tensor, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -281,8 +281,7 @@ class VAAL(Strategy):
         if len(labeled) == 0 or len(unlabeled) == 0:
             raise ValueError("VAAL needs at least one labeled and one unlabeled image to train its discriminator")
         init_seed, order_seed, noise_seed = (int(s) for s in rng.integers(2 ** 63 - 1, size=3))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
+        with seeded_init(init_seed):
             vae = VAE(pool.images.shape[1], tuple(pool.images.shape[2:]), latent_dim=self.latent_dim,
                       width=self.width)
             disc = Discriminator(self.latent_dim)
@@ -334,12 +333,10 @@ class VAAL(Strategy):
         vae.train(self.score_train_mode)
         disc.train(self.score_train_mode)
         tf = self._transform(images, device)
-        idx_t = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         # in train mode the batch size changes the scores: use the training batch size, as the official code
         bs = self.batch_size if self.score_train_mode else self.score_batch_size
         out = []
-        for start in range(0, len(idx_t), bs):
-            x = images[idx_t[start:start + bs]].to(device, non_blocking=True)
+        for _, x in eval_batches(images, np.asarray(indices, dtype=np.int64), bs, device):
             if self.score_flip:
                 x = tf.random_flip(x, generator)
             out.append(disc(vae.encode(tf.to_float(x))[0]).float().cpu())

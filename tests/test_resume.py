@@ -195,7 +195,7 @@ def test_trainer_state_restores_the_global_rng_for_dropout():
 
     from bench.config import TrainConfig
     from bench.data.augment import BatchTransform
-    from bench.engine.seeding import torch_generator
+    from bench.toolkit.seeding import torch_generator
     from bench.engine.train import Trainer
     from bench.tasks import make_task
     from models.base import ModelOutput

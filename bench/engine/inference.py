@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import torch
 from torch import nn
 
 from bench.data.augment import BatchTransform
+from bench.toolkit.amp import autocast
+from bench.toolkit.batches import eval_batches
 from strategies.base import Need, Outputs
 
 
 def _batches(x: torch.Tensor, indices: np.ndarray | None, batch_size: int, device: torch.device,
              transform: BatchTransform, channels_last: bool):
-    n = x.shape[0] if indices is None else len(indices)
-    idx_t = None if indices is None else torch.as_tensor(indices, dtype=torch.long, device=x.device)
-    for start in range(0, n, batch_size):
-        sel = slice(start, start + batch_size)
-        xb = x[sel] if idx_t is None else x[idx_t[sel]]
-        xb = transform.test(xb.to(device, non_blocking=True))
+    """In-order (slice, test-transformed float batch on ``device``) pairs of ``x`` (or its ``indices``)."""
+    for sel, xb in eval_batches(x, indices, batch_size, device):
+        xb = transform.test(xb)
         if channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         yield sel, xb
-
-
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
 @torch.inference_mode()
@@ -49,7 +42,7 @@ def compute_outputs(*, model: nn.Module, aux: nn.Module | None, task, needs: fro
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "posteriors": [], "confidence": [], "embeddings": [],
                                             "aux": []}
     for _, xb in _batches(images, indices, batch_size, device, transform, channels_last):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = model(xb)
             aux_score = aux.score(out) if want_aux else None
         logits = out.logits.float()
@@ -79,7 +72,7 @@ def evaluate(*, model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, transf
     losses = []
     for sel, xb in _batches(x, None, batch_size, device, transform, channels_last):
         yb = y[sel].to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = model(xb)
         logits = out.logits.float()
         meter.update(logits, yb)

@@ -23,7 +23,6 @@ from bench.engine import checkpoint as ckpt_codec
 from bench.engine.device import configure_torch, resolve_device, use_amp
 from bench.engine.inference import compute_outputs, evaluate
 from bench.engine.malloc import tune_malloc
-from bench.engine.seeding import numpy_rng, seed_global, torch_generator
 from bench.engine.timer import PHASES, PhaseTimer
 from bench.engine.train import Trainer
 from bench.env import fingerprint
@@ -31,12 +30,13 @@ from bench.errors import AlbenchError, ConfigError
 from bench.plan import RunConfig
 from bench.records import RunRecorder
 from bench.tasks import make_task
+from bench.toolkit.device import cpu_state, data_device
+from bench.toolkit.seeding import numpy_rng, seed_global, torch_generator
 from models.registry import build_model
 from strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
 from strategies.registry import make_strategy
 
 CHECKPOINT_VERSION = 1
-DEVICE_DATA_LIMIT = 4 << 30  # keep a dataset on the GPU when its uint8 pixels fit in this many bytes
 
 EventFn = Callable[[dict], None]
 
@@ -104,8 +104,7 @@ class RunContext:
             crop_padding=self.ds.crop_padding if aug.crop_padding is None else aug.crop_padding,
             hflip=self.ds.hflip if aug.hflip is None else aug.hflip,
             normalize=aug.normalize, device=self.device)
-        on_device = self.device.type == "cuda" and self.pool_images.numel() < DEVICE_DATA_LIMIT
-        data_dev = self.device if on_device else torch.device("cpu")
+        data_dev = data_device(self.device, self.pool_images)
         self.x = self.pool_images.to(data_dev)
         self.y = self.pool_targets.to(data_dev)
         self.x_test = self.ds.x_test.to(data_dev)
@@ -173,10 +172,6 @@ class RunContext:
         return evaluate(model=model, task=self.task, x=x, y=y, transform=self.transform,
                         batch_size=self.rc.train.eval_batch_size, device=self.device, amp=self.amp,
                         channels_last=self.rc.train.channels_last, per_item=per_item)
-
-
-def _cpu_state(module) -> dict | None:
-    return None if module is None else {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
@@ -317,7 +312,7 @@ def _cycle_loop(ctx: RunContext) -> float | None:
             "epochs": fit.epochs, "selected_epoch": fit.selected_epoch,
         })
         queries[cycle] = ctx.pool_map[new].tolist()
-        prev = {"model": _cpu_state(model), "aux": _cpu_state(aux)}
+        prev = {"model": cpu_state(model), "aux": cpu_state(aux)}
         rec.save_checkpoint(snapshot(cycle + 1))
         rec.write_cycles(rows, queries)
         rec.log(f"cycle {cycle}: n_labeled={len(labeled)} {ctx.task.metric}={value:.4f} "

@@ -8,8 +8,6 @@ set, and can save and restore its full state between epochs.
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -17,6 +15,10 @@ from torch import nn
 
 from bench.config import OptimizerConfig, TrainConfig
 from bench.data.augment import BatchTransform
+from bench.toolkit.amp import autocast
+from bench.toolkit.batches import epoch_batches
+from bench.toolkit.device import cpu_state
+from bench.toolkit.fit import BestEpoch, FitResult, fit_with_selection
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -37,17 +39,6 @@ def lr_factor(epoch: int, cfg: TrainConfig) -> float:
     if s.name == "multistep":
         return s.gamma ** sum(1 for m in s.resolved_milestones(cfg.epochs) if epoch >= m)
     return 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
-
-
-@dataclass
-class FitResult:
-    epochs: int  # epochs trained
-    selected_epoch: int | None  # 1-based epoch whose weights were kept (None: the final ones)
-    selected_score: float | None
-
-
-def _cpu_state(module: nn.Module) -> dict:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 class Trainer:
@@ -72,7 +63,7 @@ class Trainer:
         self.opt = make_optimizer(model.parameters(), cfg.optimizer)
         self.aux_opt = make_optimizer(aux.parameters(), cfg.optimizer) if aux is not None else None
         self.epoch = 0
-        self.best: dict | None = None
+        self.keeper = BestEpoch({"model": model, "aux": aux})  # its ``best`` is part of the saved state
         self.forward = torch.compile(model) if cfg.compile else model
 
     # ------------------------------------------------------------------ state
@@ -80,8 +71,8 @@ class Trainer:
         """Everything needed to continue training bit-identically (weights_only-loadable)."""
         return {
             "epoch": self.epoch,
-            "model": _cpu_state(self.model),
-            "aux": _cpu_state(self.aux) if self.aux is not None else None,
+            "model": cpu_state(self.model),
+            "aux": cpu_state(self.aux),
             "opt": self.opt.state_dict(),
             "aux_opt": self.aux_opt.state_dict() if self.aux_opt is not None else None,
             "order_gen": self.order_gen.get_state(),
@@ -89,7 +80,7 @@ class Trainer:
             # dropout and other module-level draws use torch's global generators
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
-            "best": self.best,
+            "best": self.keeper.best,
         }
 
     def load_state(self, state: dict) -> None:
@@ -106,14 +97,9 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self.best = state["best"]
+        self.keeper.best = state["best"]
 
     # ------------------------------------------------------------------ training
-    def _autocast(self):
-        if not self.amp:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-
     def _set_lr(self, epoch: int) -> None:
         factor = lr_factor(epoch, self.cfg)
         for opt in (self.opt, self.aux_opt):
@@ -133,15 +119,12 @@ class Trainer:
         self._set_lr(self.epoch)
         n = x.shape[0] if rows is None else rows.numel()
         bs = self.cfg.batch_size
-        perm = torch.randperm(n, generator=self.order_gen).to(x.device)
-        if rows is not None:
-            perm = rows.to(x.device)[perm]
+        rows = rows.to(x.device) if rows is not None else None
         total, count = 0.0, 0
         channels_last = self.cfg.channels_last
-        for start in range(0, n, bs):
-            idx = perm[start:start + bs]
-            if idx.numel() < 2 and n >= 2 and bs >= 2:
-                continue  # BatchNorm cannot train on a single image: drop a last batch of one
+        for idx in epoch_batches(n, bs, self.order_gen, device=x.device):  # a last batch of one is dropped
+            if rows is not None:
+                idx = rows[idx]
             xb = x[idx].to(self.device, non_blocking=True)
             yb = y[idx].to(self.device, non_blocking=True)
             if yb.ndim > 1:  # target maps (segmentation) are cropped and flipped with their images
@@ -150,7 +133,7 @@ class Trainer:
                 xb = self.transform.train(xb, self.aug_gen)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
+            with autocast(self.device, self.amp):
                 out = self.forward(xb)
                 per_item = self.task.loss(out.logits, yb)
                 loss = per_item.mean()
@@ -176,18 +159,6 @@ class Trainer:
         ``score_fn`` (higher is better), when given, is called after every epoch; the best epoch's
         weights are restored at the end. ``on_epoch`` runs after each epoch (checkpointing).
         """
-        while self.epoch < self.cfg.epochs:
-            self.train_epoch(x, y, rows)
-            if score_fn is not None:
-                score = float(score_fn())
-                if self.best is None or score > self.best["score"]:
-                    self.best = {"score": score, "epoch": self.epoch, "model": _cpu_state(self.model),
-                                 "aux": _cpu_state(self.aux) if self.aux is not None else None}
-            if on_epoch is not None:
-                on_epoch(self)
-        if score_fn is not None and self.best is not None:
-            self.model.load_state_dict(self.best["model"])
-            if self.aux is not None and self.best["aux"] is not None:
-                self.aux.load_state_dict(self.best["aux"])
-            return FitResult(self.epoch, int(self.best["epoch"]), float(self.best["score"]))
-        return FitResult(self.epoch, None, None)
+        return fit_with_selection(lambda _: self.train_epoch(x, y, rows), epochs=self.cfg.epochs, start=self.epoch,
+                                  score=score_fn, keeper=self.keeper,
+                                  on_epoch=None if on_epoch is None else lambda _: on_epoch(self))

@@ -6,9 +6,10 @@ uint8 image pool and any backbone of the model registry; ``colorization`` scores
 serves segmentation pools as well as classification ones.
 """
 
+from bench.toolkit.seeding import derive_seed
 from strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
 from strategies.pretext.losses import PretextResult, key_fields, pretext_losses
-from strategies.pretext.spec import PretextSpec, derive_seed
+from strategies.pretext.spec import PretextSpec
 from strategies.pretext.tasks import TASKS, PretextInputError, PretextTask, make_task
 from strategies.pretext.train import PretextFit, extract_losses, fit_pretext
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
+
+from bench.toolkit.seeding import derive_seed  # noqa: F401  (re-exported: pretext code derived its seeds here)
 
 
 @dataclass
@@ -32,8 +33,3 @@ class PretextSpec:
         """Plain-data copy (a cache-key part and a record of what was trained)."""
         return asdict(self)
 
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A 63-bit seed determined by ``seed`` and ``keys`` (stable across Python processes)."""
-    text = "/".join([str(int(seed))] + [str(k) for k in keys])
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1

@@ -8,7 +8,6 @@ the same spec and pool give bit-identical losses.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,10 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from strategies.pretext.spec import PretextSpec, derive_seed
+from bench.toolkit.amp import autocast
+from bench.toolkit.batches import epoch_batches, eval_batches
+from bench.toolkit.device import data_device, synchronize
+from bench.toolkit.fit import BestEpoch, fit_with_selection
+from bench.toolkit.seeding import derive_seed, seeded_init, torch_generator
+from strategies.pretext.spec import PretextSpec
 from strategies.pretext.tasks import Normalizer, PretextTask
-
-DEVICE_DATA_LIMIT = 2 << 30  # keep the pool on the GPU when its uint8 pixels fit in this many bytes
 
 
 @dataclass
@@ -33,15 +35,6 @@ class PretextFit:
     history: list[dict] = field(default_factory=list)  # per epoch: train_loss, pool_score
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if amp else nullcontext()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.inference_mode()
 def extract_losses(task: PretextTask, net: nn.Module, images: torch.Tensor, *, norm: Normalizer,
                    device: torch.device, amp: bool, batch_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,77 +44,86 @@ def extract_losses(task: PretextTask, net: nn.Module, images: torch.Tensor, *, n
     images in the same batches always get the same views.
     """
     net.eval()
-    gen = torch.Generator(device=device)
-    gen.manual_seed(derive_seed(seed, "pretext-extract"))
+    gen = torch_generator(seed, "pretext-extract", device=device)
     losses, scores = [], []
-    for start in range(0, images.shape[0], batch_size):
-        xb = images[start:start + batch_size].to(device, non_blocking=True)
-        with _autocast(device, amp):
+    for _, xb in eval_batches(images, None, batch_size, device):
+        with autocast(device, amp):
             loss, score = task.losses(net, xb, norm=norm, generator=gen, train=False)
         losses.append(loss.float().cpu())
         scores.append(score.float().cpu())
     return torch.cat(losses).numpy(), torch.cat(scores).numpy()
 
 
+def _train_epoch(task: PretextTask, net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, *,
+                 batch_size: int, norm: Normalizer, order_gen: torch.Generator, view_gen: torch.Generator,
+                 device: torch.device, amp: bool) -> float:
+    """One shuffled pass of pretext training over the uint8 pool ``x``; the mean training loss."""
+    net.train()
+    total, count = torch.zeros((), device=device), 0
+    for idx in epoch_batches(x.shape[0], batch_size, order_gen, device=x.device):  # a last batch of one dropped
+        xb = x[idx].to(device, non_blocking=True)
+        with autocast(device, amp):
+            loss, _ = task.losses(net, xb, norm=norm, generator=view_gen, train=True)
+            loss = loss.float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach() * idx.numel()
+        count += idx.numel()
+    return float(total) / max(1, count)
+
+
 def fit_pretext(task: PretextTask, spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None,
                 mean, std, device: torch.device, amp: bool = False,
                 log: Callable[[str], None] = print) -> PretextFit:
     """Train ``task`` on ``pool_images`` (uint8 (N, C, H, W)) and extract per-image losses of the pool
-    (and of ``test_images``) with the selected epoch's weights."""
+    (and of ``test_images``) with the selected epoch's weights.
+
+    ``selection: best`` keeps the epoch with the best mean pretext score on the pool itself (as the
+    official rotation.py), by the same best-epoch rule as the main-task training."""
     n, c, h, w = pool_images.shape
     task.check_images(c, (h, w))
     start_time = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-        torch.manual_seed(derive_seed(spec.seed, "pretext-init"))
+    with seeded_init(derive_seed(spec.seed, "pretext-init")):  # the caller's global RNG is left untouched
         net = task.build(spec.model, spec.model_params, c, (h, w))
     net.to(device)
     if spec.channels_last:
         net.to(memory_format=torch.channels_last)  # convolutions then pick NHWC kernels for any input
     opt = torch.optim.SGD(net.parameters(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
-    order_gen = torch.Generator().manual_seed(derive_seed(spec.seed, "pretext-order"))
-    view_gen = torch.Generator(device=device)
-    view_gen.manual_seed(derive_seed(spec.seed, "pretext-views"))
+    order_gen = torch_generator(spec.seed, "pretext-order")
+    view_gen = torch_generator(spec.seed, "pretext-views", device=device)
     norm = Normalizer(mean, std, device)
-    on_device = device.type == "cuda" and pool_images.numel() < DEVICE_DATA_LIMIT
-    x = pool_images.to(device) if on_device else pool_images
+    x = pool_images.to(data_device(device, pool_images))
     eval_bs = 2 * spec.batch_size
+
+    def pool_losses() -> tuple[np.ndarray, np.ndarray]:
+        return extract_losses(task, net, x, norm=norm, device=device, amp=amp, batch_size=eval_bs, seed=spec.seed)
+
     history: list[dict] = []
-    best: dict | None = None
-    for epoch in range(spec.epochs):
-        net.train()
-        perm = torch.randperm(n, generator=order_gen).to(x.device)
-        total, count = torch.zeros((), device=device), 0
-        for s in range(0, n, spec.batch_size):
-            idx = perm[s:s + spec.batch_size]
-            if idx.numel() < 2 and n >= 2:
-                continue  # BatchNorm cannot train on one image: drop a last batch of one
-            xb = x[idx].to(device, non_blocking=True)
-            with _autocast(device, amp):
-                loss, _ = task.losses(net, xb, norm=norm, generator=view_gen, train=True)
-                loss = loss.float().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * idx.numel()
-            count += idx.numel()
-        entry = {"epoch": epoch + 1, "train_loss": float(total) / max(1, count)}
-        if spec.selection == "best":
-            # as the official rotation.py: score the pool itself every epoch, keep the best epoch
-            pool_loss, pool_score = extract_losses(task, net, x, norm=norm, device=device, amp=amp,
-                                                   batch_size=eval_bs, seed=spec.seed)
-            entry["pool_score"] = float(pool_score.mean())
-            if best is None or entry["pool_score"] > best["score"]:
-                best = {"score": entry["pool_score"], "epoch": epoch + 1, "pool_loss": pool_loss,
-                        "state": {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}}
-        history.append(entry)
-        log(f"pretext {task.name} epoch {epoch + 1}/{spec.epochs}: train loss {entry['train_loss']:.4f}"
-            + (f", pool score {entry['pool_score']:.4f}" if "pool_score" in entry else ""))
-    if best is not None:
-        net.load_state_dict(best["state"])
-        pool_loss, selected = best["pool_loss"], best["epoch"]
+
+    def train(epoch: int) -> None:
+        history.append({"epoch": epoch + 1, "train_loss": _train_epoch(
+            task, net, opt, x, batch_size=spec.batch_size, norm=norm, order_gen=order_gen, view_gen=view_gen,
+            device=device, amp=amp)})
+
+    def score() -> tuple[float, dict]:
+        pool_loss, pool_score = pool_losses()
+        history[-1]["pool_score"] = float(pool_score.mean())
+        return history[-1]["pool_score"], {"pool_loss": pool_loss}
+
+    def logged(epoch: int) -> None:
+        e = history[-1]
+        log(f"pretext {task.name} epoch {epoch}/{spec.epochs}: train loss {e['train_loss']:.4f}"
+            + (f", pool score {e['pool_score']:.4f}" if "pool_score" in e else ""))
+
+    keeper = BestEpoch({"state": net})
+    best = spec.selection == "best"
+    fit = fit_with_selection(train, epochs=spec.epochs, score=score if best else None, keeper=keeper,
+                             on_epoch=logged)
+    if fit.selected_epoch is not None:
+        pool_loss, selected = keeper.best["pool_loss"], fit.selected_epoch
     else:
-        pool_loss, pool_score = extract_losses(task, net, x, norm=norm, device=device, amp=amp, batch_size=eval_bs,
-                                               seed=spec.seed)
+        pool_loss, pool_score = pool_losses()
         selected = spec.epochs
         if history:
             history[-1]["pool_score"] = float(pool_score.mean())
@@ -129,7 +131,7 @@ def fit_pretext(task: PretextTask, spec: PretextSpec, *, pool_images: torch.Tens
     if test_images is not None:
         test_loss, _ = extract_losses(task, net, test_images, norm=norm, device=device, amp=amp,
                                       batch_size=eval_bs, seed=spec.seed)
-    _sync(device)
+    synchronize(device)
     return PretextFit(pool_loss=pool_loss.astype(np.float32),
                       test_loss=None if test_loss is None else test_loss.astype(np.float32),
                       selected_epoch=selected, seconds=time.perf_counter() - start_time, history=history)

@@ -8,6 +8,8 @@ more numbers, leaves every other stream unchanged.
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -34,3 +36,14 @@ def torch_generator(seed: int, *keys: object, device: torch.device | str = "cpu"
 def seed_global(seed: int, *keys: object) -> None:
     """Seed torch's global RNG (module initialisation and dropout draw from it)."""
     torch.manual_seed(derive_seed(seed, *keys))
+
+
+@contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Inside the block torch's global CPU generator is seeded with ``seed``; after it, the generator
+    is back where it was. For networks a strategy builds for itself (their initialisation draws from
+    the global generator) without moving the run's own random streams; CUDA generators are not
+    touched (modules are initialised on the CPU)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(int(seed))
+        yield

@@ -1,0 +1,45 @@
+"""Batch iteration: a shuffled pass for training, an in-order pass for evaluation and scoring."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator, *, device: torch.device | None = None,
+                  drop_last: bool = False) -> Iterator[torch.Tensor]:
+    """One reshuffled pass over ``range(n)``: int64 index tensors of ``batch_size`` (moved to
+    ``device`` when given, else on the CPU; ``generator`` is a CPU generator).
+
+    The permutation is ``torch.randperm(n, generator=generator)``, one draw per pass. With
+    ``drop_last`` a short last batch is dropped (a set smaller than a batch is one batch), as
+    PyTorch loaders with ``drop_last=True``; otherwise only a last batch of a single image is
+    dropped, since BatchNorm cannot train on one image (kept when every batch is a single image).
+    """
+    perm = torch.randperm(n, generator=generator)
+    if device is not None:
+        perm = perm.to(device)
+    if drop_last:
+        size = min(batch_size, n)
+        for start in range(0, n - size + 1, size):
+            yield perm[start:start + size]
+        return
+    for start in range(0, n, batch_size):
+        idx = perm[start:start + batch_size]
+        if idx.numel() < 2 and n >= 2 and batch_size >= 2:
+            continue
+        yield idx
+
+
+def eval_batches(x: torch.Tensor, indices: np.ndarray | torch.Tensor | None, batch_size: int,
+                 device: torch.device) -> Iterator[tuple[slice, torch.Tensor]]:
+    """In-order batches of ``x`` (all rows, or the rows ``indices``) moved to ``device``: pairs of
+    (the batch's slice of positions in ``indices`` / ``x``, the rows, dtype unchanged)."""
+    n = x.shape[0] if indices is None else len(indices)
+    idx_t = None if indices is None else torch.as_tensor(indices, dtype=torch.long, device=x.device)
+    for start in range(0, n, batch_size):
+        sel = slice(start, start + batch_size)
+        xb = x[sel] if idx_t is None else x[idx_t[sel]]
+        yield sel, xb.to(device, non_blocking=True)

@@ -210,8 +210,21 @@ class Strategy(ABC):
         raise KeyError(name)
 
     # ------------------------------------------------------------------ hooks
-    def prepare(self, ctx: PrepareContext) -> None:
-        """Runs once before the cycle loop (timed as the 'pretext' phase)."""
+    def needs_for(self, task: str) -> frozenset[Need]:
+        """The inputs the engine computes for each query on a dataset of ``task`` (e.g.
+        ``"segmentation"``), asked once per run. Default: the class's ``needs``; override when they
+        depend on the task or on params (never assign ``needs`` on an instance)."""
+        return frozenset(self.needs)
+
+    def prepare(self, ctx: PrepareContext) -> dict | None:
+        """Runs once before the cycle loop (timed as the 'pretext' phase), and again on a resume
+        before :meth:`load_state_dict`.
+
+        Returns plain data about what it did (numbers, strings, lists, dicts; NumPy scalars and
+        arrays are converted), recorded in run.json under ``prepare`` on a fresh start; None records
+        ``{}``. Anything else fails the run.
+        """
+        return None
 
     def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         """The cold-start query: ``size`` pool indices. Default: uniform without replacement."""

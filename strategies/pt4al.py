@@ -386,7 +386,7 @@ class PT4AL(_PretextMixin, _Batched):
     name = "pt4al"
     description = ("pretext-loss batches, uniform first cycle, least-confident K per batch "
                    "(params: pretext_task, batch_order, first_cycle, sampler, pretext_*)")
-    needs = frozenset({Need.LOGITS})  # on segmentation pools: CONFIDENCE instead (set in prepare)
+    needs = frozenset({Need.LOGITS})  # on segmentation pools: CONFIDENCE instead (needs_for)
     tasks = frozenset({"classification", "segmentation"})
     quirks = (STRING_SORT, NORMALIZED_SOFTMAX, WARM_START, BEST_ON_TEST)
 
@@ -441,13 +441,16 @@ class PT4AL(_PretextMixin, _Batched):
         if ctx.pool.task == "segmentation":
             self.check_task({"sampler": self.sampler, "normalized_softmax": self.normalized_softmax},
                             task="segmentation", path="params")
-            self.needs = frozenset({Need.CONFIDENCE})  # one number per image, not (C, H, W) logits
         losses, info = self._pretext(ctx)
         order = sort_losses(losses, descending=self.batch_order == "high-first", as_strings=self.loss_sort == "string")
         batches = split_batches(order, _batch_count(self.batches, ctx))
         self._set_batches(batches)
         self._budget = ctx.budget
         return {**info, "pt4al_batch_sizes": [len(b) for b in batches]}
+
+    def needs_for(self, task: str) -> frozenset[Need]:
+        # segmentation: one number per image (the mean pixel top-1 posterior), not (C, H, W) logits
+        return frozenset({Need.CONFIDENCE}) if task == "segmentation" else frozenset(self.needs)
 
     def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return take_from_batches(self.batches_, 0, size, pool.labeled,

@@ -195,9 +195,9 @@ def test_trainer_state_restores_the_global_rng_for_dropout():
 
     from bench.config import TrainConfig
     from bench.data.augment import BatchTransform
-    from bench.toolkit.seeding import torch_generator
     from bench.engine.train import Trainer
     from bench.tasks import make_task
+    from bench.toolkit.seeding import torch_generator
     from models.base import ModelOutput
 
     class DropNet(nn.Module):

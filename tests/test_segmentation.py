@@ -143,9 +143,10 @@ def test_pt4al_on_segmentation_asks_for_confidence_and_takes_the_least_confident
                          std=(0.25,) * 3, device=torch.device("cpu"), seed=0, cycles=2, initial=2, budget=2,
                          pool_fingerprint="fp", cache_dir=tmp_path, run_dir=tmp_path, log=lambda s: None)
     s = make_strategy("pt4al", {"pretext_task": "colorization"})
-    assert s.needs == frozenset({Need.LOGITS})  # classification pools keep the logits path
+    assert s.needs_for("classification") == frozenset({Need.LOGITS})  # classification pools keep the logits path
+    assert s.needs_for("segmentation") == frozenset({Need.CONFIDENCE})  # never (C, H, W) logits per image
     s.prepare(ctx)
-    assert s.needs == frozenset({Need.CONFIDENCE})  # never (C, H, W) logits per image
+    assert s.needs == frozenset({Need.LOGITS})  # prepare does not rewrite the class's declaration
     assert [b.tolist() for b in s.batches_] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     labeled = s.initial(size=2, pool=pool, rng=np.random.default_rng(0))
     assert labeled.tolist() == [0, 2]  # uniform over the first (highest-loss) batch

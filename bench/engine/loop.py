@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,12 +19,12 @@ import torch
 
 from bench.data.augment import BatchTransform
 from bench.data.registry import load_dataset
-from bench.engine import checkpoint as ckpt_codec
 from bench.engine.device import configure_torch, resolve_device, use_amp
 from bench.engine.inference import compute_outputs, evaluate
 from bench.engine.malloc import tune_malloc
 from bench.engine.timer import PHASES, PhaseTimer
-from bench.engine.train import Trainer
+from bench.engine.state import LoopState, PartialCycle
+from bench.engine.train import FitResult, Trainer
 from bench.env import fingerprint
 from bench.errors import AlbenchError, ConfigError
 from bench.plan import RunConfig
@@ -35,8 +35,6 @@ from bench.toolkit.seeding import numpy_rng, seed_global, torch_generator
 from models.registry import build_model
 from strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
 from strategies.registry import make_strategy
-
-CHECKPOINT_VERSION = 1
 
 EventFn = Callable[[dict], None]
 
@@ -97,6 +95,7 @@ class RunContext:
             raise ConfigError("strategies", f"strategy {rc.strategy.name!r} does not support {self.ds.task}",
                               f"use one of its tasks ({', '.join(sorted(self.strategy.tasks))}) or another strategy",
                               rc.strategy.name)
+        self.needs = self.strategy.needs_for(self.ds.task)  # what the engine computes for each query
         self._split()
         aug = rc.train.augment
         self.transform = BatchTransform(
@@ -191,150 +190,166 @@ def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
 
 
 def _cycle_loop(ctx: RunContext) -> float | None:
-    rc, rec, strategy = ctx.rc, ctx.recorder, ctx.strategy
-    al, seed = rc.al, rc.seed
-    state = rec.load_checkpoint()
-    if state is not None and state.get("version") != CHECKPOINT_VERSION:
-        state = None
-    identity = rc.identity()
+    """Sequence the phases of a run: start (or resume), prepare, one cycle after another, finish."""
+    resumed = _begin(ctx)
+    pretext_seconds = _prepare(ctx, resumed)
+    state = resumed if resumed is not None else LoopState()
+    value = None
+    for cycle in range(state.next_cycle, ctx.rc.al.cycles):
+        value = _run_cycle(ctx, state, cycle, pretext_seconds if cycle == 0 else 0.0)
+    return _finish(ctx, state, value)
+
+
+def _identity(ctx: RunContext) -> dict:
+    """run.json at the start: the run's identity plus what the dataset and task resolved to."""
+    identity = ctx.rc.identity()
     identity["metric"] = ctx.task.metric
     identity["task"] = ctx.ds.task
     identity["augment"] = {"crop_padding": ctx.transform.crop_padding, "hflip": ctx.transform.hflip,
                            "normalize": ctx.transform.normalize}
     identity["dataset_info"] = ctx.ds.info
+    return identity
+
+
+def _begin(ctx: RunContext) -> LoopState | None:
+    """Start the run's records, or note a resume; the checkpointed state, or None for a fresh start.
+
+    A checkpoint of another layout version is refused (CheckpointVersionError), never restarted over.
+    """
+    rc, rec = ctx.rc, ctx.recorder
+    payload = rec.load_checkpoint()
+    state = None if payload is None else LoopState.from_checkpoint(payload, source=rec.checkpoint_path)
     env = fingerprint(ctx.device, ctx.threads)
-    resumes = 0
     if state is None:
-        rec.start(identity, rc.to_dict(), env)
+        rec.start(_identity(ctx), rc.to_dict(), env)
         rec.log(f"start {rc.run_id} on {env['device_name']} ({ctx.device})")
     else:
-        resumes = int(state.get("resumes", 0)) + 1
-        rec.log(f"resume {rc.run_id} at cycle {state['next_cycle']} on {env['hostname']} (resume #{resumes})")
-        rec.mark_resumed(resumes, env)
-    ctx.events({"type": "run_start", "run": rc.run_id, "cycles": al.cycles})
+        state.resumes += 1
+        rec.log(f"resume {rc.run_id} at cycle {state.next_cycle} on {env['hostname']} (resume #{state.resumes})")
+        rec.mark_resumed(state.resumes, env)
+    ctx.events({"type": "run_start", "run": rc.run_id, "cycles": rc.al.cycles})
+    return state
 
-    # ---------------------------------------------------------------- before the loop
-    timer0 = PhaseTimer(ctx.device)
-    with timer0.phase("pretext"):
+
+def _prepare(ctx: RunContext, state: LoopState | None) -> float:
+    """Run the strategy's prepare phase; on a fresh start record what it returned (run.json
+    ``prepare``), on a resume hand the strategy its checkpointed state. The phase's seconds."""
+    rc, rec, al = ctx.rc, ctx.recorder, ctx.rc.al
+    timer = PhaseTimer(ctx.device)
+    with timer.phase("pretext"):
         prep = PrepareContext(
             pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.ds.mean,
-            std=ctx.ds.std, device=ctx.device, seed=seed, cycles=al.cycles, initial=al.initial, budget=al.budget,
+            std=ctx.ds.std, device=ctx.device, seed=rc.seed, cycles=al.cycles, initial=al.initial, budget=al.budget,
             pool_fingerprint=pool_fingerprint(ctx.pool_images), cache_dir=Path(rc.output) / ".cache",
             run_dir=rc.run_dir, log=rec.log, amp=ctx.amp)
-        prep_info = strategy.prepare(prep)
+        info = ctx.strategy.prepare(prep)
+    if info is not None and not isinstance(info, dict):
+        raise AlbenchError(f"strategy {rc.strategy.name!r}: prepare() returned {type(info).__name__}; it must "
+                           "return a dict of plain data (recorded in run.json under 'prepare') or None")
     if state is None:
-        rec.update_identity(prepare=prep_info or {})
-        labeled = np.zeros(0, dtype=np.int64)
-        rows: list[dict] = []
-        queries: dict[int, list[int]] = {}
-        test_losses: dict[int, np.ndarray] = {}
-        extra_metrics: dict[int, dict[str, np.ndarray]] = {}
-        prev: dict | None = None
-        start = 0
-        partial = None
+        rec.update_identity(prepare=info or {})
     else:
-        labeled = state["labeled"].numpy().astype(np.int64)
-        rows = list(state["rows"])
-        queries = {int(c): q.tolist() for c, q in state["queries"].items()}
-        test_losses = {int(c): v.numpy() for c, v in state["test_losses"].items()}
-        extra_metrics = {int(c): {k: v.numpy() for k, v in m.items()}
-                         for c, m in state.get("extra_metrics", {}).items()}
-        prev = state["prev"]
-        start = int(state["next_cycle"])
-        partial = state.get("partial")
-        strategy.load_state_dict(ckpt_codec.decode(state["strategy"]))
-        if rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
-            rec.write_cycles(rows, queries)
+        ctx.strategy.load_state_dict(state.strategy)
+        if state.rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
+            rec.write_cycles(state.rows, state.queries)
+    return timer.seconds["pretext"]
 
-    def snapshot(next_cycle, partial_state=None) -> dict:
-        return {
-            "version": CHECKPOINT_VERSION, "next_cycle": next_cycle,
-            "labeled": torch.from_numpy(labeled.copy()), "rows": rows,
-            "queries": {str(c): torch.tensor(q, dtype=torch.long) for c, q in queries.items()},
-            "test_losses": {str(c): torch.from_numpy(v) for c, v in test_losses.items()},
-            "extra_metrics": {str(c): {k: torch.from_numpy(v) for k, v in m.items()}
-                              for c, m in extra_metrics.items()},
-            "prev": prev, "strategy": ckpt_codec.encode(strategy.state_dict()), "partial": partial_state,
-            "resumes": resumes,
-        }
 
-    value = None
-    for cycle in range(start, al.cycles):
-        timer = PhaseTimer(ctx.device)
-        if cycle == 0:
-            timer.seconds["pretext"] = timer0.seconds["pretext"]
-        if partial is not None and int(partial["cycle"]) == cycle:
-            new = partial["new"].numpy().astype(np.int64)
-            labeled = partial["labeled"].numpy().astype(np.int64)
-            timer.seconds.update(partial["seconds"])
-            trainer_state = partial["trainer"]
-        else:
-            new = _query(ctx, cycle, labeled, prev, timer)
-            labeled = np.concatenate([labeled, new])
-            trainer_state = None
-        partial = None
+def _save(ctx: RunContext, state: LoopState, partial: PartialCycle | None = None) -> None:
+    """Checkpoint ``state`` with the strategy's current state (and the cycle in progress, if any)."""
+    snap = replace(state, strategy=ctx.strategy.state_dict(), partial=partial)
+    ctx.recorder.save_checkpoint(snap.to_checkpoint())
 
-        # ------------------------------------------------------------ train
-        with timer.phase("train"):
-            model, aux = ctx.build(cycle, prev)
-            train_idx, val_idx = _labeled_split(ctx, labeled, cycle)
-            score_fn = _score_fn(ctx, model, val_idx)
-            trainer = Trainer(model=model, aux=aux, task=ctx.task, transform=ctx.transform, cfg=rc.train,
-                              device=ctx.device, amp=ctx.amp,
-                              order_gen=torch_generator(seed, "order", cycle),
-                              aug_gen=torch_generator(seed, "augment", cycle, device=ctx.device))
-            if trainer_state is not None:
-                trainer.load_state(trainer_state)
-            train_rows = torch.from_numpy(train_idx)  # indexed batch by batch: the labeled set is never copied
 
-            def on_epoch(tr: Trainer, cycle=cycle, new=new) -> None:
-                every = rc.train.checkpoint_every
-                if every and tr.epoch % every == 0 and tr.epoch < rc.train.epochs:
-                    secs = dict(timer.seconds)
-                    rec.save_checkpoint(snapshot(cycle, {
-                        "cycle": cycle, "new": torch.from_numpy(new.copy()),
-                        "labeled": torch.from_numpy(labeled.copy()), "seconds": secs, "trainer": tr.state()}))
+def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: float) -> float:
+    """Query (or take up a cycle stopped mid-training), train, evaluate and record ``cycle``; its metric."""
+    timer = PhaseTimer(ctx.device)
+    if cycle == 0:
+        timer.seconds["pretext"] = pretext_seconds
+    partial, state.partial = state.partial, None
+    if partial is not None and partial.cycle == cycle:
+        new, state.labeled = partial.new, partial.labeled
+        timer.seconds.update(partial.seconds)
+        trainer_state = partial.trainer
+    else:
+        new = _query(ctx, cycle, state.labeled, state.prev, timer)
+        state.labeled = np.concatenate([state.labeled, new])
+        trainer_state = None
+    with timer.phase("train"):
+        model, aux, fit = _train(ctx, state, cycle, new, timer, trainer_state)
+    with timer.phase("evaluate"):
+        metrics, test_loss, per_item = ctx.evaluate(model, ctx.x_test, ctx.y_test, per_item=True)
+    value = metrics[ctx.task.metric]
+    state.test_losses[cycle] = per_item.astype(np.float32)
+    # whatever else the task's meter reports (e.g. per-class IoU) becomes artifacts/metric_<name>.npy
+    state.extra_metrics[cycle] = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()
+                                  if k != ctx.task.metric}
+    state.rows.append(_cycle_row(ctx, cycle, len(state.labeled), value, test_loss, timer, fit))
+    state.queries[cycle] = ctx.pool_map[new].tolist()
+    state.prev = {"model": cpu_state(model), "aux": cpu_state(aux)}
+    state.next_cycle = cycle + 1
+    _save(ctx, state)
+    ctx.recorder.write_cycles(state.rows, state.queries)
+    ctx.recorder.log(f"cycle {cycle}: n_labeled={len(state.labeled)} {ctx.task.metric}={value:.4f} "
+                     + " ".join(f"{p}={timer.seconds.get(p, 0.0):.2f}s" for p in PHASES))
+    ctx.events({"type": "cycle", "run": ctx.rc.run_id, "cycle": cycle, "n_labeled": int(len(state.labeled)),
+                "value": value})
+    return value
 
-            fit = trainer.fit(ctx.x, ctx.y, rows=train_rows, score_fn=score_fn, on_epoch=on_epoch)
 
-        # ------------------------------------------------------------ evaluate
-        with timer.phase("evaluate"):
-            metrics, test_loss, per_item = ctx.evaluate(model, ctx.x_test, ctx.y_test, per_item=True)
-        value = metrics[ctx.task.metric]
-        test_losses[cycle] = per_item.astype(np.float32)
-        # whatever else the task's meter reports (e.g. per-class IoU) becomes artifacts/metric_<name>.npy
-        extra_metrics[cycle] = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()
-                                if k != ctx.task.metric}
-        secs = {f"seconds_{p}": round(timer.seconds.get(p, 0.0), 4) for p in PHASES}
-        rows.append({
-            "cycle": cycle, "n_labeled": int(len(labeled)), "metric": ctx.task.metric, "value": value,
+def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer: PhaseTimer,
+           trainer_state: dict | None) -> tuple:
+    """(model, aux, FitResult) of ``cycle``, trained on the labeled set (continuing ``trainer_state``),
+    checkpointing every ``train.checkpoint_every`` epochs."""
+    rc = ctx.rc
+    model, aux = ctx.build(cycle, state.prev)
+    train_idx, val_idx = _labeled_split(ctx, state.labeled, cycle)
+    trainer = Trainer(model=model, aux=aux, task=ctx.task, transform=ctx.transform, cfg=rc.train,
+                      device=ctx.device, amp=ctx.amp, order_gen=torch_generator(rc.seed, "order", cycle),
+                      aug_gen=torch_generator(rc.seed, "augment", cycle, device=ctx.device))
+    if trainer_state is not None:
+        trainer.load_state(trainer_state)
+
+    def on_epoch(tr: Trainer) -> None:
+        every = rc.train.checkpoint_every
+        if every and tr.epoch % every == 0 and tr.epoch < rc.train.epochs:
+            _save(ctx, state, PartialCycle(cycle=cycle, new=new, labeled=state.labeled,
+                                           seconds=dict(timer.seconds), trainer=tr.state()))
+
+    # the labeled rows are indexed batch by batch: the labeled set is never copied
+    fit = trainer.fit(ctx.x, ctx.y, rows=torch.from_numpy(train_idx), score_fn=_score_fn(ctx, model, val_idx),
+                      on_epoch=on_epoch)
+    return model, aux, fit
+
+
+def _cycle_row(ctx: RunContext, cycle: int, n_labeled: int, value: float, test_loss: float, timer: PhaseTimer,
+               fit: FitResult) -> dict:
+    """The cycles.csv row of a finished cycle (seconds per phase, rounded to 0.1 ms)."""
+    secs = {f"seconds_{p}": round(timer.seconds.get(p, 0.0), 4) for p in PHASES}
+    return {"cycle": cycle, "n_labeled": int(n_labeled), "metric": ctx.task.metric, "value": value,
             "test_loss": test_loss, **secs, "seconds_total": round(sum(timer.seconds.values()), 4),
-            "epochs": fit.epochs, "selected_epoch": fit.selected_epoch,
-        })
-        queries[cycle] = ctx.pool_map[new].tolist()
-        prev = {"model": cpu_state(model), "aux": cpu_state(aux)}
-        rec.save_checkpoint(snapshot(cycle + 1))
-        rec.write_cycles(rows, queries)
-        rec.log(f"cycle {cycle}: n_labeled={len(labeled)} {ctx.task.metric}={value:.4f} "
-                + " ".join(f"{p}={timer.seconds.get(p, 0.0):.2f}s" for p in PHASES))
-        ctx.events({"type": "cycle", "run": rc.run_id, "cycle": cycle, "n_labeled": int(len(labeled)),
-                    "value": value})
+            "epochs": fit.epochs, "selected_epoch": fit.selected_epoch}
 
+
+def _finish(ctx: RunContext, state: LoopState, value: float | None) -> float | None:
+    """Save the run's artifacts and mark it complete; returns ``value`` (the last cycle's metric)."""
+    rc, labeled = ctx.rc, state.labeled
     if ctx.pool_targets.ndim == 1:
         arrays = {"labeled_targets": ctx.pool_targets[torch.from_numpy(labeled)].numpy()}
     else:  # target maps: per queried image, its labeled pixels of each class (not the maps themselves)
         arrays = {"labeled_class_pixels": _class_pixels(ctx.pool_targets, labeled, ctx.ds.num_classes)}
-    for name in sorted({k for m in extra_metrics.values() for k in m}):
-        arrays[f"metric_{name}"] = np.stack([extra_metrics[c][name] for c in sorted(extra_metrics)])
+    extra = state.extra_metrics
+    for name in sorted({k for m in extra.values() for k in m}):
+        arrays[f"metric_{name}"] = np.stack([extra[c][name] for c in sorted(extra)])
     if rc.record.test_losses:
-        arrays["test_loss"] = np.stack([test_losses[c] for c in sorted(test_losses)])
-    if rc.record.embeddings and prev is not None:
-        arrays.update(_final_embeddings(ctx, prev, labeled))
+        arrays["test_loss"] = np.stack([state.test_losses[c] for c in sorted(state.test_losses)])
+    if rc.record.embeddings and state.prev is not None:
+        arrays.update(_final_embeddings(ctx, state.prev, labeled))
     if ctx.val_train_idx is not None:
         arrays["validation_indices"] = ctx.val_train_idx
-    arrays.update(strategy.artifacts())
-    rec.save_artifacts(arrays)
-    rec.finish()
+    arrays.update(ctx.strategy.artifacts())
+    ctx.recorder.save_artifacts(arrays)
+    ctx.recorder.finish()
     ctx.events({"type": "run_end", "run": rc.run_id, "value": value})
     return value
 
@@ -360,7 +375,7 @@ def _query(ctx: RunContext, cycle: int, labeled: np.ndarray, prev: dict | None, 
     with timer.phase("inference"):
         candidates = np.asarray(strategy.candidates(cycle=cycle, pool=pool,
                                                     rng=numpy_rng(rc.seed, "candidates", cycle)), dtype=np.int64)
-        needs = strategy.needs
+        needs = ctx.needs
         model, aux = ctx.restore(prev) if needs - {Need.LABELED} else (None, None)
         cand_out = _outputs(ctx, model, aux, needs, candidates)
         lab_out = _outputs(ctx, model, aux, needs, labeled) if Need.LABELED in needs else None

@@ -4,12 +4,12 @@ The loop knows strategies only through the :class:`~strategies.base.Strategy` in
 each phase, records every cycle atomically, checkpoints at every cycle boundary (and every
 ``train.checkpoint_every`` epochs) and resumes from the last checkpoint, ending equal to an
 uninterrupted run: every random draw comes from a generator derived from (seed, purpose, cycle).
+What a checkpoint holds, and its layout, is :class:`~bench.engine.state.LoopState`'s business.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -22,8 +22,8 @@ from bench.data.registry import load_dataset
 from bench.engine.device import configure_torch, resolve_device, use_amp
 from bench.engine.inference import compute_outputs, evaluate
 from bench.engine.malloc import tune_malloc
-from bench.engine.timer import PHASES, PhaseTimer
 from bench.engine.state import LoopState, PartialCycle
+from bench.engine.timer import PHASES, PhaseTimer
 from bench.engine.train import FitResult, Trainer
 from bench.env import fingerprint
 from bench.errors import AlbenchError, ConfigError

@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from strategies.testing.harness import (SCHEDULE, ContractError, Schedule, SyntheticRun, global_rng_guard,
-                                        synthetic_pool)
+from strategies.testing.harness import SCHEDULE, ContractError, Schedule, SyntheticRun, global_rng_guard
 
 UNKNOWN_PARAM = "albench_contract_no_such_param"
 
@@ -254,4 +253,4 @@ CHECKS = {
 
 __all__ = ["CHECKS", "END_TO_END", "UNKNOWN_PARAM", "check_end_to_end", "check_global_rng_untouched",
            "check_queries_are_valid", "check_same_rng_same_query", "check_state_dict_round_trip",
-           "check_unknown_param_refused", "checkpoint_round_trip", "same_state", "synthetic_pool", "validate_query"]
+           "check_unknown_param_refused", "checkpoint_round_trip", "same_state", "validate_query"]

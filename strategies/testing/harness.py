@@ -245,10 +245,9 @@ class SyntheticRun:
             with self.guard("select"):
                 new = self.strategy.select(cycle=cycle, budget=s.budget, pool=pool, inputs=inputs,
                                            rng=hook_rng(s.seed, "select", cycle))
-        raw = new
-        self.queries.append(raw)
-        self.labeled = np.concatenate([self.labeled, np.asarray(raw).astype(np.int64).reshape(-1)])
-        return raw
+        self.queries.append(new)  # as returned: the checks judge its type
+        self.labeled = np.concatenate([self.labeled, np.asarray(new).astype(np.int64).reshape(-1)])
+        return new
 
     def run(self, cycles: int | None = None) -> list[np.ndarray]:
         """``prepare`` and the queries of cycles 0 .. ``cycles`` - 1 (default: the schedule's)."""

@@ -19,7 +19,7 @@ ENTRY_POINT_GROUP = "albench.strategies"
 _REGISTRY: dict[str, type[Strategy]] = {}
 _PLUGINS_LOADED = False
 
-_NOT_STRATEGIES = {"base", "registry"}
+_NOT_STRATEGIES = {"base", "registry", "testing"}  # testing: the contract suite
 
 
 def _builtin_modules() -> list[str]:

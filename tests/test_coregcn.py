@@ -14,7 +14,7 @@ from strategies.base import Inputs, Outputs, PoolState
 from strategies.coreset import kcenter_greedy
 from strategies.gcn import CoreGCN
 from strategies.registry import make_strategy
-from tests.test_uncertaingcn import _retrained, _synthetic, run_tiny
+from tests.test_uncertaingcn import _retrained, _synthetic
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny graphs: threads only add hand-offs
@@ -71,11 +71,3 @@ def test_bad_kcenter_features_is_refused():
         make_strategy("coregcn", {"kcenter_features": "output"})
     assert err.value.field == "params.kcenter_features"
     assert CoreGCN.param_types()["kcenter_features"][1] == "hidden"
-
-
-@pytest.mark.slow
-def test_end_to_end_tiny_run(tiny_raw):
-    raw = dict(tiny_raw, strategies=[{"name": "coregcn", "params": {"steps": 20}}])
-    queries, rows = run_tiny(raw)
-    assert len(rows) == 3 and [len(queries[str(c)]) for c in range(3)] == [20, 20, 20]
-    assert len({i for q in queries.values() for i in q}) == 60

@@ -90,3 +90,15 @@ def test_without_the_plugin_the_name_is_unknown(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--dry-run", "--set",
                            "strategies=highest-index-first"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "unknown strategy" in proc.stderr
+
+
+@pytest.mark.slow
+def test_contract_suite_runs_on_the_installed_plugin(plugin_path, tmp_path):
+    """The README's command checks an entry-point plugin like a built-in (end-to-end left out for time)."""
+    env = dict(os.environ, ALBENCH_STRATEGY="highest-index-first",
+               PYTHONPATH=os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "strategies.testing", "-q", "-p",
+                           "no:cacheprovider", "-k", "not end_to_end"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 passed" in proc.stdout

@@ -265,11 +265,9 @@ def test_take_from_batches_wraps_around_to_earlier_batches():
         pt.take_from_batches(batches, 0, 3, np.arange(5), lambda avail, m: avail[:m])
 
 
-def test_state_dict_restores_the_batches(tmp_path, fake_pretext):
+def test_artifacts_record_each_image_batch_and_the_losses(tmp_path, fake_pretext):
+    """(state_dict through a checkpoint and a resumed pick: the contract suite, tests/test_contract_suite.py.)"""
     s = _prepared(tmp_path, fake_pretext)
-    fresh = make_strategy("pt4al")
-    fresh.load_state_dict(s.state_dict())
-    assert [b.tolist() for b in fresh.batches_] == [b.tolist() for b in s.batches_]
     arts = s.artifacts()
     assert arts["pt4al_batch"].tolist() == [0, 2, 1, 2, 0, 1, 2, 0, 1]
     assert arts["pretext_loss_pool"].dtype == np.float32 and len(arts["pretext_loss_pool"]) == 9

@@ -2,7 +2,12 @@
 
 Layout of a run folder (``<output>/<sweep>/<dataset>/<strategy>/seed-<n>/``):
 
-- ``run.json``: identity (sweep, dataset, strategy, seed, protocol, quirks, flags)
+- ``run.json``: identity (sweep, dataset, strategy, seed, protocol, quirks, flags) and what reports
+  need to read the records without the code that made them: ``baseline`` (the strategy label the
+  sweep's ratios divide by, or null), ``phases`` (the timed phases, in order; each is a
+  ``seconds_<phase>`` column of cycles.csv) and ``quirk_docs`` ({quirk name: its documentation} for
+  every active quirk). Runs recorded before these fields existed read with the old defaults: see
+  :func:`recorded_phases`, :func:`recorded_quirk_docs` and :func:`recorded_baseline`.
 - ``config.yaml``: the resolved config of this run (every default filled in)
 - ``env.json``: environment fingerprint (python, torch, CUDA, device model, host, git SHA + dirty)
 - ``cycles.csv``: one row per cycle (cycle, n_labeled, metric, value, test_loss, seconds per phase)
@@ -38,12 +43,71 @@ import yaml
 
 from bench.errors import RecordError
 
+# The phases the engine times, in order (bench/engine/timer.py charges each cycle's seconds to them).
+PHASES = ("pretext", "train", "inference", "select", "evaluate")
 CYCLE_COLUMNS = [
     "cycle", "n_labeled", "metric", "value", "test_loss",
-    "seconds_pretext", "seconds_train", "seconds_inference", "seconds_select", "seconds_evaluate",
+    *(f"seconds_{p}" for p in PHASES),
     "seconds_total", "epochs", "selected_epoch",
 ]
-PHASE_COLUMNS = [c for c in CYCLE_COLUMNS if c.startswith("seconds_") and c != "seconds_total"]
+PHASE_COLUMNS = [f"seconds_{p}" for p in PHASES]
+
+# The strategy a run recorded before run.json named its sweep's baseline compared against: the one
+# registered as "random" (reports matched it by strategy_name, preferring the label "random").
+LEGACY_BASELINE_STRATEGY = "random"
+
+
+# ---------------------------------------------------------------------------------------------
+# run.json fields reports read, with the defaults for runs recorded before the fields existed
+
+
+def recorded_phases(identity: dict) -> tuple[str, ...]:
+    """The timed phases of a run, in order: run.json ``phases``, else :data:`PHASES` (older runs)."""
+    phases = identity.get("phases")
+    return tuple(str(p) for p in phases) if isinstance(phases, list) and phases else PHASES
+
+
+def recorded_quirk_docs(identity: dict) -> dict[str, str]:
+    """{active quirk name: its documentation} from run.json ``quirk_docs``; {} for older runs."""
+    docs = identity.get("quirk_docs")
+    return {str(k): str(v) for k, v in docs.items()} if isinstance(docs, dict) else {}
+
+
+def recorded_baseline(identity: dict) -> tuple[bool, str | None]:
+    """(whether run.json designates a baseline, the baseline's strategy label or None).
+
+    Runs recorded before the field existed return ``(False, None)``: their baseline is found by the
+    old rule (:func:`pick_baseline`).
+    """
+    if "baseline" not in identity:
+        return False, None
+    b = identity["baseline"]
+    return True, (str(b) if b is not None else None)
+
+
+def pick_baseline(runs: list[tuple[str, str, bool, str | None]]) -> str | None:
+    """The baseline label of one sweep, from its runs' ``(label, strategy_name, designated, baseline)``.
+
+    Runs that designate a baseline (run.json ``baseline``) decide: their label, or None when they
+    disagree or designate none. When no run designates one (records older than the field), the old
+    rule holds (:func:`default_baseline`).
+    """
+    designated = {b for _, _, has, b in runs if has}
+    if designated:
+        return designated.pop() if len(designated) == 1 else None
+    return default_baseline((label, name) for label, name, _, _ in runs)
+
+
+def default_baseline(strategies) -> str | None:
+    """The baseline label when none is designated, from ``(label, strategy_name)`` pairs.
+
+    Among the labels of the strategy named :data:`LEGACY_BASELINE_STRATEGY`: ``"random"`` itself,
+    else the first in sorted order; None when no such strategy is present.
+    """
+    labels = sorted({label for label, name in strategies if name == LEGACY_BASELINE_STRATEGY})
+    if not labels:
+        return None
+    return LEGACY_BASELINE_STRATEGY if LEGACY_BASELINE_STRATEGY in labels else labels[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -338,29 +338,3 @@ def load_run(run_dir: Path) -> dict:
         "config": yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {},
         "rows": read_cycles(run_dir),
     }
-
-
-def load_sweep(root: str | Path, include_incomplete: bool = True) -> "pd.DataFrame":  # noqa: F821
-    """Every cycle of every run under ``root`` as one tidy DataFrame (one row per run x cycle).
-
-    Columns: sweep, dataset, strategy (label), strategy_name, seed, protocol, quirks, flags, state,
-    run_dir, then the cycles.csv columns (value is the metric as a fraction in [0, 1]).
-    """
-    import pandas as pd
-
-    records = []
-    for run_dir in find_runs(root):
-        run = load_run(run_dir)
-        ident, state = run["identity"], run["status"].get("state", "unknown")
-        if not include_incomplete and state != "complete":
-            continue
-        for row in run["rows"]:
-            records.append({
-                "sweep": ident.get("sweep"), "dataset": ident.get("dataset"), "strategy": ident.get("strategy"),
-                "strategy_name": ident.get("strategy_name"), "seed": ident.get("seed"),
-                "protocol": ident.get("protocol"), "quirks": ",".join(ident.get("quirks", [])),
-                "flags": ",".join(ident.get("flags", [])), "state": state, "run_dir": str(run_dir), **row,
-            })
-    cols = ["sweep", "dataset", "strategy", "strategy_name", "seed", "protocol", "quirks", "flags", "state",
-            "run_dir"] + CYCLE_COLUMNS
-    return pd.DataFrame.from_records(records, columns=cols)

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.records import CYCLE_COLUMNS
-
-PHASES = ["pretext", "train", "inference", "select", "evaluate"]
+from bench.records import CYCLE_COLUMNS, PHASES
 
 
 def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", strategy: str = "random",

@@ -10,8 +10,8 @@ import pytest
 
 from bench.cli import main
 from bench.errors import RecordError
-from bench.records import (CYCLE_COLUMNS, RunRecorder, atomic_write_text, load_sweep, read_artifact, read_cycles,
-                           read_queries)
+from bench.records import CYCLE_COLUMNS, RunRecorder, atomic_write_text, read_artifact, read_cycles, read_queries
+from bench.reports.data import load_sweep_runs
 from tests.conftest import write_yaml
 
 
@@ -34,7 +34,7 @@ def test_round_trip(tmp_path):
     assert back[0]["seconds_select"] == 0.125 and back[0]["metric"] == "accuracy"
     assert {c: q.tolist() for c, q in read_queries(rec.dir).items()} == queries
     assert read_artifact(rec.dir, "pretext").tolist() == [0, 1, 2, 3]
-    df = load_sweep(tmp_path / "sw")
+    df = load_sweep_runs(tmp_path / "sw").cycles()
     assert len(df) == 3 and set(CYCLE_COLUMNS) <= set(df.columns)
     assert df["state"].unique().tolist() == ["complete"] and df["strategy"].iloc[0] == "random"
 

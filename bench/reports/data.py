@@ -209,15 +209,17 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def load_sweep_runs(root: str | Path) -> Sweep:
+def load_sweep_runs(root: str | Path, *, allow_empty: bool = False) -> Sweep:
     """Every run folder under ``root`` (a run, a sweep, or an output root holding several sweeps).
 
-    Raises RecordError when ``root`` does not exist or holds no run at all. Series names are the
+    The one reader of a results folder: reports, verify and the CLI's summary all start here
+    (:meth:`Sweep.cycles` is the tidy one-row-per-run-x-cycle DataFrame). Raises RecordError when
+    ``root`` does not exist, or holds no run at all unless ``allow_empty``. Series names are the
     strategy labels, prefixed by ``<sweep>/`` when the folder holds more than one sweep.
     """
     root = Path(root)
     dirs = find_runs(root)
-    if not dirs:
+    if not dirs and not allow_empty:
         raise RecordError(f"{root}: holds no albench runs (no run.json below it); pass a sweep folder such as "
                           "results/quickstart")
     runs, bad = [], []

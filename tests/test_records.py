@@ -113,3 +113,20 @@ def test_run_folder_contents(tiny_raw, tmp_path):
     assert labels.tolist() == y[np.concatenate([queries[c] for c in range(3)])].tolist()
     emb, idx = read_artifact(run, "embeddings"), read_artifact(run, "embedding_indices")
     assert emb.shape[0] == len(idx) and set(np.concatenate(list(queries.values()))) <= set(idx)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_records_honour_the_umask_like_a_plain_open(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        rec = RunRecorder(tmp_path / "run")
+        rec.start({"strategy": "random"}, {"seed": 0}, {})
+        rec.write_cycles([{"cycle": 0}], {0: [1]})
+        rec.save_artifacts({"a": np.zeros(2)})
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == mode
+    for name in ("run.json", "config.yaml", "env.json", "status.json", "cycles.csv", "queries.json", "artifacts/a.npy"):
+        assert (rec.dir / name).stat().st_mode & 0o777 == mode, name

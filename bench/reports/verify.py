@@ -40,7 +40,7 @@ from bench.errors import ConfigError
 from bench.reports.data import Run, Sweep
 from bench.reports.provenance import DAGGER
 from bench.reports.stats import spearman_rho
-from bench.reports.tables import describe, run_seconds
+from bench.reports.tables import describe, fmt_mean_std, run_seconds
 
 QUANTITIES = ("metric", "wallclock-ratio", "spearman-rho")
 STATISTICS = ("mean", "std", "min", "max")
@@ -402,9 +402,8 @@ def format_outcome(o: Outcome) -> str:
     lines = [head, f"        {c.describe()}"]
     if o.status in (PASS, FAIL, TOO_FEW) and o.ours is not None:
         dagger = f" {DAGGER}" if o.flags else ""
-        spread = f" ± {o.std:.{digits}f}" if o.std is not None and np.isfinite(o.std) else ""
         stat = c.statistic if c.quantity == "metric" else "mean"
-        ours = f"{o.ours:.{digits}f}{spread}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
+        ours = f"{fmt_mean_std(o.ours, o.std, digits)}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
         diff = f"{o.diff:+.{digits}f}" if o.diff is not None else "n/a"
         lines.append(f"        ours {ours} [{o.group}{dagger}] | theirs {c.theirs()} | diff {diff} | {o.message}")
         flags = f"; {DAGGER} flags: {', '.join(o.flags)}" if o.flags else ""

@@ -244,7 +244,8 @@ def wallclock_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: 
     elif bases:
         whose = "that of its sweep's baseline (" + ", ".join(bases) + ")."
     else:
-        whose = "that of the sweep's baseline; no sweep here has a complete baseline run, so it is blank."
+        whose = ("that of the sweep's baseline; blank here: no sweep has one (run.json designates none, its runs "
+                 "designate different ones, or the baseline has no complete run).")
     notes = ["Seconds of wall-clock per run, summed over its cycles, mean over complete runs (± std of the total);"
              f" {head} divides the mean total by {whose}"]
     if data["pretext_cached_runs"].sum() > 0:

@@ -312,8 +312,9 @@ def _values_wallclock(check: Check, runs: list[Run], sweep: Sweep) -> tuple[list
     label = sweep.baseline(sweep_name, peers)
     bases = [r for r in peers if label is not None and r.label == label]
     if not bases:
-        return [], f"no complete baseline run ({label or 'none designated'}) of the same scale in sweep " \
-                   f"{sweep_name} to form the ratio"
+        who = label or "none: its run.json files designate none, or different ones"
+        return [], f"no complete baseline run (baseline {who}) of the same scale in sweep {sweep_name} " \
+                   "to form the ratio"
     frame = sweep.cycles(check.dataset)
     secs = run_seconds(frame[frame["run_dir"].isin({str(r.dir) for r in mine + bases})])
     tot = {(row.series, row.seed): row.total for row in secs.itertuples()}

@@ -53,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args) -> int:
     from bench.config import load_config
     from bench.plan import check_output_writable, make_plan
-    from bench.records import load_sweep
+    from bench.reports.data import load_sweep_runs
     from bench.runner import execute_plan
     from bench.runner.dispatch import pending_runs
-    from bench.summary import format_summary
+    from bench.summary import sweep_summary
 
     overrides = list(args.overrides)
     if args.out is not None:
@@ -81,9 +81,7 @@ def _cmd_run(args) -> int:
     check_output_writable(cfg.output)
     outcomes = execute_plan(cfg, plan, progress=not args.quiet)
     failed = [o for o in outcomes if o["state"] == "failed"]
-    df = load_sweep(sweep_dir)
-    df = df[df["run_dir"].map(lambda d: any(Path(d) == rc.run_dir for rc in plan))] if not df.empty else df
-    print(format_summary(df))
+    print(sweep_summary(load_sweep_runs(sweep_dir, allow_empty=True), {rc.run_dir for rc in plan}))
     print(f"records: {sweep_dir}", file=sys.stderr)
     if failed:
         for o in failed:
@@ -112,14 +110,15 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from bench.records import find_runs, load_sweep
-    from bench.summary import format_summary
+    from bench.records import find_runs
+    from bench.reports.data import load_sweep_runs
+    from bench.summary import sweep_summary
 
     root = Path(args.results_dir)
     if not root.is_dir() or not find_runs(root):
         raise ConfigError("RESULTS_DIR", "holds no albench runs", "pass a sweep folder such as results/quickstart",
                           str(root))
-    print(format_summary(load_sweep(root)))
+    print(sweep_summary(load_sweep_runs(root)))
     return EXIT_OK
 
 

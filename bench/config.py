@@ -246,6 +246,9 @@ class Config:
     record: RecordConfig = field(default_factory=RecordConfig)
     device: str = "auto"  # auto: CUDA when present, else CPU; or 'cpu', 'cuda', 'cuda:1'
     threads: int | None = None  # torch CPU threads per run; None: cores / workers
+    # the strategy label reports compare against (e.g. wall-clock x Random); None: the strategy named
+    # 'random' when the sweep has one (the label 'random' first), else no baseline. See bench/plan.py.
+    baseline: str | None = None
 
     def check(self, path: str) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -264,6 +267,9 @@ class Config:
         if dup:
             raise ConfigError("strategies", f"{dup[0]!r} appears more than once",
                               "give each repeated strategy a distinct 'label'", keys)
+        if self.baseline is not None and self.baseline not in keys:
+            raise ConfigError("baseline", "is not one of the sweep's strategy labels",
+                              f"set baseline to one of {', '.join(keys)}, or remove it", self.baseline)
         if not self.datasets:
             raise ConfigError("datasets", "is empty", "name a dataset, e.g. dataset: {name: digits}")
         names = [d.name for d in self.datasets]

@@ -15,6 +15,7 @@ from pathlib import Path
 from bench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrainConfig,
                           apply_override)
 from bench.errors import ConfigError
+from bench.records import PHASES, default_baseline
 from bench.typed import from_dict, to_dict
 
 FLAG_BEST_ON_TEST = "best-on-test"  # the reported number was selected on the test set
@@ -38,6 +39,7 @@ class RunConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     device: str = "auto"
     threads: int | None = None
+    baseline: str | None = None  # the sweep's baseline strategy label (see sweep_baseline); None: none
 
     @property
     def run_dir(self) -> Path:
@@ -55,12 +57,36 @@ class RunConfig:
         return from_dict(cls, data)
 
     def identity(self) -> dict:
-        """What run.json holds: the keys a results table groups by."""
+        """What run.json holds: the keys a results table groups by, and what reports need to read the
+        records without the strategy code (the sweep's baseline label, the timed phases and the
+        documentation of each active quirk)."""
         return {
             "sweep": self.sweep, "dataset": self.dataset.name, "strategy": self.strategy.key,
             "strategy_name": self.strategy.name, "seed": self.seed, "protocol": self.protocol,
             "quirks": list(self.quirks), "flags": list(self.flags), "metric": None,
+            "baseline": self.baseline, "phases": list(PHASES),
+            "quirk_docs": quirk_docs(self.strategy.name, self.quirks),
         }
+
+
+def quirk_docs(strategy_name: str, active: list[str]) -> dict[str, str]:
+    """{quirk name: its documentation} for each of ``active``, as the strategy declares it."""
+    from strategies.registry import get_strategy
+
+    cls = get_strategy(strategy_name)
+    return {name: cls.quirk(name).doc for name in active}
+
+
+def sweep_baseline(cfg: Config) -> str | None:
+    """The strategy label the sweep's reports compare against (recorded in every run.json).
+
+    ``cfg.baseline`` when set (config load checked it names a strategy label); else the strategy
+    named ``random`` (the label ``random`` first, then the first label in sorted order), the rule
+    reports applied before runs recorded a baseline; None when the sweep has no such strategy.
+    """
+    if cfg.baseline is not None:
+        return cfg.baseline
+    return default_baseline((st.key, st.name) for st in cfg.strategies)
 
 
 def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path: str) -> tuple[
@@ -92,6 +118,7 @@ def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path
 def make_plan(cfg: Config) -> list[RunConfig]:
     """Every run of the sweep, in dataset, strategy, seed order."""
     runs = []
+    baseline = sweep_baseline(cfg)
     for ds in cfg.datasets:
         for i, st in enumerate(cfg.strategies):
             strategy, train, quirks, flags = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{i}]")
@@ -100,7 +127,7 @@ def make_plan(cfg: Config) -> list[RunConfig]:
                     sweep=cfg.name, output=cfg.output, dataset=copy.deepcopy(ds), model=copy.deepcopy(cfg.model),
                     train=copy.deepcopy(train), al=copy.deepcopy(cfg.al), strategy=copy.deepcopy(strategy),
                     seed=seed, protocol=cfg.protocol, quirks=quirks, flags=flags, record=copy.deepcopy(cfg.record),
-                    device=cfg.device, threads=cfg.threads,
+                    device=cfg.device, threads=cfg.threads, baseline=baseline,
                 ))
     return runs
 

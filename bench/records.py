@@ -2,7 +2,12 @@
 
 Layout of a run folder (``<output>/<sweep>/<dataset>/<strategy>/seed-<n>/``):
 
-- ``run.json``: identity (sweep, dataset, strategy, seed, protocol, quirks, flags)
+- ``run.json``: identity (sweep, dataset, strategy, seed, protocol, quirks, flags) and what reports
+  need to read the records without the code that made them: ``baseline`` (the strategy label the
+  sweep's ratios divide by, or null), ``phases`` (the timed phases, in order; each is a
+  ``seconds_<phase>`` column of cycles.csv) and ``quirk_docs`` ({quirk name: its documentation} for
+  every active quirk). Runs recorded before these fields existed read with the old defaults: see
+  :func:`recorded_phases`, :func:`recorded_quirk_docs` and :func:`recorded_baseline`.
 - ``config.yaml``: the resolved config of this run (every default filled in)
 - ``env.json``: environment fingerprint (python, torch, CUDA, device model, host, git SHA + dirty)
 - ``cycles.csv``: one row per cycle (cycle, n_labeled, metric, value, test_loss, seconds per phase)
@@ -38,25 +43,103 @@ import yaml
 
 from bench.errors import RecordError
 
+# The phases the engine times, in order (bench/engine/timer.py charges each cycle's seconds to them).
+PHASES = ("pretext", "train", "inference", "select", "evaluate")
 CYCLE_COLUMNS = [
     "cycle", "n_labeled", "metric", "value", "test_loss",
-    "seconds_pretext", "seconds_train", "seconds_inference", "seconds_select", "seconds_evaluate",
+    *(f"seconds_{p}" for p in PHASES),
     "seconds_total", "epochs", "selected_epoch",
 ]
-PHASE_COLUMNS = [c for c in CYCLE_COLUMNS if c.startswith("seconds_") and c != "seconds_total"]
+PHASE_COLUMNS = [f"seconds_{p}" for p in PHASES]
+
+# The strategy a run recorded before run.json named its sweep's baseline compared against: the one
+# registered as "random" (reports matched it by strategy_name, preferring the label "random").
+LEGACY_BASELINE_STRATEGY = "random"
+
+
+# ---------------------------------------------------------------------------------------------
+# run.json fields reports read, with the defaults for runs recorded before the fields existed
+
+
+def recorded_phases(identity: dict) -> tuple[str, ...]:
+    """The timed phases of a run, in order: run.json ``phases``, else :data:`PHASES` (older runs)."""
+    phases = identity.get("phases")
+    return tuple(str(p) for p in phases) if isinstance(phases, list) and phases else PHASES
+
+
+def recorded_quirk_docs(identity: dict) -> dict[str, str]:
+    """{active quirk name: its documentation} from run.json ``quirk_docs``; {} for older runs."""
+    docs = identity.get("quirk_docs")
+    return {str(k): str(v) for k, v in docs.items()} if isinstance(docs, dict) else {}
+
+
+def recorded_baseline(identity: dict) -> tuple[bool, str | None]:
+    """(whether run.json designates a baseline, the baseline's strategy label or None).
+
+    Runs recorded before the field existed return ``(False, None)``: their baseline is found by the
+    old rule (:func:`pick_baseline`).
+    """
+    if "baseline" not in identity:
+        return False, None
+    b = identity["baseline"]
+    return True, (str(b) if b is not None else None)
+
+
+def pick_baseline(runs: list[tuple[str, str, bool, str | None]]) -> str | None:
+    """The baseline label of one sweep, from its runs' ``(label, strategy_name, designated, baseline)``.
+
+    Runs that designate a baseline (run.json ``baseline``) decide: their label, or None when they
+    disagree or designate none. When no run designates one (records older than the field), the old
+    rule holds (:func:`default_baseline`).
+    """
+    designated = {b for _, _, has, b in runs if has}
+    if designated:
+        return designated.pop() if len(designated) == 1 else None
+    return default_baseline((label, name) for label, name, _, _ in runs)
+
+
+def default_baseline(strategies) -> str | None:
+    """The baseline label when none is designated, from ``(label, strategy_name)`` pairs.
+
+    Among the labels of the strategy named :data:`LEGACY_BASELINE_STRATEGY`: ``"random"`` itself,
+    else the first in sorted order; None when no such strategy is present.
+    """
+    labels = sorted({label for label, name in strategies if name == LEGACY_BASELINE_STRATEGY})
+    if not labels:
+        return None
+    return LEGACY_BASELINE_STRATEGY if LEGACY_BASELINE_STRATEGY in labels else labels[0]
 
 
 # ---------------------------------------------------------------------------------------------
 # atomic writes
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it straight back
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (no torn files)."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename (no torn files).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask), not
+    mkstemp's owner-only 0600: collaborators on a shared results folder must be able to read records.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -274,29 +357,3 @@ def load_run(run_dir: Path) -> dict:
         "config": yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {},
         "rows": read_cycles(run_dir),
     }
-
-
-def load_sweep(root: str | Path, include_incomplete: bool = True) -> "pd.DataFrame":  # noqa: F821
-    """Every cycle of every run under ``root`` as one tidy DataFrame (one row per run x cycle).
-
-    Columns: sweep, dataset, strategy (label), strategy_name, seed, protocol, quirks, flags, state,
-    run_dir, then the cycles.csv columns (value is the metric as a fraction in [0, 1]).
-    """
-    import pandas as pd
-
-    records = []
-    for run_dir in find_runs(root):
-        run = load_run(run_dir)
-        ident, state = run["identity"], run["status"].get("state", "unknown")
-        if not include_incomplete and state != "complete":
-            continue
-        for row in run["rows"]:
-            records.append({
-                "sweep": ident.get("sweep"), "dataset": ident.get("dataset"), "strategy": ident.get("strategy"),
-                "strategy_name": ident.get("strategy_name"), "seed": ident.get("seed"),
-                "protocol": ident.get("protocol"), "quirks": ",".join(ident.get("quirks", [])),
-                "flags": ",".join(ident.get("flags", [])), "state": state, "run_dir": str(run_dir), **row,
-            })
-    cols = ["sweep", "dataset", "strategy", "strategy_name", "seed", "protocol", "quirks", "flags", "state",
-            "run_dir"] + CYCLE_COLUMNS
-    return pd.DataFrame.from_records(records, columns=cols)

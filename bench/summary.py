@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
+
+from bench.reports.data import Sweep
+from bench.reports.tables import fmt_mean_std
 
 
 def summary_table(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:
@@ -20,10 +25,7 @@ def summary_table(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFr
         g = part.groupby(["strategy", "n_labeled"])["value"]
         stats = pd.DataFrame({"mean": g.mean() * scale, "std": g.std(ddof=1) * scale, "n": g.count()})
         n_max = int(stats["n"].max())
-        cells = stats.apply(
-            lambda r: f"{r['mean']:.2f}" + ("" if r["n"] < 2 else f" ± {r['std']:.2f}")
-            + ("" if r["n"] == n_max else f" (n={int(r['n'])})"),
-            axis=1)
+        cells = stats.apply(lambda r: fmt_mean_std(r["mean"], r["std"], 2, int(r["n"]), n_max), axis=1)
         table = cells.unstack("n_labeled").fillna("")
         flagged = set(part.loc[part["flags"].fillna("") != "", "strategy"])
         table.index = [f"{s} †" if s in flagged else s for s in table.index]
@@ -53,3 +55,16 @@ def format_summary(df: pd.DataFrame) -> str:
             lines.append(f"† flagged runs: {', '.join(flags)} (not comparable to unflagged numbers)")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def sweep_summary(sweep: Sweep, run_dirs: set[Path] | None = None) -> str:
+    """:func:`format_summary` of ``sweep`` (only the runs in ``run_dirs`` when given), followed by one
+    line per run folder that could not be read."""
+    df = sweep.cycles()
+    if run_dirs is not None and not df.empty:
+        df = df[df["run_dir"].map(lambda d: Path(d) in run_dirs)]
+    lines = [format_summary(df)]
+    for d, why in sweep.unreadable:
+        if run_dirs is None or Path(d) in run_dirs:
+            lines.append(f"unreadable run folder, left out: {d}: {why}")
+    return "\n".join(lines)

@@ -68,7 +68,7 @@ from bench.config import build_config  # noqa: E402
 from bench.data.registry import register_dataset  # noqa: E402
 from bench.engine.loop import execute_run  # noqa: E402
 from bench.plan import make_plan  # noqa: E402
-from bench.records import read_cycles  # noqa: E402
+from bench.records import PHASES, read_cycles  # noqa: E402  (PHASES re-exported for pt4al_protocol_time)
 
 
 
@@ -94,7 +94,6 @@ class Cifar10SubsetSmallTest(Cifar10Subset):
 
 
 PAPER_RATIO = {"pt4al": 1.59, "learning-loss": 1.15, "vaal": 6.24, "coregcn": 1.68}
-PHASES = ("pretext", "train", "inference", "select", "evaluate")
 DEFAULT_STRATEGIES = ["pt4al", "learning-loss", "vaal", "coregcn", "coregcn-lowrank", "uncertaingcn",
                       "uncertaingcn-lowrank", "coreset", "entropy", "least-confidence", "margin",
                       "learning-loss-detached", "pt4al-sampling-only", "pal"]

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.records import CYCLE_COLUMNS
-
-PHASES = ["pretext", "train", "inference", "select", "evaluate"]
+from bench.records import CYCLE_COLUMNS, PHASES
 
 
 def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", strategy: str = "random",
@@ -25,11 +23,13 @@ def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", stra
               model: str = "small-cnn", epochs: int = 15, batch_size: int = 32, seconds: dict | None = None,
               prepare: dict | None = None, artifacts: dict | None = None, queries: dict | None = None,
               metric: str = "accuracy", device: str = "cpu", device_name: str = "Test CPU",
-              dataset_info: dict | None = None) -> Path:
+              dataset_info: dict | None = None, identity: dict | None = None) -> Path:
     """Write one run folder under ``root/<sweep>/<dataset>/<strategy>/seed-<seed>``; return it.
 
     ``values``: the metric (fraction) of each finished cycle; ``cycles``: planned cycles (default:
-    len(values)); ``seconds``: {phase: per-cycle seconds list} (default 1 s train per cycle, 0 else).
+    len(values)); ``seconds``: {phase: per-cycle seconds list} (default 1 s train per cycle, 0 else);
+    ``identity``: extra run.json fields (e.g. ``baseline``, ``phases``, ``quirk_docs``; without them
+    the folder reads as one recorded before those fields existed).
     Labeled counts are initial + budget * cycle.
     """
     name = strategy_name or strategy
@@ -38,7 +38,8 @@ def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", stra
     planned = len(values) if cycles is None else cycles
     ident = {"sweep": sweep, "dataset": dataset, "strategy": strategy, "strategy_name": name, "seed": seed,
              "protocol": protocol, "quirks": list(quirks), "flags": list(flags), "metric": metric,
-             "task": "classification", "augment": {}, "dataset_info": dataset_info or {}, "prepare": prepare or {}}
+             "task": "classification", "augment": {}, "dataset_info": dataset_info or {}, "prepare": prepare or {},
+             **(identity or {})}
     (d / "run.json").write_text(json.dumps(ident))
     cfg = {"sweep": sweep, "output": str(root), "dataset": {"name": dataset, "params": {}},
            "model": {"name": model, "params": {}},

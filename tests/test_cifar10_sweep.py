@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main
-from bench.records import load_sweep
+from bench.reports.data import load_sweep_runs
 from tests.conftest import REPO, SHARED_DATA
 
 
@@ -18,7 +18,7 @@ def test_cifar10_two_cycle_sweep(tmp_path, capsys, monkeypatch):
                "--set", "train.epochs=1", "--set", "strategies=random,margin", "--set", "record.embeddings=100",
                "--set", "model.params.width=8"])
     assert rc == 0, capsys.readouterr().err
-    df = load_sweep(tmp_path / "cifar10-cpu")
+    df = load_sweep_runs(tmp_path / "cifar10-cpu").cycles()
     assert sorted(df["strategy"].unique()) == ["margin", "random"]
     assert df.groupby("strategy")["n_labeled"].apply(list).to_dict() == {"margin": [1000, 2000],
                                                                           "random": [1000, 2000]}

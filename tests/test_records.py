@@ -10,8 +10,8 @@ import pytest
 
 from bench.cli import main
 from bench.errors import RecordError
-from bench.records import (CYCLE_COLUMNS, RunRecorder, atomic_write_text, load_sweep, read_artifact, read_cycles,
-                           read_queries)
+from bench.records import CYCLE_COLUMNS, RunRecorder, atomic_write_text, read_artifact, read_cycles, read_queries
+from bench.reports.data import load_sweep_runs
 from tests.conftest import write_yaml
 
 
@@ -34,7 +34,7 @@ def test_round_trip(tmp_path):
     assert back[0]["seconds_select"] == 0.125 and back[0]["metric"] == "accuracy"
     assert {c: q.tolist() for c, q in read_queries(rec.dir).items()} == queries
     assert read_artifact(rec.dir, "pretext").tolist() == [0, 1, 2, 3]
-    df = load_sweep(tmp_path / "sw")
+    df = load_sweep_runs(tmp_path / "sw").cycles()
     assert len(df) == 3 and set(CYCLE_COLUMNS) <= set(df.columns)
     assert df["state"].unique().tolist() == ["complete"] and df["strategy"].iloc[0] == "random"
 
@@ -113,3 +113,20 @@ def test_run_folder_contents(tiny_raw, tmp_path):
     assert labels.tolist() == y[np.concatenate([queries[c] for c in range(3)])].tolist()
     emb, idx = read_artifact(run, "embeddings"), read_artifact(run, "embedding_indices")
     assert emb.shape[0] == len(idx) and set(np.concatenate(list(queries.values()))) <= set(idx)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_records_honour_the_umask_like_a_plain_open(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        rec = RunRecorder(tmp_path / "run")
+        rec.start({"strategy": "random"}, {"seed": 0}, {})
+        rec.write_cycles([{"cycle": 0}], {0: [1]})
+        rec.save_artifacts({"a": np.zeros(2)})
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == mode
+    for name in ("run.json", "config.yaml", "env.json", "status.json", "cycles.csv", "queries.json", "artifacts/a.npy"):
+        assert (rec.dir / name).stat().st_mode & 0o777 == mode, name

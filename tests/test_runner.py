@@ -4,12 +4,12 @@ records as a plain in-process run."""
 from __future__ import annotations
 
 from bench.cli import main
-from bench.records import load_sweep
+from bench.reports.data import load_sweep_runs
 from tests.conftest import write_yaml
 
 
 def _values(root):
-    df = load_sweep(root).sort_values(["strategy", "seed", "cycle"])
+    df = load_sweep_runs(root).cycles().sort_values(["strategy", "seed", "cycle"])
     return df[["strategy", "seed", "cycle", "n_labeled", "value", "test_loss"]].to_dict("records")
 
 

@@ -7,7 +7,9 @@ from contextlib import contextmanager
 
 import torch
 
-PHASES = ("pretext", "train", "inference", "select", "evaluate")
+from bench.records import PHASES  # the phase list is part of the records schema (run.json, cycles.csv)
+
+__all__ = ["PHASES", "PhaseTimer"]
 
 
 class PhaseTimer:

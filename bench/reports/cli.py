@@ -77,7 +77,7 @@ def cmd_report(args) -> int:
 
 def cmd_verify(args) -> int:
     from bench.reports.data import load_sweep_runs
-    from bench.reports.verify import FAIL, PASS, format_outcome, format_summary, load_reference, verify
+    from bench.reports.verify import FAIL, PASS, format_counts, format_outcome, load_reference, verify
 
     meta, checks = load_reference(args.reference)
     if args.only:
@@ -92,7 +92,7 @@ def cmd_verify(args) -> int:
     for o in outcomes:
         print(format_outcome(o))
     print()
-    print(format_summary(outcomes))
+    print(format_counts(outcomes))
     statuses = {o.status for o in outcomes}
     if FAIL in statuses:
         return EXIT_FAILED

@@ -18,7 +18,8 @@ import pandas as pd
 import yaml
 
 from bench.errors import RecordError
-from bench.records import find_runs, load_run, read_artifact, read_queries
+from bench.records import (find_runs, load_run, pick_baseline, read_artifact, read_queries, recorded_baseline,
+                           recorded_phases, recorded_quirk_docs)
 
 @dataclass
 class Run:
@@ -63,6 +64,21 @@ class Run:
     @property
     def flags(self) -> list[str]:
         return list(self.identity.get("flags") or [])
+
+    @property
+    def quirk_docs(self) -> dict[str, str]:
+        """{active quirk: its documentation}, as run.json records it ({} for runs older than the field)."""
+        return recorded_quirk_docs(self.identity)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The timed phases, in order (run.json ``phases``; the engine's five for older runs)."""
+        return recorded_phases(self.identity)
+
+    @property
+    def baseline(self) -> tuple[bool, str | None]:
+        """(whether run.json designates the sweep's baseline, that strategy label or None)."""
+        return recorded_baseline(self.identity)
 
     @property
     def metric(self) -> str:
@@ -150,11 +166,20 @@ class Sweep:
     def runs_of(self, dataset: str) -> list[Run]:
         return [r for r in self.runs if r.dataset == dataset]
 
+    def baseline(self, sweep: str, runs: list[Run] | None = None) -> str | None:
+        """The strategy label ``sweep``'s ratios divide by (see :func:`bench.records.pick_baseline`).
+
+        ``runs`` (default: all) limits the runs consulted; None when there is no baseline.
+        """
+        mine = [r for r in (self.runs if runs is None else runs) if r.sweep == sweep]
+        return pick_baseline([(r.label, r.strategy_name, *r.baseline) for r in mine])
+
     def cycles(self, dataset: str | None = None) -> pd.DataFrame:
         """One row per run x finished cycle: identity columns, series, state and the cycles.csv columns.
 
         ``value`` is the metric as a fraction in [0, 1]; ``seconds_pretext_charged`` adds a cached
-        pretext cost (see :func:`charged_pretext_seconds`) to cycle 0.
+        pretext cost (see :func:`charged_pretext_seconds`) to cycle 0. From run.json: ``phases`` (the
+        timed phases, comma-joined), ``baseline_designated`` and ``baseline`` (see :meth:`Run.baseline`).
         """
         recs = []
         for run in self.runs if dataset is None else self.runs_of(dataset):
@@ -163,7 +188,8 @@ class Sweep:
                        "strategy_name": run.strategy_name, "seed": run.seed, "protocol": run.protocol,
                        "quirks": ",".join(run.quirks), "flags": ",".join(run.flags), "state": run.state,
                        "complete": run.complete, "cycles_planned": run.cycles_planned, "run_dir": str(run.dir),
-                       **row}
+                       "phases": ",".join(run.phases), "baseline_designated": run.baseline[0],
+                       "baseline": run.baseline[1], **row}
                 pre, cached = float(row.get("seconds_pretext") or 0.0), False
                 if int(row.get("cycle", -1)) == 0:
                     pre, cached = charged_pretext_seconds(pre, run.prepare)
@@ -183,15 +209,17 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def load_sweep_runs(root: str | Path) -> Sweep:
+def load_sweep_runs(root: str | Path, *, allow_empty: bool = False) -> Sweep:
     """Every run folder under ``root`` (a run, a sweep, or an output root holding several sweeps).
 
-    Raises RecordError when ``root`` does not exist or holds no run at all. Series names are the
+    The one reader of a results folder: reports, verify and the CLI's summary all start here
+    (:meth:`Sweep.cycles` is the tidy one-row-per-run-x-cycle DataFrame). Raises RecordError when
+    ``root`` does not exist, or holds no run at all unless ``allow_empty``. Series names are the
     strategy labels, prefixed by ``<sweep>/`` when the folder holds more than one sweep.
     """
     root = Path(root)
     dirs = find_runs(root)
-    if not dirs:
+    if not dirs and not allow_empty:
         raise RecordError(f"{root}: holds no albench runs (no run.json below it); pass a sweep folder such as "
                           "results/quickstart")
     runs, bad = [], []

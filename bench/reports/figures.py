@@ -20,13 +20,17 @@ import seaborn as sns  # noqa: E402
 
 from bench.reports.output import add_caption  # noqa: E402
 from bench.reports.provenance import display_name  # noqa: E402
-from bench.reports.tables import PHASES, fmt_duration  # noqa: E402
+from bench.reports.tables import baseline_name, fmt_duration, wallclock_phases  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 
 
-def style_map(series: list[str]) -> dict[str, dict]:
-    """{series: {'color', 'marker'}}, stable for a given sorted list of series."""
+def style_map(series: list[str], baselines=()) -> dict[str, dict]:
+    """{series: {'color', 'marker', 'ls'}}, stable for a given sorted list of series.
+
+    Each series in ``baselines`` (a sweep's baseline, :func:`bench.reports.tables.baseline_series`) is
+    drawn black and dashed.
+    """
     names = sorted(series)
     # tab10 then Dark2: 18 colours that stay distinct (tab20's light/dark pairs read as one colour)
     colors = (sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)) if len(names) > 10 else \
@@ -34,7 +38,7 @@ def style_map(series: list[str]) -> dict[str, dict]:
     colors = [colors[i % len(colors)] for i in range(len(names))]
     out = {s: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)], "ls": "-"} for i, s in enumerate(names)}
     for s in names:  # the baseline every reader looks for: black and dashed
-        if s.split("/")[-1] == "random":
+        if s in baselines:
             out[s].update(color=(0.1, 0.1, 0.1), ls="--")
     return out
 
@@ -254,27 +258,29 @@ def win_tie_loss_figure(wins: pd.DataFrame, ties: pd.DataFrame, losses: pd.DataF
 
 
 def wallclock_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged: set[str]):
-    """Stacked horizontal bars: mean wall-clock per run by phase; the ratio to Random at each bar's end.
+    """Stacked horizontal bars: mean wall-clock per run by phase; the ratio to the baseline at each bar's end.
 
     ``data``: the output of :func:`bench.reports.tables.wallclock_data`.
     """
     data = data.sort_values("series")
     biggest = float(data["total_s"].max()) if not data.empty else 0.0
     unit, div = ("h", 3600.0) if biggest >= 7200 else (("min", 60.0) if biggest >= 120 else ("s", 1.0))
-    colors = sns.color_palette("Set2", len(PHASES))
+    phases = wallclock_phases(data)
+    colors = sns.color_palette("Set2", len(phases))
     with _style():
         fig, ax = plt.subplots(figsize=(6.8, 0.45 * len(data) + 1.6))
         y = np.arange(len(data))
         left = np.zeros(len(data))
-        for ph, c in zip(PHASES, colors):
+        for ph, c in zip(phases, colors):
             v = data[f"{ph}_s"].to_numpy() / div
             ax.barh(y, v, left=left, color=c, label=ph, height=0.6)
             left += v
         sd = data["total_std_s"].fillna(0).to_numpy() / div
         ax.errorbar(data["total_s"].to_numpy() / div, y, xerr=sd, fmt="none", ecolor="0.2", elinewidth=0.8,
                     capsize=2, label="± std of the total")
-        for yi, (tot, ratio, s_) in enumerate(zip(data["total_s"], data["ratio_to_random"], sd)):
-            text = fmt_duration(tot) + (f"  (×{ratio:.2f} Random)" if np.isfinite(ratio) else "")
+        ratios = zip(data["total_s"], data["ratio_to_random"], data["baseline"], sd)
+        for yi, (tot, ratio, base, s_) in enumerate(ratios):
+            text = fmt_duration(tot) + (f"  (×{ratio:.2f} {baseline_name(base)})" if np.isfinite(ratio) else "")
             ax.text(tot / div + s_, yi, "  " + text, va="center", fontsize=7,
                     bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.9})
         ax.set_yticks(y)

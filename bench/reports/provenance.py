@@ -20,20 +20,13 @@ FLAG_MEANING = {
 }
 
 
-def flag_meaning(flag: str, strategy_names=()) -> str:
-    """What ``flag`` means: the harness's own wording, else the doc of the strategy quirk of that name."""
+def flag_meaning(flag: str, quirk_docs: dict[str, str] | None = None) -> str:
+    """What ``flag`` means: the harness's own wording, else the doc of the quirk of that name as the
+    runs recorded it (run.json ``quirk_docs``), else a generic phrase (runs older than that field)."""
     if flag in FLAG_MEANING:
         return FLAG_MEANING[flag]
-    try:
-        from strategies.registry import get_strategy
-
-        for name in sorted(strategy_names):
-            for q in get_strategy(name).quirks:
-                if q.name == flag:
-                    return q.doc
-    except Exception:  # an unregistered strategy (records from another install): no doc to show
-        pass
-    return "a flagged protocol switch"
+    doc = (quirk_docs or {}).get(flag)
+    return doc if doc else "a flagged protocol switch"
 
 
 def display_name(series: str, flagged: bool) -> str:
@@ -90,8 +83,9 @@ def _flags_part(runs: list[Run]) -> str:
             flags[twin] |= flags.pop(f)
     parts = []
     for f, series in sorted(flags.items()):
-        names = {r.strategy_name for r in runs if f in r.flags}
-        meaning = flag_meaning(f, names)
+        docs = {k: v for r in sorted(runs, key=lambda r: (r.series, r.seed)) if f in r.flags
+                for k, v in r.quirk_docs.items()}
+        meaning = flag_meaning(f, docs)
         parts.append(f"{DAGGER} {f} ({_join(sorted(series))}): {meaning}; not comparable with unflagged numbers")
     return " ".join(p + "." for p in parts)
 

@@ -5,7 +5,8 @@ under ``tables/``):
 
 - ``curves-<ds>``: metric vs labeled count, mean ± std over seeds (figure and table; paper Fig. 3/5/6)
 - ``cold-start-<ds>``: first-cycle metric, mean ± std, min / max (table; paper Table 1)
-- ``wallclock-<ds>``: wall-clock per run, total and per phase, ratio to Random (figure, table; Table 2)
+- ``wallclock-<ds>``: wall-clock per run, total and per phase, ratio to the sweep's baseline (Random
+  unless run.json designates another) (figure, table; Table 2)
 - ``class-distribution-<ds>``: class shares of the queried images (figure, table)
 - ``aubc-<ds>``, ``wilcoxon-<ds>``, ``win-tie-loss-<ds>``: area under the budget curve, paired
   Wilcoxon tests and the win / tie / loss matrix (beyond the paper)
@@ -132,7 +133,8 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
         return
     metric = next((r.metric for r in runs if r.rows), "metric")
     flagged = flagged_series(runs)
-    styles = figs.style_map(sorted(df["series"].unique()))
+    baselines = {tabs.baseline_series(df, sw) for sw in df["sweep"].unique()} - {None}
+    styles = figs.style_map(sorted(df["series"].unique()), baselines=baselines)
     n_missing = sum(1 for m in missing if m.dataset == dataset)
     partial = (f"Partial sweep: {n_missing} run(s) of this dataset are absent or unfinished (see the index)."
                if n_missing else "")
@@ -313,7 +315,9 @@ def write_index(index: ReportIndex, sweep: Sweep) -> None:
               "p = 2/2^n (0.25 for 3 seeds, 0.0625 for 5): with fewer than 6 seeds every outcome is a tie.",
               "- Win/tie/loss matrix: one paired Wilcoxon test per labeled count; cell = W/T/L of row vs column.",
               "- Wall-clock: seconds summed over a run's cycles (pretext charged in full when its result came "
-              "from the cross-seed cache), mean over complete runs; × Random divides by random's mean total.",
+              "from the cross-seed cache), mean over complete runs; × Random divides by the mean total of the "
+              "sweep's baseline (the strategy label run.json names; random unless the sweep's config sets "
+              "'baseline').",
               f"- {DAGGER} marks strategies whose runs carry flags: "
               + "; ".join(f"{k}: {v}" for k, v in FLAG_MEANING.items()) + ".", ""]
     atomic_write_text(out / "index.md", "\n".join(lines))

@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.records import PHASES, pick_baseline
 from bench.reports.output import Table
 from bench.reports.provenance import display_name
 from bench.reports.stats import ALPHA, aubc, pairwise_tests, win_tie_loss
 
 PCT = 100.0
-PHASES = ["pretext", "train", "inference", "select", "evaluate"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,75 +125,129 @@ def cold_start_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: se
 # wall-clock (Table 2)
 
 
+def phases_of(df: pd.DataFrame) -> list[str]:
+    """The timed phases of the runs in ``df``, in recorded order (the ``phases`` column, from run.json).
+
+    Runs older than the field record the engine's five (:data:`bench.records.PHASES`).
+    """
+    if "phases" not in df or df.empty:
+        return list(PHASES)
+    out: list[str] = []
+    for joined in df["phases"].dropna().unique():
+        out += [p for p in str(joined).split(",") if p and p not in out]
+    return out or list(PHASES)
+
+
 def run_seconds(df: pd.DataFrame) -> pd.DataFrame:
     """Per complete run: seconds per phase summed over cycles (pretext charged) and the total.
 
-    Columns sweep, series, strategy_name, seed, one per phase, total, pretext_cached (whether a cached
-    pretext cost was charged). Only runs with ``complete`` True count: an unfinished run's time
-    is not the method's cost.
+    Columns sweep, series, strategy_name, seed, one per phase (:func:`phases_of`), total, pretext_cached
+    (whether a cached pretext cost was charged). Only runs with ``complete`` True count: an unfinished
+    run's time is not the method's cost. A phase a run's cycles.csv lacks counts 0 s.
     """
+    phases = phases_of(df)
     done = df[df["complete"].astype(bool)]
     rows = []
     for (sweep, series, seed), part in done.groupby(["sweep", "series", "seed"], sort=True):
         rec = {"sweep": sweep, "series": series, "strategy_name": part["strategy_name"].iloc[0], "seed": int(seed)}
-        for ph in PHASES:
+        for ph in phases:
             col = "seconds_pretext_charged" if ph == "pretext" else f"seconds_{ph}"
-            rec[ph] = float(part[col].fillna(0).sum())
-        recorded_pre = float(part["seconds_pretext"].fillna(0).sum())
-        rec["total"] = float(part["seconds_total"].fillna(0).sum()) + (rec["pretext"] - recorded_pre)
+            rec[ph] = float(part[col].fillna(0).sum()) if col in part else 0.0
+        recorded_pre = float(part["seconds_pretext"].fillna(0).sum()) if "seconds_pretext" in part else 0.0
+        charged_pre = rec.get("pretext", recorded_pre)
+        rec["total"] = float(part["seconds_total"].fillna(0).sum()) + (charged_pre - recorded_pre)
         rec["pretext_cached"] = bool(part["pretext_cached"].any()) if "pretext_cached" in part else False
         rows.append(rec)
-    return pd.DataFrame(rows, columns=["sweep", "series", "strategy_name", "seed", *PHASES, "total",
+    return pd.DataFrame(rows, columns=["sweep", "series", "strategy_name", "seed", *phases, "total",
                                        "pretext_cached"])
 
 
-def _baseline(series_rows: pd.DataFrame, sweep: str) -> str | None:
-    cands = series_rows[(series_rows["sweep"] == sweep) & (series_rows["strategy_name"] == "random")]
-    if cands.empty:
+def baseline_series(df: pd.DataFrame, sweep: str) -> str | None:
+    """The series of ``sweep``'s baseline among the runs in ``df``, or None.
+
+    The baseline is the strategy label run.json designates (:func:`bench.records.pick_baseline`;
+    records older than the field: the strategy named random, as reports always did).
+    """
+    mine = df[df["sweep"] == sweep]
+    if mine.empty:
         return None
-    labels = sorted(cands["series"].unique())
-    return next((s for s in labels if s.split("/")[-1] == "random"), labels[0])
+    designated = mine["baseline_designated"] if "baseline_designated" in mine else pd.Series(False, mine.index)
+    recorded = mine["baseline"] if "baseline" in mine else pd.Series(None, mine.index)
+    keys = {(str(lbl), str(name), bool(has), str(b) if bool(has) and isinstance(b, str) else None)
+            for lbl, name, has, b in zip(mine["strategy"], mine["strategy_name"], designated, recorded)}
+    label = pick_baseline(sorted(keys, key=str))
+    series = sorted(mine.loc[mine["strategy"] == label, "series"].unique()) if label is not None else []
+    return series[0] if series else None
+
+
+def baseline_name(series: str | None) -> str:
+    """How a table header and a figure name the baseline: its label, first letter capitalised ('Random')."""
+    if not series:
+        return "baseline"
+    label = series.split("/")[-1]
+    return label[:1].upper() + label[1:]
 
 
 def wallclock_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Per series: runs, mean seconds per phase and in total, std of the total, and ratio to Random.
+    """Per series: runs, mean seconds per phase and in total, std of the total, and ratio to the baseline.
 
-    The ratio divides the mean total by the mean total of the ``random`` strategy of the same sweep
-    (nan without one).
+    ``ratio_to_random`` (the name kept from when the baseline was always random) divides the mean
+    total by the mean total of the same sweep's baseline series, named in ``baseline`` (see
+    :func:`baseline_series`; nan and None without one among the complete runs).
     """
+    phases = phases_of(df)
     per_run = run_seconds(df)
+    done = df[df["complete"].astype(bool)] if not df.empty else df
     rows = []
     for series, part in per_run.groupby("series", sort=True):
         rec = {"series": series, "sweep": part["sweep"].iloc[0], "strategy_name": part["strategy_name"].iloc[0],
                "runs": int(len(part))}
-        for ph in PHASES:
+        for ph in phases:
             rec[f"{ph}_s"] = float(part[ph].mean())
         rec["total_s"] = float(part["total"].mean())
         rec["total_std_s"] = float(part["total"].std(ddof=1)) if len(part) > 1 else np.nan
         rec["pretext_cached_runs"] = int(part["pretext_cached"].sum())
         rows.append(rec)
-    out = pd.DataFrame(rows, columns=["series", "sweep", "strategy_name", "runs", *[f"{p}_s" for p in PHASES],
+    out = pd.DataFrame(rows, columns=["series", "sweep", "strategy_name", "runs", *[f"{p}_s" for p in phases],
                                       "total_s", "total_std_s", "pretext_cached_runs"])
+    bases = {sw: baseline_series(done, sw) for sw in out["sweep"].unique()}
     ratios = []
     for r in out.itertuples():
-        base = _baseline(out, r.sweep)
+        base = bases[r.sweep]
         ratios.append(r.total_s / float(out.loc[out["series"] == base, "total_s"].iloc[0]) if base else np.nan)
     out["ratio_to_random"] = ratios
+    out["baseline"] = [bases[sw] for sw in out["sweep"]]
     return out
 
 
+def wallclock_phases(data: pd.DataFrame) -> list[str]:
+    """The phases of a :func:`wallclock_data` frame, in column order."""
+    return [c[:-2] for c in data.columns if c.endswith("_s") and c not in ("total_s", "total_std_s")]
+
+
 def wallclock_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: str) -> Table:
-    """Table 2: wall-clock per run, total and per phase (mean over complete runs), and the ratio to Random."""
+    """Table 2: wall-clock per run, total and per phase (mean over complete runs), and the ratio to the
+    sweep's baseline (Random unless the sweep designates another)."""
     data = wallclock_data(df)
     disp = pd.DataFrame({"runs": data["runs"].astype(str).to_numpy()},
                         index=pd.Index(_names(data["series"], flagged), name="strategy"))
-    for ph in PHASES:
+    for ph in wallclock_phases(data):
         disp[ph] = [fmt_duration(v) for v in data[f"{ph}_s"]]
     disp["total"] = [fmt_duration(v) + (f" ± {fmt_duration(s)}" if np.isfinite(s) else "")
                      for v, s in zip(data["total_s"], data["total_std_s"])]
-    disp["× Random"] = [f"{v:.2f}" if np.isfinite(v) else "" for v in data["ratio_to_random"]]
+    bases = sorted({b for b in data["baseline"] if b})
+    labels = sorted({b.split("/")[-1] for b in bases})
+    head = f"× {baseline_name(bases[0])}" if len(labels) == 1 else "× baseline"
+    disp[head] = [f"{v:.2f}" if np.isfinite(v) else "" for v in data["ratio_to_random"]]
+    if len(labels) == 1:
+        whose = f"that of {labels[0]} in the same sweep."
+    elif bases:
+        whose = "that of its sweep's baseline (" + ", ".join(bases) + ")."
+    else:
+        whose = ("that of the sweep's baseline; blank here: no sweep has one (run.json designates none, its runs "
+                 "designate different ones, or the baseline has no complete run).")
     notes = ["Seconds of wall-clock per run, summed over its cycles, mean over complete runs (± std of the total);"
-             " × Random divides the mean total by that of random in the same sweep."]
+             f" {head} divides the mean total by {whose}"]
     if data["pretext_cached_runs"].sum() > 0:
         cached = data.loc[data["pretext_cached_runs"] > 0, "series"].tolist()
         notes.append(f"Pretext time of {', '.join(cached)} includes the training time of its cached pretext model "

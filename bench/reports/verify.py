@@ -18,8 +18,10 @@ Quantities:
 - ``metric``: the run's metric at ``cycle`` (``first``, ``last`` or an index) in percent, and
   ``statistic`` over seeds: ``mean``, ``std`` (sample, ddof = 1), ``min`` or ``max``.
 - ``wallclock-ratio``: per seed, the run's total wall-clock (pretext charged in full when cached;
-  see :func:`bench.reports.data.charged_pretext_seconds`) divided by that of the ``random`` run
-  with the same seed in the same sweep and dataset; ours is the mean over seeds. Complete runs only.
+  see :func:`bench.reports.data.charged_pretext_seconds`) divided by that of the sweep's baseline
+  run (the strategy label run.json designates; random for records older than that field) with the
+  same seed in the same sweep and dataset; ours is the mean over seeds, and the outcome names the
+  baseline. Complete runs only.
 - ``spearman-rho``: per complete run, Spearman's rho between ``pretext_loss_test`` and the final
   cycle's per-image ``test_loss``; ours is the mean over seeds.
 """
@@ -38,7 +40,7 @@ from bench.errors import ConfigError
 from bench.reports.data import Run, Sweep
 from bench.reports.provenance import DAGGER
 from bench.reports.stats import spearman_rho
-from bench.reports.tables import describe, run_seconds
+from bench.reports.tables import describe, fmt_mean_std, run_seconds
 
 QUANTITIES = ("metric", "wallclock-ratio", "spearman-rho")
 STATISTICS = ("mean", "std", "min", "max")
@@ -305,18 +307,23 @@ def _values_wallclock(check: Check, runs: list[Run], sweep: Sweep) -> tuple[list
     if not mine:
         return [], "no complete run (wall-clock needs finished runs)"
     sweep_name = mine[0].sweep
-    randoms = [r for r in sweep.runs if r.strategy_name == "random" and r.sweep == sweep_name
-               and r.dataset == check.dataset and r.complete and not scale_differences(r, check.scale)]
-    if not randoms:
-        return [], f"no complete random run of the same scale in sweep {sweep_name} to form the ratio"
+    peers = [r for r in sweep.runs if r.sweep == sweep_name and r.dataset == check.dataset and r.complete
+             and not scale_differences(r, check.scale)]
+    label = sweep.baseline(sweep_name, peers)
+    bases = [r for r in peers if label is not None and r.label == label]
+    if not bases:
+        who = label or "none: its run.json files designate none, or different ones"
+        return [], f"no complete baseline run (baseline {who}) of the same scale in sweep {sweep_name} " \
+                   "to form the ratio"
     frame = sweep.cycles(check.dataset)
-    secs = run_seconds(frame[frame["run_dir"].isin({str(r.dir) for r in mine + randoms})])
+    secs = run_seconds(frame[frame["run_dir"].isin({str(r.dir) for r in mine + bases})])
     tot = {(row.series, row.seed): row.total for row in secs.itertuples()}
-    rseries = sorted({r.series for r in randoms})
-    base = next((s for s in rseries if s.split("/")[-1] == "random"), rseries[0])
+    base = bases[0].series
     vals = [tot[(r.series, r.seed)] / tot[(base, r.seed)] for r in mine if (base, r.seed) in tot
             and tot[(base, r.seed)] > 0]
-    return vals, "" if vals else "the strategy's and random's complete runs share no seed"
+    if not vals:
+        return [], f"the strategy's and {label}'s complete runs share no seed"
+    return vals, f"ratio to baseline {label}"
 
 
 def _values_rho(runs: list[Run]) -> tuple[list[float], str]:
@@ -396,9 +403,8 @@ def format_outcome(o: Outcome) -> str:
     lines = [head, f"        {c.describe()}"]
     if o.status in (PASS, FAIL, TOO_FEW) and o.ours is not None:
         dagger = f" {DAGGER}" if o.flags else ""
-        spread = f" ± {o.std:.{digits}f}" if o.std is not None and np.isfinite(o.std) else ""
         stat = c.statistic if c.quantity == "metric" else "mean"
-        ours = f"{o.ours:.{digits}f}{spread}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
+        ours = f"{fmt_mean_std(o.ours, o.std, digits)}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
         diff = f"{o.diff:+.{digits}f}" if o.diff is not None else "n/a"
         lines.append(f"        ours {ours} [{o.group}{dagger}] | theirs {c.theirs()} | diff {diff} | {o.message}")
         flags = f"; {DAGGER} flags: {', '.join(o.flags)}" if o.flags else ""
@@ -413,7 +419,8 @@ def summary_counts(outcomes: list[Outcome]) -> Counter:
     return Counter(o.status for o in outcomes)
 
 
-def format_summary(outcomes: list[Outcome]) -> str:
+def format_counts(outcomes: list[Outcome]) -> str:
+    """One line: how many checks passed, failed, were refused, missing or had too few seeds."""
     n = summary_counts(outcomes)
     parts = [f"{n.get(s, 0)} {label}" for s, label in ((PASS, "passed"), (FAIL, "failed"), (REFUSED, "refused"),
                                                           (MISSING, "missing"), (TOO_FEW, "too few seeds"))]

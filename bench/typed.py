@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -85,7 +86,13 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         value = coerce(base, value, path)
         for m in meta:
             if hasattr(m, "check"):
-                m.check(value, path)
+                try:
+                    m.check(value, path)
+                except ConfigError as exc:
+                    if get_origin(base) in (Union, types.UnionType) and type(None) in get_args(base):
+                        raise ConfigError(exc.field, f"{exc.problem} or null", f"{exc.fix}, or null",
+                                          exc.value) from None
+                    raise
         return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -177,6 +184,64 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     if callable(check):
         check(path)
     return obj
+
+
+NO_DEFAULT = inspect.Parameter.empty  # a declared param without a default (it must be given)
+
+
+def param_spec(cls: type) -> dict[str, tuple[Any, Any]]:
+    """``{field: (type, default)}`` of a params dataclass, bounds kept in the ``Annotated`` types;
+    a field without a default maps to :data:`NO_DEFAULT`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = NO_DEFAULT
+        out[f.name] = (hints.get(f.name, Any), default)
+    return out
+
+
+def signature_spec(fn: Any, skip: tuple[str, ...] = ("self",)) -> dict[str, tuple[Any, Any]]:
+    """``{param: (type, default)}`` of a function's named parameters (``*args``/``**kwargs`` and
+    ``skip`` left out), ``Annotated`` bounds kept: the params a plugin declares in its signature."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    return {name: (hints.get(name, Any), p.default) for name, p in sig.parameters.items()
+            if name not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def validate_params(spec: dict[str, tuple[Any, Any]], params: Any, path: str, owner: str) -> dict:
+    """Typed copy of the ``params`` mapping given for ``owner`` (e.g. ``strategy 'vaal'``), checked
+    against ``spec`` (see :func:`param_spec`): ConfigError naming ``path.key`` for an unknown key
+    (with the nearest known one), a wrong type or a value outside the declared bounds. Only the
+    given keys are returned; defaults are not filled in."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", params)
+    out = {}
+    for key, value in params.items():
+        if key not in spec:
+            known = ", ".join(spec) or "none"
+            close = difflib.get_close_matches(str(key), list(spec), n=1)
+            hint = f"did you mean '{path}.{close[0]}'? " if close else ""
+            raise ConfigError(f"{path}.{key}", f"unknown parameter for {owner}",
+                              f"{hint}remove it; known parameters: {known}")
+        tp, default = spec[key]
+        try:
+            out[key] = coerce(tp, value, f"{path}.{key}")
+        except ConfigError as exc:
+            if default is NO_DEFAULT:
+                raise
+            shown = "null" if default is None else repr(default)
+            raise ConfigError(exc.field, exc.problem, f"{exc.fix} (default: {shown})", exc.value) from None
+    return out
 
 
 def to_dict(obj: Any) -> Any:

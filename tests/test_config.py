@@ -30,7 +30,7 @@ BAD = [
     ("unknown strategy param", {"strategies": [{"name": "entropy", "params": {"subsett": 10}}]},
      ["strategies[0].params.subsett", "unknown parameter for strategy 'entropy'", "known parameters: subset"]),
     ("bad strategy param value", {"strategies": [{"name": "entropy", "params": {"subset": 0}}]},
-     ["strategies[0].params.subset", "positive integer"]),
+     ["strategies[0].params.subset", "must be >= 1 or null", "(default: null)"]),
     ("strategy listed twice", {"strategies": ["random", "random"]}, ["strategies", "more than once", "label"]),
     ("missing data root", {"dataset": {"name": "cifar10", "root": "/nonexistent/data"}},
      ["datasets[0].root", "does not exist", "/nonexistent/data"]),

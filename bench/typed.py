@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -20,26 +21,31 @@ from bench.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above."""
+    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above;
+    ``finite`` also refuses +-inf (NaN is refused by every bound)."""
 
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    finite: bool = False
 
     def describe(self) -> str:
         """The range in words, e.g. ``>= 1 and < 10``."""
         parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                  if v is not None]
-        return " and ".join(parts)
+        if self.finite:
+            parts.append("finite")
+        return " and ".join(parts) or "a number (not NaN)"
 
     def check(self, value: Any, path: str) -> None:
         """ConfigError naming ``path`` unless ``value`` lies in the range."""
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
-        if not ok:  # NaN fails every comparison, so it is refused here too
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
+              and value == value and not (self.finite and math.isinf(value)))
+        if not ok:  # NaN fails every comparison and the self-equality, so it is refused here too
             raise ConfigError(path, f"must be {self.describe()}", f"set {path} to a value {self.describe()}", value)
 
 

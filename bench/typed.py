@@ -112,6 +112,11 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
                 return coerce(arg, value, path)
             except ConfigError as exc:
                 errors.append(exc)
+        # the value had the shape of one arm and failed inside it (a nested key): that arm's own
+        # message names the field and the fix best
+        nested = [e for e in errors if e.field != path]
+        if nested:
+            raise nested[0]
         raise ConfigError(path, f"must be {_describe(tp)}", f"set {path} to e.g. {_example(tp)}", value)
     if origin is Literal:
         allowed = get_args(tp)
@@ -123,7 +128,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
-    if origin is list:
+    if origin is list or tp is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(path, f"must be {_describe(tp)}", f"write {path} as a YAML list", value)
         (item,) = get_args(tp) or (Any,)
@@ -131,7 +136,10 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", value)
-        return dict(value)
+        args = get_args(tp)
+        if not args:
+            return dict(value)
+        return {coerce(args[0], k, f"{path} key {k!r}"): coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(path, "must be true or false", f"set {path} to true or false", value)

@@ -171,9 +171,22 @@ class Strategy(ABC):
     def param_types(cls) -> dict[str, tuple[Any, Any]]:
         """``{param: (type, default)}`` from ``Params``, or else from the keyword-only ``__init__``
         signature; a param without a default maps to ``inspect.Parameter.empty``."""
-        if cls.Params is not None:
+        if cls._declares_params():
             return param_spec(cls.Params)
         return signature_spec(cls.__init__)
+
+    @classmethod
+    def _declares_params(cls) -> bool:
+        """Whether ``Params`` holds the params: it does unless a subclass below the one declaring it
+        (a plugin extending a built-in, say) overrides ``__init__`` with named keyword arguments."""
+        if cls.Params is None:
+            return False
+        for k in cls.__mro__:
+            if "Params" in vars(k):
+                return True
+            if "__init__" in vars(k) and set(signature_spec(vars(k)["__init__"])):
+                return False
+        return True
 
     @classmethod
     def validate_params(cls, params: dict, path: str = "params") -> dict:

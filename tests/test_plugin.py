@@ -143,3 +143,25 @@ def test_a_plugin_may_declare_a_params_dataclass():
         Plugin.validate_params({"k": 0}, "p")
     s = Plugin(k=7)
     assert s.k == 7 and s.params == PluginParams(k=7)
+
+
+def test_a_plugin_extending_a_builtin_with_its_own_keyword_only_init():
+    """A plugin subclassing a built-in (which declares ``Params``) may still add keyword-only
+    ``__init__`` params: its signature, not the inherited dataclass, then declares them."""
+    from bench.errors import ConfigError
+    from strategies.uncertainty import Entropy
+
+    class WarmEntropy(Entropy):
+        name = "warm-entropy"
+
+        def __init__(self, *, subset: int | None = None, temperature: Annotated[float, Bounds(gt=0)] = 1.0):
+            super().__init__(subset=subset)
+            self.temperature = temperature
+
+    assert set(WarmEntropy.param_types()) == {"subset", "temperature"}
+    assert WarmEntropy.validate_params({"temperature": 2}, "p") == {"temperature": 2.0}
+    with pytest.raises(ConfigError, match=r"p\.temperature: must be > 0"):
+        WarmEntropy.validate_params({"temperature": 0}, "p")
+    s = WarmEntropy(subset=5, temperature=2.0)
+    assert s.subset == 5 and s.temperature == 2.0
+    assert set(Entropy.param_types()) == {"subset"}

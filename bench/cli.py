@@ -51,12 +51,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from bench.config import load_config
     from bench.plan import check_output_writable, make_plan
     from bench.reports.data import load_sweep_runs
     from bench.runner import execute_plan
     from bench.runner.dispatch import pending_runs
     from bench.summary import sweep_summary
+    from bench.validate import load_config
 
     overrides = list(args.overrides)
     if args.out is not None:

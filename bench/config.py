@@ -1,23 +1,26 @@
 """The sweep config: typed dataclasses, YAML loading, ``--set`` overrides and validation.
 
 A config describes one sweep: datasets x strategies x seeds, with one model, one training protocol
-and one AL schedule. Everything that can be checked before a run starts is checked in
-:func:`load_config` (types, unknown keys, registry names, data roots, budget vs pool size).
+and one AL schedule. :func:`build_config` checks everything that needs neither the disk nor the
+resolved strategies (types, unknown keys, declared bounds, registry names, strategy and model
+params); :func:`bench.validate.load_config` adds the checks that do (data roots, budget vs pool size,
+a strategy's resolved params against the schedule). This module imports nothing that imports it.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
 from bench.errors import ConfigError
-from bench.typed import from_dict, to_dict
+from bench.typed import Bounds, from_dict, to_dict
 
 DATA_ENV = "ALBENCH_DATA"
 
@@ -44,20 +47,10 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    lr: Annotated[float, Bounds(gt=0, finite=True)] = 0.1
+    momentum: Annotated[float, Bounds(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Bounds(ge=0, finite=True)] = 5e-4
     nesterov: bool = False
-
-    def check(self, path: str) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"{path}.lr", "must be > 0", f"set {path}.lr to e.g. 0.1", self.lr)
-        if self.weight_decay < 0:
-            raise ConfigError(f"{path}.weight_decay", "must be >= 0", f"set {path}.weight_decay to e.g. 5e-4",
-                              self.weight_decay)
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"{path}.momentum", "must be in [0, 1)", f"set {path}.momentum to e.g. 0.9",
-                              self.momentum)
 
 
 @dataclass
@@ -67,7 +60,7 @@ class ScheduleConfig:
 
     name: Literal["constant", "multistep", "cosine"] = "multistep"
     milestones: list[int] | None = None
-    gamma: float = 0.1
+    gamma: Annotated[float, Bounds(ge=0, finite=True)] = 0.1
 
     def resolved_milestones(self, epochs: int) -> list[int]:
         return [max(1, round(0.8 * epochs))] if self.milestones is None else list(self.milestones)
@@ -100,12 +93,7 @@ class ValidationConfig:
     """
 
     source: Literal["train", "labeled"] = "train"
-    size: float = 0.1
-
-    def check(self, path: str) -> None:
-        if self.size <= 0:
-            raise ConfigError(f"{path}.size", "must be > 0", f"set {path}.size to a fraction (0.1) or a count",
-                              self.size)
+    size: Annotated[float, Bounds(gt=0, finite=True)] = 0.1  # < 1: a fraction; >= 1: a count
 
 
 @dataclass
@@ -251,9 +239,10 @@ class Config:
     baseline: str | None = None
 
     def check(self, path: str) -> None:
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError("name", "must be a non-empty folder name without '/'",
-                              "set name to e.g. 'cifar10-baselines'", self.name)
+        check_folder_name(self.name, "name", "set name to e.g. 'cifar10-baselines'")
+        if not self.output or "\0" in self.output:
+            raise ConfigError("output", "must be a folder path (not empty, no NUL byte)",
+                              "set output to e.g. 'results' (or pass --out DIR)", self.output)
         if not self.seeds:
             raise ConfigError("seeds", "is empty", "list at least one seed, e.g. seeds: [0, 1, 2]", self.seeds)
         if len(set(self.seeds)) != len(self.seeds):
@@ -262,6 +251,9 @@ class Config:
             raise ConfigError("seeds", "must be non-negative integers", "use seeds such as [0, 1, 2]", self.seeds)
         if not self.strategies:
             raise ConfigError("strategies", "is empty", "list at least one strategy, e.g. strategies: [random]")
+        for i, st in enumerate(self.strategies):  # the key names the run's folder
+            field_ = f"strategies[{i}].label" if st.label is not None else f"strategies[{i}].name"
+            check_folder_name(st.key, field_, f"set strategies[{i}].label to e.g. 'entropy-10k'")
         keys = [s.key for s in self.strategies]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
@@ -272,13 +264,28 @@ class Config:
                               f"set baseline to one of {', '.join(keys)}, or remove it", self.baseline)
         if not self.datasets:
             raise ConfigError("datasets", "is empty", "name a dataset, e.g. dataset: {name: digits}")
+        for i, d in enumerate(self.datasets):
+            check_folder_name(d.name, f"datasets[{i}].name", "see 'albench list datasets'")
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ConfigError("datasets", "names a dataset twice", "list each dataset once", names)
-        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError("device", "must be 'auto', 'cpu' or 'cuda[:N]'", "set device: auto", self.device)
+        if not DEVICE.fullmatch(self.device):
+            raise ConfigError("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a device index)",
+                              "set device: auto", self.device)
         if self.threads is not None and self.threads < 1:
             raise ConfigError("threads", "must be a positive integer or null", "set threads: null", self.threads)
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_folder_name(value: str, field: str, fix: str) -> None:
+    """ConfigError naming ``field`` unless ``value`` is one safe path component: not empty, no '/',
+    '\\' or NUL byte, and not starting with '.' (so never '.' or '..'): the sweep name, dataset names
+    and strategy labels each become one folder under the output root, never a path out of it."""
+    if not value or value.startswith(".") or any(c in value for c in "/\\\0"):
+        raise ConfigError(field, "must be a single folder name: not empty, no '/', '\\' or NUL byte, "
+                          "not starting with '.'", fix, value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,7 +413,7 @@ def _check_registries(cfg: Config) -> None:
     import difflib
 
     from bench.data.registry import dataset_names
-    from models.registry import model_names
+    from models.registry import model_names, validate_model_params
     from strategies.registry import get_strategy, strategy_names
 
     for i, ds in enumerate(cfg.datasets):
@@ -419,6 +426,7 @@ def _check_registries(cfg: Config) -> None:
         close = difflib.get_close_matches(cfg.model.name, model_names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError("model.name", "unknown model", f"{hint}see 'albench list models'", cfg.model.name)
+    validate_model_params(cfg.model.name, cfg.model.params, "model.params")
     for i, st in enumerate(cfg.strategies):
         if st.name not in strategy_names():
             close = difflib.get_close_matches(st.name, strategy_names(), n=1)
@@ -446,45 +454,6 @@ def _check_registries(cfg: Config) -> None:
         if task not in model_entry(cfg.model.name).tasks:
             raise ConfigError("model.name", f"model {cfg.model.name!r} does not do {task} (dataset {ds.name!r})",
                               "pick a model for that task (albench list models)", cfg.model.name)
-
-
-def validate_environment(cfg: Config) -> None:
-    """Checks that read the disk: data roots exist and each pool can hold the AL schedule."""
-    from bench.data.registry import get_dataset
-    from bench.plan import resolve_strategy
-    from models.registry import model_entry
-    from strategies.registry import get_strategy
-
-    check_model = model_entry(cfg.model.name).check
-    if check_model is not None:  # e.g. a pretrained-weights file that must exist
-        check_model(cfg.model.params, "model.params", cfg.train)
-    for i, ds in enumerate(cfg.datasets):
-        spec = get_dataset(ds.name)
-        spec.check(ds, f"datasets[{i}]")
-        pool = spec.train_size(ds)
-        if cfg.train.selection == "best-on-validation" and cfg.train.validation.source == "train":
-            v = cfg.train.validation.size
-            pool -= int(round(v * pool)) if v < 1 else int(v)
-        if cfg.al.final_labeled > pool:
-            raise ConfigError(
-                "al", f"the schedule needs {cfg.al.final_labeled} labels (initial {cfg.al.initial} + "
-                f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
-                "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
-        for j, st in enumerate(cfg.strategies):  # per-strategy bounds that depend on pool size and schedule
-            resolved, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
-            get_strategy(st.name).check_schedule(resolved.params, pool_size=pool, initial=cfg.al.initial,
-                                                 budget=cfg.al.budget, cycles=cfg.al.cycles,
-                                                 path=f"strategies[{j}].params")
-            get_strategy(st.name).check_task(resolved.params, task=spec.task, path=f"strategies[{j}].params")
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:
-    """Read, override and validate a config; ``path=None`` loads the packaged quickstart."""
-    raw = read_yaml(path if path is not None else quickstart_path())
-    cfg = build_config(raw, overrides)
-    if check_data:
-        validate_environment(cfg)
-    return cfg
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -8,7 +8,6 @@ are applied, and the run records which quirks and which flags it carries.
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from bench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordCo
                           apply_override)
 from bench.errors import ConfigError
 from bench.records import PHASES, default_baseline
-from bench.typed import from_dict, to_dict
+from bench.typed import NO_DEFAULT, from_dict, to_dict
 
 FLAG_BEST_ON_TEST = "best-on-test"  # the reported number was selected on the test set
 
@@ -97,7 +96,7 @@ def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path
     cls = get_strategy(st.name)
     active = list(st.quirks) if st.quirks is not None else (
         [q.name for q in cls.quirks] if protocol == "official" else [])
-    params = {k: d for k, (_, d) in cls.param_types().items() if d is not inspect.Parameter.empty}
+    params = {k: d for k, (_, d) in cls.param_types().items() if d is not NO_DEFAULT}
     train_raw = to_dict(train)
     flags = []
     for name in active:

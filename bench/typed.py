@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import math
 import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -19,26 +21,31 @@ from bench.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above."""
+    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above;
+    ``finite`` also refuses +-inf (NaN is refused by every bound)."""
 
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
+    finite: bool = False
 
     def describe(self) -> str:
         """The range in words, e.g. ``>= 1 and < 10``."""
         parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                  if v is not None]
-        return " and ".join(parts)
+        if self.finite:
+            parts.append("finite")
+        return " and ".join(parts) or "a number (not NaN)"
 
     def check(self, value: Any, path: str) -> None:
         """ConfigError naming ``path`` unless ``value`` lies in the range."""
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         ok = ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
-        if not ok:  # NaN fails every comparison, so it is refused here too
+              and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
+              and value == value and not (self.finite and math.isinf(value)))
+        if not ok:  # NaN fails every comparison and the self-equality, so it is refused here too
             raise ConfigError(path, f"must be {self.describe()}", f"set {path} to a value {self.describe()}", value)
 
 
@@ -85,7 +92,13 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         value = coerce(base, value, path)
         for m in meta:
             if hasattr(m, "check"):
-                m.check(value, path)
+                try:
+                    m.check(value, path)
+                except ConfigError as exc:
+                    if get_origin(base) in (Union, types.UnionType) and type(None) in get_args(base):
+                        raise ConfigError(exc.field, f"{exc.problem} or null", f"{exc.fix}, or null",
+                                          exc.value) from None
+                    raise
         return value
     if origin in (Union, types.UnionType):
         args = get_args(tp)
@@ -99,6 +112,11 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
                 return coerce(arg, value, path)
             except ConfigError as exc:
                 errors.append(exc)
+        # the value had the shape of one arm and failed inside it (a nested key): that arm's own
+        # message names the field and the fix best
+        nested = [e for e in errors if e.field != path]
+        if nested:
+            raise nested[0]
         raise ConfigError(path, f"must be {_describe(tp)}", f"set {path} to e.g. {_example(tp)}", value)
     if origin is Literal:
         allowed = get_args(tp)
@@ -110,7 +128,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
-    if origin is list:
+    if origin is list or tp is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(path, f"must be {_describe(tp)}", f"write {path} as a YAML list", value)
         (item,) = get_args(tp) or (Any,)
@@ -118,7 +136,10 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", value)
-        return dict(value)
+        args = get_args(tp)
+        if not args:
+            return dict(value)
+        return {coerce(args[0], k, f"{path} key {k!r}"): coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(path, "must be true or false", f"set {path} to true or false", value)
@@ -177,6 +198,64 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     if callable(check):
         check(path)
     return obj
+
+
+NO_DEFAULT = inspect.Parameter.empty  # a declared param without a default (it must be given)
+
+
+def param_spec(cls: type) -> dict[str, tuple[Any, Any]]:
+    """``{field: (type, default)}`` of a params dataclass, bounds kept in the ``Annotated`` types;
+    a field without a default maps to :data:`NO_DEFAULT`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = NO_DEFAULT
+        out[f.name] = (hints.get(f.name, Any), default)
+    return out
+
+
+def signature_spec(fn: Any, skip: tuple[str, ...] = ("self",)) -> dict[str, tuple[Any, Any]]:
+    """``{param: (type, default)}`` of a function's named parameters (``*args``/``**kwargs`` and
+    ``skip`` left out), ``Annotated`` bounds kept: the params a plugin declares in its signature."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    return {name: (hints.get(name, Any), p.default) for name, p in sig.parameters.items()
+            if name not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def validate_params(spec: dict[str, tuple[Any, Any]], params: Any, path: str, owner: str) -> dict:
+    """Typed copy of the ``params`` mapping given for ``owner`` (e.g. ``strategy 'vaal'``), checked
+    against ``spec`` (see :func:`param_spec`): ConfigError naming ``path.key`` for an unknown key
+    (with the nearest known one), a wrong type or a value outside the declared bounds. Only the
+    given keys are returned; defaults are not filled in."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", params)
+    out = {}
+    for key, value in params.items():
+        if key not in spec:
+            known = ", ".join(spec) or "none"
+            close = difflib.get_close_matches(str(key), list(spec), n=1)
+            hint = f"did you mean '{path}.{close[0]}'? " if close else ""
+            raise ConfigError(f"{path}.{key}", f"unknown parameter for {owner}",
+                              f"{hint}remove it; known parameters: {known}")
+        tp, default = spec[key]
+        try:
+            out[key] = coerce(tp, value, f"{path}.{key}")
+        except ConfigError as exc:
+            if default is NO_DEFAULT:
+                raise
+            shown = "null" if default is None else repr(default)
+            raise ConfigError(exc.field, exc.problem, f"{exc.fix} (default: {shown})", exc.value) from None
+    return out
 
 
 def to_dict(obj: Any) -> Any:

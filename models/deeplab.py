@@ -28,6 +28,7 @@ channels; output stride 4, 8, 8, 8 with torchvision's dilated layer3/layer4).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -145,8 +146,6 @@ def check_params(params: dict, path: str = "model.params", train=None) -> None:
         raise ConfigError(f"{path}.weights", "is not a file", "give the path of a local .pth state dict "
                           "(torchvision deeplabv3_resnet101 or resnet101), or null for random initialisation", w)
     fb = params.get("freeze_bn")
-    if fb is not None and not isinstance(fb, bool):
-        raise ConfigError(f"{path}.freeze_bn", "must be true, false or null", "set freeze_bn: null (auto)", fb)
     frozen = w is not None if fb is None else fb
     if train is not None and train.batch_size < 2 and not frozen:
         raise ConfigError(f"{path}.freeze_bn", "BatchNorm cannot learn from batches of one image "
@@ -155,9 +154,20 @@ def check_params(params: dict, path: str = "model.params", train=None) -> None:
                           f"or {path}.freeze_bn: true, or train.batch_size >= 2", fb)
 
 
+@dataclass(frozen=True)
+class DeepLabParams:
+    """``weights``: a local .pth state dict (torchvision deeplabv3_resnet101 or resnet101), None:
+    random initialisation; ``freeze_bn``: keep BatchNorm statistics fixed (None: when weights are
+    given)."""
+
+    weights: str | None = None
+    freeze_bn: bool | None = None
+
+
 @register_model("deeplabv3-resnet101",
                 "DeepLab-v3, ResNet-101 backbone (torchvision; never downloads); params: weights (local "
-                ".pth), freeze_bn", tasks=("segmentation",), check=check_params)
+                ".pth), freeze_bn", tasks=("segmentation",), check=check_params,
+                params=DeepLabParams)
 def deeplabv3_resnet101(*, num_classes: int, in_channels: int, image_size: tuple[int, int],
                         weights: str | None = None, freeze_bn: bool | None = None) -> nn.Module:
     check_params({"weights": weights, "freeze_bn": freeze_bn})

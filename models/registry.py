@@ -1,14 +1,20 @@
-"""The model registry: a name maps to a builder ``(num_classes, in_channels, image_size, **params)``."""
+"""The model registry: a name maps to a builder ``(num_classes, in_channels, image_size, **params)``.
+
+Each model declares its params as a frozen dataclass (``params=`` of :func:`register_model`) whose
+fields carry type, default and range (``Annotated[int, Bounds(ge=1)]``); the builder takes them as
+keyword arguments. A model registered without one has its params read from the builder's signature.
+"""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
-from bench.errors import ConfigError
+from bench.typed import param_spec, signature_spec, validate_params
+
+BUILDER_ARGS = ("num_classes", "in_channels", "image_size")  # given by the dataset, not by params
 
 
 @dataclass(frozen=True)
@@ -18,18 +24,26 @@ class ModelEntry:
     description: str
     tasks: frozenset[str]
     check: Callable[..., None] | None = None  # (params, path, train): ConfigError on a bad value, at config load
+    params: type | None = None  # frozen dataclass of the params; None: read from the builder's signature
+
+    def param_types(self) -> dict[str, tuple[Any, Any]]:
+        """``{param: (type, default)}``, bounds kept in the ``Annotated`` types."""
+        if self.params is not None:
+            return param_spec(self.params)
+        return signature_spec(self.builder, skip=BUILDER_ARGS)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, description: str, tasks=("classification",), check=None):
-    """Decorator registering a builder under ``name``; ``check(params, path, train)``, when given,
-    validates params (e.g. that a weights file exists, or that they suit the training protocol
-    ``train``) when a config is loaded."""
+def register_model(name: str, description: str, tasks=("classification",), check=None, params: type | None = None):
+    """Decorator registering a builder under ``name``. ``params``: the dataclass declaring its params
+    (types, defaults, bounds). ``check(params, path, train)``, when given, runs the checks a bound
+    cannot express (e.g. that a weights file exists, or that params suit the training protocol
+    ``train``) when a config is loaded with its data."""
 
     def deco(fn):
-        _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks), check)
+        _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks), check, params)
         return fn
 
     return deco
@@ -52,15 +66,15 @@ def model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+def validate_model_params(name: str, params: Any, path: str = "model.params") -> dict:
+    """Typed copy of the ``params`` given for model ``name`` (defaults not filled in); ConfigError
+    naming ``path.key`` for an unknown key, a wrong type or a value outside the declared bounds."""
+    return validate_params(model_entry(name).param_types(), params, path, f"model {name!r}")
+
+
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: tuple[int, int],
                 params: dict | None = None, path: str = "model.params") -> nn.Module:
     """A freshly initialised network (uses torch's global RNG: seed it first)."""
     entry = model_entry(name)
-    params = dict(params or {})
-    sig = inspect.signature(entry.builder)
-    known = [p for p in sig.parameters if p not in ("num_classes", "in_channels", "image_size")]
-    for key in params:
-        if key not in known:
-            raise ConfigError(f"{path}.{key}", f"unknown parameter for model {name!r}",
-                              f"remove it; known parameters: {', '.join(known) or 'none'}")
+    params = validate_model_params(name, params, path)
     return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params)

@@ -3,9 +3,13 @@ stem without max-pool, four stages of two basic blocks, 512-d pooled embedding."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from bench.typed import Bounds
 from models.base import ModelOutput
 from models.registry import register_model
 
@@ -58,6 +62,17 @@ class ResNetCifar(nn.Module):
         return ModelOutput(self.linear(emb), emb, tuple(outs))
 
 
-@register_model("resnet18-cifar", "CIFAR ResNet-18 of the official AL repos (3x3 stem, no max-pool, 512-d embedding)")
+@dataclass(frozen=True)
+class ResNetCifarParams:
+    """``width``: channels of the stem and first stage, doubling per stage (64: ResNet-18);
+    ``dropout``: drop probability before the classifier (the layer itself comes with the BALD/BADGE
+    work)."""
+
+    width: Annotated[int, Bounds(ge=1)] = 64
+    dropout: Annotated[float, Bounds(ge=0, lt=1)] = 0.0
+
+
+@register_model("resnet18-cifar", "CIFAR ResNet-18 of the official AL repos (3x3 stem, no max-pool, 512-d embedding)",
+                params=ResNetCifarParams)
 def resnet18_cifar(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 64) -> nn.Module:
     return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width)

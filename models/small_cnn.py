@@ -3,9 +3,13 @@ ResNet-18 (stage outputs included, so Learning Loss works on it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import torch
 from torch import nn
 
+from bench.typed import Bounds
 from models.base import ModelOutput
 from models.registry import register_model
 
@@ -49,6 +53,15 @@ class SmallCNN(nn.Module):
         return ModelOutput(self.fc(emb), emb, tuple(outs))
 
 
-@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width")
+@dataclass(frozen=True)
+class SmallCNNParams:
+    """``width``: channels of the first stage, doubling per stage; ``dropout``: drop probability
+    before the classifier (the layer itself comes with the BALD/BADGE work)."""
+
+    width: Annotated[int, Bounds(ge=1)] = 32
+    dropout: Annotated[float, Bounds(ge=0, lt=1)] = 0.0
+
+
+@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width", params=SmallCNNParams)
 def small_cnn(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> nn.Module:
     return SmallCNN(num_classes, in_channels, image_size, width)

@@ -9,10 +9,14 @@ last stage, as for the classification networks, so Core-Set and the pretext head
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.typed import Bounds
 from models.base import ModelOutput
 from models.registry import register_model
 
@@ -58,7 +62,14 @@ class SmallSeg(nn.Module):
         return ModelOutput(logits, emb, tuple(outs))
 
 
+@dataclass(frozen=True)
+class SmallSegParams:
+    """``width``: channels of the first encoder stage, doubling per stage."""
+
+    width: Annotated[int, Bounds(ge=1)] = 16
+
+
 @register_model("small-seg", "small encoder-decoder for segmentation (widths 16-128), fast on CPU; params: width",
-                tasks=("segmentation",))
+                tasks=("segmentation",), params=SmallSegParams)
 def small_seg(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 16) -> nn.Module:
     return SmallSeg(num_classes, in_channels, image_size, width)

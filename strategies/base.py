@@ -16,20 +16,19 @@ documented and recorded with the run.
 
 from __future__ import annotations
 
-import inspect
-import typing
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.typed import coerce
+from bench.typed import NO_DEFAULT, Bounds, param_spec, signature_spec, validate_params
 
 
 class Need(str, Enum):
@@ -145,49 +144,64 @@ class Quirk:
 
 
 class Strategy(ABC):
-    """Base class. Subclasses declare params as keyword-only ``__init__`` arguments with types."""
+    """Base class. A strategy declares its params as ``Params``, a frozen dataclass whose fields carry
+    their type, default and range (``Annotated[int, Bounds(ge=1)]``); ``__init__(**params)`` builds
+    ``self.params`` from them and mirrors each field as an attribute of the same name. A strategy
+    without ``Params`` (a third-party plugin, say) declares its params as keyword-only ``__init__``
+    arguments with type hints, plain or ``Annotated``, which are validated the same way."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs: ClassVar[frozenset[Need]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset({"classification"})
     quirks: ClassVar[tuple[Quirk, ...]] = ()  # what protocol 'official' switches on
+    Params: ClassVar[type | None] = None  # frozen dataclass of the params; None: the keyword-only __init__
 
-    def __init__(self) -> None:  # subclasses take keyword-only params
-        pass
+    def __init__(self, **params: Any) -> None:
+        if self.Params is None:
+            if params:
+                raise TypeError(f"{type(self).__name__} declares no Params and takes no {sorted(params)}")
+            return
+        self.params = self.Params(**params)
+        for f in dataclasses.fields(self.params):
+            setattr(self, f.name, getattr(self.params, f.name))
 
     # ------------------------------------------------------------------ params and protocols
     @classmethod
     def param_types(cls) -> dict[str, tuple[Any, Any]]:
-        """``{param: (type, default)}`` read from the keyword-only ``__init__`` signature."""
-        sig = inspect.signature(cls.__init__)
-        hints = typing.get_type_hints(cls.__init__, include_extras=True)
-        out = {}
-        for name, p in sig.parameters.items():
-            if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                continue
-            out[name] = (hints.get(name, Any), p.default)
-        return out
+        """``{param: (type, default)}`` from ``Params``, or else from the keyword-only ``__init__``
+        signature; a param without a default maps to ``inspect.Parameter.empty``."""
+        if cls._declares_params():
+            return param_spec(cls.Params)
+        return signature_spec(cls.__init__)
+
+    @classmethod
+    def _declares_params(cls) -> bool:
+        """Whether ``Params`` holds the params: it does unless a subclass below the one declaring it
+        (a plugin extending a built-in, say) overrides ``__init__`` with named keyword arguments."""
+        if cls.Params is None:
+            return False
+        for k in cls.__mro__:
+            if "Params" in vars(k):
+                return True
+            if "__init__" in vars(k) and set(signature_spec(vars(k)["__init__"])):
+                return False
+        return True
 
     @classmethod
     def validate_params(cls, params: dict, path: str = "params") -> dict:
-        """Typed copy of ``params``; ConfigError on an unknown name or a bad value."""
-        if not isinstance(params, dict):
-            raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", params)
+        """Typed copy of the given ``params``; ConfigError naming ``path.key`` on an unknown name, a
+        wrong type or a value outside its declared bounds, then the :meth:`check_params` hook on the
+        full params (defaults filled in)."""
         spec = cls.param_types()
-        out = {}
-        for key, value in params.items():
-            if key not in spec:
-                known = ", ".join(spec) or "none"
-                raise ConfigError(f"{path}.{key}", f"unknown parameter for strategy {cls.name!r}",
-                                  f"remove it; known parameters: {known}")
-            out[key] = coerce(spec[key][0], value, f"{path}.{key}")
-        cls.check_params({**{k: d for k, (_, d) in spec.items() if d is not inspect.Parameter.empty}, **out}, path)
+        out = validate_params(spec, params, path, f"strategy {cls.name!r}")
+        cls.check_params({**{k: d for k, (_, d) in spec.items() if d is not NO_DEFAULT}, **out}, path)
         return out
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
-        """Range and cross-parameter checks on the full params (defaults filled in)."""
+        """Checks a declared bound cannot express (several params together, a registry name), on the
+        full params (defaults filled in). Raise ConfigError naming the field to refuse."""
 
     @classmethod
     def check_schedule(cls, params: dict, *, pool_size: int, initial: int, budget: int, cycles: int,
@@ -269,11 +283,34 @@ def top_k_highest(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-s, kind="stable")[:k]
 
 
+# ``subset`` params: how many random unlabeled images to score (None: all of them)
+Subset = Annotated[int | None, Bounds(ge=1)]
+
+
 def check_subset(params: dict, path: str) -> None:
-    """Refuse a ``subset`` param that is neither null nor a positive integer (ConfigError naming it)."""
+    """Refuse a ``subset`` param that is neither null nor a positive integer (ConfigError naming it).
+    For strategies that declare params in ``__init__``; a ``Params`` field typed :data:`Subset` needs
+    no call."""
     if params.get("subset") is not None and params["subset"] < 1:
         raise ConfigError(f"{path}.subset", "must be a positive integer or null",
                           f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
+
+
+def check_model_params(params: dict, model_key: str, params_key: str, path: str) -> None:
+    """Refuse a strategy-owned network (``params[model_key]``, with ``params[params_key]`` for it)
+    that the model registry does not know, or params the model does not declare or accept
+    (ConfigError naming ``path.model_key`` or ``path.params_key.<key>``)."""
+    import difflib
+
+    from models.registry import model_names, validate_model_params
+
+    name = params[model_key]
+    if name not in model_names():
+        close = difflib.get_close_matches(str(name), model_names(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"{path}.{model_key}", "unknown model",
+                          f"{hint}set {path}.{model_key} to one of {', '.join(model_names())}", name)
+    validate_model_params(name, params.get(params_key), f"{path}.{params_key}")
 
 
 def random_subset(indices: np.ndarray, size: int | None, rng: np.random.Generator) -> np.ndarray:

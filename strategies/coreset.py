@@ -24,11 +24,14 @@ excluded explicitly so that rounding can never choose a point twice.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
-from strategies.base import Inputs, Need, PoolState, Strategy, check_subset, random_subset
+from bench.typed import Bounds
+from strategies.base import Inputs, Need, PoolState, Strategy, Subset, random_subset
 from strategies.registry import register_strategy
 
 # Distances to existing centers are computed in blocks of at most _INIT_ROWS rows x _CENTER_BLOCK
@@ -145,6 +148,15 @@ def _update(x: torch.Tensor, x_sq: torch.Tensor, min_d: torch.Tensor, idx: int, 
         torch.minimum(m, d, out=m)
 
 
+@dataclass(frozen=True)
+class CoreSetParams:
+    """``subset``: candidates are this many random unlabeled images (None: all of them);
+    ``chunk_rows``: rows per distance update (memory per update, not the result)."""
+
+    subset: Subset = 10000
+    chunk_rows: Annotated[int, Bounds(ge=1)] = DEFAULT_CHUNK_ROWS
+
+
 @register_strategy
 class CoreSet(Strategy):
     name = "coreset"
@@ -153,19 +165,7 @@ class CoreSet(Strategy):
     # on segmentation the embedding is the model's globally pooled backbone features, one vector per image
     tasks = frozenset({"classification", "segmentation"})
 
-    def __init__(self, *, subset: int | None = 10000, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
-        """``subset``: candidates are this many random unlabeled images (None: all of them);
-        ``chunk_rows``: rows per distance update (memory per update, not the result)."""
-        super().__init__()
-        self.subset = subset
-        self.chunk_rows = chunk_rows
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        check_subset(params, path)
-        if params["chunk_rows"] < 1:
-            raise ConfigError(f"{path}.chunk_rows", "must be a positive integer",
-                              f"set {path}.chunk_rows to e.g. {DEFAULT_CHUNK_ROWS}", params["chunk_rows"])
+    Params = CoreSetParams
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return random_subset(pool.unlabeled, self.subset, rng)

@@ -45,7 +45,8 @@ Where we differ on purpose:
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -53,7 +54,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, check_subset, random_subset, top_k_lowest
+from bench.typed import Bounds
+from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, Subset, random_subset, top_k_lowest
 from strategies.coreset import DEFAULT_CHUNK_ROWS, kcenter_greedy
 from strategies.registry import register_strategy
 
@@ -212,47 +214,43 @@ _OFFICIAL_TRAINING = Quirk(
 )
 
 
+@dataclass(frozen=True)
+class GCNParams:
+    """``subset``: unlabeled nodes per query (None: all); ``steps``: full-batch Adam steps;
+    ``lambda_``: weight of the unlabeled term; ``max_adjacency_gb``: refuse a dense adjacency larger
+    than this many GB (1e9 bytes); ``adjacency``: 'dense' (built, bounded) or 'lowrank' (the same
+    operator applied in factored form, no n x n buffer)."""
+
+    subset: Subset = 10000
+    steps: Annotated[int, Bounds(ge=1)] = 200
+    lr: Annotated[float, Bounds(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Bounds(ge=0)] = 5e-4
+    dropout: Annotated[float, Bounds(ge=0, lt=1)] = 0.3
+    hidden: Annotated[int, Bounds(ge=1)] = 128
+    lambda_: Annotated[float, Bounds(ge=0)] = 1.2
+    max_adjacency_gb: Annotated[float, Bounds(gt=0)] = 2.0
+    adjacency: Literal["dense", "lowrank"] = "dense"
+
+
+@dataclass(frozen=True)
+class UncertainGCNParams(GCNParams):
+    """``s_margin``: the score (probability of "labeled") whose nearest unlabeled nodes are chosen."""
+
+    s_margin: Annotated[float, Bounds(ge=0, le=1)] = 0.1
+
+
+@dataclass(frozen=True)
+class CoreGCNParams(GCNParams):
+    """``kcenter_features``: 'hidden' (the GCN's hidden features, the paper) or 'input' (the
+    L2-normalised embeddings, the official code); ``chunk_rows``: rows per k-center update."""
+
+    kcenter_features: Literal["hidden", "input"] = "hidden"
+    chunk_rows: Annotated[int, Bounds(ge=1)] = DEFAULT_CHUNK_ROWS
+
+
 class _GCNStrategy(Strategy):
+    Params = GCNParams
     needs = frozenset({Need.EMBEDDINGS, Need.LABELED})
-
-    def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
-                 weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
-                 max_adjacency_gb: float = 2.0, adjacency: Literal["dense", "lowrank"] = "dense") -> None:
-        """``subset``: unlabeled nodes per query (None: all); ``steps``: full-batch Adam steps;
-        ``lambda_``: weight of the unlabeled term; ``max_adjacency_gb``: refuse a dense adjacency
-        larger than this many GB (1e9 bytes); ``adjacency``: 'dense' (built, bounded) or 'lowrank'
-        (the same operator applied in factored form, no n x n buffer)."""
-        super().__init__()
-        self.subset = subset
-        self.steps = steps
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.dropout = dropout
-        self.hidden = hidden
-        self.lambda_ = lambda_
-        self.max_adjacency_gb = max_adjacency_gb
-        self.adjacency = adjacency
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        def bad(key: str, problem: str, example: str) -> ConfigError:
-            return ConfigError(f"{path}.{key}", problem, f"set {path}.{key} to e.g. {example}", params[key])
-
-        check_subset(params, path)
-        if params["steps"] < 1:
-            raise bad("steps", "must be a positive integer", "200")
-        if params["lr"] <= 0:
-            raise bad("lr", "must be > 0", "0.001")
-        if params["weight_decay"] < 0:
-            raise bad("weight_decay", "must be >= 0", "0.0005")
-        if not 0 <= params["dropout"] < 1:
-            raise bad("dropout", "must be in [0, 1)", "0.3")
-        if params["hidden"] < 1:
-            raise bad("hidden", "must be a positive integer", "128")
-        if params["lambda_"] < 0:
-            raise bad("lambda_", "must be >= 0", "1.2")
-        if params["max_adjacency_gb"] <= 0:
-            raise bad("max_adjacency_gb", "must be > 0", "2.0")
 
     @classmethod
     def check_schedule(cls, params: dict, *, pool_size: int, initial: int, budget: int, cycles: int,
@@ -318,21 +316,7 @@ class UncertainGCN(_GCNStrategy):
                    "adjacency)")
     quirks = (_OFFICIAL_TRAINING,)
 
-    def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
-                 weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
-                 s_margin: float = 0.1, max_adjacency_gb: float = 2.0,
-                 adjacency: Literal["dense", "lowrank"] = "dense") -> None:
-        """``s_margin``: the score (probability of "labeled") whose nearest unlabeled nodes are chosen."""
-        super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
-                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb, adjacency=adjacency)
-        self.s_margin = s_margin
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        super().check_params(params, path)
-        if not 0 <= params["s_margin"] <= 1:
-            raise ConfigError(f"{path}.s_margin", "must be in [0, 1] (it is a probability)",
-                              f"set {path}.s_margin to e.g. 0.1", params["s_margin"])
+    Params = UncertainGCNParams
 
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:
@@ -360,24 +344,7 @@ class CoreGCN(_GCNStrategy):
               params={"kcenter_features": "input"}),
     )
 
-    def __init__(self, *, subset: int | None = 10000, steps: int = 200, lr: float = 1e-3,
-                 weight_decay: float = 5e-4, dropout: float = 0.3, hidden: int = 128, lambda_: float = 1.2,
-                 kcenter_features: Literal["hidden", "input"] = "hidden",
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, max_adjacency_gb: float = 2.0,
-                 adjacency: Literal["dense", "lowrank"] = "dense") -> None:
-        """``kcenter_features``: 'hidden' (the GCN's hidden features, the paper) or 'input' (the
-        L2-normalised embeddings, the official code); ``chunk_rows``: rows per k-center update."""
-        super().__init__(subset=subset, steps=steps, lr=lr, weight_decay=weight_decay, dropout=dropout,
-                         hidden=hidden, lambda_=lambda_, max_adjacency_gb=max_adjacency_gb, adjacency=adjacency)
-        self.kcenter_features = kcenter_features
-        self.chunk_rows = chunk_rows
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        super().check_params(params, path)
-        if params["chunk_rows"] < 1:
-            raise ConfigError(f"{path}.chunk_rows", "must be a positive integer",
-                              f"set {path}.chunk_rows to e.g. {DEFAULT_CHUNK_ROWS}", params["chunk_rows"])
+    Params = CoreGCNParams
 
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:

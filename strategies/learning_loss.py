@@ -25,14 +25,15 @@ asserts an even batch); it still counts in the main loss.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
-from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, check_subset,
-                             random_subset,
+from bench.typed import Bounds
+from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, Subset, random_subset,
                              top_k_highest)
 from strategies.registry import register_strategy
 
@@ -115,7 +116,27 @@ class LossPredictionModule(Auxiliary):
         return self(tuple(out.stages))
 
 
+@dataclass(frozen=True)
+class LossModuleParams:
+    """The loss-prediction module (``hidden`` units per stage), its pair loss (``margin``, added to the
+    main loss times ``weight``) and the query's random ``subset`` (None: the whole unlabeled pool)."""
+
+    margin: Annotated[float, Bounds(ge=0)] = 1.0
+    weight: Annotated[float, Bounds(ge=0)] = 1.0
+    hidden: Annotated[int, Bounds(ge=1)] = 128
+    subset: Subset = 10000
+
+
+@dataclass(frozen=True)
+class LearningLossParams(LossModuleParams):
+    """``detach_at``: the fraction of the epochs after which the stage features reach the module
+    detached (1.0: never)."""
+
+    detach_at: Annotated[float, Bounds(ge=0, le=1)] = 0.6
+
+
 class _LearningLossBase(Strategy):
+    Params = LearningLossParams
     needs = frozenset({Need.AUX})
     quirks = (
         Quirk("warm-start",
@@ -123,30 +144,6 @@ class _LearningLossBase(Strategy):
               "never re-initialises them)",
               train={"init": "warm"}),
     )
-
-    def __init__(self, *, margin: float = 1.0, weight: float = 1.0, hidden: int = 128,
-                 subset: int | None = 10000, detach_at: float = 0.6) -> None:
-        super().__init__()
-        self.margin = margin
-        self.weight = weight
-        self.hidden = hidden
-        self.subset = subset
-        self.detach_at = detach_at
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        if params.get("margin", 1.0) < 0:
-            raise ConfigError(f"{path}.margin", "must be >= 0", f"set {path}.margin to e.g. 1.0", params["margin"])
-        if params.get("weight", 1.0) < 0:
-            raise ConfigError(f"{path}.weight", "must be >= 0", f"set {path}.weight to e.g. 1.0", params["weight"])
-        if params.get("hidden", 128) < 1:
-            raise ConfigError(f"{path}.hidden", "must be a positive integer", f"set {path}.hidden to e.g. 128",
-                              params["hidden"])
-        check_subset(params, path)
-        d = params.get("detach_at", 0.0)
-        if not 0.0 <= d <= 1.0:
-            raise ConfigError(f"{path}.detach_at", "must be a fraction of the epochs in [0, 1]",
-                              f"set {path}.detach_at to e.g. 0.6 (1.0: never detach)", d)
 
     def auxiliary(self, info: ModelInfo) -> LossPredictionModule:
         return LossPredictionModule(tuple(info.stage_channels), hidden=self.hidden, margin=self.margin,
@@ -177,6 +174,8 @@ class LearningLossDetached(_LearningLossBase):
     description = ("learning-loss with the stage features detached from the first epoch, so the module never "
                    "shapes the backbone (params: margin, weight, hidden, subset)")
 
-    def __init__(self, *, margin: float = 1.0, weight: float = 1.0, hidden: int = 128,
-                 subset: int | None = 10000) -> None:
-        super().__init__(margin=margin, weight=weight, hidden=hidden, subset=subset, detach_at=0.0)
+    Params = LossModuleParams
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.detach_at = 0.0

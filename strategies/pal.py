@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -47,10 +49,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.data.augment import BatchTransform
-from bench.errors import ConfigError
 from bench.toolkit.batches import epoch_batches, eval_batches
 from bench.toolkit.seeding import seeded_init
-from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy, top_k_highest
+from bench.typed import Bounds
+from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
+                             top_k_highest)
 from strategies.registry import register_strategy
 from strategies.vaal import pool_stats
 
@@ -92,80 +95,53 @@ class PALScorer(nn.Module):
         return self.rotation(out.embedding), out.logits
 
 
+@dataclass(frozen=True)
+class PALParams:
+    """``scorer_model`` / ``scorer_params``: the backbone, any model of the registry. ``sub_query``:
+    images per sub-query (the budget's remainder forms a last, smaller one). ``crop_padding`` and
+    ``hflip``: the scorer's training augmentation (set ``hflip: false`` where a flip changes the
+    class, as on digits)."""
+
+    scorer_model: str = "resnet18-cifar"
+    scorer_params: dict | None = None
+    epochs: Annotated[int, Bounds(ge=1)] = 100
+    batch_size: Annotated[int, Bounds(ge=1)] = 64
+    lr: Annotated[float, Bounds(gt=0)] = 0.01
+    momentum: Annotated[float, Bounds(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Bounds(ge=0)] = 5e-4
+    rot_loss_weight: Annotated[float, Bounds(ge=0)] = 1.0
+    cls_loss_weight: Annotated[float, Bounds(ge=0)] = 1.0
+    lambda_rot: Annotated[float, Bounds(ge=0)] = 1.0
+    lambda_kl: Annotated[float, Bounds(ge=0)] = 1.0
+    lambda_div: Annotated[float, Bounds(ge=0)] = 1.0
+    sub_query: Annotated[int, Bounds(ge=1)] = 512
+    finetune_epochs: Annotated[int, Bounds(ge=0)] = 5  # 0: no diversity fine-tune
+    crop_padding: Annotated[int, Bounds(ge=0)] = 4
+    hflip: bool = True
+    score_batch_size: Annotated[int, Bounds(ge=1)] = 256
+    score_augment: bool = False
+
+
 @register_strategy
 class PAL(Strategy):
     name = "pal"
     description = ("scoring network (rotation + class heads) trained on the labeled set; queries hard-to-rotate, "
                    "class-uncertain images in sub-queries with a rotation fine-tune between them for diversity "
                    "(params: scorer_model, scorer_params, epochs, batch_size, lr, sub_query, finetune_epochs, ...)")
+    Params = PALParams
     quirks = (
         Quirk("augment-at-scoring", "candidates are scored through the training transform (random crop and "
               "horizontal flip), as the official code does", params={"score_augment": True}),
     )
 
-    def __init__(self, *, scorer_model: str = "resnet18-cifar", scorer_params: dict | None = None,
-                 epochs: int = 100, batch_size: int = 64, lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, rot_loss_weight: float = 1.0, cls_loss_weight: float = 1.0,
-                 lambda_rot: float = 1.0, lambda_kl: float = 1.0, lambda_div: float = 1.0, sub_query: int = 512,
-                 finetune_epochs: int = 5, crop_padding: int = 4, hflip: bool = True, score_batch_size: int = 256,
-                 score_augment: bool = False) -> None:
-        """``scorer_model`` / ``scorer_params``: the backbone, any model of the registry. ``sub_query``:
-        images per sub-query (the budget's remainder forms a last, smaller one). ``crop_padding`` and
-        ``hflip``: the scorer's training augmentation (set ``hflip: false`` where a flip changes the
-        class, as on digits)."""
-        super().__init__()
-        self.scorer_model = scorer_model
-        self.scorer_params = dict(scorer_params or {})
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.rot_loss_weight = rot_loss_weight
-        self.cls_loss_weight = cls_loss_weight
-        self.lambda_rot = lambda_rot
-        self.lambda_kl = lambda_kl
-        self.lambda_div = lambda_div
-        self.sub_query = sub_query
-        self.finetune_epochs = finetune_epochs
-        self.crop_padding = crop_padding
-        self.hflip = hflip
-        self.score_batch_size = score_batch_size
-        self.score_augment = score_augment
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.scorer_params = dict(self.scorer_params or {})
         self._stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
-        from models.registry import model_entry, model_names
-
-        def bad(key, problem, fix):
-            raise ConfigError(f"{path}.{key}", problem, f"set {path}.{key} to {fix}", params[key])
-
-        if params["scorer_model"] not in model_names():
-            bad("scorer_model", "unknown model", f"one of {', '.join(model_names())}")
-        import inspect
-
-        builder = model_entry(params["scorer_model"]).builder
-        known = [p for p in inspect.signature(builder).parameters if p not in ("num_classes", "in_channels",
-                                                                                "image_size")]
-        for key in params.get("scorer_params") or {}:
-            if key not in known:
-                raise ConfigError(f"{path}.scorer_params.{key}", f"unknown parameter for model {params['scorer_model']!r}",
-                                  f"remove it; known parameters: {', '.join(known) or 'none'}")
-        for key, example in (("epochs", 100), ("batch_size", 64), ("sub_query", 512), ("score_batch_size", 256)):
-            if params[key] < 1:
-                bad(key, "must be a positive integer", f"e.g. {example}")
-        if params["finetune_epochs"] < 0:
-            bad("finetune_epochs", "must be >= 0", "e.g. 5 (0: no diversity fine-tune)")
-        if params["crop_padding"] < 0:
-            bad("crop_padding", "must be >= 0", "e.g. 4")
-        if params["lr"] <= 0:
-            bad("lr", "must be > 0", "e.g. 0.01")
-        if not 0 <= params["momentum"] < 1:
-            bad("momentum", "must be in [0, 1)", "e.g. 0.9")
-        for key in ("weight_decay", "rot_loss_weight", "cls_loss_weight", "lambda_rot", "lambda_kl", "lambda_div"):
-            if params[key] < 0:
-                bad(key, "must be >= 0", "e.g. 1.0")
+        check_model_params(params, "scorer_model", "scorer_params", path)
 
     # ------------------------------------------------------------------ pieces
     def prepare(self, ctx: PrepareContext) -> None:

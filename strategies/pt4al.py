@@ -38,15 +38,18 @@ output and works on segmentation pools as is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bench.errors import ConfigError
-from strategies.base import Inputs, Need, PoolState, PrepareContext, Quirk, Strategy, top_k_highest
+from bench.typed import Bounds
+from strategies.base import (Inputs, Need, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
+                             top_k_highest)
 from strategies.pretext import TASKS, PretextSpec, derive_seed, pretext_losses
 from strategies.registry import register_strategy
 
@@ -237,8 +240,8 @@ BEST_ON_TEST = Quirk(
 class _Batched(Strategy):
     """A pool cut into ordered batches, cycle c drawing from batch c (topping up from the next)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
         self._order: np.ndarray | None = None  # pool indices in batch order
         self._bounds: np.ndarray | None = None  # batch b = order[bounds[b]:bounds[b + 1]]
         self._budget = 0  # images per query, from the AL schedule (prepare)
@@ -287,54 +290,15 @@ class _PretextMixin:
     pool_loss: np.ndarray | None = None
     test_loss: np.ndarray | None = None
 
-    def _init_pretext(self, *, pretext_task, pretext_epochs, pretext_batch_size, pretext_lr, pretext_momentum,
-                      pretext_weight_decay, pretext_model, pretext_model_params, pretext_selection, pretext_seed,
-                      pretext_options, loss_sort) -> None:
-        self.pretext_task = pretext_task
-        self.pretext_epochs = pretext_epochs
-        self.pretext_batch_size = pretext_batch_size
-        self.pretext_lr = pretext_lr
-        self.pretext_momentum = pretext_momentum
-        self.pretext_weight_decay = pretext_weight_decay
-        self.pretext_model = pretext_model
-        self.pretext_model_params = dict(pretext_model_params or {})
-        self.pretext_selection = pretext_selection
-        self.pretext_seed = pretext_seed
-        self.pretext_options = TASKS[pretext_task].resolve_options(pretext_options, "params.pretext_options")
-        self.loss_sort = loss_sort
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.pretext_model_params = dict(self.pretext_model_params or {})
+        self.pretext_options = TASKS[self.pretext_task].resolve_options(self.pretext_options,
+                                                                        "params.pretext_options")
 
-    @staticmethod
-    def _check_pretext(params: dict, path: str) -> None:
-        from models.registry import model_entry, model_names
-
-        def bad(key, problem, fix):
-            raise ConfigError(f"{path}.{key}", problem, fix, params[key])
-
-        if params["pretext_epochs"] < 1:
-            bad("pretext_epochs", "must be >= 1", f"set {path}.pretext_epochs to e.g. 15")
-        if params["pretext_batch_size"] < 2:
-            bad("pretext_batch_size", "must be >= 2 (BatchNorm)", f"set {path}.pretext_batch_size to e.g. 256")
-        if params["pretext_lr"] <= 0:
-            bad("pretext_lr", "must be > 0", f"set {path}.pretext_lr to e.g. 0.1")
-        if not 0 <= params["pretext_momentum"] < 1:
-            bad("pretext_momentum", "must be in [0, 1)", f"set {path}.pretext_momentum to e.g. 0.9")
-        if params["pretext_weight_decay"] < 0:
-            bad("pretext_weight_decay", "must be >= 0", f"set {path}.pretext_weight_decay to e.g. 5e-4")
-        if params["pretext_seed"] is not None and params["pretext_seed"] < 0:
-            bad("pretext_seed", "must be a non-negative integer or null",
-                f"set {path}.pretext_seed to 0 (shared by all seeds) or null (the run's seed)")
-        if params["pretext_model"] not in model_names():
-            bad("pretext_model", "unknown model", f"use one of {', '.join(model_names())}")
-        import inspect
-
-        builder = model_entry(params["pretext_model"]).builder
-        known = [p for p in inspect.signature(builder).parameters if p not in ("num_classes", "in_channels",
-                                                                                "image_size")]
-        for key in params.get("pretext_model_params") or {}:
-            if key not in known:
-                raise ConfigError(f"{path}.pretext_model_params.{key}",
-                                  f"unknown parameter for model {params['pretext_model']!r}",
-                                  f"remove it; known parameters: {', '.join(known) or 'none'}")
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        check_model_params(params, "pretext_model", "pretext_model_params", path)
         TASKS[params["pretext_task"]].resolve_options(params.get("pretext_options"), f"{path}.pretext_options")
 
     def _pretext(self, ctx: PrepareContext) -> tuple[np.ndarray, dict]:
@@ -378,6 +342,54 @@ class _PretextMixin:
 PretextTaskName = Literal["rotation", "colorization", "jigsaw", "simsiam"]
 
 
+@dataclass(frozen=True)
+class PretextParams:
+    """The pretext stage shared by ``pt4al`` and ``pt4al-pretext-only`` (equal values share the cached
+    losses). ``pretext_seed``: None trains the pretext network with the run's seed; a number shares
+    one network (and its cached losses) across every seed of a sweep. ``pretext_options``:
+    task-specific options (colorization: bins, hidden; jigsaw: grid, permutations,
+    eval_permutations; simsiam: dim, pred_dim, hflip, jitter). ``loss_sort``: ``string`` sorts the
+    losses as the official code's text file does."""
+
+    pretext_task: PretextTaskName = "rotation"
+    loss_sort: Literal["numeric", "string"] = "numeric"
+    pretext_epochs: Annotated[int, Bounds(ge=1)] = 15
+    pretext_batch_size: Annotated[int, Bounds(ge=2)] = 256  # >= 2: BatchNorm
+    pretext_lr: Annotated[float, Bounds(gt=0)] = 0.1
+    pretext_momentum: Annotated[float, Bounds(ge=0, lt=1)] = 0.9
+    pretext_weight_decay: Annotated[float, Bounds(ge=0)] = 5e-4
+    pretext_model: str = "resnet18-cifar"
+    pretext_model_params: dict | None = None
+    pretext_selection: Literal["best", "final"] = "best"
+    pretext_seed: Annotated[int | None, Bounds(ge=0)] = 0
+    pretext_options: dict | None = None
+
+
+@dataclass(frozen=True)
+class PT4ALParams(PretextParams):
+    """``batches``: how many batches to cut (None: one per cycle, the paper's I)."""
+
+    batch_order: Literal["high-first", "low-first"] = "high-first"
+    first_cycle: Literal["uniform", "top-k", "random"] = "uniform"
+    sampler: Literal["confidence", "entropy"] = "confidence"
+    normalized_softmax: bool = False
+    batches: Annotated[int | None, Bounds(ge=1)] = None
+
+
+@dataclass(frozen=True)
+class PretextOnlyParams(PretextParams):
+    """``take``: the top-K (``highest``) or bottom-K (``lowest``) pretext losses each cycle."""
+
+    take: Literal["highest", "lowest"] = "highest"
+
+
+@dataclass(frozen=True)
+class SamplingOnlyParams:
+    """``batches``: how many random batches (None: one per cycle)."""
+
+    batches: Annotated[int | None, Bounds(ge=1)] = None
+
+
 # ------------------------------------------------------------------------------------------------
 # the strategies
 
@@ -390,40 +402,7 @@ class PT4AL(_PretextMixin, _Batched):
     tasks = frozenset({"classification", "segmentation"})
     quirks = (STRING_SORT, NORMALIZED_SOFTMAX, WARM_START, BEST_ON_TEST)
 
-    def __init__(self, *, pretext_task: PretextTaskName = "rotation",
-                 batch_order: Literal["high-first", "low-first"] = "high-first",
-                 first_cycle: Literal["uniform", "top-k", "random"] = "uniform",
-                 sampler: Literal["confidence", "entropy"] = "confidence",
-                 loss_sort: Literal["numeric", "string"] = "numeric", normalized_softmax: bool = False,
-                 batches: int | None = None, pretext_epochs: int = 15, pretext_batch_size: int = 256,
-                 pretext_lr: float = 0.1, pretext_momentum: float = 0.9, pretext_weight_decay: float = 5e-4,
-                 pretext_model: str = "resnet18-cifar", pretext_model_params: dict | None = None,
-                 pretext_selection: Literal["best", "final"] = "best", pretext_seed: int | None = 0,
-                 pretext_options: dict | None = None) -> None:
-        """``batches``: how many batches to cut (None: one per cycle, the paper's I). ``pretext_seed``:
-        None trains the pretext network with the run's seed; a number shares one network (and its
-        cached losses) across every seed of a sweep. ``pretext_options``: task-specific options
-        (colorization: bins, hidden; jigsaw: grid, permutations, eval_permutations; simsiam: dim,
-        pred_dim, hflip, jitter)."""
-        super().__init__()
-        self._init_pretext(pretext_task=pretext_task, pretext_epochs=pretext_epochs,
-                           pretext_batch_size=pretext_batch_size, pretext_lr=pretext_lr,
-                           pretext_momentum=pretext_momentum, pretext_weight_decay=pretext_weight_decay,
-                           pretext_model=pretext_model, pretext_model_params=pretext_model_params,
-                           pretext_selection=pretext_selection, pretext_seed=pretext_seed,
-                           pretext_options=pretext_options, loss_sort=loss_sort)
-        self.batch_order = batch_order
-        self.first_cycle = first_cycle
-        self.sampler = sampler
-        self.normalized_softmax = normalized_softmax
-        self.batches = batches
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        cls._check_pretext(params, path)
-        if params["batches"] is not None and params["batches"] < 1:
-            raise ConfigError(f"{path}.batches", "must be a positive integer or null",
-                              f"set {path}.batches to null (one batch per cycle)", params["batches"])
+    Params = PT4ALParams
 
     @classmethod
     def check_task(cls, params: dict, *, task: str, path: str) -> None:
@@ -483,16 +462,7 @@ class PT4ALSamplingOnly(_Batched):
     needs = frozenset({Need.LOGITS})
     quirks = (WARM_START, BEST_ON_TEST)
 
-    def __init__(self, *, batches: int | None = None) -> None:
-        """``batches``: how many random batches (None: one per cycle)."""
-        super().__init__()
-        self.batches = batches
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        if params["batches"] is not None and params["batches"] < 1:
-            raise ConfigError(f"{path}.batches", "must be a positive integer or null",
-                              f"set {path}.batches to null (one batch per cycle)", params["batches"])
+    Params = SamplingOnlyParams
 
     def prepare(self, ctx: PrepareContext) -> dict:
         # the random split is a fixed function of the run's seed, so a resumed run cuts the same batches
@@ -521,28 +491,11 @@ class PT4ALPretextOnly(_PretextMixin, Strategy):
     tasks = frozenset({"classification", "segmentation"})
     quirks = (STRING_SORT, WARM_START, BEST_ON_TEST)
 
-    def __init__(self, *, take: Literal["highest", "lowest"] = "highest",
-                 pretext_task: PretextTaskName = "rotation", loss_sort: Literal["numeric", "string"] = "numeric",
-                 pretext_epochs: int = 15, pretext_batch_size: int = 256, pretext_lr: float = 0.1,
-                 pretext_momentum: float = 0.9, pretext_weight_decay: float = 5e-4,
-                 pretext_model: str = "resnet18-cifar", pretext_model_params: dict | None = None,
-                 pretext_selection: Literal["best", "final"] = "best", pretext_seed: int | None = 0,
-                 pretext_options: dict | None = None) -> None:
-        """``take``: the top-K (``highest``) or bottom-K (``lowest``) pretext losses each cycle. The
-        pretext params are those of ``pt4al`` (same values share the cached losses)."""
-        super().__init__()
-        self._init_pretext(pretext_task=pretext_task, pretext_epochs=pretext_epochs,
-                           pretext_batch_size=pretext_batch_size, pretext_lr=pretext_lr,
-                           pretext_momentum=pretext_momentum, pretext_weight_decay=pretext_weight_decay,
-                           pretext_model=pretext_model, pretext_model_params=pretext_model_params,
-                           pretext_selection=pretext_selection, pretext_seed=pretext_seed,
-                           pretext_options=pretext_options, loss_sort=loss_sort)
-        self.take = take
-        self._order: np.ndarray | None = None
+    Params = PretextOnlyParams
 
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        cls._check_pretext(params, path)
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self._order: np.ndarray | None = None
 
     def prepare(self, ctx: PrepareContext) -> dict:
         losses, info = self._pretext(ctx)

@@ -3,10 +3,17 @@ replacement and loses labels; we do not copy that)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from strategies.base import Inputs, PoolState, Strategy
 from strategies.registry import register_strategy
+
+
+@dataclass(frozen=True)
+class RandomParams:
+    """Random sampling takes no params."""
 
 
 @register_strategy
@@ -14,6 +21,7 @@ class RandomSampling(Strategy):
     name = "random"
     description = "uniform without replacement over the unlabeled pool"
     tasks = frozenset({"classification", "segmentation"})
+    Params = RandomParams
 
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:

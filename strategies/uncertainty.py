@@ -6,23 +6,25 @@ uncertain images; ties go to the lower pool index.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from strategies.base import (Inputs, Need, PoolState, Strategy, check_subset, random_subset, top_k_highest,
+from strategies.base import (Inputs, Need, PoolState, Strategy, Subset, random_subset, top_k_highest,
                              top_k_lowest)
 from strategies.registry import register_strategy
 
 
-class _Uncertainty(Strategy):
-    def __init__(self, *, subset: int | None = None) -> None:
-        """``subset``: score a random subset of this many unlabeled images (None: all of them)."""
-        super().__init__()
-        self.subset = subset
+@dataclass(frozen=True)
+class UncertaintyParams:
+    """``subset``: score a random subset of this many unlabeled images (None: all of them)."""
 
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        check_subset(params, path)
+    subset: Subset = None
+
+
+class _Uncertainty(Strategy):
+    Params = UncertaintyParams
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return random_subset(pool.unlabeled, self.subset, rng)

@@ -47,7 +47,8 @@ come from explicit generators seeded from ``rng``. On the CPU a seed fixes the q
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Iterator
 
 import numpy as np
 import torch
@@ -55,10 +56,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.data.augment import BatchTransform
-from bench.errors import ConfigError
 from bench.toolkit.batches import epoch_batches, eval_batches
 from bench.toolkit.seeding import seeded_init
-from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_subset, random_subset,
+from bench.typed import Bounds
+from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, Subset, random_subset,
                              top_k_lowest)
 from strategies.registry import register_strategy
 
@@ -183,12 +184,39 @@ def pool_stats(images: torch.Tensor, chunk: int = 256) -> tuple[tuple[float, ...
     return tuple(float(m) for m in mean), tuple(float(v) for v in std)
 
 
+@dataclass(frozen=True)
+class VAALParams:
+    """``iterations``: discriminator steps per query (each after ``vae_steps`` VAE steps); None
+    counts them as the official code, ``epochs`` x images trained on // ``batch_size``.
+    ``subset``: unlabeled images drawn per query to train on and score (None: the whole unlabeled
+    pool). ``width``: channels of the first encoder conv, doubling per stage (128: the official
+    network). The flags after ``score_batch_size`` are the official-code switches (see the module
+    docstring)."""
+
+    epochs: Annotated[float, Bounds(gt=0)] = 100.0
+    iterations: Annotated[int | None, Bounds(ge=1)] = None
+    subset: Subset = None
+    batch_size: Annotated[int, Bounds(ge=1)] = 128
+    latent_dim: Annotated[int, Bounds(ge=1)] = 32
+    width: Annotated[int, Bounds(ge=1)] = 128
+    beta: Annotated[float, Bounds(ge=0)] = 1.0
+    adversary_weight: Annotated[float, Bounds(ge=0)] = 1.0
+    vae_steps: Annotated[int, Bounds(ge=1)] = 2
+    lr: Annotated[float, Bounds(gt=0)] = 5e-4
+    score_batch_size: Annotated[int, Bounds(ge=1)] = 512
+    normalize: bool = True
+    train_flip: bool = False
+    score_flip: bool = False
+    score_train_mode: bool = False
+
+
 @register_strategy
 class VAAL(Strategy):
     name = "vaal"
     description = ("VAE + adversarial discriminator on its latent, retrained each query on labeled and unlabeled "
                    "images; the K lowest D(mu) (params: epochs, iterations, subset, batch_size, latent_dim, width, beta, "
                    "adversary_weight, vae_steps, lr)")
+    Params = VAALParams
     quirks = (
         Quirk("bn-batch-stats", "VAE and discriminator left in train mode at scoring time: BatchNorm uses the "
               "statistics of each scoring batch (of unlabeled images only), so a score depends on its batch-mates",
@@ -201,55 +229,10 @@ class VAAL(Strategy):
               params={"normalize": False}),
     )
 
-    def __init__(self, *, epochs: float = 100.0, iterations: int | None = None, subset: int | None = None,
-                 batch_size: int = 128, latent_dim: int = 32, width: int = 128, beta: float = 1.0,
-                 adversary_weight: float = 1.0, vae_steps: int = 2, lr: float = 5e-4, score_batch_size: int = 512,
-                 normalize: bool = True, train_flip: bool = False, score_flip: bool = False,
-                 score_train_mode: bool = False) -> None:
-        """``iterations``: discriminator steps per query (each after ``vae_steps`` VAE steps); None
-        counts them as the official code, ``epochs`` x images trained on // ``batch_size``.
-        ``subset``: unlabeled images drawn per query to train on and score (None: the whole
-        unlabeled pool). ``width``: channels of the first encoder conv, doubling per stage (128: the
-        official network). The flags after ``score_batch_size`` are the official-code switches (see
-        the module docstring)."""
-        super().__init__()
-        self.epochs = epochs
-        self.iterations = iterations
-        self.subset = subset
-        self.batch_size = batch_size
-        self.latent_dim = latent_dim
-        self.width = width
-        self.beta = beta
-        self.adversary_weight = adversary_weight
-        self.vae_steps = vae_steps
-        self.lr = lr
-        self.score_batch_size = score_batch_size
-        self.normalize = normalize
-        self.train_flip = train_flip
-        self.score_flip = score_flip
-        self.score_train_mode = score_train_mode
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
         self._stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
         self.last_losses: dict[str, float] = {}
-
-    @classmethod
-    def check_params(cls, params: dict, path: str) -> None:
-        positive = {"batch_size": 128, "latent_dim": 32, "width": 128, "vae_steps": 2, "score_batch_size": 512}
-        for key, example in positive.items():
-            if params.get(key, example) < 1:
-                raise ConfigError(f"{path}.{key}", "must be a positive integer", f"set {path}.{key} to e.g. {example}",
-                                  params[key])
-        if params.get("iterations") is not None and params["iterations"] < 1:
-            raise ConfigError(f"{path}.iterations", "must be a positive integer or null",
-                              f"set {path}.iterations to e.g. 100, or null to count them from epochs",
-                              params["iterations"])
-        check_subset(params, path)
-        if params.get("epochs", 100.0) <= 0:
-            raise ConfigError(f"{path}.epochs", "must be > 0", f"set {path}.epochs to e.g. 100", params["epochs"])
-        if params.get("lr", 5e-4) <= 0:
-            raise ConfigError(f"{path}.lr", "must be > 0", f"set {path}.lr to e.g. 5e-4", params["lr"])
-        for key in ("beta", "adversary_weight"):
-            if params.get(key, 1.0) < 0:
-                raise ConfigError(f"{path}.{key}", "must be >= 0", f"set {path}.{key} to e.g. 1.0", params[key])
 
     # ------------------------------------------------------------------ hooks
     def prepare(self, ctx: PrepareContext) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bench.cli import main
-from bench.config import apply_override, build_config, load_config, parse_override
+from bench.config import apply_override, build_config, parse_override
+from bench.validate import load_config
 from bench.errors import ConfigError
 from tests.conftest import write_yaml
 
@@ -30,7 +31,7 @@ BAD = [
     ("unknown strategy param", {"strategies": [{"name": "entropy", "params": {"subsett": 10}}]},
      ["strategies[0].params.subsett", "unknown parameter for strategy 'entropy'", "known parameters: subset"]),
     ("bad strategy param value", {"strategies": [{"name": "entropy", "params": {"subset": 0}}]},
-     ["strategies[0].params.subset", "positive integer"]),
+     ["strategies[0].params.subset", "must be >= 1 or null", "(default: null)"]),
     ("strategy listed twice", {"strategies": ["random", "random"]}, ["strategies", "more than once", "label"]),
     ("missing data root", {"dataset": {"name": "cifar10", "root": "/nonexistent/data"}},
      ["datasets[0].root", "does not exist", "/nonexistent/data"]),
@@ -39,6 +40,48 @@ BAD = [
     ("bad device", {"device": "tpu"}, ["device", "'tpu'", "auto"]),
     ("unknown quirk", {"strategies": [{"name": "random", "quirks": ["string_sort"]}]},
      ["strategies[0].quirks", "no quirk 'string_sort'"]),
+    # declared params of models and strategies (issue 17 item 3, issue 16)
+    ("unknown model param", {"model": {"params": {"widht": 32}}},
+     ["model.params.widht", "unknown parameter for model 'small-cnn'", "did you mean 'model.params.width'"]),
+    ("zero model width", {"model": {"params": {"width": 0}}}, ["model.params.width", "must be >= 1", "(got 0)"]),
+    ("string model width", {"model": {"params": {"width": "wide"}}},
+     ["model.params.width", "must be an integer", "'wide'"]),
+    ("strategy param below its bound", {"strategies": [{"name": "vaal", "params": {"lr": 0}}]},
+     ["strategies[0].params.lr", "must be > 0", "(default: 0.0005)"]),
+    ("strategy fraction above its bound", {"strategies": [{"name": "learning-loss", "params": {"detach_at": 1.5}}]},
+     ["strategies[0].params.detach_at", "<= 1"]),
+    ("unknown param of a strategy's own model",
+     {"strategies": [{"name": "pt4al", "params": {"pretext_model_params": {"widht": 8}}}]},
+     ["strategies[0].params.pretext_model_params.widht", "unknown parameter for model 'resnet18-cifar'"]),
+    ("zero width of a strategy's own model",
+     {"strategies": [{"name": "pal", "params": {"scorer_model": "small-cnn", "scorer_params": {"width": 0}}}]},
+     ["strategies[0].params.scorer_params.width", ">= 1"]),
+    ("unknown model of a strategy", {"strategies": [{"name": "pal", "params": {"scorer_model": "small_cnn"}}]},
+     ["strategies[0].params.scorer_model", "unknown model", "did you mean 'small-cnn'"]),
+    # bad values that ran anyway or failed late (issue 16)
+    ("NaN learning rate", {"train": {"optimizer": {"lr": float("nan")}}}, ["train.optimizer.lr", "(got nan)"]),
+    ("infinite learning rate", {"train": {"optimizer": {"lr": float("inf")}}}, ["train.optimizer.lr", "finite"]),
+    ("NaN weight decay", {"train": {"optimizer": {"weight_decay": float("nan")}}},
+     ["train.optimizer.weight_decay", "(got nan)"]),
+    ("infinite weight decay", {"train": {"optimizer": {"weight_decay": float("inf")}}},
+     ["train.optimizer.weight_decay", "finite"]),
+    ("negative schedule gamma", {"train": {"schedule": {"gamma": -0.1}}}, ["train.schedule.gamma", ">= 0"]),
+    ("NaN validation size", {"train": {"validation": {"size": float("nan")}}},
+     ["train.validation.size", "(got nan)"]),
+    ("device cudaX", {"device": "cudaX"}, ["device", "'cudaX'", "cuda:N"]),
+    ("device cuda:", {"device": "cuda:"}, ["device", "'cuda:'"]),
+    ("NUL byte in the sweep name", {"name": "sweep\0x"}, ["name:", "NUL"]),
+    ("NUL byte in the output", {"output": "res\0ults"}, ["output:", "NUL"]),
+    ("empty output", {"output": ""}, ["output:", "not empty", "--out"]),
+    # path traversal: names that become folders must be single components (issue 16 item 1)
+    ("strategy label climbing out", {"strategies": [{"name": "random", "label": "../../../escaped"}]},
+     ["strategies[0].label", "single folder name", "'../../../escaped'"]),
+    ("strategy label nesting folders", {"strategies": [{"name": "random", "label": "a/b"}]},
+     ["strategies[0].label", "single folder name"]),
+    ("strategy label '..'", {"strategies": [{"name": "random", "label": ".."}]}, ["strategies[0].label"]),
+    ("sweep name '..'", {"name": ".."}, ["name:", "single folder name"]),
+    ("sweep name with a backslash", {"name": "a\\b"}, ["name:", "single folder name"]),
+    ("dataset name climbing out", {"dataset": {"name": "../digits"}}, ["datasets[0].name", "single folder name"]),
 ]
 
 
@@ -158,3 +201,98 @@ def test_annotated_bounds_are_enforced_and_named():
             coerce(subset, bad, "params.subset")
     with pytest.raises(ConfigError, match=r"params\.lr"):
         coerce(Annotated[float, Bounds(gt=0)], float("nan"), "params.lr")
+
+
+def _imported_modules(path: str) -> set[str]:
+    """Every module a source file imports, at the top or inside a function."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(path).read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_config_and_plan_do_not_import_each_other():
+    """bench.config sits below bench.plan: it imports neither the plan nor the module that needs
+    both (bench.validate), not even lazily inside a function, so there is no import cycle."""
+    import subprocess
+    import sys
+
+    import bench.config
+    import bench.plan
+
+    assert not {"bench.plan", "bench.validate"} & _imported_modules(bench.config.__file__)
+    assert "bench.validate" not in _imported_modules(bench.plan.__file__)
+    for first in ("bench.config", "bench.plan"):
+        code = f"import sys, {first}; print('bench.validate' in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "False"
+
+
+def test_unknown_model_param_exits_2_on_a_dry_run():
+    """The issue's done-when: a typo in model.params is refused at load, naming the field."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--set", "model.params.widht=32", "--dry-run"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("albench: error: model.params.widht: "), proc.stderr
+    assert "did you mean 'model.params.width'" in lines[0]
+    assert proc.stdout == ""
+
+
+def test_model_params_declare_every_builder_argument():
+    """Each model's Params dataclass declares every keyword its builder takes, with the same default,
+    so a param the builder accepts is never refused at load (and vice versa for what it declares)."""
+    import inspect
+
+    from bench.typed import param_spec
+    from models.registry import BUILDER_ARGS, model_entry, model_names
+
+    for name in model_names():
+        entry = model_entry(name)
+        assert entry.params is not None, f"model {name!r} declares no params type"
+        declared = param_spec(entry.params)
+        sig = inspect.signature(entry.builder).parameters
+        for arg, p in sig.items():
+            if arg in BUILDER_ARGS:
+                continue
+            assert arg in declared, f"{name}: builder argument {arg!r} is not declared in {entry.params.__name__}"
+            assert declared[arg][1] == p.default, (name, arg)
+
+
+def test_every_builtin_strategy_declares_a_params_type():
+    """Built-in strategies declare a frozen Params dataclass; instances mirror its fields."""
+    import dataclasses
+
+    from strategies.registry import _builtin_modules, get_strategy, make_strategy, strategy_names
+
+    for name in strategy_names():
+        cls = get_strategy(name)
+        if cls.__module__ not in _builtin_modules():
+            continue
+        assert cls.Params is not None and dataclasses.is_dataclass(cls.Params), name
+        assert cls.Params.__dataclass_params__.frozen, name
+        s = make_strategy(name, {})
+        for f in dataclasses.fields(cls.Params):
+            assert hasattr(s, f.name), (name, f.name)
+
+
+def test_pt4al_ablation_shares_the_pretext_params():
+    from strategies.pt4al import PretextParams
+    from strategies.registry import get_strategy
+
+    pretext = {f for f in PretextParams.__dataclass_fields__}
+    for name in ("pt4al", "pt4al-pretext-only"):
+        assert issubclass(get_strategy(name).Params, PretextParams)
+        assert pretext <= set(get_strategy(name).param_types())
+    with pytest.raises(ConfigError, match=r"params\.pretext_batch_size.*>= 2"):
+        get_strategy("pt4al-pretext-only").validate_params({"pretext_batch_size": 1}, "params")

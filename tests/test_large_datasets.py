@@ -111,7 +111,7 @@ def test_cityscapes_cache_is_memory_mapped_and_reused(tmp_path, monkeypatch):
 def test_cityscapes_config_is_the_papers_setup_and_needs_weights_for_batch_size_one(tmp_path):
     from pathlib import Path
 
-    from bench.config import load_config
+    from bench.validate import load_config
 
     root = write_cityscapes(tmp_path / "cs")
     path = Path(__file__).resolve().parent.parent / "bench" / "configs" / "cityscapes.yaml"

@@ -9,8 +9,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Annotated
 
 import pytest
+
+from bench.typed import Bounds
 
 PLUGIN_MODULE = '''
 """A toy strategy from outside albench: label the images with the highest pool index first."""
@@ -102,3 +105,75 @@ def test_contract_suite_runs_on_the_installed_plugin(plugin_path, tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 passed" in proc.stdout
+
+
+def test_keyword_only_init_params_with_plain_or_annotated_hints():
+    """A plugin may declare params as keyword-only ``__init__`` arguments, plain or with declared
+    bounds; they are validated like a built-in's ``Params`` dataclass."""
+    from bench.errors import ConfigError
+    from strategies.base import Strategy
+
+    class Plugin(Strategy):
+        name = "kw-plugin"
+
+        def __init__(self, *, offset: int = 0, temperature: Annotated[float, Bounds(gt=0)] = 1.0) -> None:
+            super().__init__()
+            self.offset, self.temperature = offset, temperature
+
+        def select(self, *, cycle, budget, pool, inputs, rng):
+            raise NotImplementedError
+
+    assert set(Plugin.param_types()) == {"offset", "temperature"}
+    assert Plugin.validate_params({"offset": 2.0, "temperature": 3}, "p") == {"offset": 2, "temperature": 3.0}
+    with pytest.raises(ConfigError, match=r"p\.temperature: must be > 0 .*default: 1\.0"):
+        Plugin.validate_params({"temperature": 0}, "p")
+    with pytest.raises(ConfigError, match=r"p\.offset: must be an integer"):
+        Plugin.validate_params({"offset": "one"}, "p")
+    with pytest.raises(ConfigError, match=r"p\.ofset: unknown parameter.*did you mean 'p\.offset'"):
+        Plugin.validate_params({"ofset": 1}, "p")
+    assert Plugin(offset=3).offset == 3
+
+
+def test_a_plugin_may_declare_a_params_dataclass():
+    import dataclasses
+
+    from bench.errors import ConfigError
+    from strategies.base import Strategy
+
+    @dataclasses.dataclass(frozen=True)
+    class PluginParams:
+        k: Annotated[int, Bounds(ge=1)] = 5
+
+    class Plugin(Strategy):
+        name = "dc-plugin"
+        Params = PluginParams
+
+        def select(self, *, cycle, budget, pool, inputs, rng):
+            raise NotImplementedError
+
+    with pytest.raises(ConfigError, match=r"p\.k: must be >= 1"):
+        Plugin.validate_params({"k": 0}, "p")
+    s = Plugin(k=7)
+    assert s.k == 7 and s.params == PluginParams(k=7)
+
+
+def test_a_plugin_extending_a_builtin_with_its_own_keyword_only_init():
+    """A plugin subclassing a built-in (which declares ``Params``) may still add keyword-only
+    ``__init__`` params: its signature, not the inherited dataclass, then declares them."""
+    from bench.errors import ConfigError
+    from strategies.uncertainty import Entropy
+
+    class WarmEntropy(Entropy):
+        name = "warm-entropy"
+
+        def __init__(self, *, subset: int | None = None, temperature: Annotated[float, Bounds(gt=0)] = 1.0):
+            super().__init__(subset=subset)
+            self.temperature = temperature
+
+    assert set(WarmEntropy.param_types()) == {"subset", "temperature"}
+    assert WarmEntropy.validate_params({"temperature": 2}, "p") == {"temperature": 2.0}
+    with pytest.raises(ConfigError, match=r"p\.temperature: must be > 0"):
+        WarmEntropy.validate_params({"temperature": 0}, "p")
+    s = WarmEntropy(subset=5, temperature=2.0)
+    assert s.subset == 5 and s.temperature == 2.0
+    assert set(Entropy.param_types()) == {"subset"}

@@ -14,13 +14,14 @@ import pytest
 import torch
 
 import strategies.pt4al as pt
-from bench.config import DatasetConfig, build_config, load_config
+from bench.config import DatasetConfig, build_config
 from bench.data.augment import BatchTransform
 from bench.data.registry import get_dataset
 from bench.engine.loop import execute_run
 from bench.errors import ConfigError
 from bench.plan import make_plan
 from bench.records import read_artifact, read_cycles
+from bench.validate import load_config
 from strategies.base import Inputs, Need, Outputs, PoolState, PrepareContext
 from strategies.pretext import PretextResult
 from strategies.registry import make_strategy

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import build_config, validate_environment
+from bench.config import build_config
+from bench.validate import validate_environment
 from bench.errors import ConfigError
 from models.registry import build_model, model_entry
 

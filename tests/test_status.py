@@ -232,7 +232,7 @@ def test_executor_slurm_with_an_unreachable_controller_is_bad_input(tmp_path, mo
 
 
 def test_checkpointable_resubmits_the_same_run_and_notes_it_in_the_log(tmp_path):
-    from bench.config import load_config
+    from bench.validate import load_config
     from bench.plan import make_plan
     from bench.runner.slurm import SlurmRun
 

@@ -165,10 +165,21 @@ def test_verify_spearman_rho_hand_case(tmp_path, capsys):
 
 @pytest.mark.parametrize("edit,field", [
     (lambda c: c.pop("value"), "needs exactly one of 'value' and 'range'"),
-    (lambda c: c.update(quantity="accuracy"), ".quantity: is unknown"),
+    (lambda c: c.update(quantity="accuracy"), ".quantity: must be one of 'metric', 'wallclock-ratio'"),
     (lambda c: c.update(scale="nope"), ".scale: names no entry of 'scales'"),
-    (lambda c: c.update(cycle="middle"), ".cycle: is not a cycle"),
-    (lambda c: c.update(tolerance=-1), ".tolerance: must be a number >= 0"),
+    (lambda c: c.update(cycle="middle"), ".cycle: must be one of 'first', 'last' or an integer or null"),
+    (lambda c: c.update(cycle=-1), ".cycle: must be"),
+    (lambda c: c.update(tolerance=-1), ".tolerance: must be >= 0"),
+    # read through the declared schema (issue 17): typos, NaN and wrong types are refused, naming the field
+    (lambda c: c.update(tolerence=1.0), ".tolerence: unknown config key; fix: did you mean"),
+    (lambda c: c.update(value=float("nan")), ".value: must be"),
+    (lambda c: c.update(tolerance=float("inf")), ".tolerance: must be >= 0 and finite"),
+    (lambda c: c.update(value="47.49%"), ".value: must be a number"),
+    (lambda c: (c.pop("value"), c.update(range=[2.0, 1.0])), ".range: must be [low, high]"),
+    (lambda c: c.update(statistic="median"), ".statistic: must be one of 'mean'"),
+    (lambda c: c.update(protocol="offical"), ".protocol: must be one of 'paper', 'official', 'any'"),
+    (lambda c: c.update(scale={"epoch": 200}), ".scale.epoch: unknown config key"),
+    (lambda c: c.pop("source"), ".source: is required"),
 ])
 def test_malformed_reference_is_bad_input(tmp_path, capsys, edit, field):
     raw = yaml.safe_load(REFERENCE.read_text())
@@ -180,6 +191,24 @@ def test_malformed_reference_is_bad_input(tmp_path, capsys, edit, field):
     err = capsys.readouterr().err
     assert err.startswith("albench: error: checks[0] (table1-random-mean)") and field in err
     assert "Traceback" not in err
+
+
+def test_malformed_scales_and_file_fields_are_refused(tmp_path, capsys):
+    res = pt4al_runs(tmp_path, [0.552], [0.9513])
+    for edit, needle in [
+        (lambda r: r["scales"]["cifar10-al"].update(epochs=0), "scales.cifar10-al.epochs: must be >= 1"),
+        (lambda r: r["scales"]["cifar10-al"].update(epoch=200), "scales.cifar10-al.epoch: unknown config key"),
+        (lambda r: r.update(schema=2), "schema: must be one of 1"),
+        (lambda r: r.update(papr="x"), "papr: unknown config key; fix: did you mean 'paper'"),
+    ]:
+        raw = yaml.safe_load(REFERENCE.read_text())
+        edit(raw)
+        ref = tmp_path / "bad.yaml"
+        ref.write_text(yaml.safe_dump(raw))
+        assert run_verify(res, reference=ref) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"albench: error: {needle}"), err
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_verify_missing_reference_file_and_unknown_only(tmp_path, capsys):

@@ -37,7 +37,7 @@ def add_parsers(sub) -> None:
 
 
 def _expected(config: str) -> list[tuple[str, str, str, int]]:
-    from bench.config import load_config
+    from bench.validate import load_config
     from bench.plan import make_plan
 
     cfg = load_config(config, [])

@@ -29,22 +29,24 @@ Quantities:
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import yaml
 
 from bench.errors import ConfigError
+from bench.typed import Bounds, from_dict, to_dict
 from bench.reports.data import Run, Sweep
 from bench.reports.provenance import DAGGER
 from bench.reports.stats import spearman_rho
 from bench.reports.tables import describe, fmt_mean_std, run_seconds
 
-QUANTITIES = ("metric", "wallclock-ratio", "spearman-rho")
-STATISTICS = ("mean", "std", "min", "max")
-SCALE_FIELDS = ("model", "epochs", "batch_size", "initial", "budget", "cycles")
+Quantity = Literal["metric", "wallclock-ratio", "spearman-rho"]
+Statistic = Literal["mean", "std", "min", "max"]
+QUANTITIES = get_args(Quantity)
+STATISTICS = get_args(Statistic)
 PASS, FAIL, REFUSED, MISSING, TOO_FEW = "pass", "fail", "refused", "missing", "too-few"
 
 
@@ -111,17 +113,84 @@ def _unit(units: str) -> str:
 # reading the reference
 
 
-def _need(raw: dict, key: str, where: str, kind=None):
-    if key not in raw or raw[key] is None:
-        raise ConfigError(f"{where}.{key}", "is missing", f"add {key} to the check")
-    v = raw[key]
-    if kind is not None and not isinstance(v, kind):
-        raise ConfigError(f"{where}.{key}", f"must be {getattr(kind, '__name__', kind)}", f"fix {key}", v)
-    return v
+@dataclass(frozen=True)
+class ScaleSpec:
+    """The scale a check claims: fields compared with each run's config.yaml (null: not compared)."""
+
+    model: str | None = None
+    epochs: Annotated[int | None, Bounds(ge=1)] = None
+    batch_size: Annotated[int | None, Bounds(ge=1)] = None
+    initial: Annotated[int | None, Bounds(ge=1)] = None
+    budget: Annotated[int | None, Bounds(ge=1)] = None
+    cycles: Annotated[int | None, Bounds(ge=1)] = None
+
+
+SCALE_FIELDS = tuple(f.name for f in fields(ScaleSpec))
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One entry of a reference file's ``checks`` list, as written (see the module docstring)."""
+
+    id: str
+    source: str
+    dataset: str
+    strategy: str
+    protocol: Literal["paper", "official", "any"]
+    scale: str | ScaleSpec  # the name of an entry of 'scales', or the scale inline
+    quantity: Quantity
+    units: str
+    value: Annotated[float | None, Bounds(finite=True)] = None
+    range: list[Annotated[float, Bounds(finite=True)]] | None = None
+    tolerance: Annotated[float | None, Bounds(ge=0, finite=True)] = None
+    tolerance_rel: Annotated[float | None, Bounds(ge=0, finite=True)] = None
+    params: dict | None = None
+    quirks: list[str] | None = None
+    metric: str | None = None
+    cycle: Literal["first", "last"] | Annotated[int, Bounds(ge=0)] | None = None
+    statistic: Statistic = "mean"
+    note: str = ""
+    # documentation for readers of the file; verify does not use them
+    protocol_note: str = ""
+    paper_seeds: Annotated[int | None, Bounds(ge=1)] = None
+    reported: dict | None = None
+    samples: list | None = None
+    derived: bool = False
+
+    def check(self, path: str) -> None:
+        """The cross-field rules: one of value/range, one of tolerance/tolerance_rel, a metric check's
+        metric and cycle."""
+        if (self.value is None) == (self.range is None):
+            raise ConfigError(path, "needs exactly one of 'value' and 'range'",
+                              "give the reported number as value or a [low, high] range")
+        if self.range is not None and not (len(self.range) == 2 and self.range[0] <= self.range[1]):
+            raise ConfigError(f"{path}.range", "must be [low, high] numbers", "write e.g. [91.99, 92.83]",
+                              self.range)
+        if (self.tolerance is None) == (self.tolerance_rel is None):
+            raise ConfigError(path, "needs exactly one of 'tolerance' and 'tolerance_rel'",
+                              "give an absolute tolerance in the check's units or a relative one")
+        if self.quantity == "metric":
+            for key in ("metric", "cycle"):
+                if getattr(self, key) is None:
+                    raise ConfigError(f"{path}.{key}", "is missing", f"add {key} to the check "
+                                      "(cycle: first, last or a cycle index)")
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """A reference file: named scales, the checks, and what the file is about."""
+
+    checks: list[dict]  # each read as a CheckSpec, its id in the error path
+    scales: dict[str, ScaleSpec] | None = None
+    defaults: dict | None = None  # YAML anchors the checks refer to
+    schema: Literal[1] = 1
+    name: str = ""
+    paper: str = ""
+    note: str = ""
 
 
 def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
-    """(file-level fields, checks) of a reference YAML. ConfigError names the bad field."""
+    """(file-level fields, checks) of a reference YAML, read by :class:`ReferenceSpec` and
+    :class:`CheckSpec`; ConfigError names the bad field (``checks[i] (id).field``)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -134,73 +203,33 @@ def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
     if not isinstance(raw, dict) or not isinstance(raw.get("checks"), list):
         raise ConfigError("--reference", "holds no 'checks' list", "use a file like results/reference/"
                           "pt4al-eccv2022.yaml", str(path))
-    scales = raw.get("scales") or {}
+    ref = from_dict(ReferenceSpec, raw)
+    scales = {name: to_dict(s) for name, s in (ref.scales or {}).items()}
     checks, seen = [], set()
-    for i, c in enumerate(raw["checks"]):
+    for i, c in enumerate(ref.checks):
         where = f"checks[{i}]"
         if not isinstance(c, dict):
             raise ConfigError(where, "must be a mapping", "write each check as key: value lines", c)
-        cid = str(_need(c, "id", where))
-        where = f"checks[{i}] ({cid})"
-        if cid in seen:
-            raise ConfigError(f"{where}.id", "is used twice", "give every check its own id", cid)
-        seen.add(cid)
-        quantity = _need(c, "quantity", where, str)
-        if quantity not in QUANTITIES:
-            raise ConfigError(f"{where}.quantity", "is unknown", f"use one of {', '.join(QUANTITIES)}", quantity)
-        scale_name = _need(c, "scale", where)
-        if isinstance(scale_name, dict):
-            scale, scale_name = scale_name, "inline"
-        elif scale_name in scales:
-            scale = scales[scale_name]
+        if c.get("id") is not None:
+            where = f"checks[{i}] ({c['id']})"
+        spec = from_dict(CheckSpec, c, where)
+        if spec.id in seen:
+            raise ConfigError(f"{where}.id", "is used twice", "give every check its own id", spec.id)
+        seen.add(spec.id)
+        if isinstance(spec.scale, ScaleSpec):
+            scale_name, scale = "inline", to_dict(spec.scale)
+        elif spec.scale in scales:
+            scale_name, scale = spec.scale, scales[spec.scale]
         else:
             raise ConfigError(f"{where}.scale", "names no entry of 'scales'",
-                              f"use one of {', '.join(scales) or '(none defined)'}", scale_name)
-        bad = [k for k in scale if k not in SCALE_FIELDS]
-        if bad:
-            raise ConfigError(f"{where}.scale", f"has unknown field(s) {', '.join(bad)}",
-                              f"use only {', '.join(SCALE_FIELDS)}", scale_name)
-        value, rng = c.get("value"), c.get("range")
-        if (value is None) == (rng is None):
-            raise ConfigError(where, "needs exactly one of 'value' and 'range'", "give the reported number as value "
-                              "or a [low, high] range")
-        if value is not None and not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}.value", "must be a number", "write the reported number", value)
-        if rng is not None and not (isinstance(rng, list) and len(rng) == 2
-                                    and all(isinstance(v, (int, float)) for v in rng) and rng[0] <= rng[1]):
-            raise ConfigError(f"{where}.range", "must be [low, high] numbers", "write e.g. [91.99, 92.83]", rng)
-        tol, tol_rel = c.get("tolerance"), c.get("tolerance_rel")
-        if (tol is None) == (tol_rel is None):
-            raise ConfigError(where, "needs exactly one of 'tolerance' and 'tolerance_rel'",
-                              "give an absolute tolerance in the check's units or a relative one")
-        for k, v in (("tolerance", tol), ("tolerance_rel", tol_rel)):
-            if v is not None and (not isinstance(v, (int, float)) or v < 0):
-                raise ConfigError(f"{where}.{k}", "must be a number >= 0", f"set {k} to e.g. 1.0", v)
-        protocol = str(_need(c, "protocol", where))
-        if protocol not in ("paper", "official", "any"):
-            raise ConfigError(f"{where}.protocol", "is unknown", "use paper, official or any", protocol)
-        statistic = c.get("statistic", "mean")
-        cycle = c.get("cycle")
-        metric = c.get("metric")
-        if quantity == "metric":
-            metric = _need(c, "metric", where, str)
-            cycle = _need(c, "cycle", where)
-            if not (cycle in ("first", "last") or (isinstance(cycle, int) and cycle >= 0)):
-                raise ConfigError(f"{where}.cycle", "is not a cycle", "use first, last or a cycle index", cycle)
-            if statistic not in STATISTICS:
-                raise ConfigError(f"{where}.statistic", "is unknown", f"use one of {', '.join(STATISTICS)}", statistic)
-        params = c.get("params") or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{where}.params", "must be a mapping", "write params as {name: value}", params)
+                              f"use one of {', '.join(scales) or '(none defined)'}", spec.scale)
         checks.append(Check(
-            id=cid, source=str(_need(c, "source", where)), dataset=str(_need(c, "dataset", where)),
-            strategy=str(_need(c, "strategy", where)), protocol=protocol, scale_name=str(scale_name),
-            scale=dict(scale), quantity=quantity, units=str(_need(c, "units", where)),
-            value=float(value) if value is not None else None,
-            range=(float(rng[0]), float(rng[1])) if rng is not None else None,
-            tolerance=tol, tolerance_rel=tol_rel, params=dict(params), quirks=c.get("quirks"), metric=metric,
-            cycle=cycle, statistic=statistic, note=str(c.get("note", ""))))
-    meta = {k: v for k, v in raw.items() if k not in ("checks", "scales", "defaults")}
+            id=spec.id, source=spec.source, dataset=spec.dataset, strategy=spec.strategy, protocol=spec.protocol,
+            scale_name=scale_name, scale=dict(scale), quantity=spec.quantity, units=spec.units, value=spec.value,
+            range=(spec.range[0], spec.range[1]) if spec.range is not None else None,
+            tolerance=spec.tolerance, tolerance_rel=spec.tolerance_rel, params=dict(spec.params or {}),
+            quirks=spec.quirks, metric=spec.metric, cycle=spec.cycle, statistic=spec.statistic, note=spec.note))
+    meta = {"schema": ref.schema, "name": ref.name, "paper": ref.paper, "note": ref.note}
     return meta, checks
 
 

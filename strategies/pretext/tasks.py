@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.typed import coerce
+from bench.typed import Bounds, validate_params
 from strategies.pretext.color import rgb_to_lab
 from strategies.pretext.nets import DenseHead, SimSiamNet, backbone
 
@@ -51,7 +51,8 @@ class Normalizer:
 
 
 class PretextTask:
-    """Base class; ``options`` maps each task-specific option to (type, default)."""
+    """Base class; ``options`` maps each task-specific option to (type, default), its range declared in
+    the type (``Annotated[int, Bounds(ge=1)]``); ``check_options`` holds what a bound cannot say."""
 
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, tuple[Any, Any]]] = {}
@@ -62,14 +63,7 @@ class PretextTask:
     @classmethod
     def resolve_options(cls, options: dict | None, path: str) -> dict:
         """The full, typed option mapping (defaults filled in); ConfigError on a bad one."""
-        options = dict(options or {})
-        out = {}
-        for key, value in options.items():
-            if key not in cls.options:
-                known = ", ".join(cls.options) or "none"
-                raise ConfigError(f"{path}.{key}", f"unknown option for pretext task {cls.name!r}",
-                                  f"remove it; known options: {known}")
-            out[key] = coerce(cls.options[key][0], value, f"{path}.{key}")
+        out = validate_params(cls.options, options, path, f"pretext task {cls.name!r}")
         full = {k: out.get(k, d) for k, (_, d) in cls.options.items()}
         cls.check_options(full, path)
         return full
@@ -134,15 +128,8 @@ class Rotation(PretextTask):
 
 class Colorization(PretextTask):
     name = "colorization"
-    options = {"bins": (int, 10), "hidden": (int, 64)}
+    options = {"bins": (Annotated[int, Bounds(ge=2)], 10), "hidden": (Annotated[int, Bounds(ge=1)], 64)}
     AB_RANGE = 110.0  # |a|, |b| of sRGB colours stay within this
-
-    @classmethod
-    def check_options(cls, opts, path):
-        if opts["bins"] < 2:
-            raise ConfigError(f"{path}.bins", "must be >= 2", f"set {path}.bins to e.g. 10", opts["bins"])
-        if opts["hidden"] < 1:
-            raise ConfigError(f"{path}.hidden", "must be >= 1", f"set {path}.hidden to e.g. 64", opts["hidden"])
 
     def check_images(self, channels, image_size):
         if channels != 3:
@@ -196,7 +183,8 @@ def jigsaw_permutations(tiles: int, count: int) -> np.ndarray:
 
 class Jigsaw(PretextTask):
     name = "jigsaw"
-    options = {"grid": (int, 2), "permutations": (int, 24), "eval_permutations": (int, 8)}
+    options = {"grid": (Annotated[int, Bounds(ge=2, le=4)], 2), "permutations": (int, 24),
+               "eval_permutations": (Annotated[int, Bounds(ge=1)], 8)}
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -209,13 +197,11 @@ class Jigsaw(PretextTask):
     @classmethod
     def check_options(cls, opts, path):
         g, p, e = opts["grid"], opts["permutations"], opts["eval_permutations"]
-        if not 2 <= g <= 4:
-            raise ConfigError(f"{path}.grid", "must be 2, 3 or 4", f"set {path}.grid to 2 (2x2 tiles) or 3", g)
         top = min(math.factorial(g * g), 1000)
         if not 2 <= p <= top:
             raise ConfigError(f"{path}.permutations", f"must be in 2..{top} for a {g}x{g} grid",
                               f"set {path}.permutations to e.g. {min(top, 24 if g == 2 else 100)}", p)
-        if not 1 <= e <= p:
+        if e > p:
             raise ConfigError(f"{path}.eval_permutations", f"must be in 1..{p} (the permutations)",
                               f"set {path}.eval_permutations to e.g. {min(p, 8)}", e)
 
@@ -263,15 +249,8 @@ class Jigsaw(PretextTask):
 
 class SimSiam(PretextTask):
     name = "simsiam"
-    options = {"dim": (int, 128), "pred_dim": (int, 32), "hflip": (bool, True), "jitter": (float, 0.4)}
-
-    @classmethod
-    def check_options(cls, opts, path):
-        for key in ("dim", "pred_dim"):
-            if opts[key] < 1:
-                raise ConfigError(f"{path}.{key}", "must be >= 1", f"set {path}.{key} to e.g. 128", opts[key])
-        if not 0 <= opts["jitter"] < 1:
-            raise ConfigError(f"{path}.jitter", "must be in [0, 1)", f"set {path}.jitter to e.g. 0.4", opts["jitter"])
+    options = {"dim": (Annotated[int, Bounds(ge=1)], 128), "pred_dim": (Annotated[int, Bounds(ge=1)], 32),
+               "hflip": (bool, True), "jitter": (Annotated[float, Bounds(ge=0, lt=1)], 0.4)}
 
     def build(self, model, model_params, channels, image_size):
         net = backbone(model, model_params, outputs=1, in_channels=channels, image_size=image_size)

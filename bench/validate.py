@@ -1,0 +1,55 @@
+"""Loading a sweep config: the checks that need the disk or the resolved strategies.
+
+:func:`bench.config.build_config` checks what the config text alone decides. The checks here need
+more: the data roots and pool sizes on disk, a model's files, and each strategy's params as the
+plan resolves them (defaults and protocol quirks applied) against the AL schedule and the dataset's
+task. They sit above both :mod:`bench.config` and :mod:`bench.plan`, so neither imports the other
+back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.config import Config, build_config, quickstart_path, read_yaml
+from bench.errors import ConfigError
+from bench.plan import resolve_strategy
+
+
+def validate_environment(cfg: Config) -> None:
+    """Checks that read the disk: data roots exist and each pool can hold the AL schedule; then each
+    strategy's resolved params against the pool size, the schedule and the dataset's task."""
+    from bench.data.registry import get_dataset
+    from models.registry import model_entry
+    from strategies.registry import get_strategy
+
+    check_model = model_entry(cfg.model.name).check
+    if check_model is not None:  # e.g. a pretrained-weights file that must exist
+        check_model(cfg.model.params, "model.params", cfg.train)
+    for i, ds in enumerate(cfg.datasets):
+        spec = get_dataset(ds.name)
+        spec.check(ds, f"datasets[{i}]")
+        pool = spec.train_size(ds)
+        if cfg.train.selection == "best-on-validation" and cfg.train.validation.source == "train":
+            v = cfg.train.validation.size
+            pool -= int(round(v * pool)) if v < 1 else int(v)
+        if cfg.al.final_labeled > pool:
+            raise ConfigError(
+                "al", f"the schedule needs {cfg.al.final_labeled} labels (initial {cfg.al.initial} + "
+                f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
+                "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
+        for j, st in enumerate(cfg.strategies):  # per-strategy bounds that depend on pool size and schedule
+            resolved, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+            get_strategy(st.name).check_schedule(resolved.params, pool_size=pool, initial=cfg.al.initial,
+                                                 budget=cfg.al.budget, cycles=cfg.al.cycles,
+                                                 path=f"strategies[{j}].params")
+            get_strategy(st.name).check_task(resolved.params, task=spec.task, path=f"strategies[{j}].params")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:
+    """Read, override and validate a config; ``path=None`` loads the packaged quickstart."""
+    raw = read_yaml(path if path is not None else quickstart_path())
+    cfg = build_config(raw, overrides)
+    if check_data:
+        validate_environment(cfg)
+    return cfg

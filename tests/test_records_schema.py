@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.config import load_config
+from bench.validate import load_config
 from bench.plan import make_plan
 from bench.records import (PHASES, default_baseline, pick_baseline, recorded_baseline, recorded_phases,
                            recorded_quirk_docs)

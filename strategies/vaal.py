@@ -30,8 +30,12 @@ Differences from the official code, each switchable back as a named quirk (all o
   transform, so a random horizontal flip is applied at scoring time (``flip-at-scoring``);
 - the VAE trains without augmentation; the official code trains it on randomly flipped images
   (``flip-training``);
-- images are normalised with the dataset's mean and std (the harness's test transform); the official
-  code feeds the VAE raw [0, 1] pixels (``raw-pixels``).
+- images are normalised with the run's mean and std (the harness's test transform); the official
+  code normalises with mean 0.5 and std 0.5 (custom_datasets.py), so the VAE sees [-1, 1] pixels
+  (``symmetric-pixels``; the MSE term is then on the official scale against the summed KL).
+
+The task model's own normalisation is the separate ``official-normalization`` quirk (the run's
+``train.augment`` mean and std set to 0.5).
 
 Note on the official loss: the KL term is summed over the batch while the MSE is averaged over
 every pixel, so the KL dominates and the posterior drifts towards the prior as training goes on
@@ -47,7 +51,7 @@ come from explicit generators seeded from ``rng``. On the CPU a seed fixes the q
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -61,6 +65,8 @@ from bench.toolkit.seeding import seeded_init
 from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_subset, random_subset,
                              top_k_lowest)
 from strategies.registry import register_strategy
+
+VAAL_REPO = "sinhasam/vaal@67263f3"  # the repository's HEAD (2020-02-21) the quirks were read from
 
 
 def vae_plan(image_size: tuple[int, int]) -> tuple[int, int, tuple[int, int]]:
@@ -192,19 +198,26 @@ class VAAL(Strategy):
     quirks = (
         Quirk("bn-batch-stats", "VAE and discriminator left in train mode at scoring time: BatchNorm uses the "
               "statistics of each scoring batch (of unlabeled images only), so a score depends on its batch-mates",
-              params={"score_train_mode": True}),
+              params={"score_train_mode": True}, source=f"{VAAL_REPO} sampler.py"),
         Quirk("flip-at-scoring", "the unlabeled pool is scored through the training transform, so each image "
-              "is randomly flipped horizontally before scoring", params={"score_flip": True}),
+              "is randomly flipped horizontally before scoring", params={"score_flip": True},
+              source=f"{VAAL_REPO} custom_datasets.py"),
         Quirk("flip-training", "the VAE and discriminator train on randomly horizontally flipped images",
-              params={"train_flip": True}),
-        Quirk("raw-pixels", "the VAE sees unnormalised [0, 1] pixels instead of the dataset-normalised ones",
-              params={"normalize": False}),
+              params={"train_flip": True}, source=f"{VAAL_REPO} custom_datasets.py"),
+        Quirk("symmetric-pixels", "the VAE sees pixels normalised with mean 0.5 and std 0.5, in [-1, 1], instead of "
+              "the run's normalisation", params={"input_norm": "symmetric"},
+              source=f"{VAAL_REPO} custom_datasets.py"),
+        Quirk("official-normalization", "the task model's images are normalised with mean 0.5 and std 0.5 (in "
+              "[-1, 1]) instead of the dataset's mean and std", train={"augment.mean": [0.5, 0.5, 0.5],
+                                                                      "augment.std": [0.5, 0.5, 0.5]},
+              source=f"{VAAL_REPO} main.py"),
     )
 
     def __init__(self, *, epochs: float = 100.0, iterations: int | None = None, subset: int | None = None,
                  batch_size: int = 128, latent_dim: int = 32, width: int = 128, beta: float = 1.0,
                  adversary_weight: float = 1.0, vae_steps: int = 2, lr: float = 5e-4, score_batch_size: int = 512,
-                 normalize: bool = True, train_flip: bool = False, score_flip: bool = False,
+                 input_norm: Literal["dataset", "symmetric"] = "dataset", train_flip: bool = False,
+                 score_flip: bool = False,
                  score_train_mode: bool = False) -> None:
         """``iterations``: discriminator steps per query (each after ``vae_steps`` VAE steps); None
         counts them as the official code, ``epochs`` x images trained on // ``batch_size``.
@@ -224,7 +237,7 @@ class VAAL(Strategy):
         self.vae_steps = vae_steps
         self.lr = lr
         self.score_batch_size = score_batch_size
-        self.normalize = normalize
+        self.input_norm = input_norm
         self.train_flip = train_flip
         self.score_flip = score_flip
         self.score_train_mode = score_train_mode
@@ -270,7 +283,9 @@ class VAAL(Strategy):
         if self._stats is None:  # called without prepare (tests, notebooks): the pool's own statistics
             self._stats = pool_stats(images)
         mean, std = self._stats
-        return BatchTransform(mean, std, hflip=True, normalize=self.normalize, device=device)
+        if self.input_norm == "symmetric":  # the official (x - 0.5) / 0.5: pixels in [-1, 1]
+            mean, std = (0.5,) * len(mean), (0.5,) * len(std)
+        return BatchTransform(mean, std, hflip=True, device=device)
 
     def train_networks(self, pool: PoolState, device: torch.device, rng: np.random.Generator,
                        unlabeled: np.ndarray | None = None) -> tuple[nn.Module, nn.Module]:

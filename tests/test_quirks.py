@@ -101,3 +101,47 @@ def test_a_quirks_normalisation_reaches_the_run_config(tiny_raw):
     assert "official-std" in rc.quirks and rc.train.augment.std == [0.2023, 0.1994, 0.2010]
     (paper,) = make_plan(build_config(dict(tiny_raw, strategies=["learning-loss"])))
     assert paper.train.augment.mean is None and paper.train.augment.std is None
+
+
+def _npz(tmp_path: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny3.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (120, 8, 8, 3), dtype=np.uint8), y_train=rng.integers(0, 3, 120),
+             x_test=rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), y_test=rng.integers(0, 3, 30))
+    return path
+
+
+PRETEXT = {"pretext_model": "small-cnn", "pretext_model_params": {"width": 4}, "pretext_epochs": 1,
+           "pretext_batch_size": 64, "pretext_selection": "final"}
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_official_pt4al_run_records_bgr_and_the_official_constants(tiny_raw, tmp_path):
+    import json
+
+    from bench.engine.loop import execute_run
+
+    raw = dict(tiny_raw, protocol="official", dataset={"name": "npz", "root": str(_npz(tmp_path))},
+               al={"initial": 10, "budget": 10, "cycles": 2}, train={**tiny_raw["train"], "epochs": 1},
+               strategies=[{"name": "pt4al", "params": PRETEXT}])
+    (rc,) = make_plan(build_config(raw))
+    assert execute_run(rc).state == "complete"
+    ident = json.loads((rc.run_dir / "run.json").read_text())
+    assert "bgr_normalization" in ident["quirks"] and ident["flags"] == [FLAG_BEST_ON_TEST]
+    assert ident["augment"]["channel_order"] == "bgr"
+    assert ident["augment"]["mean"] == [0.4914, 0.4822, 0.4465]
+    assert ident["augment"]["std"] == [0.2023, 0.1994, 0.2010]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_official_constants_on_one_channel_digits_fail_the_run_naming_the_fix(tiny_raw):
+    from bench.engine.loop import execute_run
+
+    raw = dict(tiny_raw, protocol="official", strategies=["learning-loss"])
+    (rc,) = make_plan(build_config(raw))
+    outcome = execute_run(rc)
+    assert outcome.state == "failed"
+    status = (rc.run_dir / "status.json").read_text()
+    assert "train.augment.mean" in status and "quirks" in status

@@ -177,11 +177,13 @@ class PAL(Strategy):
     # ------------------------------------------------------------------ pieces
     def prepare(self, ctx: PrepareContext) -> None:
         self._stats = (tuple(ctx.mean), tuple(ctx.std))
+        self._bgr = ctx.channel_order == "bgr"  # the run's channel order: its mean/std index channels in it
 
     def _transform(self, images: torch.Tensor, device: torch.device) -> BatchTransform:
         if self._stats is None:  # called without prepare (tests, notebooks): the pool's own statistics
             self._stats = pool_stats(images)
-        return BatchTransform(*self._stats, crop_padding=self.crop_padding, hflip=self.hflip, device=device)
+        return BatchTransform(*self._stats, crop_padding=self.crop_padding, hflip=self.hflip,
+                              bgr=getattr(self, "_bgr", False), device=device)
 
     def build_scorer(self, pool: PoolState, seed: int) -> PALScorer:
         """A freshly initialised scoring network (torch's global RNG is left as it was)."""

@@ -268,6 +268,7 @@ class VAAL(Strategy):
     def prepare(self, ctx: PrepareContext) -> None:
         # select gets no dataset statistics; the harness's test transform normalises with these
         self._stats = (tuple(ctx.mean), tuple(ctx.std))
+        self._bgr = ctx.channel_order == "bgr"  # the run's channel order: its mean/std index channels in it
 
     def num_iterations(self, n_images: int) -> int:
         """Discriminator steps per query: ``iterations``, or epochs x ``n_images`` // batch size (>= 1),
@@ -285,7 +286,7 @@ class VAAL(Strategy):
         mean, std = self._stats
         if self.input_norm == "symmetric":  # the official (x - 0.5) / 0.5: pixels in [-1, 1]
             mean, std = (0.5,) * len(mean), (0.5,) * len(std)
-        return BatchTransform(mean, std, hflip=True, device=device)
+        return BatchTransform(mean, std, hflip=True, bgr=getattr(self, "_bgr", False), device=device)
 
     def train_networks(self, pool: PoolState, device: torch.device, rng: np.random.Generator,
                        unlabeled: np.ndarray | None = None) -> tuple[nn.Module, nn.Module]:

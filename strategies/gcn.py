@@ -39,8 +39,8 @@ Where we differ on purpose:
 - k-center features. ``paper`` runs k-center greedy on the GCN's 128-d hidden features: the paper
   describes CoreGCN as CoreSet sampling on the features the GCN learned, and the hidden layer is
   that representation; its 1-d output is the labeled-vs-unlabeled score UncertainGCN ranks by, not
-  a feature the paper names, so ``paper`` leaves it out (with it, 117-129 of 200 picks already
-  differ from the official 129-d choice, see issue 13's measurement). The official code since
+  a feature the paper names, so ``paper`` leaves it out (the two choices share 117-129 of 200
+  picks on CIFAR-10 features, issue 13's measurement). The official code since
   commit a040272 (April 2021) concatenates the hidden features with the GCN's 1-d output logit
   (129-d): the ``kcenter-on-hidden-and-output`` quirk, on under ``protocol: official``. Before that
   commit it overwrote the GCN features with the input features, so the trained GCN was never used:

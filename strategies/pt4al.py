@@ -358,6 +358,11 @@ class _PretextMixin:
                            model_params=self.pretext_model_params, selection=self.pretext_selection,
                            seed=ctx.seed if self.pretext_seed is None else self.pretext_seed)
         pool_images, test_images, fingerprint = ctx.pool.images, ctx.test_images, ctx.pool_fingerprint
+        if ctx.channel_order == "bgr" and spec.task == "colorization":
+            raise ConfigError("train.augment.channel_order", "colorization predicts colour from RGB images; the "
+                              "run reverses channels to BGR (the bgr_normalization quirk)",
+                              "list the strategy's other quirks under strategies[i].quirks, or set "
+                              "train.augment.channel_order: rgb", "bgr")
         if ctx.channel_order == "bgr":  # the pretext network sees what the main model sees (rotation.py reads BGR)
             pool_images, test_images = pool_images.flip(1), (None if test_images is None else test_images.flip(1))
             fingerprint = f"{fingerprint}:bgr"  # its own cache entry

@@ -146,3 +146,17 @@ def test_bgr_constants_on_a_one_channel_dataset_are_refused_naming_the_field():
     _, train, _, _ = resolve_strategy(StrategyConfig("pt4al"), "official", TrainConfig(), "s")
     with pytest.raises(ConfigError, match="channel_order"):
         train.augment.resolve((0.5,), (0.25,), 1)
+
+
+def test_bgr_with_colorization_is_refused_naming_the_field(tmp_path):
+    from bench.errors import ConfigError
+
+    images = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
+    pool = PoolState(images=images, labeled=np.zeros(0, dtype=np.int64), labeled_targets=torch.zeros(0).long(),
+                     num_classes=2)
+    ctx = PrepareContext(pool=pool, test_images=images, mean=(0.5,) * 3, std=(0.25,) * 3, device=torch.device("cpu"),
+                         seed=0, cycles=2, initial=1, budget=1, pool_fingerprint="fp", cache_dir=tmp_path,
+                         run_dir=tmp_path, log=lambda s: None, channel_order="bgr")
+    with pytest.raises(ConfigError) as err:
+        pt.PT4AL(pretext_task="colorization").prepare(ctx)
+    assert err.value.field == "train.augment.channel_order"

@@ -27,7 +27,8 @@ Design choices where the paper is silent:
 The official code's behaviours are :class:`~strategies.base.Quirk` switches, all on under
 ``protocol: official``: ``string_sort``, ``normalized_softmax``, ``warm_start``, ``best_on_test``
 (flagged) and ``bgr_normalization`` (the run's ``train.augment`` set to BGR channel order with the
-official mean/std; the pretext network then sees BGR images too). Module-level functions hold each step, so tests pin their exact output.
+official mean/std; the pretext network then sees BGR images too). Module-level functions hold
+each step, so tests pin their exact output.
 
 Segmentation (the paper's section 5.2, with ``pretext_task: colorization``, its choice for a
 pixel-level task, section 6.2): the in-batch sampler's confidence of an image is the engine's

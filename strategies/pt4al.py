@@ -22,7 +22,9 @@ Design choices where the paper is silent:
 - A batch with fewer unlabeled images than needed: all of them are taken, and the rest comes from the
   following batches in order (wrapping around to the first ones), chosen within each batch by the
   same sampler. So ``initial`` > |b0|, or a ``batches`` count below the number of cycles, still works.
-- Ties (equal losses or scores) go to the earlier position, so selections are reproducible.
+- Ties (equal losses or scores) go to the earlier position, so selections are reproducible (under
+  ``string_sort``, identical loss strings keep numpy's quicksort order instead, as the official
+  code: deterministic for a given numpy).
 
 The official code's behaviours are :class:`~strategies.base.Quirk` switches, all on under
 ``protocol: official``: ``string_sort``, ``normalized_softmax``, ``warm_start``, ``best_on_test``

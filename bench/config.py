@@ -108,20 +108,22 @@ class AugmentConfig:
             raise ConfigError(f"{path}.mean", "mean and std must be given together, with one value per channel each",
                               f"set both {path}.mean and {path}.std (same length), or both to null", self.mean)
 
-    def resolve(self, mean, std, channels: int, path: str = "train.augment") -> tuple[tuple[float, ...],
-                                                                                      tuple[float, ...]]:
+    def resolve(self, mean, std, channels: int, path: str = "train.augment",
+                where: str = "") -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std) the run normalises with: the configured ones, else the dataset's ``mean``/``std``.
 
         ConfigError when the configured constants or ``channel_order: bgr`` do not fit a dataset of
         ``channels`` channels (e.g. an official quirk's CIFAR-10 constants on 1-channel digits)."""
         if self.channel_order == "bgr" and channels != 3:
-            raise ConfigError(f"{path}.channel_order", f"'bgr' needs 3-channel images; the dataset has {channels}",
+            raise ConfigError(f"{path}.channel_order", f"{where}'bgr' needs 3-channel images; the dataset has "
+                              f"{channels}",
                               f"set {path}.channel_order: rgb (or drop the strategy quirk that sets it: list the "
                               "others under strategies[i].quirks)", self.channel_order)
         if self.mean is None:
             return tuple(mean), tuple(std)
         if len(self.mean) != channels:
-            raise ConfigError(f"{path}.mean", f"has {len(self.mean)} values but the dataset has {channels} channels",
+            raise ConfigError(f"{path}.mean", f"{where}has {len(self.mean)} values but the dataset has {channels} "
+                              "channels",
                               f"give one value per channel in {path}.mean and {path}.std, or null for the dataset's "
                               "(or drop the strategy quirk that sets them: list the others under strategies[i].quirks)",
                               self.mean)
@@ -502,8 +504,12 @@ def validate_environment(cfg: Config) -> None:
                 "al", f"the schedule needs {cfg.al.final_labeled} labels (initial {cfg.al.initial} + "
                 f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
                 "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
+        channels = spec.channels(ds)
         for j, st in enumerate(cfg.strategies):  # per-strategy bounds that depend on pool size and schedule
-            resolved, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+            resolved, run_train, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+            if channels is not None:  # normalisation constants (e.g. a quirk's) must fit the images
+                run_train.augment.resolve((0.0,) * channels, (1.0,) * channels, channels,
+                                          where=f"strategy {st.key!r} on dataset {ds.name!r}: ")
             get_strategy(st.name).check_schedule(resolved.params, pool_size=pool, initial=cfg.al.initial,
                                                  budget=cfg.al.budget, cycles=cfg.al.cycles,
                                                  path=f"strategies[{j}].params")

@@ -118,6 +118,7 @@ def test_superseded_official_coregcn_builds_no_graph_so_is_not_refused(tiny_raw)
                             "quirks": ["kcenter-on-input-features-d8993bc"]}])
     validate_environment(build_config(raw))
     # the current official code (a040272) trains the GCN, so its graph is bounded like the paper's
-    raw["strategies"][0].pop("quirks")
-    with pytest.raises(ConfigError):
+    raw["strategies"][0]["quirks"] = ["kcenter-on-hidden-and-output"]
+    with pytest.raises(ConfigError) as err:
         validate_environment(build_config(raw))
+    assert err.value.field == "strategies[0].params.subset"

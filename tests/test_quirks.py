@@ -152,3 +152,16 @@ def test_official_constants_on_one_channel_digits_fail_the_run_naming_the_fix(ti
     assert outcome.state == "failed"
     status = (rc.run_dir / "status.json").read_text()
     assert "train.augment.mean" in status and "quirks" in status
+
+
+def test_official_constants_on_one_channel_digits_are_refused_at_config_load(tiny_raw):
+    from bench.config import validate_environment
+
+    raw = dict(tiny_raw, protocol="official", strategies=["learning-loss"])
+    with pytest.raises(ConfigError) as err:
+        validate_environment(build_config(raw))
+    assert err.value.field == "train.augment.mean" and "learning-loss" in str(err.value)
+    assert "strategies[i].quirks" in str(err.value)
+    # listing the other quirks is the fix
+    raw["strategies"] = [{"name": "learning-loss", "quirks": ["warm-start"]}]
+    validate_environment(build_config(raw))

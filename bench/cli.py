@@ -34,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    ls = sub.add_parser("list", help="list registered strategies, datasets or models")
-    ls.add_argument("what", choices=["strategies", "datasets", "models"])
+    ls = sub.add_parser("list", help="list registered strategies, datasets, models or official-code quirks")
+    ls.add_argument("what", choices=["strategies", "datasets", "models", "quirks"])
 
     show = sub.add_parser("show", help="print the summary table of a sweep")
     show.add_argument("results_dir")
@@ -90,7 +90,22 @@ def _cmd_run(args) -> int:
     return EXIT_OK
 
 
+def quirk_rows() -> list[tuple[str, str, str, str, str]]:
+    """(strategy, quirk, 'on'/'off' under protocol official, source, what it changes) per registered quirk."""
+    from strategies.registry import get_strategy, strategy_names
+
+    return [(n, q.name, "on" if q.official else "off", q.source or "(no source recorded)", q.summary)
+            for n in strategy_names() for q in get_strategy(n).quirks]
+
+
 def _cmd_list(args) -> int:
+    if args.what == "quirks":  # one line per quirk; the last column is free text
+        rows = quirk_rows()
+        head = ("strategy", "quirk", "official", "source", "what it changes")
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+        for r in [head, *rows]:
+            print("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths)) + "  " + r[4])
+        return EXIT_OK
     if args.what == "strategies":
         from strategies.registry import get_strategy, strategy_names
 

@@ -10,6 +10,7 @@ a strategy's resolved params against the schedule). This module imports nothing 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -71,16 +72,55 @@ class AugmentConfig:
     """Train-time augmentation, applied to whole batches on the training device.
 
     ``null`` for crop_padding / hflip means the dataset's default (e.g. no flip for digits).
+    ``mean`` / ``std``: per-channel normalisation constants in 0..1 units (null: the dataset's own),
+    applied after ``channel_order`` (``bgr`` reverses the channels first, as images read by OpenCV);
+    the official-code quirks set them to a repository's constants.
     """
 
     crop_padding: int | None = None
     hflip: bool | None = None
     normalize: bool = True
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    channel_order: Literal["rgb", "bgr"] = "rgb"
 
     def check(self, path: str) -> None:
         if self.crop_padding is not None and self.crop_padding < 0:
             raise ConfigError(f"{path}.crop_padding", "must be >= 0", f"set {path}.crop_padding to 0 or 4",
                               self.crop_padding)
+        for key in ("mean", "std"):
+            v = getattr(self, key)
+            if v is not None and (len(v) == 0 or any(not math.isfinite(x) for x in v)):
+                raise ConfigError(f"{path}.{key}", "must be a non-empty list of finite numbers, one per channel",
+                                  f"set {path}.{key} to e.g. [0.4914, 0.4822, 0.4465], or null for the dataset's",
+                                  v)
+        if self.std is not None and any(x <= 0 for x in self.std):
+            raise ConfigError(f"{path}.std", "every value must be > 0", f"set {path}.std to e.g. "
+                              "[0.2470, 0.2435, 0.2616], or null for the dataset's", self.std)
+        if (self.mean is None) != (self.std is None) or (self.mean is not None and len(self.mean) != len(self.std)):
+            raise ConfigError(f"{path}.mean", "mean and std must be given together, with one value per channel each",
+                              f"set both {path}.mean and {path}.std (same length), or both to null", self.mean)
+
+    def resolve(self, mean, std, channels: int, path: str = "train.augment",
+                where: str = "") -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) the run normalises with: the configured ones, else the dataset's ``mean``/``std``.
+
+        ConfigError when the configured constants or ``channel_order: bgr`` do not fit a dataset of
+        ``channels`` channels (e.g. an official quirk's CIFAR-10 constants on 1-channel digits)."""
+        if self.channel_order == "bgr" and channels != 3:
+            raise ConfigError(f"{path}.channel_order", f"{where}'bgr' needs 3-channel images; the dataset has "
+                              f"{channels}",
+                              f"set {path}.channel_order: rgb (or drop the strategy quirk that sets it: list the "
+                              "others under strategies[i].quirks)", self.channel_order)
+        if self.mean is None:
+            return tuple(mean), tuple(std)
+        if len(self.mean) != channels:
+            raise ConfigError(f"{path}.mean", f"{where}has {len(self.mean)} values but the dataset has {channels} "
+                              "channels",
+                              f"give one value per channel in {path}.mean and {path}.std, or null for the dataset's "
+                              "(or drop the strategy quirk that sets them: list the others under strategies[i].quirks)",
+                              self.mean)
+        return tuple(float(x) for x in self.mean), tuple(float(x) for x in self.std)
 
 
 @dataclass

@@ -95,7 +95,7 @@ def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path
 
     cls = get_strategy(st.name)
     active = list(st.quirks) if st.quirks is not None else (
-        [q.name for q in cls.quirks] if protocol == "official" else [])
+        [q.name for q in cls.quirks if q.official] if protocol == "official" else [])
     params = {k: d for k, (_, d) in cls.param_types().items() if d is not NO_DEFAULT}
     train_raw = to_dict(train)
     flags = []
@@ -103,9 +103,11 @@ def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path
         q = cls.quirk(name)
         params.update(q.params)
         for key, value in q.train.items():
-            apply_override(train_raw, key.split("."), value)
-        if q.flag:
-            flags.append(name)
+            apply_override(train_raw, key.split("."), copy.deepcopy(value))
+        # one spelling per flag (kebab-case, as the harness's own): the quirk best_on_test and the
+        # selection it sets are one statement, recorded once as 'best-on-test'
+        if q.flag and name.replace("_", "-") not in flags:
+            flags.append(name.replace("_", "-"))
     params.update(cls.validate_params(st.params, f"{path}.params"))  # explicit params win
     run_train = from_dict(TrainConfig, train_raw, "train")
     if run_train.selection == "best-on-test" and FLAG_BEST_ON_TEST not in flags:

@@ -38,8 +38,12 @@ def validate_environment(cfg: Config) -> None:
                 "al", f"the schedule needs {cfg.al.final_labeled} labels (initial {cfg.al.initial} + "
                 f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
                 "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
+        channels = spec.channels(ds)
         for j, st in enumerate(cfg.strategies):  # per-strategy bounds that depend on pool size and schedule
-            resolved, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+            resolved, run_train, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+            if channels is not None:  # normalisation constants (e.g. a quirk's) must fit the images
+                run_train.augment.resolve((0.0,) * channels, (1.0,) * channels, channels,
+                                          where=f"strategy {st.key!r} on dataset {ds.name!r}: ")
             get_strategy(st.name).check_schedule(resolved.params, pool_size=pool, initial=cfg.al.initial,
                                                  budget=cfg.al.budget, cycles=cfg.al.cycles,
                                                  path=f"strategies[{j}].params")

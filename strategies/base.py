@@ -17,6 +17,7 @@ documented and recorded with the run.
 from __future__ import annotations
 
 import dataclasses
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
@@ -102,7 +103,7 @@ class PrepareContext:
 
     pool: PoolState
     test_images: torch.Tensor  # uint8, for analysis artefacts (never for selection)
-    mean: tuple[float, ...]
+    mean: tuple[float, ...]  # the run's normalisation (train.augment, else the dataset's)
     std: tuple[float, ...]
     device: torch.device
     seed: int
@@ -114,6 +115,7 @@ class PrepareContext:
     run_dir: Path
     log: Callable[[str], None] = print
     amp: bool = False
+    channel_order: str = "rgb"  # 'bgr': the run reverses channels before normalising (train.augment)
 
 
 class Auxiliary(nn.Module):
@@ -133,7 +135,11 @@ class Quirk:
     """One named behaviour of an official codebase, switchable per run.
 
     ``params`` override strategy params, ``train`` overrides the run's training protocol. A
-    ``flag`` quirk taints every number made with it (reports print the flag).
+    ``flag`` quirk taints every number made with it (reports print the flag). ``source`` names what
+    the quirk reproduces, ``"owner/repo@commit path"`` (e.g.
+    ``"johnsk95/PT4AL@9a0da4a make_batches.py"``). ``official``: whether ``protocol: official``
+    switches it on (False for a behaviour the authors' current code no longer has, kept so older
+    published numbers stay reproducible).
     """
 
     name: str
@@ -141,6 +147,17 @@ class Quirk:
     params: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     flag: bool = False
+    source: str = ""
+    official: bool = True
+
+    @property
+    def summary(self) -> str:
+        """The doc on one line, whitespace collapsed (for ``albench list quirks``)."""
+        return " ".join(self.doc.split())
+
+
+# what Quirk.source must look like: owner/repo@commit (7-40 hex digits), a space, a file path
+QUIRK_SOURCE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+@[0-9a-f]{7,40} \S+")
 
 
 class Strategy(ABC):

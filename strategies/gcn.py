@@ -12,7 +12,8 @@ Facts followed (razvancaramalau/Sequential-GCN-for-Active-Learning, ``selection_
   200 full-batch steps;
 - loss: ``-mean log s(labeled) - lambda * mean log(1 - s(unlabeled))``, lambda = 1.2;
 - UncertainGCN: the K unlabeled nodes whose score is nearest s_margin = 0.1;
-- CoreGCN: k-center greedy (Euclidean) on the GCN's hidden features, labeled nodes as centers.
+- CoreGCN: k-center greedy (Euclidean) on the GCN's hidden features (see below for the official
+  129-d variant), labeled nodes as centers.
 
 Memory: the dense adjacency takes n^2 float32 (1.6 GB at 10,000 + 10,000 nodes) and is the
 largest buffer by far. Its size is checked against ``max_adjacency_gb`` when the config is loaded
@@ -35,9 +36,16 @@ Where we differ on purpose:
   once a score saturates);
 - a column whose sum is exactly 0 (a node orthogonal to every other one, or a one-node graph) is
   left undivided instead of becoming NaN;
-- the official CoreGCN code overwrites the GCN features with the input features before k-center
-  greedy, so its trained GCN is never used; that is the ``kcenter-on-input-features`` quirk, and
-  ``paper`` runs k-center on the hidden features as the paper describes;
+- k-center features. ``paper`` runs k-center greedy on the GCN's 128-d hidden features: the paper
+  describes CoreGCN as CoreSet sampling on the features the GCN learned, and the hidden layer is
+  that representation; its 1-d output is the labeled-vs-unlabeled score UncertainGCN ranks by, not
+  a feature the paper names, so ``paper`` leaves it out (the two choices share 117-129 of 200
+  picks on CIFAR-10 features, issue 13's measurement). The official code since
+  commit a040272 (April 2021) concatenates the hidden features with the GCN's 1-d output logit
+  (129-d): the ``kcenter-on-hidden-and-output`` quirk, on under ``protocol: official``. Before that
+  commit it overwrote the GCN features with the input features, so the trained GCN was never used:
+  ``kcenter-on-input-features-d8993bc``, kept for numbers made with that code but off under
+  ``official``;
 - training draws (initialisation, dropout masks) come from torch generators derived from the
   run's ``rng``, so a query is reproducible.
 """
@@ -205,12 +213,22 @@ def train_gcn(x: torch.Tensor, adj: torch.Tensor | LowRankAdjacency, labeled: to
 # ---------------------------------------------------------------------------------------------
 # Strategies
 
+GCN_REPO = "razvancaramalau/Sequential-GCN-for-Active-Learning"
+GCN_HEAD = f"{GCN_REPO}@bbc43db"  # the repository's HEAD (2022-07-24) the quirks were read from
 _OFFICIAL_TRAINING = Quirk(
     "train-20-epochs",
     "the official main.py trains the task model for --no_of_epochs = 20 epochs by default (config.py's "
     "EPOCH = 200 is not used for training) with its lr milestones [160, 240] never reached (a constant lr), "
     "a fresh model every cycle",
     train={"epochs": 20, "schedule.name": "constant", "schedule.milestones": [], "init": "fresh"},
+    source=f"{GCN_HEAD} main.py",
+)
+_OFFICIAL_NORMALIZATION = Quirk(
+    "official-std",
+    "the task model's images are normalised with mean (0.4914, 0.4822, 0.4465) and std (0.2023, 0.1994, "
+    "0.2010) (load_dataset.py), not CIFAR-10's std (0.2470, 0.2435, 0.2616)",
+    train={"augment.mean": [0.4914, 0.4822, 0.4465], "augment.std": [0.2023, 0.1994, 0.2010]},
+    source=f"{GCN_HEAD} load_dataset.py",
 )
 
 
@@ -241,10 +259,12 @@ class UncertainGCNParams(GCNParams):
 
 @dataclass(frozen=True)
 class CoreGCNParams(GCNParams):
-    """``kcenter_features``: 'hidden' (the GCN's hidden features, the paper) or 'input' (the
-    L2-normalised embeddings, the official code); ``chunk_rows``: rows per k-center update."""
+    """``kcenter_features``: 'hidden' (the GCN's 128-d hidden features, the paper), 'hidden-output'
+    (those and the GCN's output logit, 129-d: the official code since a040272) or 'input' (the
+    L2-normalised embeddings: the official code before a040272); ``chunk_rows``: rows per k-center
+    update."""
 
-    kcenter_features: Literal["hidden", "input"] = "hidden"
+    kcenter_features: Literal["hidden", "hidden-output", "input"] = "hidden"
     chunk_rows: Annotated[int, Bounds(ge=1)] = DEFAULT_CHUNK_ROWS
 
 
@@ -314,7 +334,7 @@ class UncertainGCN(_GCNStrategy):
     description = ("a GCN over [unlabeled subset; labeled] embeddings learns labeled-vs-unlabeled; the K "
                    "unlabeled nodes scored nearest s_margin (params: subset, steps, s_margin, max_adjacency_gb, "
                    "adjacency)")
-    quirks = (_OFFICIAL_TRAINING,)
+    quirks = (_OFFICIAL_TRAINING, _OFFICIAL_NORMALIZATION)
 
     Params = UncertainGCNParams
 
@@ -338,22 +358,33 @@ class CoreGCN(_GCNStrategy):
                    "(params: subset, steps, kcenter_features, max_adjacency_gb, adjacency)")
     quirks = (
         _OFFICIAL_TRAINING,
-        Quirk("kcenter-on-input-features",
-              "the official selection_methods.py replaces the GCN features by the L2-normalised backbone "
-              "features before k-center greedy, so the trained GCN is never used (and is not trained here)",
-              params={"kcenter_features": "input"}),
+        _OFFICIAL_NORMALIZATION,
+        Quirk("kcenter-on-hidden-and-output",
+              "k-center greedy on the concatenation of the GCN's 128-d hidden ReLU features and its 1-d output "
+              "(the logit before the sigmoid), 129 dimensions, as the third output of the official GCN "
+              "(models/query_models.py) that selection_methods.py uses since commit a040272",
+              params={"kcenter_features": "hidden-output"}, source=f"{GCN_REPO}@a040272 selection_methods.py"),
+        Quirk("kcenter-on-input-features-d8993bc",
+              "the superseded official code (de77723 to d8993bc, replaced in a040272): selection_methods.py "
+              "overwrites the GCN features with the L2-normalised backbone features before k-center greedy, so "
+              "the trained GCN is never used (and is not trained here); off under protocol official, for "
+              "numbers made with that code",
+              params={"kcenter_features": "input"}, source=f"{GCN_REPO}@d8993bc selection_methods.py",
+              official=False),
     )
 
     Params = CoreGCNParams
 
     def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
                rng: np.random.Generator) -> np.ndarray:
-        use_gcn = self.kcenter_features == "hidden"
+        use_gcn = self.kcenter_features != "input"
         x, model, adj, n_u = self._graph(inputs, rng, train=use_gcn)
         if use_gcn:
             with torch.no_grad():
-                _, feats = model(x, adj)
+                logits, feats = model(x, adj)
             del adj
+            if self.kcenter_features == "hidden-output":  # official: [hidden features, output logit]
+                feats = torch.cat([feats, logits.unsqueeze(1)], dim=1)
         else:
             feats = x
         order = kcenter_greedy(feats[:n_u], budget, centers=feats[n_u:], chunk_rows=self.chunk_rows, rng=rng)

@@ -18,7 +18,11 @@ The authors released no code; the facts below follow the paper and the widely us
 
 Where we differ on purpose: the reproduction detaches when ``epoch > 120`` (0-based), i.e. after
 121 epochs; we detach at ``epoch >= ceil(0.6 * epochs)``, i.e. after exactly 120 of 200, as the
-paper states. With an odd batch size the middle item is left out of the pairs (the reproduction
+paper states. The reproduction also steps its MultiStepLR schedulers at the start of each epoch,
+before training it, so its milestone 160 takes effect after 159 epochs (159 at lr 0.1, 41 at 0.01);
+the harness steps after each epoch (160 + 40, as the paper states). This is not a quirk switch
+because a milestone is an absolute epoch: to reproduce it, set ``train.schedule.milestones: [159]``
+with 200 epochs. With an odd batch size the middle item is left out of the pairs (the reproduction
 asserts an even batch); it still counts in the main loss.
 """
 
@@ -36,6 +40,8 @@ from bench.typed import Bounds
 from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, Subset, random_subset,
                              top_k_highest)
 from strategies.registry import register_strategy
+
+LL_REPO = "Mephisto405/Learning-Loss-for-Active-Learning@3c11ff7"  # HEAD (2020-08-04), read for the quirks
 
 
 def pair_ranking_loss(pred: torch.Tensor, target: torch.Tensor, *, margin: float = 1.0) -> torch.Tensor:
@@ -142,7 +148,12 @@ class _LearningLossBase(Strategy):
         Quirk("warm-start",
               "each cycle continues from the previous cycle's backbone and loss module (the reproduction "
               "never re-initialises them)",
-              train={"init": "warm"}),
+              train={"init": "warm"}, source=f"{LL_REPO} main.py"),
+        Quirk("official-std",
+              "the task model's images are normalised with mean (0.4914, 0.4822, 0.4465) and std (0.2023, "
+              "0.1994, 0.2010), not CIFAR-10's std (0.2470, 0.2435, 0.2616)",
+              train={"augment.mean": [0.4914, 0.4822, 0.4465], "augment.std": [0.2023, 0.1994, 0.2010]},
+              source=f"{LL_REPO} main.py"),
     )
 
     def auxiliary(self, info: ModelInfo) -> LossPredictionModule:

@@ -30,7 +30,13 @@ Differences from the official code:
   (no such split is offered: it would need labels the strategy has not paid for);
 - candidates are scored in eval mode with the test transform; the official code scores them
   through its training transform (random crop and flip), switchable as the quirk
-  ``augment-at-scoring``.
+  ``augment-at-scoring``;
+- the class head reads the unrotated rows (every 4th) of the one forward pass over the rotated 4B
+  batch, so in training its BatchNorm statistics are those of all four rotations; the official
+  code makes a separate forward pass over the B unrotated images for the class head (BatchNorm
+  statistics of upright images only). Not a switch (documented only): scoring runs in eval mode in
+  both, on running statistics, but those are accumulated from different batches, so the scorers
+  differ slightly.
 
 The four rotations of an image always share a batch (as in the official loader), so BatchNorm's
 batch statistics cannot give the rotation away. Rotations need square images.
@@ -131,7 +137,8 @@ class PAL(Strategy):
     Params = PALParams
     quirks = (
         Quirk("augment-at-scoring", "candidates are scored through the training transform (random crop and "
-              "horizontal flip), as the official code does", params={"score_augment": True}),
+              "horizontal flip), as the official code does", params={"score_augment": True},
+              source="shubhangb97/PAL_pretext_based_active_learning@5078e10 Classification_PAL/main.py"),
     )
 
     def __init__(self, **params) -> None:
@@ -146,11 +153,13 @@ class PAL(Strategy):
     # ------------------------------------------------------------------ pieces
     def prepare(self, ctx: PrepareContext) -> None:
         self._stats = (tuple(ctx.mean), tuple(ctx.std))
+        self._bgr = ctx.channel_order == "bgr"  # the run's channel order: its mean/std index channels in it
 
     def _transform(self, images: torch.Tensor, device: torch.device) -> BatchTransform:
         if self._stats is None:  # called without prepare (tests, notebooks): the pool's own statistics
             self._stats = pool_stats(images)
-        return BatchTransform(*self._stats, crop_padding=self.crop_padding, hflip=self.hflip, device=device)
+        return BatchTransform(*self._stats, crop_padding=self.crop_padding, hflip=self.hflip,
+                              bgr=getattr(self, "_bgr", False), device=device)
 
     def build_scorer(self, pool: PoolState, seed: int) -> PALScorer:
         """A freshly initialised scoring network (torch's global RNG is left as it was)."""

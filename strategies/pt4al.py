@@ -22,11 +22,15 @@ Design choices where the paper is silent:
 - A batch with fewer unlabeled images than needed: all of them are taken, and the rest comes from the
   following batches in order (wrapping around to the first ones), chosen within each batch by the
   same sampler. So ``initial`` > |b0|, or a ``batches`` count below the number of cycles, still works.
-- Ties (equal losses or scores) go to the earlier position, so selections are reproducible.
+- Ties (equal losses or scores) go to the earlier position, so selections are reproducible (under
+  ``string_sort``, identical loss strings keep numpy's quicksort order instead, as the official
+  code: deterministic for a given numpy).
 
 The official code's behaviours are :class:`~strategies.base.Quirk` switches, all on under
-``protocol: official``: ``string_sort``, ``normalized_softmax``, ``warm_start`` and ``best_on_test``
-(flagged). Module-level functions hold each step, so tests pin their exact output.
+``protocol: official``: ``string_sort``, ``normalized_softmax``, ``warm_start``, ``best_on_test``
+(flagged) and ``bgr_normalization`` (the run's ``train.augment`` set to BGR channel order with the
+official mean/std; the pretext network then sees BGR images too). Module-level functions hold
+each step, so tests pin their exact output.
 
 Segmentation (the paper's section 5.2, with ``pretext_task: colorization``, its choice for a
 pixel-level task, section 6.2): the in-batch sampler's confidence of an image is the engine's
@@ -72,14 +76,16 @@ def sort_losses(losses: np.ndarray, *, descending: bool = True, as_strings: bool
     Numeric order (the paper) breaks ties by position. ``as_strings`` reproduces the official
     make_batches.py: the losses' text (:func:`loss_strings`) is argsorted lexicographically and the
     result reversed for high-loss-first, so values printed in scientific notation land by their
-    leading digit (1.94e-05 before 0.97). Identical strings keep a stable order (reversed along with
-    the rest); the official numpy quicksort leaves their order unspecified.
+    leading digit (1.94e-05 before 0.97). The argsort is numpy's default (quicksort, not stable), as
+    the official call: identical strings come out in the order that algorithm leaves them, which is
+    what the authors' batch files hold (a stable sort differs on every tied position).
     """
     losses = np.asarray(losses)
     if losses.ndim != 1:
         raise ValueError(f"losses must be one-dimensional, got shape {losses.shape}")
     if as_strings:
-        ascending = np.argsort(loss_strings(losses), kind="stable")
+        # numpy's default kind on purpose: the official tie order (see the docstring)
+        ascending = np.argsort(loss_strings(losses))
         return (ascending[::-1] if descending else ascending).astype(np.int64)
     if not np.all(np.isfinite(losses)):
         raise ValueError("pretext losses contain NaN or infinity; the pretext training diverged")
@@ -213,25 +219,35 @@ def in_batch_pick(candidates: np.ndarray, scores: np.ndarray) -> Callable[[np.nd
 # ------------------------------------------------------------------------------------------------
 # the official code's quirks
 
+PT4AL_REPO = "johnsk95/PT4AL@9a0da4a"  # the repository's HEAD (2023-01-02) the quirks were read from
 STRING_SORT = Quirk(
     "string_sort",
-    "sort pretext losses as text, as make_batches.py does (str(float) values, lexicographic): the ~8% "
-    "printed in scientific notation land by their leading digit",
-    params={"loss_sort": "string"})
+    "sort pretext losses as text, as make_batches.py does (str(float) values, numpy's default argsort, "
+    "reversed): the ~8% printed in scientific notation land by their leading digit, ties in quicksort order",
+    params={"loss_sort": "string"}, source=f"{PT4AL_REPO} make_batches.py")
 NORMALIZED_SOFTMAX = Quirk(
     "normalized_softmax",
     "take the in-batch sampler's softmax over L2-normalised logits, as main.py (caps confidence near "
     "0.23 with 10 classes)",
-    params={"normalized_softmax": True})
+    params={"normalized_softmax": True}, source=f"{PT4AL_REPO} main.py")
 WARM_START = Quirk(
     "warm_start",
     "each cycle's model starts from the previous cycle's weights instead of a fresh initialisation",
-    train={"init": "warm"})
+    train={"init": "warm"}, source=f"{PT4AL_REPO} main.py")
 BEST_ON_TEST = Quirk(
     "best_on_test",
     "keep the epoch with the best TEST accuracy (reported, and warm-starting the next cycle): a "
     "test-set selection, flagged in the records and in every report made from them",
-    train={"selection": "best-on-test"}, flag=True)
+    train={"selection": "best-on-test"}, flag=True, source=f"{PT4AL_REPO} main.py")
+# CIFAR-10 mean with the std of the kuangliu/pytorch-cifar recipe (not CIFAR-10's, 0.247/0.243/0.261)
+CIFAR_MEAN_OFFICIAL = [0.4914, 0.4822, 0.4465]
+CIFAR_STD_OFFICIAL = [0.2023, 0.1994, 0.2010]
+BGR_NORMALIZATION = Quirk(
+    "bgr_normalization",
+    "images read as BGR (cv2.imread in loader.py) and normalised with mean (0.4914, 0.4822, 0.4465), std "
+    "(0.2023, 0.1994, 0.2010) by channel position, in the pretext task, the loss extraction and the main task",
+    train={"augment.channel_order": "bgr", "augment.mean": CIFAR_MEAN_OFFICIAL, "augment.std": CIFAR_STD_OFFICIAL},
+    source=f"{PT4AL_REPO} loader.py")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -308,9 +324,18 @@ class _PretextMixin:
                            weight_decay=self.pretext_weight_decay, model=self.pretext_model,
                            model_params=self.pretext_model_params, selection=self.pretext_selection,
                            seed=ctx.seed if self.pretext_seed is None else self.pretext_seed)
-        res = pretext_losses(spec, pool_images=ctx.pool.images, test_images=ctx.test_images, mean=ctx.mean,
+        pool_images, test_images, fingerprint = ctx.pool.images, ctx.test_images, ctx.pool_fingerprint
+        if ctx.channel_order == "bgr" and spec.task == "colorization":
+            raise ConfigError("train.augment.channel_order", "colorization predicts colour from RGB images; the "
+                              "run reverses channels to BGR (the bgr_normalization quirk)",
+                              "list the strategy's other quirks under strategies[i].quirks, or set "
+                              "train.augment.channel_order: rgb", "bgr")
+        if ctx.channel_order == "bgr":  # the pretext network sees what the main model sees (rotation.py reads BGR)
+            pool_images, test_images = pool_images.flip(1), (None if test_images is None else test_images.flip(1))
+            fingerprint = f"{fingerprint}:bgr"  # its own cache entry
+        res = pretext_losses(spec, pool_images=pool_images, test_images=test_images, mean=ctx.mean,
                              std=ctx.std, device=ctx.device, amp=ctx.amp, cache_dir=Path(ctx.cache_dir) / "pretext",
-                             pool_fingerprint=ctx.pool_fingerprint, log=ctx.log)
+                             pool_fingerprint=fingerprint, log=ctx.log)
         self.pool_loss, self.test_loss = res.pool_loss, res.test_loss
         info = {"pretext_cache": res.cache, "pretext_key": res.key,
                 "pretext_train_seconds": round(float(res.train_seconds), 3),
@@ -400,7 +425,7 @@ class PT4AL(_PretextMixin, _Batched):
                    "(params: pretext_task, batch_order, first_cycle, sampler, pretext_*)")
     needs = frozenset({Need.LOGITS})  # on segmentation pools: CONFIDENCE instead (needs_for)
     tasks = frozenset({"classification", "segmentation"})
-    quirks = (STRING_SORT, NORMALIZED_SOFTMAX, WARM_START, BEST_ON_TEST)
+    quirks = (STRING_SORT, NORMALIZED_SOFTMAX, WARM_START, BEST_ON_TEST, BGR_NORMALIZATION)
 
     Params = PT4ALParams
 
@@ -460,7 +485,7 @@ class PT4ALSamplingOnly(_Batched):
     name = "pt4al-sampling-only"
     description = "PT4AL ablation: random batches, random first cycle, highest-entropy K per batch (params: batches)"
     needs = frozenset({Need.LOGITS})
-    quirks = (WARM_START, BEST_ON_TEST)
+    quirks = (WARM_START, BEST_ON_TEST, BGR_NORMALIZATION)
 
     Params = SamplingOnlyParams
 
@@ -489,7 +514,7 @@ class PT4ALPretextOnly(_PretextMixin, Strategy):
     description = "PT4AL ablation: the K highest (or lowest) pretext losses of the pool, no main model (params: take)"
     needs: frozenset = frozenset()
     tasks = frozenset({"classification", "segmentation"})
-    quirks = (STRING_SORT, WARM_START, BEST_ON_TEST)
+    quirks = (STRING_SORT, WARM_START, BEST_ON_TEST, BGR_NORMALIZATION)
 
     Params = PretextOnlyParams
 

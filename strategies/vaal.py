@@ -30,8 +30,12 @@ Differences from the official code, each switchable back as a named quirk (all o
   transform, so a random horizontal flip is applied at scoring time (``flip-at-scoring``);
 - the VAE trains without augmentation; the official code trains it on randomly flipped images
   (``flip-training``);
-- images are normalised with the dataset's mean and std (the harness's test transform); the official
-  code feeds the VAE raw [0, 1] pixels (``raw-pixels``).
+- images are normalised with the run's mean and std (the harness's test transform); the official
+  code normalises with mean 0.5 and std 0.5 (custom_datasets.py), so the VAE sees [-1, 1] pixels
+  (``symmetric-pixels``; the MSE term is then on the official scale against the summed KL).
+
+The task model's own normalisation is the separate ``official-normalization`` quirk (the run's
+``train.augment`` mean and std set to 0.5).
 
 Note on the official loss: the KL term is summed over the batch while the MSE is averaged over
 every pixel, so the KL dominates and the posterior drifts towards the prior as training goes on
@@ -48,7 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Literal
 
 import numpy as np
 import torch
@@ -62,6 +66,8 @@ from bench.typed import Bounds
 from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, Subset, random_subset,
                              top_k_lowest)
 from strategies.registry import register_strategy
+
+VAAL_REPO = "sinhasam/vaal@67263f3"  # the repository's HEAD (2020-02-21) the quirks were read from
 
 
 def vae_plan(image_size: tuple[int, int]) -> tuple[int, int, tuple[int, int]]:
@@ -204,7 +210,7 @@ class VAALParams:
     vae_steps: Annotated[int, Bounds(ge=1)] = 2
     lr: Annotated[float, Bounds(gt=0)] = 5e-4
     score_batch_size: Annotated[int, Bounds(ge=1)] = 512
-    normalize: bool = True
+    input_norm: Literal["dataset", "symmetric"] = "dataset"
     train_flip: bool = False
     score_flip: bool = False
     score_train_mode: bool = False
@@ -220,13 +226,19 @@ class VAAL(Strategy):
     quirks = (
         Quirk("bn-batch-stats", "VAE and discriminator left in train mode at scoring time: BatchNorm uses the "
               "statistics of each scoring batch (of unlabeled images only), so a score depends on its batch-mates",
-              params={"score_train_mode": True}),
+              params={"score_train_mode": True}, source=f"{VAAL_REPO} sampler.py"),
         Quirk("flip-at-scoring", "the unlabeled pool is scored through the training transform, so each image "
-              "is randomly flipped horizontally before scoring", params={"score_flip": True}),
+              "is randomly flipped horizontally before scoring", params={"score_flip": True},
+              source=f"{VAAL_REPO} custom_datasets.py"),
         Quirk("flip-training", "the VAE and discriminator train on randomly horizontally flipped images",
-              params={"train_flip": True}),
-        Quirk("raw-pixels", "the VAE sees unnormalised [0, 1] pixels instead of the dataset-normalised ones",
-              params={"normalize": False}),
+              params={"train_flip": True}, source=f"{VAAL_REPO} custom_datasets.py"),
+        Quirk("symmetric-pixels", "the VAE sees pixels normalised with mean 0.5 and std 0.5, in [-1, 1], instead of "
+              "the run's normalisation", params={"input_norm": "symmetric"},
+              source=f"{VAAL_REPO} custom_datasets.py"),
+        Quirk("official-normalization", "the task model's images are normalised with mean 0.5 and std 0.5 (in "
+              "[-1, 1]) instead of the dataset's mean and std", train={"augment.mean": [0.5, 0.5, 0.5],
+                                                                      "augment.std": [0.5, 0.5, 0.5]},
+              source=f"{VAAL_REPO} main.py"),
     )
 
     def __init__(self, **params) -> None:
@@ -238,6 +250,7 @@ class VAAL(Strategy):
     def prepare(self, ctx: PrepareContext) -> None:
         # select gets no dataset statistics; the harness's test transform normalises with these
         self._stats = (tuple(ctx.mean), tuple(ctx.std))
+        self._bgr = ctx.channel_order == "bgr"  # the run's channel order: its mean/std index channels in it
 
     def num_iterations(self, n_images: int) -> int:
         """Discriminator steps per query: ``iterations``, or epochs x ``n_images`` // batch size (>= 1),
@@ -253,7 +266,9 @@ class VAAL(Strategy):
         if self._stats is None:  # called without prepare (tests, notebooks): the pool's own statistics
             self._stats = pool_stats(images)
         mean, std = self._stats
-        return BatchTransform(mean, std, hflip=True, normalize=self.normalize, device=device)
+        if self.input_norm == "symmetric":  # the official (x - 0.5) / 0.5: pixels in [-1, 1]
+            mean, std = (0.5,) * len(mean), (0.5,) * len(std)
+        return BatchTransform(mean, std, hflip=True, bgr=getattr(self, "_bgr", False), device=device)
 
     def train_networks(self, pool: PoolState, device: torch.device, rng: np.random.Generator,
                        unlabeled: np.ndarray | None = None) -> tuple[nn.Module, nn.Module]:

@@ -1,4 +1,5 @@
-"""CoreGCN: k-center greedy on the GCN's hidden features (paper) or on the input features (official)."""
+"""CoreGCN: k-center greedy on the GCN's hidden features (paper), on those and the output logit (official,
+since a040272) or on the input features (the superseded official code, d8993bc)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _circle(degrees) -> torch.Tensor:
     return torch.stack([torch.cos(r), torch.sin(r)], dim=1) * 5  # scale is removed by the L2 normalisation
 
 
-def test_official_quirk_runs_kcenter_on_the_normalised_embeddings():
+def test_superseded_quirk_runs_kcenter_on_the_normalised_embeddings():
     # Unit circle, labeled at 0 deg. Farthest: 180 (chord 2), then 90 (chord sqrt 2 to both 0 and 180),
     # then 45 (chord 2 sin 22.5 deg to 0 and 90) before 10 (chord 2 sin 5 deg to 0).
     s = make_strategy("coregcn", {"kcenter_features": "input"})
@@ -57,9 +58,15 @@ def test_paper_runs_kcenter_on_the_gcn_hidden_features():
 def test_official_protocol_switches_both_quirks(tiny_raw):
     raw = dict(tiny_raw, protocol="official", strategies=["coregcn"])
     (rc,) = make_plan(build_config(raw))
-    assert rc.quirks == ["train-20-epochs", "kcenter-on-input-features"]
-    assert rc.strategy.params["kcenter_features"] == "input"
+    assert rc.quirks == ["train-20-epochs", "official-std", "kcenter-on-hidden-and-output"]
+    assert rc.strategy.params["kcenter_features"] == "hidden-output"
     assert rc.train.epochs == 20 and rc.train.schedule.name == "constant" and rc.train.init == "fresh"
+    assert rc.train.augment.std == [0.2023, 0.1994, 0.2010]
+    # the superseded behaviour is a quirk of its own, on only when listed
+    old = dict(tiny_raw, protocol="official",
+               strategies=[{"name": "coregcn", "quirks": ["kcenter-on-input-features-d8993bc"]}])
+    (rc_old,) = make_plan(build_config(old))
+    assert rc_old.strategy.params["kcenter_features"] == "input"
     (paper,) = make_plan(build_config(dict(tiny_raw, strategies=["coregcn"])))
     assert paper.quirks == [] and paper.strategy.params["kcenter_features"] == "hidden"
 

@@ -113,7 +113,13 @@ def test_lowrank_adjacency_is_not_bounded(tiny_raw):
     validate_environment(build_config(raw))
 
 
-def test_official_coregcn_builds_no_graph_so_is_not_refused(tiny_raw):
+def test_superseded_official_coregcn_builds_no_graph_so_is_not_refused(tiny_raw):
     raw = dict(tiny_raw, protocol="official",
-               strategies=[{"name": "coregcn", "params": {"max_adjacency_gb": 0.005}}])
+               strategies=[{"name": "coregcn", "params": {"max_adjacency_gb": 0.005},
+                            "quirks": ["kcenter-on-input-features-d8993bc"]}])
     validate_environment(build_config(raw))
+    # the current official code (a040272) trains the GCN, so its graph is bounded like the paper's
+    raw["strategies"][0]["quirks"] = ["kcenter-on-hidden-and-output"]
+    with pytest.raises(ConfigError) as err:
+        validate_environment(build_config(raw))
+    assert err.value.field == "strategies[0].params.subset"

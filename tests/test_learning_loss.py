@@ -181,7 +181,8 @@ def test_detached_variant_has_no_detach_param():
 
 def test_official_protocol_warm_starts():
     st, train, quirks, flags = resolve_strategy(StrategyConfig("learning-loss"), "official", TrainConfig(), "s")
-    assert quirks == ["warm-start"] and train.init == "warm" and flags == []
+    assert quirks == ["warm-start", "official-std"] and train.init == "warm" and flags == []
+    assert train.augment.std == [0.2023, 0.1994, 0.2010]
     _, train, _, _ = resolve_strategy(StrategyConfig("learning-loss"), "paper", TrainConfig(), "s")
     assert train.init == "fresh"
 

@@ -280,10 +280,12 @@ def test_artifacts_record_each_image_batch_and_the_losses(tmp_path, fake_pretext
 
 def test_official_protocol_switches_every_quirk_and_flags_best_on_test():
     st, train, quirks, flags = resolve_strategy(StrategyConfig("pt4al"), "official", TrainConfig(), "strategies[0]")
-    assert quirks == ["string_sort", "normalized_softmax", "warm_start", "best_on_test"]
+    assert quirks == ["string_sort", "normalized_softmax", "warm_start", "best_on_test", "bgr_normalization"]
     assert st.params["loss_sort"] == "string" and st.params["normalized_softmax"] is True
     assert train.init == "warm" and train.selection == "best-on-test"
-    assert "best_on_test" in flags and FLAG_BEST_ON_TEST in flags
+    assert flags == [FLAG_BEST_ON_TEST]  # one spelling, once
+    assert train.augment.channel_order == "bgr"
+    assert train.augment.mean == [0.4914, 0.4822, 0.4465] and train.augment.std == [0.2023, 0.1994, 0.2010]
 
 
 def test_paper_protocol_has_no_quirk_and_a_list_picks_some():
@@ -300,7 +302,8 @@ def test_paper_protocol_has_no_quirk_and_a_list_picks_some():
 def test_ablations_carry_the_training_quirks():
     for name in ("pt4al-sampling-only", "pt4al-pretext-only"):
         _, train, quirks, flags = resolve_strategy(StrategyConfig(name), "official", TrainConfig(), "s")
-        assert "warm_start" in quirks and "best_on_test" in flags and train.init == "warm"
+        assert "warm_start" in quirks and flags == [FLAG_BEST_ON_TEST] and train.init == "warm"
+        assert "bgr_normalization" in quirks and train.augment.channel_order == "bgr"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -229,8 +229,9 @@ def test_bad_params_name_the_field(params, field):
 
 def test_official_protocol_switches_on_every_quirk():
     st, _, quirks, flags = resolve_strategy(StrategyConfig("vaal"), "official", TrainConfig(), "s")
-    assert quirks == ["bn-batch-stats", "flip-at-scoring", "flip-training", "raw-pixels"]
+    assert quirks == ["bn-batch-stats", "flip-at-scoring", "flip-training", "symmetric-pixels",
+                      "official-normalization"]
     assert st.params["score_train_mode"] and st.params["score_flip"] and st.params["train_flip"]
-    assert st.params["normalize"] is False and flags == []
+    assert st.params["input_norm"] == "symmetric" and flags == []
     st, _, quirks, _ = resolve_strategy(StrategyConfig("vaal"), "paper", TrainConfig(), "s")
     assert quirks == [] and not st.params["score_train_mode"] and not st.params["score_flip"]

@@ -14,10 +14,11 @@ class BatchTransform:
     """
 
     def __init__(self, mean, std, *, crop_padding: int = 0, hflip: bool = False, normalize: bool = True,
-                 device: torch.device | str = "cpu") -> None:
+                 bgr: bool = False, device: torch.device | str = "cpu") -> None:
         self.crop_padding = int(crop_padding)
         self.hflip = bool(hflip)
         self.normalize = bool(normalize)
+        self.bgr = bool(bgr)  # reverse the channels before normalising (images as OpenCV reads them)
         device = torch.device(device)
         # fold 1/255 into the affine map: out = x * scale + shift
         mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -30,7 +31,10 @@ class BatchTransform:
             self.shift = torch.zeros_like(mean_t)
 
     def to_float(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised float32 images (the test-time transform)."""
+        """Normalised float32 images (the test-time transform); ``mean``/``std`` index the channels in
+        their order after the optional BGR reversal."""
+        if self.bgr:
+            x = x.flip(1)
         return x.to(torch.float32) * self.scale + self.shift
 
     def random_crop(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

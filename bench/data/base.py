@@ -114,5 +114,9 @@ class DatasetSpec:
         """Number of images in the train pool."""
         return int(self.load(cfg).x_train.shape[0])
 
+    def channels(self, cfg) -> int | None:
+        """Image channels when knowable without loading pixels (config-time checks), else None."""
+        return None
+
     def load(self, cfg) -> ImageDataset:
         raise NotImplementedError

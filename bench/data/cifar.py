@@ -59,6 +59,9 @@ def read_batches(folder: Path) -> dict[str, np.ndarray]:
 
 
 class _CifarBase(DatasetSpec):
+    def channels(self, cfg) -> int:
+        return 3
+
     def check(self, cfg, path: str) -> None:
         super().check(cfg, path)
         root = cfg.resolved_root()

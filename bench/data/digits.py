@@ -18,6 +18,9 @@ class Digits(DatasetSpec):
     description = "scikit-learn's bundled 8x8 digits, 1,500 train / 297 test, embedded (no download)"
     needs_root = False
 
+    def channels(self, cfg) -> int:
+        return 1
+
     def train_size(self, cfg) -> int:
         return 1797 - TEST_SIZE
 

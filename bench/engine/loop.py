@@ -98,11 +98,13 @@ class RunContext:
         self.needs = self.strategy.needs_for(self.ds.task)  # what the engine computes for each query
         self._split()
         aug = rc.train.augment
+        # the run's normalisation: the dataset's constants unless the config (or a quirk) sets others
+        self.mean, self.std = aug.resolve(self.ds.mean, self.ds.std, self.ds.channels)
         self.transform = BatchTransform(
-            self.ds.mean, self.ds.std,
+            self.mean, self.std,
             crop_padding=self.ds.crop_padding if aug.crop_padding is None else aug.crop_padding,
             hflip=self.ds.hflip if aug.hflip is None else aug.hflip,
-            normalize=aug.normalize, device=self.device)
+            normalize=aug.normalize, bgr=aug.channel_order == "bgr", device=self.device)
         data_dev = data_device(self.device, self.pool_images)
         self.x = self.pool_images.to(data_dev)
         self.y = self.pool_targets.to(data_dev)
@@ -206,7 +208,8 @@ def _identity(ctx: RunContext) -> dict:
     identity["metric"] = ctx.task.metric
     identity["task"] = ctx.ds.task
     identity["augment"] = {"crop_padding": ctx.transform.crop_padding, "hflip": ctx.transform.hflip,
-                           "normalize": ctx.transform.normalize}
+                           "normalize": ctx.transform.normalize, "mean": list(ctx.mean), "std": list(ctx.std),
+                           "channel_order": "bgr" if ctx.transform.bgr else "rgb"}
     identity["dataset_info"] = ctx.ds.info
     return identity
 
@@ -238,8 +241,9 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     timer = PhaseTimer(ctx.device)
     with timer.phase("pretext"):
         prep = PrepareContext(
-            pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.ds.mean,
-            std=ctx.ds.std, device=ctx.device, seed=rc.seed, cycles=al.cycles, initial=al.initial, budget=al.budget,
+            pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.mean,
+            std=ctx.std, channel_order="bgr" if ctx.transform.bgr else "rgb", device=ctx.device, seed=rc.seed,
+            cycles=al.cycles, initial=al.initial, budget=al.budget,
             pool_fingerprint=pool_fingerprint(ctx.pool_images), cache_dir=Path(rc.output) / ".cache",
             run_dir=rc.run_dir, log=rec.log, amp=ctx.amp)
         info = ctx.strategy.prepare(prep)

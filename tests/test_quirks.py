@@ -155,7 +155,7 @@ def test_official_constants_on_one_channel_digits_fail_the_run_naming_the_fix(ti
 
 
 def test_official_constants_on_one_channel_digits_are_refused_at_config_load(tiny_raw):
-    from bench.config import validate_environment
+    from bench.validate import validate_environment
 
     raw = dict(tiny_raw, protocol="official", strategies=["learning-loss"])
     with pytest.raises(ConfigError) as err:

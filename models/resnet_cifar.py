@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import ModelOutput
+from models.base import ModelOutput, check_dropout
 from models.registry import register_model
 
 
@@ -30,7 +30,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNetCifar(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -44,6 +45,8 @@ class ResNetCifar(nn.Module):
                 cin = cout
             layers.append(nn.Sequential(*blocks_i))
         self.layers = nn.ModuleList(layers)
+        # dropout before the final linear layer (MC dropout for BALD); p = 0 adds no layer
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.linear = nn.Linear(widths[-1], num_classes)
         self.stage_channels = tuple(widths)
         self.embedding_dim = widths[-1]
@@ -55,9 +58,11 @@ class ResNetCifar(nn.Module):
             x = layer(x)
             outs.append(x)
         emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return ModelOutput(self.linear(emb), emb, tuple(outs))
+        return ModelOutput(self.linear(self.dropout(emb)), emb, tuple(outs))
 
 
-@register_model("resnet18-cifar", "CIFAR ResNet-18 of the official AL repos (3x3 stem, no max-pool, 512-d embedding)")
-def resnet18_cifar(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 64) -> nn.Module:
-    return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width)
+@register_model("resnet18-cifar", "CIFAR ResNet-18 of the official AL repos (3x3 stem, no max-pool, 512-d "
+                "embedding); params: width, dropout (p before the final linear layer, default 0)", check=check_dropout)
+def resnet18_cifar(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 64,
+                   dropout: float = 0.0) -> nn.Module:
+    return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width, dropout)

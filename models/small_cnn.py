@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.base import ModelOutput
+from models.base import ModelOutput, check_dropout
 from models.registry import register_model
 
 
@@ -24,7 +24,8 @@ class SmallCNN(nn.Module):
     """conv-BN-ReLU stages of widths (w, 2w, 4w, 8w); each stage after the first halves the
     resolution while it is above 1 pixel. Embedding = global average pool of the last stage."""
 
-    def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> None:
+    def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width]
         size = min(image_size)
@@ -36,6 +37,9 @@ class SmallCNN(nn.Module):
             stages.append(_block(cin, cout, pool))
             cin = cout
         self.stages = nn.ModuleList(stages)
+        # dropout on the pooled embedding, before the final linear layer (MC dropout for BALD); p = 0 adds
+        # no layer at all, so default numbers and state dicts are those of the network without it
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(widths[-1], num_classes)
         self.stage_channels = tuple(widths)
         self.embedding_dim = widths[-1]
@@ -46,9 +50,11 @@ class SmallCNN(nn.Module):
             x = stage(x)
             outs.append(x)
         emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return ModelOutput(self.fc(emb), emb, tuple(outs))
+        return ModelOutput(self.fc(self.dropout(emb)), emb, tuple(outs))
 
 
-@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width")
-def small_cnn(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> nn.Module:
-    return SmallCNN(num_classes, in_channels, image_size, width)
+@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width, dropout (p before "
+                "the final linear layer, default 0)", check=check_dropout)
+def small_cnn(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32,
+              dropout: float = 0.0) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, image_size, width, dropout)

@@ -15,7 +15,8 @@ What a benchmark file gets from here:
   ``labeled`` of them labeled, ``dim``-d non-negative embeddings from a 10-cluster mixture, logits
   from a random linear head, posteriors, confidence, random aux scores, random uint8 images of
   ``image_shape``; for a :class:`StochasticPasses` need, T passes of posteriors of the logits plus
-  Gaussian noise, reduced chunk by chunk with the strategy's ``reduce`` as the engine does). Candidates come from the strategy's own ``candidates`` hook, and only the
+  Gaussian noise, reduced chunk by chunk with the strategy's ``reduce`` as the engine does).
+  Candidates come from the strategy's own ``candidates`` hook, and only the
   declared ``needs`` are filled, as in the engine. ``case.run()`` calls ``select`` once.
 - :func:`peak_extra_memory` / the ``peak_memory`` fixture: the peak extra resident memory of one
   ``select`` call, measured in a fresh child process (see below), as a dict for

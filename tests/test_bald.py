@@ -44,7 +44,8 @@ def test_official_log_gives_nan_on_zero_and_select_ranks_it_last():
     assert math.isnan(off[0]) and off[1] > 0 and off[2] == pytest.approx(0.0, abs=1e-6)
     pool = PoolState(images=torch.zeros(3, 1, 1, 1, dtype=torch.uint8), labeled=np.zeros(0, dtype=np.int64),
                      labeled_targets=torch.zeros(0, dtype=torch.long), num_classes=2)
-    for log_zero, reduce, want in [("zero", mutual_information, [0, 1]), ("nan-last", mutual_information_official, [1, 2])]:
+    for log_zero, reduce, want in [("zero", mutual_information, [0, 1]),
+                                   ("nan-last", mutual_information_official, [1, 2])]:
         inputs = Inputs(candidates=Outputs(indices=np.arange(3), stochastic=reduce(probs)), labeled=None,
                         device=torch.device("cpu"))
         s = Bald(log_zero=log_zero)

@@ -94,7 +94,8 @@ _CHANNEL_DROPOUT = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 def _dropout_layers(model: nn.Module) -> list[nn.Module]:
     """The model's dropout layers with p > 0 (ValueError if there is none, or one we cannot seed)."""
     layers = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
-    odd = sorted({type(m).__name__ for m in layers if type(m) is not nn.Dropout and not isinstance(m, _CHANNEL_DROPOUT)})
+    odd = sorted({type(m).__name__ for m in layers
+                  if type(m) is not nn.Dropout and not isinstance(m, _CHANNEL_DROPOUT)})
     if odd:
         raise ValueError(f"stochastic passes support nn.Dropout and nn.Dropout1d/2d/3d; the model has {', '.join(odd)}")
     layers = [m for m in layers if m.p > 0]
@@ -151,7 +152,8 @@ def _stochastic_outputs(model: nn.Module, spec: StochasticPasses, images: torch.
             else:
                 r = spec.reduce(probs)
                 if r.shape[0] != probs.shape[0]:
-                    raise ValueError(f"StochasticPasses.reduce returned {r.shape[0]} rows for {probs.shape[0]} candidates")
+                    raise ValueError(f"StochasticPasses.reduce returned {r.shape[0]} rows for "
+                                     f"{probs.shape[0]} candidates")
                 rows.append(r)
     finally:
         for h in handles:

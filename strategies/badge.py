@@ -14,8 +14,8 @@ Selection is k-means++ seeding only (no Lloyd steps):
 3. chosen points have D = 0 and so are never drawn again.
 If every remaining D is 0 (all candidates left coincide with centers), the next center is drawn
 uniformly from ``rng`` among the candidates not chosen yet. The official code stops in a debugger
-there (``pdb.set_trace()``, JordanAsh/badge 6beb219 and 3d8529c) or, since 8393b23, fails on a NaN
-distribution; neither gives a query.
+there (``pdb.set_trace()``, JordanAsh/badge 6beb219 and 3d8529c) or, since 8393b23, raises on the
+0/0 probabilities (scipy's ``rv_discrete`` check); neither gives a query.
 
 Memory: the N x C*d matrix is never built. With a = onehot(y^) - p,
     |g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i . a_j)(h_i . h_j),

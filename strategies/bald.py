@@ -128,12 +128,13 @@ class Bald(Strategy):
         builder = inspect.signature(model_entry(model).builder).parameters
         if "dropout" not in builder:
             raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; BALD's MC dropout needs one",
-                              f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}", None)
+                              f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
+                              "or leave bald out of strategies", None)
         p = model_params.get("dropout", builder["dropout"].default)
         if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
             raise ConfigError(f"{path}.dropout", "is 0: BALD's MC-dropout passes would all be identical (MI = 0)",
                               f"set {path}.dropout: {SUGGESTED_DROPOUT} (the same model then serves every "
-                              "strategy of the sweep)", p)
+                              "strategy of the sweep), or leave bald out of strategies", p)
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         cand = random_subset(pool.unlabeled, self.subset, rng)

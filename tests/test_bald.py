@@ -216,3 +216,17 @@ def test_end_to_end_on_digits_is_deterministic(tiny_raw, tmp_path, one_torch_thr
     assert [len(queries[0][str(c)]) for c in range(3)] == [20, 20, 20]
     assert len({i for q in queries[0].values() for i in q}) == 60
     assert queries[0] == queries[1]
+
+
+def test_a_model_without_a_dropout_param_is_refused(monkeypatch):
+    from bench.errors import ConfigError
+    from models.registry import _REGISTRY, ModelEntry
+
+    def builder(*, num_classes, in_channels, image_size, width: int = 8):
+        raise AssertionError("never built at config load")
+
+    monkeypatch.setitem(_REGISTRY, "no-dropout-net", ModelEntry("no-dropout-net", builder, "test", frozenset()))
+    with pytest.raises(ConfigError, match="model.params.dropout") as exc:
+        Bald.check_model({}, model="no-dropout-net", model_params={}, path="model.params")
+    assert "no dropout param" in str(exc.value)
+    Bald.check_model({}, model="small-cnn", model_params={"dropout": 0.25}, path="model.params")  # accepted

@@ -48,6 +48,8 @@ def validate_environment(cfg: Config) -> None:
                                                  budget=cfg.al.budget, cycles=cfg.al.cycles,
                                                  path=f"strategies[{j}].params")
             get_strategy(st.name).check_task(resolved.params, task=spec.task, path=f"strategies[{j}].params")
+            get_strategy(st.name).check_model(resolved.params, model=cfg.model.name,
+                                              model_params=dict(cfg.model.params), path="model.params")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:

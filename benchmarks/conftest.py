@@ -14,7 +14,9 @@ What a benchmark file gets from here:
   the engine would hand to its ``select`` at cycle 1 for a synthetic pool (``pool_size`` images,
   ``labeled`` of them labeled, ``dim``-d non-negative embeddings from a 10-cluster mixture, logits
   from a random linear head, posteriors, confidence, random aux scores, random uint8 images of
-  ``image_shape``). Candidates come from the strategy's own ``candidates`` hook, and only the
+  ``image_shape``; for a :class:`StochasticPasses` need, T passes of posteriors of the logits plus
+  Gaussian noise, reduced chunk by chunk with the strategy's ``reduce`` as the engine does).
+  Candidates come from the strategy's own ``candidates`` hook, and only the
   declared ``needs`` are filled, as in the engine. ``case.run()`` calls ``select`` once.
 - :func:`peak_extra_memory` / the ``peak_memory`` fixture: the peak extra resident memory of one
   ``select`` call, measured in a fresh child process (see below), as a dict for
@@ -47,7 +49,7 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.base import Inputs, Need, Outputs, PoolState, Strategy
+from strategies.base import Inputs, Need, Outputs, PoolState, StochasticPasses, Strategy
 from strategies.registry import make_strategy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,6 +85,16 @@ class SelectCase:
                                     rng=np.random.default_rng(self.seed))
 
     @property
+    def input_bytes(self) -> int:
+        """Bytes of every tensor handed to ``select`` in ``inputs`` (candidates + labeled)."""
+        total = 0
+        for out in (self.inputs.candidates, self.inputs.labeled):
+            for name in ("logits", "posteriors", "confidence", "embeddings", "aux", "stochastic"):
+                t = None if out is None else getattr(out, name)
+                total += 0 if t is None else t.numel() * t.element_size()
+        return total
+
+    @property
     def embedding_bytes(self) -> int:
         """Bytes of the embedding matrices handed to ``select`` (candidates + labeled), 0 if none."""
         total = 0
@@ -94,7 +106,7 @@ class SelectCase:
     def info(self) -> dict:
         return {"pool_size": self.pool.size, "candidates": int(len(self.inputs.candidates.indices)),
                 "labeled": int(len(self.pool.labeled)), "budget": self.budget, "threads": torch.get_num_threads(),
-                "embedding_mb": round(self.embedding_bytes / 2**20, 2)}
+                "embedding_mb": round(self.embedding_bytes / 2**20, 2), "input_mb": round(self.input_bytes / 2**20, 2)}
 
 
 def _pool_arrays(pool_size: int, dim: int, num_classes: int, seed: int) -> dict[str, torch.Tensor]:
@@ -137,12 +149,27 @@ def make_case(strategy: str, params: dict | None, pool_size: int, *, labeled: in
             out.embeddings = arrays["embeddings"][t]
         if Need.AUX in s.needs:
             out.aux = arrays["aux"][t]
+        spec = next((n for n in s.needs_for("classification") if isinstance(n, StochasticPasses)), None)
+        if spec is not None:
+            out.stochastic = stochastic_rows(logits, spec, seed)
         return out
 
     inputs = Inputs(candidates=outputs(cand), labeled=outputs(lab) if Need.LABELED in s.needs else None,
                     device=torch.device("cpu"))
     del arrays
     return SelectCase(strategy=s, pool=pool, inputs=inputs, budget=budget, seed=seed + 3)
+
+
+def stochastic_rows(logits: torch.Tensor, spec: StochasticPasses, seed: int, chunk: int = 1024) -> torch.Tensor:
+    """What the engine hands a StochasticPasses need: per chunk of ``chunk`` rows, (b, T, C) posteriors of
+    ``logits`` plus unit Gaussian noise per pass, reduced by ``spec.reduce`` (or kept whole without one)."""
+    g = torch.Generator().manual_seed(seed + 4)
+    rows = []
+    for s in range(0, logits.shape[0], chunk):
+        lg = logits[s:s + chunk]
+        probs = torch.softmax(lg.unsqueeze(1) + torch.randn(lg.shape[0], spec.passes, lg.shape[1], generator=g), dim=2)
+        rows.append(probs if spec.reduce is None else spec.reduce(probs))
+    return torch.cat(rows)
 
 
 @pytest.fixture
@@ -184,7 +211,8 @@ def _probe(spec: dict) -> dict:
     case.run()
     peak = _status_kb("VmHWM")
     return {"peak_extra_mb": round((peak - base) / 1024, 2), "rss_before_mb": round(base / 1024, 2),
-            "embedding_mb": round(case.embedding_bytes / 2**20, 2),
+            "embedding_mb": round(case.embedding_bytes / 2**20, 2), "input_mb": round(case.input_bytes / 2**20, 2),
+            "peak_extra_over_inputs": round((peak - base) * 1024 / case.input_bytes, 3) if case.input_bytes else None,
             "peak_extra_over_embeddings": round((peak - base) * 1024 / case.embedding_bytes, 3)
             if case.embedding_bytes else None}
 
@@ -197,7 +225,8 @@ def peak_extra_memory(strategy: str, params: dict | None, pool_size: int, *, thr
                       **case_kw) -> dict:
     """Peak extra resident memory (MiB) of one ``select`` call, measured in a fresh process.
 
-    Returns ``{"peak_extra_mb", "rss_before_mb", "embedding_mb", "peak_extra_over_embeddings"}``.
+    Returns ``{"peak_extra_mb", "rss_before_mb", "embedding_mb", "input_mb", "peak_extra_over_inputs",
+    "peak_extra_over_embeddings"}``.
     """
     spec = {"strategy": strategy, "params": params or {}, "pool_size": pool_size, "threads": threads,
             "case": case_kw}

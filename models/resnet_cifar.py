@@ -34,7 +34,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNetCifar(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64) -> None:
+    def __init__(self, num_classes: int, in_channels: int = 3, blocks=(2, 2, 2, 2), width: int = 64,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -48,6 +49,8 @@ class ResNetCifar(nn.Module):
                 cin = cout
             layers.append(nn.Sequential(*blocks_i))
         self.layers = nn.ModuleList(layers)
+        # dropout before the final linear layer (MC dropout for BALD); p = 0 adds no layer
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.linear = nn.Linear(widths[-1], num_classes)
         self.stage_channels = tuple(widths)
         self.embedding_dim = widths[-1]
@@ -59,14 +62,13 @@ class ResNetCifar(nn.Module):
             x = layer(x)
             outs.append(x)
         emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return ModelOutput(self.linear(emb), emb, tuple(outs))
+        return ModelOutput(self.linear(self.dropout(emb)), emb, tuple(outs))
 
 
 @dataclass(frozen=True)
 class ResNetCifarParams:
     """``width``: channels of the stem and first stage, doubling per stage (64: ResNet-18);
-    ``dropout``: drop probability before the classifier (the layer itself comes with the BALD/BADGE
-    work)."""
+    ``dropout``: p of a dropout layer before the final linear layer (0: no layer)."""
 
     width: Annotated[int, Bounds(ge=1)] = 64
     dropout: Annotated[float, Bounds(ge=0, lt=1)] = 0.0
@@ -74,5 +76,6 @@ class ResNetCifarParams:
 
 @register_model("resnet18-cifar", "CIFAR ResNet-18 of the official AL repos (3x3 stem, no max-pool, 512-d embedding)",
                 params=ResNetCifarParams)
-def resnet18_cifar(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 64) -> nn.Module:
-    return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width)
+def resnet18_cifar(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 64,
+                   dropout: float = 0.0) -> nn.Module:
+    return ResNetCifar(num_classes, in_channels, (2, 2, 2, 2), width, dropout)

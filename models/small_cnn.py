@@ -28,7 +28,8 @@ class SmallCNN(nn.Module):
     """conv-BN-ReLU stages of widths (w, 2w, 4w, 8w); each stage after the first halves the
     resolution while it is above 1 pixel. Embedding = global average pool of the last stage."""
 
-    def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> None:
+    def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width, 8 * width]
         size = min(image_size)
@@ -40,6 +41,9 @@ class SmallCNN(nn.Module):
             stages.append(_block(cin, cout, pool))
             cin = cout
         self.stages = nn.ModuleList(stages)
+        # dropout on the pooled embedding, before the final linear layer (MC dropout for BALD); p = 0 adds
+        # no layer at all, so default numbers and state dicts are those of the network without it
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(widths[-1], num_classes)
         self.stage_channels = tuple(widths)
         self.embedding_dim = widths[-1]
@@ -50,18 +54,19 @@ class SmallCNN(nn.Module):
             x = stage(x)
             outs.append(x)
         emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-        return ModelOutput(self.fc(emb), emb, tuple(outs))
+        return ModelOutput(self.fc(self.dropout(emb)), emb, tuple(outs))
 
 
 @dataclass(frozen=True)
 class SmallCNNParams:
-    """``width``: channels of the first stage, doubling per stage; ``dropout``: drop probability
-    before the classifier (the layer itself comes with the BALD/BADGE work)."""
+    """``width``: channels of the first stage, doubling per stage; ``dropout``: p of a dropout layer
+    before the final linear layer (0: no layer)."""
 
     width: Annotated[int, Bounds(ge=1)] = 32
     dropout: Annotated[float, Bounds(ge=0, lt=1)] = 0.0
 
 
-@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width", params=SmallCNNParams)
-def small_cnn(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32) -> nn.Module:
-    return SmallCNN(num_classes, in_channels, image_size, width)
+@register_model("small-cnn", "4-stage conv net (widths 32-256), fast on CPU; params: width, dropout", params=SmallCNNParams)
+def small_cnn(*, num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 32,
+              dropout: float = 0.0) -> nn.Module:
+    return SmallCNN(num_classes, in_channels, image_size, width, dropout)

@@ -43,6 +43,35 @@ class Need(str, Enum):
     LABELED = "labeled"  # also compute the declared outputs for the labeled set
 
 
+@dataclass(frozen=True)
+class StochasticPasses:
+    """A parametrised need: ``passes`` stochastic forward passes of each candidate (MC dropout).
+
+    A strategy declares it by putting an instance in its ``needs`` (next to :class:`Need` members);
+    the engine then fills ``Outputs.stochastic`` without knowing the strategy:
+
+    - every dropout layer (``nn.Dropout``, ``nn.Dropout1d/2d/3d``) draws a fresh mask on each pass,
+      from a torch generator seeded with ``seed`` (never torch's global RNG), with the layer's own p;
+    - ``batchnorm="eval"``: every other layer stays in eval mode (BatchNorm uses its running
+      statistics; baal's MC dropout). ``"train"``: every other layer is in train mode (BatchNorm uses
+      the statistics of the batch of candidates; ``model.train()`` in the official code of some
+      repositories); running statistics are restored afterwards;
+    - the posteriors of one chunk of candidates (the evaluation batch), a (b, passes, C) float32
+      tensor, are handed to ``reduce``, a pure function returning one row per candidate; the rows are
+      concatenated, so memory is bounded by one chunk, whatever the pool size. ``reduce=None``
+      returns the (n, passes, C) posteriors themselves, refused when they exceed
+      ``bench.engine.inference.STOCHASTIC_RAW_LIMIT`` bytes.
+
+    ``seed``: None (the usual case) lets the engine seed the masks from the run's seed and the
+    cycle; a strategy may instead set its own draw from the run's generator.
+    """
+
+    passes: int
+    batchnorm: str = "eval"  # "eval" | "train"
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    seed: int | None = None
+
+
 @dataclass
 class PoolState:
     """The train pool as a strategy may see it: all images, labels of labeled images only."""
@@ -86,6 +115,7 @@ class Outputs:
     confidence: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
     aux: torch.Tensor | None = None
+    stochastic: torch.Tensor | None = None  # StochasticPasses: reduce's rows, or (n, passes, C) posteriors
 
 
 @dataclass
@@ -232,6 +262,12 @@ class Strategy(ABC):
         """Checks of the resolved params that depend on the dataset's task (e.g. an option defined for
         classification only), run when the config is loaded, after ``tasks`` admitted the task.
         Raise ConfigError to refuse."""
+
+    @classmethod
+    def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
+        """Checks of the resolved params against the sweep's model (its registered name and its
+        ``model.params`` as configured; ``path`` is ``"model.params"``), run when the config is
+        loaded (e.g. BALD refuses a model without dropout). Raise ConfigError to refuse."""
 
     @classmethod
     def quirk(cls, name: str) -> Quirk:

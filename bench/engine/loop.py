@@ -20,7 +20,7 @@ import torch
 from bench.data.augment import BatchTransform
 from bench.data.registry import load_dataset
 from bench.engine.device import configure_torch, resolve_device, use_amp
-from bench.engine.inference import compute_outputs, evaluate
+from bench.engine.inference import compute_outputs, evaluate, seed_stochastic
 from bench.engine.malloc import tune_malloc
 from bench.engine.state import LoopState, PartialCycle
 from bench.engine.timer import PHASES, PhaseTimer
@@ -31,7 +31,7 @@ from bench.plan import RunConfig
 from bench.records import RunRecorder
 from bench.tasks import make_task
 from bench.toolkit.device import cpu_state, data_device
-from bench.toolkit.seeding import numpy_rng, seed_global, torch_generator
+from bench.toolkit.seeding import derive_seed, numpy_rng, seed_global, torch_generator
 from models.registry import build_model
 from strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
 from strategies.registry import make_strategy
@@ -379,7 +379,7 @@ def _query(ctx: RunContext, cycle: int, labeled: np.ndarray, prev: dict | None, 
     with timer.phase("inference"):
         candidates = np.asarray(strategy.candidates(cycle=cycle, pool=pool,
                                                     rng=numpy_rng(rc.seed, "candidates", cycle)), dtype=np.int64)
-        needs = ctx.needs
+        needs = seed_stochastic(ctx.needs, derive_seed(rc.seed, "stochastic", cycle))
         model, aux = ctx.restore(prev) if needs - {Need.LABELED} else (None, None)
         cand_out = _outputs(ctx, model, aux, needs, candidates)
         lab_out = _outputs(ctx, model, aux, needs, labeled) if Need.LABELED in needs else None

@@ -57,6 +57,8 @@ BUILTIN_TEST_PARAMS: dict[str, dict] = {
     "pt4al": dict(_PRETEXT),
     "pt4al-pretext-only": dict(_PRETEXT),
     "pt4al-sampling-only": {},
+    "badge": {"subset": 40},
+    "bald": {"passes": 4, "subset": 40},
 }
 
 

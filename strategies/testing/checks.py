@@ -23,7 +23,7 @@ UNKNOWN_PARAM = "albench_contract_no_such_param"
 END_TO_END = {
     "name": "contract",
     "dataset": {"name": "digits"},
-    "model": {"name": "small-cnn", "params": {"width": 8}},
+    "model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.25}},  # dropout: for MC-dropout strategies
     "train": {"epochs": 1, "batch_size": 32, "optimizer": {"lr": 0.05}, "schedule": {"name": "constant"}},
     "al": {"initial": 20, "budget": 20, "cycles": 3},
     "seeds": [0],

@@ -67,7 +67,8 @@ class Schedule:
     cycles: int = 4  # cycle 0 is the cold start
     seed: int = 0
     model: str = "small-cnn"
-    model_params: dict = field(default_factory=lambda: {"width": 4})
+    # a dropout layer (inert in eval mode) so that strategies with MC-dropout needs (BALD) can run
+    model_params: dict = field(default_factory=lambda: {"width": 4, "dropout": 0.25})
 
 
 SCHEDULE = Schedule()
@@ -210,13 +211,14 @@ class SyntheticRun:
         if not needs - {Need.LABELED}:
             return Outputs(indices=indices)
         from bench.data.augment import BatchTransform
-        from bench.engine.inference import compute_outputs
+        from bench.engine.inference import compute_outputs, seed_stochastic
         from bench.tasks import make_task
 
         if self._built is None or self._built[0] != cycle:
             self._built = (cycle, *self._model(cycle))
         _, model, aux = self._built
         transform = BatchTransform(self.mean, self.std, device=self.device)
+        needs = seed_stochastic(needs, hash_seed(self.schedule.seed, "stochastic", cycle))
         return compute_outputs(model=model, aux=aux, task=make_task("classification", self.schedule.num_classes),
                                needs=needs, images=self.images, indices=indices, transform=transform,
                                batch_size=64, device=self.device)

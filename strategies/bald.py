@@ -1,0 +1,155 @@
+"""BALD with MC dropout (Gal, Islam & Ghahramani, ICML 2017; Houlsby et al. 2011).
+
+Each candidate is scored by the mutual information between its predicted label and the network's
+weights, estimated from T stochastic forward passes with dropout on:
+
+    MI = H[mean_t p_t] - mean_t H[p_t]      (nats; 0 log 0 = 0)
+
+and the K highest are queried (ties: the lower pool index). The passes are a declared input
+(:class:`~strategies.base.StochasticPasses`): the engine runs them in chunks of one evaluation batch
+on the run's device, with dropout masks from a generator seeded from the run (this strategy draws the
+seed from the run's candidates generator each cycle), and hands each chunk's (b, T, C) posteriors to
+:func:`mutual_information`; only the (n,) scores are kept, so memory is one chunk (eval batch x T x C
+floats) plus n scores, whatever the pool size.
+
+Paper protocol (baal-org/baal 7da1cfb, ``baal/bayesian/dropout.py`` and
+``baal/active/heuristics/heuristics.py``): only the dropout layers are stochastic; BatchNorm stays in
+eval mode with its running statistics; T = 20 (baal's experiment default); xlogy entropies.
+
+The model needs dropout: ``small-cnn`` and ``resnet18-cifar`` take ``model.params.dropout`` (p of a
+dropout layer before the final linear layer, default 0). A model whose dropout is 0 (or that has no
+such param) is refused when the config is loaded: every pass would be identical and MI = 0.
+
+Official protocol: ej0cl6/deep-active-learning (eea3d2c), whose BALD file JordanAsh/badge and DeepAL+
+copied. Its quirks, each a switch:
+
+- ``train-mode-passes``: ``nets.py`` ``Net.predict_prob_dropout_split`` calls ``self.clf.train()``, so
+  BatchNorm layers use the statistics of each batch of candidates (and dropout is on). Our passes run
+  in batches of ``train.eval_batch_size`` in pool order, as the official loader does (shuffle off).
+- ``ten-passes``: ``query_strategies/bayesian_active_learning_disagreement_dropout.py`` defaults
+  ``n_drop=10``.
+- ``log-zero-nan``: the same file takes ``torch.log`` of float32 probabilities without guarding 0, so
+  a probability that underflows to 0 makes a candidate's score NaN, and ``uncertainties.sort()``
+  (ascending E[H] - H[E], i.e. descending MI) puts NaN last: such a candidate is never queried while
+  a finite one is left. Changes numbers only when a softmax underflows in float32.
+
+Documented, not switches (they change no number or cannot be reproduced here):
+- the official ranks E[H] - H[E] ascending; that is MI descending, as ours (its unstable sort breaks
+  exact ties arbitrarily, ours by pool index);
+- its C is ``len(np.unique(data.Y))`` over the candidates' *true* labels (all classes on CIFAR-10);
+- its ``CIFAR10_Net`` has ``F.dropout(p=0.5)`` on the 50-d penultimate activation; to match, set
+  ``model.params.dropout: 0.5`` (a model param, not a strategy quirk);
+- JordanAsh/badge and DeepAL+ run the same file on networks without dropout (MI ~ 0, a ranking of
+  float noise); we refuse that configuration instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+
+from bench.errors import ConfigError
+from bench.typed import Bounds
+from strategies.base import (Inputs, PoolState, Quirk, StochasticPasses, Strategy, Subset, random_subset,
+                             top_k_highest)
+from strategies.registry import register_strategy
+
+SUGGESTED_DROPOUT = 0.5  # ej0cl6's nets and the TypiClust repo's BALD baseline use p = 0.5
+
+
+def mutual_information(probs: torch.Tensor) -> torch.Tensor:
+    """(b,) mutual information in nats from (b, T, C) posteriors of T stochastic passes:
+    H[mean over passes] - mean over passes of H, with 0 log 0 = 0, computed in float64."""
+    p = probs.double()
+    mean = p.mean(dim=1)
+    entropy_of_mean = -torch.special.xlogy(mean, mean).sum(dim=-1)
+    mean_entropy = -torch.special.xlogy(p, p).sum(dim=-1).mean(dim=1)
+    return entropy_of_mean - mean_entropy
+
+
+def mutual_information_official(probs: torch.Tensor) -> torch.Tensor:
+    """(b,) the same score as ej0cl6/deep-active-learning eea3d2c computes it: float32, ``torch.log``
+    without a guard, so a zero probability gives NaN (ranked last by :meth:`Bald.select`)."""
+    p = probs.float()
+    pb = p.mean(dim=1)
+    entropy1 = (-pb * torch.log(pb)).sum(dim=1)
+    entropy2 = (-p * torch.log(p)).sum(dim=2).mean(dim=1)
+    return -(entropy2 - entropy1)
+
+
+@dataclass(frozen=True)
+class BaldParams:
+    """``passes``: stochastic forward passes per candidate (T); ``batchnorm``: BatchNorm's mode during
+    them (``eval``: running statistics, as baal; ``train``: batch statistics, the official quirk);
+    ``log_zero``: ``zero`` (0 log 0 = 0) or ``nan-last`` (the official unguarded log); ``subset``:
+    score a random subset of this many unlabeled images (None: all of them)."""
+
+    passes: Annotated[int, Bounds(ge=2)] = 20
+    batchnorm: Literal["eval", "train"] = "eval"
+    log_zero: Literal["zero", "nan-last"] = "zero"
+    subset: Subset = None
+
+
+@register_strategy
+class Bald(Strategy):
+    name = "bald"
+    description = "the K highest mutual informations over T MC-dropout passes (params: passes, subset)"
+    Params = BaldParams
+    quirks = (
+        Quirk("train-mode-passes",
+              "the passes run in model.train(), so BatchNorm uses each batch's statistics "
+              "(ej0cl6/deep-active-learning eea3d2c, nets.py Net.predict_prob_dropout_split)",
+              params={"batchnorm": "train"}, source="ej0cl6/deep-active-learning@eea3d2c nets.py"),
+        Quirk("ten-passes",
+              "10 stochastic passes (ej0cl6/deep-active-learning eea3d2c, "
+              "query_strategies/bayesian_active_learning_disagreement_dropout.py, n_drop=10)",
+              params={"passes": 10},
+              source="ej0cl6/deep-active-learning@eea3d2c query_strategies/bayesian_active_learning_disagreement_dropout.py"),
+        Quirk("log-zero-nan",
+              "entropies with an unguarded float32 log: a probability that underflows to 0 makes the score "
+              "NaN, ranked last (ej0cl6/deep-active-learning eea3d2c, "
+              "query_strategies/bayesian_active_learning_disagreement_dropout.py)",
+              params={"log_zero": "nan-last"},
+              source="ej0cl6/deep-active-learning@eea3d2c query_strategies/bayesian_active_learning_disagreement_dropout.py"),
+    )
+
+    def needs_for(self, task: str) -> frozenset:
+        """T stochastic passes reduced to the mutual information per candidate; the engine seeds the
+        dropout masks from the run's seed and cycle."""
+        reduce = mutual_information if self.log_zero == "zero" else mutual_information_official
+        return frozenset({StochasticPasses(passes=self.passes, batchnorm=self.batchnorm, reduce=reduce)})
+
+    @classmethod
+    def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
+        """Refuse a model without an active dropout layer (``model.params.dropout`` 0 or absent)."""
+        from models.registry import model_entry
+
+        declared = model_entry(model).params
+        defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}
+        if "dropout" not in defaults:
+            raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; BALD's MC dropout needs one",
+                              f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
+                              "or leave bald out of strategies", None)
+        p = model_params.get("dropout", defaults["dropout"])
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
+            raise ConfigError(f"{path}.dropout", "is 0: BALD's MC-dropout passes would all be identical (MI = 0)",
+                              f"set {path}.dropout: {SUGGESTED_DROPOUT} (the same model then serves every "
+                              "strategy of the sweep), or leave bald out of strategies", p)
+
+    def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        return random_subset(pool.unlabeled, self.subset, rng)
+
+    def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
+               rng: np.random.Generator) -> np.ndarray:
+        c = inputs.candidates
+        if c.stochastic is None:
+            raise ValueError("bald: no stochastic-pass scores in the inputs (candidates() declares the passes; "
+                             "the engine must read needs after calling it)")
+        scores = c.stochastic.detach().double().cpu()
+        if self.log_zero == "nan-last":
+            scores = torch.nan_to_num(scores, nan=-np.inf)
+        return c.indices[top_k_highest(scores.numpy(), budget)]

@@ -18,14 +18,3 @@ class ModelOutput(NamedTuple):
     logits: torch.Tensor
     embedding: torch.Tensor
     stages: tuple[torch.Tensor, ...]
-
-
-def check_dropout(params: dict, path: str = "model.params", train=None) -> None:
-    """ConfigError unless ``params['dropout']`` (when given) is a number in [0, 1): the p of the dropout
-    layer before the final linear layer (0: no layer)."""
-    from bench.errors import ConfigError
-
-    p = params.get("dropout", 0.0)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ConfigError(f"{path}.dropout", "must be a number >= 0 and < 1",
-                          f"set {path}.dropout to e.g. 0.5 (or 0 for no dropout layer)", p)

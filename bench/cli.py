@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="parallel local worker processes")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--restart-changed", action="store_true",
+                     help="start over the runs whose folder was started with another config (the old folders "
+                          "move to <sweep>/.replaced/<time>/)")
+    run.add_argument("--restart-damaged", action="store_true",
+                     help="start over the runs whose status or fingerprint record is damaged (the old folders "
+                          "move to <sweep>/.replaced/<time>/)")
 
     ls = sub.add_parser("list", help="list registered strategies, datasets or models")
     ls.add_argument("what", choices=["strategies", "datasets", "models"])
@@ -50,10 +56,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_changed(changed: list, sweep_dir: Path) -> None:
+    from bench.drift import describe
+
+    keys = sorted({k for _, changes in changed for k, _, _ in changes})
+    runs = "; ".join(f"{rc.run_id}: {describe(changes, 3)}" for rc, changes in changed[:3])
+    more = f"; and {len(changed) - 3} more run(s)" if len(changed) > 3 else ""
+    raise ConfigError(", ".join(keys), f"differs from the config that {len(changed)} existing run(s) in {sweep_dir} "
+                      f"were started with ({runs}{more})",
+                      "set another 'name' or --out to keep both results, or rerun with --restart-changed to move "
+                      f"those runs aside (to {sweep_dir / '.replaced'}/) and start them over")
+
+
 def _cmd_run(args) -> int:
+    from bench import integrity
     from bench.config import load_config
     from bench.plan import check_output_writable, make_plan
     from bench.records import load_sweep
+    from bench.runlock import describe_holder
     from bench.runner import execute_plan
     from bench.runner.dispatch import pending_runs
     from bench.summary import format_summary
@@ -67,29 +87,71 @@ def _cmd_run(args) -> int:
         overrides.append(f"executor.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     plan = make_plan(cfg)
-    todo, done = pending_runs(plan)
     sweep_dir = Path(cfg.output) / cfg.name
+    found = integrity.survey(plan)  # before anything is queued or written
+    if found.changed and not args.restart_changed:
+        _refuse_changed(found.changed, sweep_dir)
+    busy_dirs = {rc.run_dir for rc, _ in found.busy}
+    to_move = [rc for rc, _ in found.changed] if args.restart_changed else []
+    to_move += [rc for rc, _ in found.damaged] if args.restart_damaged else []
+    held = [rc for rc in to_move if rc.run_dir in busy_dirs]
+    if held:
+        raise ConfigError("--restart-changed" if args.restart_changed else "--restart-damaged",
+                          f"{held[0].run_id} is being written by another albench process "
+                          f"({describe_holder(_holder(found, held[0]))})",
+                          "wait for that process to end (or stop it), then rerun")
+    damaged = [] if args.restart_damaged else found.damaged
+    skip = {rc.run_dir for rc, _ in damaged}
+    todo, done = pending_runs([rc for rc in plan if rc.run_dir not in skip])
     print(f"albench: sweep '{cfg.name}': {len(plan)} runs ({len(cfg.datasets)} dataset(s) x "
-          f"{len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds), {len(done)} already complete; "
+          f"{len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds), "
+          f"{len([rc for rc in done if rc not in to_move])} already complete; "
           f"executor {cfg.executor.name}; output {sweep_dir}", file=sys.stderr)
+    for rc, why in damaged:
+        print(f"albench: damaged, left untouched: {rc.run_id}: {why}; fix: rerun with --restart-damaged to move "
+              "it aside and run it again", file=sys.stderr)
     if args.dry_run:
+        moving = {rc.run_dir for rc in to_move}
         for rc in plan:
-            state = "complete" if rc in done else "to run"
+            state = ("restart" if rc.run_dir in moving else "damaged" if rc.run_dir in skip
+                     else "complete" if rc in done else "to run")
             extra = f" quirks={','.join(rc.quirks)}" if rc.quirks else ""
             print(f"{rc.run_id}\t{state}{extra}")
         return EXIT_OK
     check_output_writable(cfg.output)
-    outcomes = execute_plan(cfg, plan, progress=not args.quiet)
-    failed = [o for o in outcomes if o["state"] == "failed"]
-    df = load_sweep(sweep_dir)
-    df = df[df["run_dir"].map(lambda d: any(Path(d) == rc.run_dir for rc in plan))] if not df.empty else df
-    print(format_summary(df))
+    if to_move:
+        when = integrity.stamp()
+        for rc in to_move:
+            dest = integrity.move_aside(rc, when)
+            print(f"albench: {rc.run_id}: old folder moved to {dest}; starting it over", file=sys.stderr)
+        todo, done = pending_runs([rc for rc in plan if rc.run_dir not in skip])
+    integrity.clean_idle(done)
+    runnable = [rc for rc in plan if rc.run_dir not in skip]
+    outcomes = execute_plan(cfg, runnable, progress=not args.quiet)
+    failed = [o for o in outcomes if o["state"] in ("failed", "damaged", "changed")]
+    busy = [o for o in outcomes if o["state"] == "busy"]
+    df = load_sweep(sweep_dir) if sweep_dir.is_dir() else None
+    if df is not None:
+        unreadable = df.attrs.get("damaged", [])
+        df = df[df["run_dir"].map(lambda d: any(Path(d) == rc.run_dir for rc in plan))] if not df.empty else df
+        print(format_summary(df))
+        mine = {rc.run_dir for rc in plan}
+        for run_dir, why in unreadable:
+            if Path(run_dir) in mine:
+                print(f"albench: damaged run left out of the table: {why}", file=sys.stderr)
     print(f"records: {sweep_dir}", file=sys.stderr)
-    if failed:
+    for o in busy:
+        print(f"albench: skipped {o['run_id']}: {o['error']}", file=sys.stderr)
+    if failed or damaged:
         for o in failed:
-            print(f"albench: run failed: {o['run_id']}: {o['error']}", file=sys.stderr)
+            print(f"albench: run {'failed' if o['state'] == 'failed' else o['state']}: {o['run_id']}: {o['error']}",
+                  file=sys.stderr)
         return EXIT_RUN_FAILED
     return EXIT_OK
+
+
+def _holder(found, rc) -> dict:
+    return next(h for r, h in found.busy if r.run_dir == rc.run_dir)
 
 
 def _cmd_list(args) -> int:

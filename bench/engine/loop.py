@@ -44,7 +44,7 @@ EventFn = Callable[[dict], None]
 @dataclass
 class RunOutcome:
     run_id: str
-    state: str  # complete | skipped | failed
+    state: str  # complete | skipped | failed | busy | damaged | changed
     error: str | None = None
     value: float | None = None  # final-cycle metric
 
@@ -180,19 +180,28 @@ def _cpu_state(module) -> dict | None:
 
 
 def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
-    """Run (or resume, or skip if complete) one run; never raises for a failure inside the run."""
-    recorder = RunRecorder(rc.run_dir)
-    if recorder.is_complete():
-        return RunOutcome(rc.run_id, "skipped")
-    try:
-        ctx = RunContext(rc, events)
-        value = _cycle_loop(ctx)
-        return RunOutcome(rc.run_id, "complete", value=value)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # recorded in status.json with the traceback
-        recorder.fail(exc)
-        return RunOutcome(rc.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    """Run (or resume, or skip if complete) one run; never raises for a failure inside the run.
+
+    State ``busy``: another live process holds the run's lock; ``damaged``/``changed``: the folder
+    cannot be resumed as this config (see :func:`bench.integrity.claim`); neither is touched."""
+    from bench.integrity import claim
+
+    with claim(rc) as refused:
+        if refused is not None:
+            return RunOutcome(rc.run_id, refused[0], error=refused[1])
+        recorder = RunRecorder(rc.run_dir)
+        if recorder.is_complete():
+            return RunOutcome(rc.run_id, "skipped")
+        try:
+            ctx = RunContext(rc, events)
+            value = _cycle_loop(ctx)
+            return RunOutcome(rc.run_id, "complete", value=value)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # recorded in status.json with the traceback
+            why = recorder.fail(exc)
+            error = f"{type(exc).__name__}: {exc}" + (f" ({why})" if why else "")
+            return RunOutcome(rc.run_id, "failed", error=error)
 
 
 def _cycle_loop(ctx: RunContext) -> float | None:

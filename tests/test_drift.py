@@ -1,0 +1,97 @@
+"""Config drift: a rerun whose result keys differ from an existing run folder is refused (exit 2)
+before anything is written, naming the keys; --restart-changed moves the old folder aside."""
+
+from __future__ import annotations
+
+import json
+
+from bench import drift
+from bench.cli import main
+from bench.config import build_config
+from bench.plan import make_plan
+from bench.records import atomic_write_json, read_status
+from tests.conftest import write_yaml
+
+
+def _snapshot(root):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _sweep(tiny_raw, tmp_path):
+    tiny_raw["al"]["cycles"] = 2
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    return cfg, tmp_path / "results" / "tiny"
+
+
+def test_changed_epochs_is_refused_naming_the_key_and_nothing_is_written(tiny_raw, tmp_path, capsys,
+                                                                         one_torch_thread):
+    cfg, sweep = _sweep(tiny_raw, tmp_path)
+    before = _snapshot(sweep)
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--quiet", "--set", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("albench: error: train.epochs: differs from the config")
+    assert "train.epochs 2 -> 3" in err and "--restart-changed" in err and "--out" in err
+    assert _snapshot(sweep) == before
+    # also for several keys at once, and in a dry run
+    assert main(["run", str(cfg), "--dry-run", "--set", "al.budget=30", "--set", "model.params.width=4"]) == 2
+    err = capsys.readouterr().err
+    assert "al.budget, model.params.width:" in err
+    # keys that cannot change a result do not count
+    for neutral in (["--set", "threads=2"], ["--set", "record.embeddings=0"], ["--set", "train.checkpoint_every=1"],
+                    ["--workers", "1"]):
+        assert main(["run", str(cfg), "--quiet", *neutral]) == 0, neutral
+        assert "1 already complete" in capsys.readouterr().err
+    assert _snapshot(sweep) == before
+
+
+def test_an_unfinished_run_is_not_resumed_with_another_config(tiny_raw, tmp_path, capsys, one_torch_thread):
+    cfg, sweep = _sweep(tiny_raw, tmp_path)
+    run_dir = sweep / "digits" / "random" / "seed-0"
+    st = read_status(run_dir)
+    atomic_write_json(run_dir / "status.json", {**st, "state": "running", "pid": 1})  # as if killed
+    before = _snapshot(sweep)
+    assert main(["run", str(cfg), "--quiet", "--set", "al.budget=30"]) == 2
+    assert "al.budget 20 -> 30" in capsys.readouterr().err
+    assert _snapshot(sweep) == before
+
+
+def test_a_folder_without_fingerprint_is_compared_through_its_config_yaml(tiny_raw, tmp_path, capsys,
+                                                                          one_torch_thread):
+    cfg, sweep = _sweep(tiny_raw, tmp_path)
+    (sweep / "digits" / "random" / "seed-0" / drift.FINGERPRINT).unlink()  # written before fingerprints
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    assert "1 already complete" in capsys.readouterr().err
+    assert main(["run", str(cfg), "--quiet", "--set", "train.epochs=3"]) == 2
+    assert "train.epochs 2 -> 3" in capsys.readouterr().err
+
+
+def test_restart_changed_moves_the_old_folder_aside_and_runs_the_new_config(tiny_raw, tmp_path, capsys,
+                                                                           one_torch_thread):
+    cfg, sweep = _sweep(tiny_raw, tmp_path)
+    old = _snapshot(sweep / "digits")
+    assert main(["run", str(cfg), "--quiet", "--set", "train.epochs=3", "--restart-changed"]) == 0
+    moved = list((sweep / ".replaced").glob("*/digits/random/seed-0"))
+    assert len(moved) == 1
+    kept = {p.relative_to(moved[0]): v for p, v in _snapshot(moved[0]).items()}
+    assert kept == {p.relative_to(sweep / "digits" / "random" / "seed-0"): v for p, v in old.items()}
+    run_dir = sweep / "digits" / "random" / "seed-0"
+    fp = json.loads((run_dir / drift.FINGERPRINT).read_text())
+    assert fp["keys"]["train.epochs"] == 3
+    assert read_status(run_dir)["state"] == "complete"
+    capsys.readouterr()
+    assert main(["show", str(sweep)]) == 0  # the moved run is not read as a run of the sweep
+    table = capsys.readouterr().out
+    assert "over 1 seed(s)" in table
+
+
+def test_result_keys_leave_out_resources_and_paths(tiny_raw):
+    rc = make_plan(build_config(tiny_raw))[0]
+    keys = drift.result_keys(rc.to_dict())
+    for k in ("train.epochs", "al.budget", "model.params.width", "strategy.name", "device", "train.eval_batch_size"):
+        assert k in keys
+    for k in ("output", "sweep", "threads", "seed", "dataset.root", "train.checkpoint_every", "record.embeddings"):
+        assert k not in keys
+    assert drift.fingerprint(rc.to_dict()) == drift.fingerprint(rc.to_dict())

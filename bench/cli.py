@@ -7,12 +7,14 @@ Bad input prints one line naming the field, the bad value and the fix; never a t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from bench.errors import AlbenchError, ConfigError, RecordError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe reports
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show each run as done, running, pending or failed (records + Slurm)")
     status.add_argument("results_dir")
     status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
+    status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too")
 
     from bench.reports.cli import add_parsers  # report, verify
 
@@ -135,14 +138,16 @@ def _cmd_run(args) -> int:
         unreadable = df.attrs.get("damaged", [])
         df = df[df["run_dir"].map(lambda d: any(Path(d) == rc.run_dir for rc in plan))] if not df.empty else df
         print(format_summary(df))
-        mine = {rc.run_dir for rc in plan}
-        for run_dir, why in unreadable:
-            if Path(run_dir) in mine:
-                print(f"albench: damaged run left out of the table: {why}", file=sys.stderr)
+        mine = {rc.run_dir for rc in plan} - skip  # those were named above
+        unreadable = [(d, why) for d, why in unreadable if Path(d) in mine]
+        for _, why in unreadable:
+            print(f"albench: damaged run left out of the table: {why}", file=sys.stderr)
+    else:
+        unreadable = []
     print(f"records: {sweep_dir}", file=sys.stderr)
     for o in busy:
         print(f"albench: skipped {o['run_id']}: {o['error']}", file=sys.stderr)
-    if failed or damaged:
+    if failed or damaged or unreadable:
         for o in failed:
             print(f"albench: run {'failed' if o['state'] == 'failed' else o['state']}: {o['run_id']}: {o['error']}",
                   file=sys.stderr)
@@ -181,14 +186,17 @@ def _cmd_show(args) -> int:
     if not root.is_dir() or not find_runs(root):
         raise ConfigError("RESULTS_DIR", "holds no albench runs", "pass a sweep folder such as results/quickstart",
                           str(root))
-    print(format_summary(load_sweep(root)))
+    df = load_sweep(root)
+    print(format_summary(df))
+    for _, why in df.attrs.get("damaged", []):
+        print(f"albench: damaged run left out of the table: {why}", file=sys.stderr)
     return EXIT_OK
 
 
 def _cmd_status(args) -> int:
     from bench.status import status_command
 
-    return status_command(Path(args.results_dir), lines=args.lines)
+    return status_command(Path(args.results_dir), lines=args.lines, config=args.config)
 
 
 def _cmd_report(args) -> int:
@@ -210,7 +218,13 @@ COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "status": _cm
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe (albench status DIR | head) shows up here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away: say nothing more, and keep Python from failing again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(f"albench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -26,6 +26,7 @@ from bench.engine.malloc import tune_malloc
 from bench.engine.seeding import numpy_rng, seed_global, torch_generator
 from bench.engine.timer import PHASES, PhaseTimer
 from bench.engine.train import Trainer
+from bench.divergence import at_cycle
 from bench.env import fingerprint
 from bench.errors import AlbenchError, ConfigError
 from bench.plan import RunConfig
@@ -229,6 +230,7 @@ def _cycle_loop(ctx: RunContext) -> float | None:
 
     # ---------------------------------------------------------------- before the loop
     timer0 = PhaseTimer(ctx.device)
+    at_cycle(None)
     with timer0.phase("pretext"):
         prep = PrepareContext(
             pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.ds.mean,
@@ -274,6 +276,7 @@ def _cycle_loop(ctx: RunContext) -> float | None:
 
     value = None
     for cycle in range(start, al.cycles):
+        at_cycle(cycle)  # divergence checks name the cycle
         timer = PhaseTimer(ctx.device)
         if cycle == 0:
             timer.seconds["pretext"] = timer0.seconds["pretext"]

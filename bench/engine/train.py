@@ -17,6 +17,7 @@ from torch import nn
 
 from bench.config import OptimizerConfig, TrainConfig
 from bench.data.augment import BatchTransform
+from bench.divergence import check_finite
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -156,6 +157,9 @@ class Trainer:
                 loss = per_item.mean()
                 if self.aux is not None:
                     loss = loss + self.aux.training_loss(out, per_item, epoch=self.epoch, epochs=self.cfg.epochs)
+            loss_value = float(loss.detach())
+            check_finite(loss_value, phase="train", what="the training loss",
+                         detail=f"epoch {self.epoch + 1}, batch {start // bs + 1}")
             self.opt.zero_grad(set_to_none=True)
             if self.aux_opt is not None:
                 self.aux_opt.zero_grad(set_to_none=True)
@@ -163,7 +167,7 @@ class Trainer:
             self.opt.step()
             if self.aux_opt is not None:
                 self.aux_opt.step()
-            total += float(loss.detach()) * idx.numel()
+            total += loss_value * idx.numel()
             count += idx.numel()
         self.epoch += 1
         return total / max(1, count)

@@ -27,7 +27,7 @@ CONFIG = {
     "train": {"epochs": 3, "batch_size": 4, "checkpoint_every": 1, "optimizer": {"lr": 0.02},
               "schedule": {"name": "constant"}},
     "al": {"initial": 32, "budget": 32, "cycles": 2},
-    "strategies": ["random", "margin", "entropy"],
+    "strategies": ["random", "margin", "entropy", "least-confidence", "coreset"],
     "seeds": [0],
     "threads": 1,
     "record": {"embeddings": 16},
@@ -88,7 +88,7 @@ def test_ctrl_c_stops_workers_and_the_rerun_resumes_identical(tmp_path, one_torc
     proc = _launch(cfg, out, log)
     try:
         pids = _two_runs_training(sweep, proc, log)
-        started = {d.parent.name for d in sweep.glob("digits/*/seed-0/status.json")}
+        started = {d.parent.parent.name for d in sweep.glob("digits/*/seed-0/status.json")}
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=20) == 130, log.read_text()[-2000:]
     finally:
@@ -99,16 +99,20 @@ def test_ctrl_c_stops_workers_and_the_rerun_resumes_identical(tmp_path, one_torc
     err = log.read_text()
     assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err
     # nothing started after the interrupt, nothing marked failed
-    assert {d.parent.name for d in sweep.glob("digits/*/seed-0/status.json")} == started
+    time.sleep(1.0)  # an orphaned worker would go on writing
+    assert {d.parent.parent.name for d in sweep.glob("digits/*/seed-0/status.json")} == started
     states = {d.parent.name: read_status(d)["state"] for d in sweep.glob("digits/*/seed-0") if (d / "status.json").exists()}
     assert "failed" not in states.values(), states
     assert list(states.values()).count("running") >= 2
     # the rerun resumes and ends equal to an uninterrupted sweep
     again = _launch(cfg, out, tmp_path / "b.log")
     assert again.wait(timeout=WAIT_S) == 0, (tmp_path / "b.log").read_text()[-2000:]
-    assert main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet"]) == 0  # uninterrupted, serial
+    # the interrupted runs, uninterrupted and serial (runs are independent of each other)
+    cut = sorted(name for name, state in states.items() if state == "running")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet", "--set",
+                 f"strategies={','.join(cut)}"]) == 0
     resumed, reference = _records(sweep), _records(tmp_path / "whole" / "int")
-    assert len(resumed) == 3 and resumed == reference
+    assert len(resumed) == 5 and {k: resumed[k] for k in cut} == reference
 
 
 def test_workers_die_with_a_killed_main_process(tmp_path):

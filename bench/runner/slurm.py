@@ -25,7 +25,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from bench.config import Config, SlurmConfig
 from bench.errors import ConfigError
 from bench.plan import RunConfig
-from bench.records import RunRecorder, read_cycles, read_status
+from bench.records import DamagedRecord, RunRecorder, read_cycles, read_status
 from bench.runner.jobs import run_job
 from bench.status import SlurmQueryError, append_ledger, live_jobs, read_ledgers
 
@@ -44,8 +44,11 @@ class SlurmRun(Checkpointable):
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         # The run's state is already on disk (checkpoint.pt); only the call itself is resubmitted.
         rec = RunRecorder(RunConfig.from_dict(self.rc_dict).run_dir)
-        if not rec.is_complete():
-            rec.log("Slurm signalled preemption or time-out: requeued; resumes from the last checkpoint")
+        try:
+            if not rec.is_complete():
+                rec.log("Slurm signalled preemption or time-out: requeued; resumes from the last checkpoint")
+        except (DamagedRecord, OSError):
+            pass  # only a log line: the requeue must happen regardless
         return DelayedSubmission(self, *args, **kwargs)
 
 
@@ -253,7 +256,10 @@ def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) ->
         while pending:
             still = []
             for rc, job in pending:
-                rows = len(read_cycles(rc.run_dir)) if progress else 0
+                try:
+                    rows = len(read_cycles(rc.run_dir)) if progress else 0
+                except DamagedRecord:
+                    rows = seen_rows[rc.run_id]  # the run rewrites it from its checkpoint
                 if rows > seen_rows[rc.run_id]:
                     bar.cycles.update(rows - seen_rows[rc.run_id])
                     seen_rows[rc.run_id] = rows
@@ -265,11 +271,17 @@ def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) ->
                 except Exception as exc:  # noqa: BLE001 - killed, out of requeues, cancelled, node failure
                     msg = _job_failure(job, rc, exc)
                     rec = RunRecorder(rc.run_dir)
-                    if not rec.is_complete():
-                        rec.fail(RunFailed(msg))
-                    out = {"run_id": rc.run_id, "state": "complete" if rec.is_complete() else "failed",
-                           "error": None if rec.is_complete() else msg, "value": None}
-                started = (read_status(rc.run_dir) or {}).get("started")
+                    rec.fail(RunFailed(msg))  # never over a complete (or damaged) status
+                    try:
+                        complete = rec.is_complete()
+                    except DamagedRecord:
+                        complete = False
+                    out = {"run_id": rc.run_id, "state": "complete" if complete else "failed",
+                           "error": None if complete else msg, "value": None}
+                try:
+                    started = (read_status(rc.run_dir) or {}).get("started")
+                except DamagedRecord:
+                    started = None
                 if started is not None:  # the done line shows the time since the run started
                     bar.started[rc.run_id] = time.perf_counter() - (time.time() - float(started))
                 outcomes.append(out)

@@ -20,6 +20,12 @@ means bf16 on CUDA). The executor, its workers and the Slurm resources are not p
 config at all, so they never count.
 
 Folders written before fingerprints existed are compared through their ``config.yaml``.
+
+Only keys both sides know count, except under ``model.params``, ``dataset.params`` and
+``strategy.params`` (user-set, free-form): there a key that one side lacks is a change too. So a
+schema key added by a newer albench never invalidates older runs, while ``--set
+model.params.width=32`` on a run started without it is refused. (Strategy params are recorded
+with their defaults filled in, so a strategy that gains a param counts as changed for older runs.)
 """
 
 from __future__ import annotations
@@ -43,11 +49,19 @@ class DamagedFingerprint(ValueError):
 
 
 def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
-    if isinstance(obj, dict) and obj:
+    if isinstance(obj, dict):
+        if not obj and ".params" not in f".{prefix}":
+            out[prefix] = obj
         for k, v in obj.items():
             _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
     else:
         out[prefix] = obj
+
+
+def _free_form(key: str) -> bool:
+    """Keys under a ``params`` mapping (model, dataset, strategy params) are set by users, not by
+    albench's schema: one that only one side has is a change."""
+    return ".params." in f".{key}"
 
 
 def result_keys(run_config: dict) -> dict[str, Any]:
@@ -112,6 +126,8 @@ def changed_keys(run_config: dict, run_dir: Path) -> list[tuple[str, Any, Any]]:
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, missing), new.get(key, missing)
+        if (a is missing or b is missing) and not _free_form(key):
+            continue  # a schema key of another albench version: the other side cannot have set it
         if a is missing or b is missing or _canon(a) != _canon(b):
             out.append((key, None if a is missing else a, None if b is missing else b))
     return out

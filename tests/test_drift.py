@@ -95,3 +95,18 @@ def test_result_keys_leave_out_resources_and_paths(tiny_raw):
     for k in ("output", "sweep", "threads", "seed", "dataset.root", "train.checkpoint_every", "record.embeddings"):
         assert k not in keys
     assert drift.fingerprint(rc.to_dict()) == drift.fingerprint(rc.to_dict())
+
+
+def test_only_keys_both_sides_know_count_except_free_form_params(tiny_raw, tmp_path):
+    rc = make_plan(build_config(tiny_raw))[0].to_dict()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    old = drift.fingerprint(rc)
+    del old["keys"]["train.amp"]  # a key a newer albench added: the older run could not have set it
+    old["keys"]["train.gone"] = 1  # a key a newer albench removed
+    (run_dir / drift.FINGERPRINT).write_text(json.dumps(old))
+    assert drift.changed_keys(rc, run_dir) == []
+    rc["model"]["params"]["depth"] = 3  # a model param the run was started without: a change
+    assert drift.changed_keys(rc, run_dir) == [("model.params.depth", None, 3)]
+    rc["model"]["params"] = {}
+    assert [k for k, _, _ in drift.changed_keys(rc, run_dir)] == ["model.params.width"]

@@ -115,9 +115,22 @@ def recorded_keys(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(_canon(result_keys(raw)))
 
 
+RESULT_FILES = ("checkpoint.pt", "cycles.csv", "queries.json", "artifacts")
+
+
+def holds_results(run_dir: Path) -> bool:
+    """Whether a folder holds anything of a result: a checkpoint, cycle rows, queries or artifacts (a
+    run that failed or was killed before its first checkpoint holds none, and may start over as any
+    config)."""
+    return any((Path(run_dir) / name).exists() for name in RESULT_FILES)
+
+
 def changed_keys(run_config: dict, run_dir: Path) -> list[tuple[str, Any, Any]]:
     """[(key, recorded value, new value)] where ``run_config`` differs from what ``run_dir`` was started
-    with; [] when equal or when the folder records no config yet. DamagedFingerprint when unreadable."""
+    with; [] when equal, or when the folder holds no result yet (:func:`holds_results`).
+    DamagedFingerprint when unreadable."""
+    if not holds_results(run_dir):
+        return []
     old = recorded_keys(run_dir)
     if old is None:
         return []
@@ -134,11 +147,11 @@ def changed_keys(run_config: dict, run_dir: Path) -> list[tuple[str, Any, Any]]:
 
 
 def write_fingerprint(run_config: dict, run_dir: Path) -> None:
-    """Write fingerprint.json unless the folder already has one (atomic)."""
+    """Write fingerprint.json (atomic) unless the folder already holds results under one."""
     from bench.records import atomic_write_json
 
     path = Path(run_dir) / FINGERPRINT
-    if not path.exists():
+    if not path.exists() or not holds_results(run_dir):
         atomic_write_json(path, fingerprint(run_config))
 
 

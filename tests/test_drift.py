@@ -105,8 +105,26 @@ def test_only_keys_both_sides_know_count_except_free_form_params(tiny_raw, tmp_p
     del old["keys"]["train.amp"]  # a key a newer albench added: the older run could not have set it
     old["keys"]["train.gone"] = 1  # a key a newer albench removed
     (run_dir / drift.FINGERPRINT).write_text(json.dumps(old))
+    (run_dir / "cycles.csv").write_text("cycle\n")  # it holds results
     assert drift.changed_keys(rc, run_dir) == []
     rc["model"]["params"]["depth"] = 3  # a model param the run was started without: a change
     assert drift.changed_keys(rc, run_dir) == [("model.params.depth", None, 3)]
     rc["model"]["params"] = {}
     assert [k for k, _, _ in drift.changed_keys(rc, run_dir)] == ["model.params.width"]
+
+
+def test_a_run_that_failed_before_any_result_may_start_over_with_another_config(tiny_raw, tmp_path, capsys,
+                                                                                one_torch_thread):
+    tiny_raw["al"]["cycles"] = 2
+    tiny_raw["al"]["initial"] = 5000  # more than the digits pool: the run fails before its first cycle
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    from bench.config import build_config as build
+    from bench.integrity import claim
+
+    rc = make_plan(build(tiny_raw))[0]
+    with claim(rc) as refused:  # what a started run leaves before its first checkpoint
+        assert refused is None
+    assert (rc.run_dir / drift.FINGERPRINT).exists() and not drift.holds_results(rc.run_dir)
+    tiny_raw["al"]["initial"] = 20
+    assert main(["run", str(cfg), "--quiet", "--set", "al.initial=20"]) == 0
+    assert json.loads((rc.run_dir / drift.FINGERPRINT).read_text())["keys"]["al.initial"] == 20

@@ -79,7 +79,8 @@ def test_each_command_lists_the_damaged_run_and_goes_on(built, tmp_path, capsys,
     assert table["digits/random/seed-0"].startswith("damaged "), out
     assert table[f"digits/{GOOD}/seed-0"].startswith("done "), out
 
-    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1  # the damaged run is named, never rewritten
+    # the damaged run is named, never rewritten
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
     out, err = capsys.readouterr()
     assert "damaged" in err and str(bad) in err and "Traceback" not in err
     assert GOOD in out

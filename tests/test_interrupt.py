@@ -101,7 +101,8 @@ def test_ctrl_c_stops_workers_and_the_rerun_resumes_identical(tmp_path, one_torc
     # nothing started after the interrupt, nothing marked failed
     time.sleep(1.0)  # an orphaned worker would go on writing
     assert {d.parent.parent.name for d in sweep.glob("digits/*/seed-0/status.json")} == started
-    states = {d.parent.name: read_status(d)["state"] for d in sweep.glob("digits/*/seed-0") if (d / "status.json").exists()}
+    states = {d.parent.name: read_status(d)["state"] for d in sweep.glob("digits/*/seed-0")
+              if (d / "status.json").exists()}
     assert "failed" not in states.values(), states
     assert list(states.values()).count("running") >= 2
     # the rerun resumes and ends equal to an uninterrupted sweep

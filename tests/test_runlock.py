@@ -33,7 +33,8 @@ def _config(tmp_path: Path, **al) -> Path:
 
 def _albench(cfg: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(cfg), "--quiet"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "w"), env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stdout=subprocess.DEVNULL, stderr=open(log, "w"),
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def _starts(run_dir: Path) -> int:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from bench.cli import main
 from bench.records import RunRecorder, atomic_write_json, read_status

@@ -210,11 +210,12 @@ def _progress(run_dir: Path) -> str:
     return f"{rows}/{total if total is not None else '?'} cycles"
 
 
-def _resume_point(run_dir: Path) -> str:
-    """'resumable at cycle N' (with the epoch when mid-training) from the run's checkpoint."""
+def _resume_point(run_dir: Path) -> tuple[str, int]:
+    """('resumable at cycle N' (with the epoch when mid-training), N) from the run's checkpoint: the
+    checkpoint, not cycles.csv, says how far a run got (it is written first)."""
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.exists():
-        return "resumable at cycle 0"
+        return "resumable at cycle 0", 0
     try:
         import torch
 
@@ -225,16 +226,17 @@ def _resume_point(run_dir: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint
         raise DamagedRecord(ckpt, f"cannot be loaded ({type(exc).__name__}); fix: delete it to start this run "
                             "over from cycle 0, or move the run folder aside") from None
-    return f"resumable at cycle {cycle}{epoch}"
+    return f"resumable at cycle {cycle}{epoch}", cycle
 
 
 def _interrupted(rid: str, run_dir: Path, why: str) -> RunStatus:
     try:
-        point = _resume_point(run_dir)
+        point, done = _resume_point(run_dir)
     except DamagedRecord as exc:
         return RunStatus(rid, run_dir, "damaged", f"{_progress(run_dir)}, {exc}")
-    return RunStatus(rid, run_dir, "interrupted", f"interrupted ({point}), {_progress(run_dir)}; {why}; "
-                     "rerun the sweep to resume")
+    total = _cycles_total(run_dir)
+    return RunStatus(rid, run_dir, "interrupted", f"interrupted ({point}), {done}/{total if total else '?'} cycles "
+                     f"done; {why}; rerun the sweep to resume")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -60,7 +60,7 @@ def test_interrupted_runs_are_resumable_not_failed(tiny_raw, tmp_path, capsys, m
     lines = out.splitlines()
     assert lines[0] == "4 runs: 0 done, 0 running, 2 interrupted, 0 pending, 2 not started, 0 failed"
     table = {ln.split()[1] if not ln.startswith("not started") else ln.split()[2]: ln for ln in lines[1:]}
-    assert "interrupted (resumable at cycle 1)" in table["digits/random/seed-0"]
+    assert "interrupted (resumable at cycle 1), 1/3 cycles done" in table["digits/random/seed-0"]
     assert "interrupted (resumable at cycle 0)" in table["digits/least-confidence/seed-0"]
     assert table["digits/margin/seed-0"].startswith("not started")
     assert table["digits/entropy/seed-0"].startswith("not started")

@@ -134,6 +134,11 @@ def changed_keys(run_config: dict, run_dir: Path) -> list[tuple[str, Any, Any]]:
     old = recorded_keys(run_dir)
     if old is None:
         return []
+    return compare(old, run_config)
+
+
+def compare(old: dict[str, Any], run_config: dict) -> list[tuple[str, Any, Any]]:
+    """[(key, old value, new value)] between recorded result keys ``old`` and ``run_config``'s."""
     new = fingerprint(run_config)["keys"]
     missing = object()
     out = []

@@ -128,3 +128,23 @@ def test_a_run_that_failed_before_any_result_may_start_over_with_another_config(
     tiny_raw["al"]["initial"] = 20
     assert main(["run", str(cfg), "--quiet", "--set", "al.initial=20"]) == 0
     assert json.loads((rc.run_dir / drift.FINGERPRINT).read_text())["keys"]["al.initial"] == 20
+
+
+def test_a_run_queued_in_slurm_with_other_result_keys_is_refused(tiny_raw, tmp_path, monkeypatch):
+    import pytest
+
+    from bench.errors import ConfigError
+    from bench.runner import slurm
+
+    old = make_plan(build_config(tiny_raw))[0]
+    tiny_raw["train"]["epochs"] = 5
+    cfg = build_config(tiny_raw)
+    new = make_plan(cfg)[0]
+    entry = {"run_id": old.run_id, "run_dir": str(old.run_dir.resolve()), "job_id": "7_0", "job_name": "albench-x",
+             "folder": str(tmp_path), "submitted": 1.0, "keys": drift.fingerprint(old.to_dict())["keys"]}
+    monkeypatch.setattr(slurm, "check_slurm", lambda *a, **k: None)
+    monkeypatch.setattr(slurm, "queued_elsewhere",
+                        lambda c, runs: {old.run_dir.resolve(): {**entry, "state": "PENDING"}})
+    monkeypatch.setattr(slurm, "submit", lambda *a: pytest.fail("nothing may be submitted"))
+    with pytest.raises(ConfigError, match=r"^train\.epochs: .*job 7_0\): train\.epochs 2 -> 5.*scancel"):
+        slurm.run_slurm(cfg, [new])

@@ -23,6 +23,7 @@ from pathlib import Path
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from bench.config import Config, SlurmConfig
+from bench.drift import compare, describe, fingerprint
 from bench.errors import ConfigError
 from bench.plan import RunConfig
 from bench.records import DamagedRecord, RunRecorder, read_cycles, read_status
@@ -173,7 +174,7 @@ def submit(cfg: Config, runs: list[RunConfig]) -> list[tuple[RunConfig, object]]
     now = time.time()
     append_ledger(sweep_dir, [
         {"run_id": rc.run_id, "run_dir": str(rc.run_dir.resolve()), "job_id": job.job_id, "job_name": job_name,
-         "folder": str(folder), "submitted": now}
+         "folder": str(folder), "submitted": now, "keys": fingerprint(rc.to_dict())["keys"]}
         for rc, job in zip(runs, jobs)])
     return list(zip(runs, jobs))
 
@@ -197,6 +198,21 @@ def queued_elsewhere(cfg: Config, runs: list[RunConfig]) -> dict[Path, dict]:
             if e["job_id"] in live and live[e["job_id"]]["name"] == e.get("job_name")}
 
 
+def _refuse_queued_drift(queued: dict[Path, dict], by_dir: dict[Path, RunConfig]) -> None:
+    """ConfigError when a run still queued in Slurm was submitted with other result keys: waiting for
+    that job would record the old config's result under this one's name."""
+    drifted = [(e, compare(e["keys"], by_dir[d].to_dict())) for d, e in queued.items()
+               if isinstance(e.get("keys"), dict)]
+    drifted = [(e, changes) for e, changes in drifted if changes]
+    if not drifted:
+        return
+    keys = sorted({k for _, changes in drifted for k, _, _ in changes})
+    jobs = "; ".join(f"{e['run_id']} (job {e['job_id']}): {describe(changes, 3)}" for e, changes in drifted[:3])
+    raise ConfigError(", ".join(keys), f"differs from the config that {len(drifted)} queued or running Slurm job(s) "
+                      f"were submitted with ({jobs})",
+                      "wait for those jobs or scancel them, or set another 'name' or --out")
+
+
 def run_slurm(cfg: Config, todo: list[RunConfig], *, progress: bool = True) -> list[dict]:
     """Submit the runs that are neither complete nor queued; wait for them unless ``executor.slurm.wait``
     is false. Returns one outcome per run (state: complete | failed | skipped | submitted)."""
@@ -206,6 +222,7 @@ def run_slurm(cfg: Config, todo: list[RunConfig], *, progress: bool = True) -> l
     scfg = cfg.executor.slurm
     sweep_dir = Path(cfg.output) / cfg.name
     queued = queued_elsewhere(cfg, todo)
+    _refuse_queued_drift(queued, {rc.run_dir.resolve(): rc for rc in todo})
     fresh = [rc for rc in todo if rc.run_dir.resolve() not in queued]
     pairs = submit(cfg, fresh) if fresh else []
     if pairs:

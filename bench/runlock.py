@@ -4,7 +4,8 @@
 refreshes the file's mtime every :data:`HEARTBEAT_S` seconds. A lock is stale, and is taken over,
 when (as for the pretext cache's lock, :mod:`strategies.pretext.cache`):
 
-- its owner is on this host and its pid is gone, or is this very process;
+- its owner is on this host and its pid is gone (or now names a process started at another time),
+  or is this very process;
 - it names the Slurm job and array task we are (a requeued task resumes its own run);
 - its owner is on another host and the heartbeat is older than :data:`STALE_S` seconds;
 - it cannot be read and is older than 60 s (a writer killed between create and write).
@@ -36,6 +37,16 @@ def _slurm_task() -> str | None:
         return None
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{job}_{task}" if task else job
+
+
+def _proc_start(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), or None: with the pid it
+    names a process uniquely, so a pid reused by another process is not mistaken for the holder."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,6 +88,8 @@ def live_holder(run_dir: Path) -> dict | None:
             return None
         if isinstance(pid, int) and not _pid_alive(pid):
             return None
+        if isinstance(pid, int) and info.get("start") is not None and _proc_start(pid) not in (None, info["start"]):
+            return None  # the pid now belongs to another process
     mine = _slurm_task()
     if mine is not None and info.get("slurm") == mine:
         return None  # an earlier incarnation of this very Slurm task (requeued)
@@ -101,7 +114,8 @@ def hold(run_dir: str | Path) -> Iterator[RunLock]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / LOCK
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "slurm": _slurm_task()}
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(), "slurm": _slurm_task(),
+            "start": _proc_start(os.getpid())}
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -117,6 +117,13 @@ def test_lock_rules(tmp_path, monkeypatch):
     dead.wait()
     lock.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "time": time.time()}))
     assert runlock.live_holder(run_dir) is None
+    # a pid reused by another process (a different start time) is not the holder
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "time": time.time(),
+                                "start": "1"}))
+    assert runlock.live_holder(run_dir) is None
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "time": time.time(),
+                                "start": runlock._proc_start(os.getppid())}))
+    assert runlock.live_holder(run_dir)["pid"] == os.getppid()
     lock.write_text("{garbage")
     assert runlock.live_holder(run_dir) is not None
     os.utime(lock, (old, old))

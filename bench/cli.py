@@ -7,12 +7,14 @@ Bad input prints one line naming the field, the bad value and the fix; never a t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from bench.errors import AlbenchError, ConfigError, RecordError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe reports
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="parallel local worker processes")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--restart-changed", action="store_true",
+                     help="start over the runs whose folder was started with another config (the old folders "
+                          "move to <sweep>/.replaced/<time>/)")
+    run.add_argument("--restart-damaged", action="store_true",
+                     help="start over the runs whose status or fingerprint record is damaged (the old folders "
+                          "move to <sweep>/.replaced/<time>/)")
 
     ls = sub.add_parser("list", help="list registered strategies, datasets, models or official-code quirks")
     ls.add_argument("what", choices=["strategies", "datasets", "models", "quirks"])
@@ -43,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show each run as done, running, pending or failed (records + Slurm)")
     status.add_argument("results_dir")
     status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
+    status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too")
 
     from bench.reports.cli import add_parsers  # report, verify
 
@@ -50,9 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse_changed(changed: list, sweep_dir: Path) -> None:
+    from bench.drift import describe
+
+    keys = sorted({k for _, changes in changed for k, _, _ in changes})
+    runs = "; ".join(f"{rc.run_id}: {describe(changes, 3)}" for rc, changes in changed[:3])
+    more = f"; and {len(changed) - 3} more run(s)" if len(changed) > 3 else ""
+    raise ConfigError(", ".join(keys), f"differs from the config that {len(changed)} existing run(s) in {sweep_dir} "
+                      f"were started with ({runs}{more})",
+                      "set another 'name' or --out to keep both results, or rerun with --restart-changed to move "
+                      f"those runs aside (to {sweep_dir / '.replaced'}/) and start them over")
+
+
 def _cmd_run(args) -> int:
+    from bench import integrity
     from bench.plan import check_output_writable, make_plan
     from bench.reports.data import load_sweep_runs
+    from bench.runlock import describe_holder
     from bench.runner import execute_plan
     from bench.runner.dispatch import pending_runs
     from bench.summary import sweep_summary
@@ -67,25 +90,62 @@ def _cmd_run(args) -> int:
         overrides.append(f"executor.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     plan = make_plan(cfg)
-    todo, done = pending_runs(plan)
     sweep_dir = Path(cfg.output) / cfg.name
+    found = integrity.survey(plan)  # before anything is queued or written
+    if found.changed and not args.restart_changed:
+        _refuse_changed(found.changed, sweep_dir)
+    busy_dirs = {rc.run_dir for rc, _ in found.busy}
+    to_move = [rc for rc, _ in found.changed] if args.restart_changed else []
+    to_move += [rc for rc, _ in found.damaged] if args.restart_damaged else []
+    held = [rc for rc in to_move if rc.run_dir in busy_dirs]
+    if held:
+        raise ConfigError("--restart-changed" if args.restart_changed else "--restart-damaged",
+                          f"{held[0].run_id} is being written by another albench process "
+                          f"({describe_holder(_holder(found, held[0]))})",
+                          "wait for that process to end (or stop it), then rerun")
+    damaged = [] if args.restart_damaged else found.damaged
+    skip = {rc.run_dir for rc, _ in damaged}
+    todo, done = pending_runs([rc for rc in plan if rc.run_dir not in skip])
     print(f"albench: sweep '{cfg.name}': {len(plan)} runs ({len(cfg.datasets)} dataset(s) x "
-          f"{len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds), {len(done)} already complete; "
+          f"{len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds), "
+          f"{len([rc for rc in done if rc not in to_move])} already complete; "
           f"executor {cfg.executor.name}; output {sweep_dir}", file=sys.stderr)
+    for rc, why in damaged:
+        print(f"albench: damaged, left untouched: {rc.run_id}: {why}; fix: rerun with --restart-damaged to move "
+              "it aside and run it again", file=sys.stderr)
     if args.dry_run:
+        moving = {rc.run_dir for rc in to_move}
         for rc in plan:
-            state = "complete" if rc in done else "to run"
+            state = ("restart" if rc.run_dir in moving else "damaged" if rc.run_dir in skip
+                     else "complete" if rc in done else "to run")
             extra = f" quirks={','.join(rc.quirks)}" if rc.quirks else ""
             print(f"{rc.run_id}\t{state}{extra}")
         return EXIT_OK
     check_output_writable(cfg.output)
-    outcomes = execute_plan(cfg, plan, progress=not args.quiet)
-    failed = [o for o in outcomes if o["state"] == "failed"]
-    print(sweep_summary(load_sweep_runs(sweep_dir, allow_empty=True), {rc.run_dir for rc in plan}))
+    if to_move:
+        when = integrity.stamp()
+        for rc in to_move:
+            dest = integrity.move_aside(rc, when)
+            print(f"albench: {rc.run_id}: old folder moved to {dest}; starting it over", file=sys.stderr)
+        todo, done = pending_runs([rc for rc in plan if rc.run_dir not in skip])
+    integrity.clean_idle(done)
+    runnable = [rc for rc in plan if rc.run_dir not in skip]
+    outcomes = execute_plan(cfg, runnable, progress=not args.quiet)
+    failed = [o for o in outcomes if o["state"] in ("failed", "damaged", "changed")]
+    busy = [o for o in outcomes if o["state"] == "busy"]
+    unreadable = []
+    if sweep_dir.is_dir():
+        mine = {rc.run_dir for rc in plan} - skip  # the skipped ones were named above
+        sweep = load_sweep_runs(sweep_dir, allow_empty=True)
+        print(sweep_summary(sweep, {rc.run_dir for rc in plan}))
+        unreadable = _print_unreadable(sweep, mine)
     print(f"records: {sweep_dir}", file=sys.stderr)
-    if failed:
+    for o in busy:
+        print(f"albench: skipped {o['run_id']}: {o['error']}", file=sys.stderr)
+    if failed or damaged or unreadable:
         for o in failed:
-            print(f"albench: run failed: {o['run_id']}: {o['error']}", file=sys.stderr)
+            print(f"albench: run {'failed' if o['state'] == 'failed' else o['state']}: {o['run_id']}: {o['error']}",
+                  file=sys.stderr)
         return EXIT_RUN_FAILED
     return EXIT_OK
 
@@ -96,6 +156,19 @@ def quirk_rows() -> list[tuple[str, str, str, str, str]]:
 
     return [(n, q.name, "on" if q.official else "off", q.source or "(no source recorded)", q.summary)
             for n in strategy_names() for q in get_strategy(n).quirks]
+
+
+def _holder(found, rc) -> dict:
+    return next(h for r, h in found.busy if r.run_dir == rc.run_dir)
+
+
+def _print_unreadable(sweep, run_dirs: set[Path] | None = None) -> list:
+    """Name on stderr each run folder of ``sweep`` (of ``run_dirs`` when given) whose records could not
+    be read; the list of (folder, why)."""
+    bad = [(d, why) for d, why in sweep.unreadable if run_dirs is None or Path(d) in run_dirs]
+    for d, why in bad:
+        print(f"albench: damaged run left out of the table: {d}: {why}", file=sys.stderr)
+    return bad
 
 
 def _cmd_list(args) -> int:
@@ -133,14 +206,16 @@ def _cmd_show(args) -> int:
     if not root.is_dir() or not find_runs(root):
         raise ConfigError("RESULTS_DIR", "holds no albench runs", "pass a sweep folder such as results/quickstart",
                           str(root))
-    print(sweep_summary(load_sweep_runs(root)))
+    sweep = load_sweep_runs(root)
+    print(sweep_summary(sweep))
+    _print_unreadable(sweep)
     return EXIT_OK
 
 
 def _cmd_status(args) -> int:
     from bench.status import status_command
 
-    return status_command(Path(args.results_dir), lines=args.lines)
+    return status_command(Path(args.results_dir), lines=args.lines, config=args.config)
 
 
 def _cmd_report(args) -> int:
@@ -162,7 +237,13 @@ COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "status": _cm
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe (albench status DIR | head) shows up here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away: say nothing more, and keep Python from failing again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except ConfigError as exc:
         print(f"albench: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -45,6 +45,17 @@ from bench.errors import RecordError
 
 # The phases the engine times, in order (bench/engine/timer.py charges each cycle's seconds to them).
 PHASES = ("pretext", "train", "inference", "select", "evaluate")
+
+class DamagedRecord(RecordError, ValueError):
+    """A record file exists but cannot be read as what albench writes (garbled, truncated, foreign).
+
+    ``path`` is the file; a ValueError too, so readers that skip unreadable runs skip it."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: damaged ({problem})")
+
 CYCLE_COLUMNS = [
     "cycle", "n_labeled", "metric", "value", "test_loss",
     *(f"seconds_{p}" for p in PHASES),
@@ -257,12 +268,21 @@ class RunRecorder:
         if ckpt.exists():
             ckpt.unlink()
 
-    def fail(self, exc: BaseException) -> None:
-        if self.is_complete():
-            return
+    def fail(self, exc: BaseException) -> str | None:
+        """Record the failure in status.json and run.log; returns None, or why it could not be
+        recorded (never raises: a failure handler that raises would abort the other runs)."""
+        try:
+            if self.is_complete():
+                return None
+        except DamagedRecord as why:  # a damaged status.json is left as it is: it may be a complete run's
+            return str(why)
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.log(f"FAILED: {exc!r}\n{tb}")
-        self._set_status("failed", error=f"{type(exc).__name__}: {exc}", traceback=tb[-4000:])
+        try:
+            self.log(f"FAILED: {exc!r}\n{tb}")
+            self._set_status("failed", error=f"{type(exc).__name__}: {exc}", traceback=tb[-4000:])
+        except OSError as why:
+            return f"could not record the failure in {self.dir}: {why.strerror or why}"
+        return None
 
     # checkpoints ---------------------------------------------------------------------------
     @property
@@ -283,42 +303,96 @@ class RunRecorder:
 
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, garbled, or not a torch file at all
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise DamagedRecord(self.checkpoint_path, f"cannot be loaded: {first}; fix: delete it to start this "
+                                "run over from cycle 0, or move the run folder aside") from None
+        if not isinstance(state, dict) or "next_cycle" not in state:
+            raise DamagedRecord(self.checkpoint_path, "not an albench checkpoint; fix: delete it to start this run "
+                                "over from cycle 0, or move the run folder aside")
+        return state
 
 
 # ---------------------------------------------------------------------------------------------
 # reading
 
 
+def _read_json_record(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text())
+    except UnicodeDecodeError as exc:
+        raise DamagedRecord(p, f"not UTF-8 text: {exc.reason}") from None
+    except json.JSONDecodeError as exc:
+        raise DamagedRecord(p, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
 def read_status(run_dir: Path) -> dict | None:
+    """status.json, or None before the run wrote one; DamagedRecord when it cannot be read."""
     p = Path(run_dir) / "status.json"
     if not p.exists():
         return None
+    st = _read_json_record(p)
+    if not isinstance(st, dict) or not isinstance(st.get("state"), str):
+        raise DamagedRecord(p, "no 'state' field")
+    return st
+
+
+INT_COLUMNS = ("cycle", "n_labeled", "epochs", "selected_epoch")
+
+
+def _is_number(v: str) -> bool:
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return None
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 def read_cycles(run_dir: Path) -> list[dict]:
-    """Rows of cycles.csv with numeric fields parsed (empty list if none yet)."""
+    """Rows of cycles.csv with numeric fields parsed (empty list if none yet).
+
+    DamagedRecord when the file is not a whole table as albench writes it: an unknown header, a row
+    with missing or extra fields, a value that is not a number, cycles out of order, or a last line
+    without its newline (a truncated file must never pass for real values).
+    """
     p = Path(run_dir) / "cycles.csv"
     if not p.exists():
         return []
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError as exc:
+        raise DamagedRecord(p, f"not UTF-8 text: {exc.reason}") from None
+    if not text.endswith("\n"):
+        raise DamagedRecord(p, "truncated: the last line is incomplete" if text else "empty")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    if "cycle" not in header or len(set(header)) != len(header) or not all(k.isidentifier() for k in header):
+        raise DamagedRecord(p, f"unexpected header {','.join(header)[:120]!r}")
     rows = []
-    with open(p, newline="") as fh:
-        for row in csv.DictReader(fh):
-            out: dict[str, Any] = {}
-            for k, v in row.items():
-                if k == "metric":
-                    out[k] = v
-                elif v in ("", None):
+    for line_no, fields in enumerate(reader, start=2):
+        if len(fields) != len(header):
+            raise DamagedRecord(p, f"line {line_no} has {len(fields)} fields, the header {len(header)}")
+        out: dict[str, Any] = {}
+        for k, v in zip(header, fields):
+            try:
+                if k == "metric" or (k not in CYCLE_COLUMNS and not _is_number(v)):
+                    out[k] = v  # the metric's name, or a column of another albench version
+                elif v == "":
                     out[k] = None
-                elif k in ("cycle", "n_labeled", "epochs", "selected_epoch"):
-                    out[k] = int(float(v))
+                elif k in INT_COLUMNS:
+                    f = float(v)
+                    if f != int(f):
+                        raise ValueError(v)
+                    out[k] = int(f)
                 else:
                     out[k] = float(v)
-            rows.append(out)
+            except (ValueError, OverflowError):
+                raise DamagedRecord(p, f"line {line_no}: {k} is {v[:40]!r}, not a number") from None
+        if out.get("cycle") != len(rows):
+            raise DamagedRecord(p, f"line {line_no}: cycle {out.get('cycle')} where {len(rows)} was expected")
+        rows.append(out)
     return rows
 
 
@@ -327,7 +401,13 @@ def read_queries(run_dir: Path) -> dict[int, np.ndarray]:
     p = Path(run_dir) / "queries.json"
     if not p.exists():
         return {}
-    return {int(c): np.asarray(q, dtype=np.int64) for c, q in json.loads(p.read_text()).items()}
+    data = _read_json_record(p)
+    try:
+        if not isinstance(data, dict):
+            raise TypeError("not a mapping")
+        return {int(c): np.asarray(q, dtype=np.int64) for c, q in data.items()}
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DamagedRecord(p, f"not {{cycle: [indices]}}: {exc}") from None
 
 
 def read_artifact(run_dir: Path, name: str) -> np.ndarray | None:
@@ -342,13 +422,17 @@ def find_runs(root: str | Path) -> list[Path]:
         raise RecordError(f"{root}: no such folder")
     if (root / "run.json").exists():
         return [root]
-    return sorted(p.parent for p in root.rglob("run.json"))
+    # dot-folders hold no live runs (.replaced/ keeps runs moved aside, .slurm/ and .cache/ no runs)
+    return sorted(p.parent for p in root.rglob("run.json")
+                  if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
 def load_run(run_dir: Path) -> dict:
     """Identity, status, config and rows of one run."""
     run_dir = Path(run_dir)
-    ident = json.loads((run_dir / "run.json").read_text())
+    ident = _read_json_record(run_dir / "run.json")
+    if not isinstance(ident, dict):
+        raise DamagedRecord(run_dir / "run.json", "not a mapping")
     cfg_path = run_dir / "config.yaml"
     return {
         "dir": run_dir,

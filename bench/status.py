@@ -22,11 +22,15 @@ from pathlib import Path
 
 import yaml
 
-from bench.records import read_cycles, read_status
+from bench import runlock
+from bench.records import DamagedRecord, load_run, read_cycles, read_queries, read_status
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
-STATES = ("done", "running", "pending", "failed")
+# interrupted: no process is writing it and it did not fail; rerunning the sweep resumes it.
+# not started: planned (the config was given) but no folder nor submission yet.
+# damaged: a record cannot be read; the run is left alone until moved aside (--restart-damaged).
+STATES = ("done", "running", "interrupted", "pending", "not started", "failed", "damaged")
 # squeue states of a job waiting to (re)start; every other state squeue lists is a live allocation
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 SLURM_TIMEOUT_S = 60
@@ -198,9 +202,41 @@ def _cycles_total(run_dir: Path) -> int | None:
 
 
 def _progress(run_dir: Path) -> str:
-    rows = read_cycles(run_dir)
+    try:
+        rows = len(read_cycles(run_dir))
+    except DamagedRecord:
+        return "cycles.csv damaged (resuming rewrites it from the checkpoint)"
     total = _cycles_total(run_dir)
-    return f"{len(rows)}/{total if total is not None else '?'} cycles"
+    return f"{rows}/{total if total is not None else '?'} cycles"
+
+
+def _resume_point(run_dir: Path) -> tuple[str, int]:
+    """('resumable at cycle N' (with the epoch when mid-training), N) from the run's checkpoint: the
+    checkpoint, not cycles.csv, says how far a run got (it is written first)."""
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        return "resumable at cycle 0", 0
+    try:
+        import torch
+
+        state = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+        cycle = int(state["next_cycle"])
+        partial = state.get("partial")
+        epoch = f", epoch {int(partial['trainer']['epoch'])}" if partial else ""
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint
+        raise DamagedRecord(ckpt, f"cannot be loaded ({type(exc).__name__}); fix: delete it to start this run "
+                            "over from cycle 0, or move the run folder aside") from None
+    return f"resumable at cycle {cycle}{epoch}", cycle
+
+
+def _interrupted(rid: str, run_dir: Path, why: str) -> RunStatus:
+    try:
+        point, done = _resume_point(run_dir)
+    except DamagedRecord as exc:
+        return RunStatus(rid, run_dir, "damaged", f"{_progress(run_dir)}, {exc}")
+    total = _cycles_total(run_dir)
+    return RunStatus(rid, run_dir, "interrupted", f"interrupted ({point}), {done}/{total if total else '?'} cycles "
+                     f"done; {why}; rerun the sweep to resume")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -224,11 +260,23 @@ def _stderr_path(entry: dict) -> Path | None:
 
 def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None, lines: int = 10) -> RunStatus:
     """The state of one run from its status.json, its latest submission and Slurm's answer."""
-    st = read_status(run_dir) or {}
-    rec = st.get("state")
     rid = _run_id(run_dir, entry)
+    try:
+        st = read_status(run_dir) or {}
+    except DamagedRecord as exc:
+        return RunStatus(rid, run_dir, "damaged", f"{exc}; fix: rerun with --restart-damaged to move it aside "
+                         "and run it again")
+    rec = st.get("state")
     if rec == "complete":
-        rows = read_cycles(run_dir)
+        try:
+            rows = load_run(run_dir)["rows"]  # run.json, config.yaml and cycles.csv
+            read_queries(run_dir)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            return RunStatus(rid, run_dir, "damaged", f"complete, but {exc}")
+        total = _cycles_total(run_dir)
+        if total is not None and len(rows) != total:
+            return RunStatus(rid, run_dir, "damaged", f"complete, but cycles.csv holds {len(rows)} of {total} "
+                             "cycles")
         last = rows[-1] if rows else {}
         value = f", final {last.get('metric', 'metric')} {100 * last['value']:.2f}%" if last.get("value") is not None else ""
         return RunStatus(rid, run_dir, "done", f"{len(rows)} cycles{value}")
@@ -259,15 +307,18 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
         state = "running" if rec == "running" else "pending"
         return RunStatus(rid, run_dir, state, f"{progress}, Slurm job {job_id} (Slurm not reachable here; "
                          "state from the records)", job_id)
+    elif (holder := runlock.live_holder(run_dir)) is not None:
+        return RunStatus(rid, run_dir, "running", f"{progress}, {runlock.describe_holder(holder)}")
     elif rec == "running":
         host, pid = st.get("host"), st.get("pid")
-        if host == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
-            failed = f"process {pid} on {host} ended without finishing (killed?); rerun the sweep to resume"
-        else:
-            where = f"pid {pid} on {host}" + ("" if host == socket.gethostname() else ", not checked from here")
-            return RunStatus(rid, run_dir, "running", f"{progress}, {where}")
+        if host == socket.gethostname() and isinstance(pid, int) and _pid_alive(pid) \
+                and not (run_dir / runlock.LOCK).exists():
+            return RunStatus(rid, run_dir, "running", f"{progress}, pid {pid} on {host}")
+        if host != socket.gethostname() and not (run_dir / runlock.LOCK).exists():
+            return RunStatus(rid, run_dir, "running", f"{progress}, pid {pid} on {host}, not checked from here")
+        return _interrupted(rid, run_dir, f"process {pid} on {host} ended without finishing")
     else:
-        failed = "no status record"
+        return _interrupted(rid, run_dir, "killed before its first record")
 
     logs = {}
     tail = _tail(run_dir / "run.log", lines)
@@ -281,16 +332,24 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
     return RunStatus(rid, run_dir, "failed", f"{progress}, {failed}", job_id, logs)
 
 
-def sweep_status(root: str | Path, lines: int = 10) -> tuple[list[RunStatus], bool | None]:
-    """(status of every run under ``root``, whether Slurm answered: None when no run was submitted to it)."""
+def sweep_status(root: str | Path, lines: int = 10, planned: list | None = None) -> tuple[list[RunStatus], bool | None]:
+    """(status of every run under ``root``, whether Slurm answered: None when no run was submitted to it).
+
+    ``planned``: the sweep's RunConfigs (from its config), so runs with no folder yet are listed too.
+    """
     root = Path(root)
     ledger = read_ledgers(root)
-    dirs = {p.parent.resolve() for name in ("run.json", "status.json") for p in root.rglob(name)
-            if LEDGER_DIR not in p.parts}
+    dirs = {p.parent.resolve() for name in ("run.json", "status.json", runlock.LOCK, "run.log")
+            for p in root.rglob(name)
+            if not any(part.startswith(".") for part in p.parent.relative_to(root).parts)}
     dirs |= set(ledger)
     slurm = slurm_job_states(list(ledger.values())) if ledger else None
     answered = None if not ledger else slurm is not None
     out = [run_status(d, ledger.get(d), slurm, lines) for d in sorted(dirs)]
+    for rc in planned or []:
+        planned_dir = Path(rc.run_dir).resolve()
+        if planned_dir not in dirs and (planned_dir == root.resolve() or root.resolve() in planned_dir.parents):
+            out.append(RunStatus(rc.run_id, Path(rc.run_dir).resolve(), "not started", "no run folder yet"))
     ids = [r.run_id for r in out]
     if len(set(ids)) < len(ids):  # several sweeps under root: name runs by their folder instead
         for r in out:
@@ -303,11 +362,13 @@ def format_status(statuses: list[RunStatus], answered: bool | None) -> str:
     if not statuses:
         return "no runs found"
     counts = {s: sum(1 for r in statuses if r.state == s) for s in STATES}
-    head = f"{len(statuses)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES)
+    head = f"{len(statuses)} runs: " + ", ".join(f"{counts[s]} {s}" for s in STATES
+                                                  if counts[s] or s in ("done", "running", "pending", "failed"))
     if answered is False:
         head += " (Slurm did not answer from here: states of submitted runs come from their records)"
     width = max(len(r.run_id) for r in statuses)
-    lines = [head] + [f"{r.state:<8} {r.run_id:<{width}}  {r.detail}" for r in statuses]
+    sw = max(8, max(len(r.state) for r in statuses))
+    lines = [head] + [f"{r.state:<{sw}} {r.run_id:<{width}}  {r.detail}" for r in statuses]
     for r in statuses:
         for source, tail in r.logs.items():
             lines.append(f"\n--- {r.run_id}: last lines of {source}")
@@ -315,18 +376,25 @@ def format_status(statuses: list[RunStatus], answered: bool | None) -> str:
     return "\n".join(lines)
 
 
-def status_command(root: str | Path, lines: int = 10) -> int:
-    """``albench status``: print the table; returns 1 when a run failed, else 0."""
+def status_command(root: str | Path, lines: int = 10, config: str | None = None) -> int:
+    """``albench status``: print the table; returns 1 when a run failed or is damaged, else 0
+    (interrupted runs are not failures: rerunning the sweep resumes them)."""
     from bench.errors import ConfigError
 
     root = Path(root)
     if not root.is_dir():
         raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart",
                           str(root))
-    statuses, answered = sweep_status(root, lines)
+    planned = None
+    if config is not None:
+        from bench.validate import load_config
+        from bench.plan import make_plan
+
+        cfg = load_config(config, [], check_data=False)
+        planned = make_plan(cfg)
+    statuses, answered = sweep_status(root, lines, planned)
     if not statuses:
         raise ConfigError("RESULTS_DIR", "holds no albench runs or Slurm submissions",
                           "pass a sweep folder such as results/quickstart", str(root))
     print(format_status(statuses, answered))
-    return 1 if any(r.state == "failed" for r in statuses) else 0
-
+    return 1 if any(r.state in ("failed", "damaged") for r in statuses) else 0

@@ -58,13 +58,9 @@ def format_summary(df: pd.DataFrame) -> str:
 
 
 def sweep_summary(sweep: Sweep, run_dirs: set[Path] | None = None) -> str:
-    """:func:`format_summary` of ``sweep`` (only the runs in ``run_dirs`` when given), followed by one
-    line per run folder that could not be read."""
+    """:func:`format_summary` of ``sweep`` (only the runs in ``run_dirs`` when given); run folders that
+    could not be read are in ``sweep.unreadable`` for the caller to name."""
     df = sweep.cycles()
     if run_dirs is not None and not df.empty:
         df = df[df["run_dir"].map(lambda d: Path(d) in run_dirs)]
-    lines = [format_summary(df)]
-    for d, why in sweep.unreadable:
-        if run_dirs is None or Path(d) in run_dirs:
-            lines.append(f"unreadable run folder, left out: {d}: {why}")
-    return "\n".join(lines)
+    return format_summary(df)

@@ -147,9 +147,9 @@ class Bald(Strategy):
                rng: np.random.Generator) -> np.ndarray:
         c = inputs.candidates
         if c.stochastic is None:
-            raise ValueError("bald: no stochastic-pass scores in the inputs (candidates() declares the passes; "
-                             "the engine must read needs after calling it)")
-        scores = c.stochastic.detach().double().cpu()
-        if self.log_zero == "nan-last":
-            scores = torch.nan_to_num(scores, nan=-np.inf)
-        return c.indices[top_k_highest(scores.numpy(), budget)]
+            raise ValueError("bald: no stochastic-pass scores in the inputs (needs_for() declares the passes; "
+                             "the engine computes them)")
+        scores = c.stochastic.detach().double().cpu().numpy()
+        if self.log_zero == "nan-last":  # the official quirk: a NaN from log(0) is a score, ranked last on purpose
+            return c.indices[np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:budget]]
+        return c.indices[top_k_highest(scores, budget)]  # refuses NaN: under 0 log 0 = 0 it means divergence

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench.divergence import check_finite
 from bench.errors import ConfigError
 from bench.typed import NO_DEFAULT, Bounds, param_spec, signature_spec, validate_params
 
@@ -327,12 +328,14 @@ def top_k_lowest(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` lowest scores; ties broken by position (stable), so selections are
     reproducible across devices."""
     s = scores.detach().float().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    check_finite(s, phase="select", what="a strategy score")  # NaN would sort last, inf first: never rank them
     return np.argsort(s, kind="stable")[:k]
 
 
 def top_k_highest(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
     """Positions of the ``k`` highest scores; ties broken by position (stable)."""
     s = scores.detach().float().cpu().numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores)
+    check_finite(s, phase="select", what="a strategy score")
     return np.argsort(-s, kind="stable")[:k]
 
 

@@ -30,6 +30,7 @@ from typing import Annotated
 import numpy as np
 import torch
 
+from bench.divergence import check_finite
 from bench.typed import Bounds
 from strategies.base import Inputs, Need, PoolState, Strategy, Subset, random_subset
 from strategies.registry import register_strategy
@@ -102,10 +103,13 @@ def kcenter_greedy(features: torch.Tensor, k: int, *, centers: torch.Tensor | No
     if k == 0:
         return order
     x_sq = _sq_norms(x, min(chunk_rows, _INIT_ROWS))
+    # a NaN distance would never win the argmax nor lose it consistently: fail instead of choosing
+    check_finite(x_sq, phase="select", what="a coreset squared embedding norm")
     has_centers = centers is not None and centers.shape[0] > 0
     if has_centers:
         c = centers.to(device=x.device, dtype=x.dtype).contiguous()
         min_d = min_sq_dist_to_centers(x, c, chunk_rows=chunk_rows, x_sq=x_sq)
+        check_finite(min_d, phase="select", what="a coreset distance")
     else:
         min_d = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     chosen_mask = torch.zeros(n, dtype=torch.bool, device=x.device)

@@ -52,18 +52,18 @@ def test_states_from_local_records(tmp_path, capsys):
     assert main(["status", str(tmp_path / "sweep"), "--lines", "3"]) == 1  # a failed run: exit 1
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0] == "5 runs: 1 done, 2 running, 0 pending, 2 failed"
+    assert lines[0] == "5 runs: 1 done, 2 running, 1 interrupted, 0 pending, 1 failed"
     table = {ln.split()[1]: ln for ln in lines[1:6]}
     assert table["digits/done/seed-0"].startswith("done ") and "final accuracy 50.00%" in table["digits/done/seed-0"]
     assert table["digits/alive/seed-0"].startswith("running ") and "1/3 cycles" in table["digits/alive/seed-0"]
-    assert table["digits/killed/seed-0"].startswith("failed ") and "ended without finishing" in table[
-        "digits/killed/seed-0"]
+    assert table["digits/killed/seed-0"].startswith("interrupted ") and "ended without finishing" in table[
+        "digits/killed/seed-0"] and "interrupted (resumable at cycle 0)" in table["digits/killed/seed-0"]
     assert table["digits/crashed/seed-0"].startswith("failed ") and "ValueError: boom" in table[
         "digits/crashed/seed-0"]
     assert table["digits/elsewhere/seed-0"].startswith("running ") and "not checked from here" in table[
         "digits/elsewhere/seed-0"]
     # the last lines of each failed run's log follow the table
-    assert out.count("last lines of") == 2
+    assert out.count("last lines of") == 1
     assert "    line 27\n    line 28\n    line 29" in out and "    line 26" not in out
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.data.augment import BatchTransform
+from bench.divergence import check_finite
 from bench.toolkit.amp import autocast
 from bench.toolkit.batches import eval_batches
 from strategies.base import Need, Outputs, StochasticPasses
@@ -49,6 +50,7 @@ def compute_outputs(*, model: nn.Module, aux: nn.Module | None, task, needs: fro
     parts: dict[str, list[torch.Tensor]] = {"logits": [], "posteriors": [], "confidence": [], "embeddings": [],
                                             "aux": []}
     deterministic = want_logits or want_post or want_conf or want_emb or want_aux
+    finite: list[torch.Tensor] = []
     for _, xb in (_batches(images, indices, batch_size, device, transform, channels_last) if deterministic else ()):
         with autocast(device, amp):
             out = model(xb)
@@ -56,6 +58,8 @@ def compute_outputs(*, model: nn.Module, aux: nn.Module | None, task, needs: fro
         logits = out.logits.float()
         if want_logits:
             parts["logits"].append(logits)
+        else:  # not kept: checked batch by batch, with one sync at the end
+            finite.append(torch.where(torch.isfinite(logits).all(), 0.0, float("nan")).to(logits.device))
         if want_post or want_conf:
             probs = torch.softmax(logits, dim=1)
             if want_post:
@@ -67,6 +71,11 @@ def compute_outputs(*, model: nn.Module, aux: nn.Module | None, task, needs: fro
         if want_aux:
             parts["aux"].append(aux_score.float().reshape(-1))
     cat = {k: (torch.cat(v) if v else None) for k, v in parts.items()}
+    for key in ("logits", "embeddings", "aux"):
+        if cat[key] is not None:
+            check_finite(cat[key], phase="inference", what=f"a value of the model's {key}")
+    if not want_logits:
+        check_finite(torch.stack(finite) if finite else torch.zeros(0), phase="inference", what="a logit of the model")
     if spec is not None:
         cat["stochastic"] = _stochastic_outputs(model, spec, images, indices, transform, batch_size, device, amp,
                                                 channels_last)
@@ -179,6 +188,7 @@ def evaluate(*, model: nn.Module, task, x: torch.Tensor, y: torch.Tensor, transf
         with autocast(device, amp):
             out = model(xb)
         logits = out.logits.float()
+        check_finite(logits, phase="evaluate", what="a logit of the model")
         meter.update(logits, yb)
         losses.append(task.loss(logits, yb).float().cpu())
     loss = torch.cat(losses)

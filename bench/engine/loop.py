@@ -19,6 +19,7 @@ import torch
 
 from bench.data.augment import BatchTransform
 from bench.data.registry import load_dataset
+from bench.divergence import at_cycle
 from bench.engine.device import configure_torch, resolve_device, use_amp
 from bench.engine.inference import compute_outputs, evaluate, seed_stochastic
 from bench.engine.malloc import tune_malloc
@@ -42,7 +43,7 @@ EventFn = Callable[[dict], None]
 @dataclass
 class RunOutcome:
     run_id: str
-    state: str  # complete | skipped | failed
+    state: str  # complete | skipped | failed | busy | damaged | changed
     error: str | None = None
     value: float | None = None  # final-cycle metric
 
@@ -176,19 +177,28 @@ class RunContext:
 
 
 def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
-    """Run (or resume, or skip if complete) one run; never raises for a failure inside the run."""
-    recorder = RunRecorder(rc.run_dir)
-    if recorder.is_complete():
-        return RunOutcome(rc.run_id, "skipped")
-    try:
-        ctx = RunContext(rc, events)
-        value = _cycle_loop(ctx)
-        return RunOutcome(rc.run_id, "complete", value=value)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # recorded in status.json with the traceback
-        recorder.fail(exc)
-        return RunOutcome(rc.run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    """Run (or resume, or skip if complete) one run; never raises for a failure inside the run.
+
+    State ``busy``: another live process holds the run's lock; ``damaged``/``changed``: the folder
+    cannot be resumed as this config (see :func:`bench.integrity.claim`); neither is touched."""
+    from bench.integrity import claim
+
+    with claim(rc) as refused:
+        if refused is not None:
+            return RunOutcome(rc.run_id, refused[0], error=refused[1])
+        recorder = RunRecorder(rc.run_dir)
+        if recorder.is_complete():
+            return RunOutcome(rc.run_id, "skipped")
+        try:
+            ctx = RunContext(rc, events)
+            value = _cycle_loop(ctx)
+            return RunOutcome(rc.run_id, "complete", value=value)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # recorded in status.json with the traceback
+            why = recorder.fail(exc)
+            error = f"{type(exc).__name__}: {exc}" + (f" ({why})" if why else "")
+            return RunOutcome(rc.run_id, "failed", error=error)
 
 
 def _cycle_loop(ctx: RunContext) -> float | None:
@@ -239,6 +249,7 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     ``prepare``), on a resume hand the strategy its checkpointed state. The phase's seconds."""
     rc, rec, al = ctx.rc, ctx.recorder, ctx.rc.al
     timer = PhaseTimer(ctx.device)
+    at_cycle(None)  # divergence checks name the phase before the first cycle
     with timer.phase("pretext"):
         prep = PrepareContext(
             pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.mean,
@@ -267,6 +278,7 @@ def _save(ctx: RunContext, state: LoopState, partial: PartialCycle | None = None
 
 def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: float) -> float:
     """Query (or take up a cycle stopped mid-training), train, evaluate and record ``cycle``; its metric."""
+    at_cycle(cycle)  # divergence checks name the cycle
     timer = PhaseTimer(ctx.device)
     if cycle == 0:
         timer.seconds["pretext"] = pretext_seconds

@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.config import OptimizerConfig, TrainConfig
 from bench.data.augment import BatchTransform
+from bench.divergence import check_finite
 from bench.toolkit.amp import autocast
 from bench.toolkit.batches import epoch_batches
 from bench.toolkit.device import cpu_state
@@ -122,7 +123,7 @@ class Trainer:
         rows = rows.to(x.device) if rows is not None else None
         total, count = 0.0, 0
         channels_last = self.cfg.channels_last
-        for idx in epoch_batches(n, bs, self.order_gen, device=x.device):  # a last batch of one is dropped
+        for batch, idx in enumerate(epoch_batches(n, bs, self.order_gen, device=x.device)):  # a last batch of one is dropped
             if rows is not None:
                 idx = rows[idx]
             xb = x[idx].to(self.device, non_blocking=True)
@@ -139,6 +140,9 @@ class Trainer:
                 loss = per_item.mean()
                 if self.aux is not None:
                     loss = loss + self.aux.training_loss(out, per_item, epoch=self.epoch, epochs=self.cfg.epochs)
+            loss_value = float(loss.detach())
+            check_finite(loss_value, phase="train", what="the training loss",
+                         detail=f"epoch {self.epoch + 1}, batch {batch + 1}")
             self.opt.zero_grad(set_to_none=True)
             if self.aux_opt is not None:
                 self.aux_opt.zero_grad(set_to_none=True)
@@ -146,7 +150,7 @@ class Trainer:
             self.opt.step()
             if self.aux_opt is not None:
                 self.aux_opt.step()
-            total += float(loss.detach()) * idx.numel()
+            total += loss_value * idx.numel()
             count += idx.numel()
         self.epoch += 1
         return total / max(1, count)

@@ -226,6 +226,7 @@ def load_sweep_runs(root: str | Path, *, allow_empty: bool = False) -> Sweep:
     for d in dirs:
         try:
             raw = load_run(d)
+            read_queries(d)  # read lazily later: a damaged one must be found here, not mid-report
         except (OSError, ValueError, yaml.YAMLError) as exc:  # a hand-edited or foreign file: report it, go on
             bad.append((d, f"{type(exc).__name__}: {exc}"))
             continue

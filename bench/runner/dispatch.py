@@ -6,14 +6,18 @@ from pathlib import Path
 
 from bench.config import Config
 from bench.plan import RunConfig
-from bench.records import RunRecorder
+from bench.records import DamagedRecord, RunRecorder
 
 
 def pending_runs(plan: list[RunConfig]) -> tuple[list[RunConfig], list[RunConfig]]:
     """(runs still to do, runs already complete): a rerun never touches a complete run."""
     todo, done = [], []
     for rc in plan:
-        (done if RunRecorder(rc.run_dir).is_complete() else todo).append(rc)
+        try:
+            complete = RunRecorder(rc.run_dir).is_complete()
+        except DamagedRecord:
+            complete = False  # its worker reports it damaged and leaves it alone
+        (done if complete else todo).append(rc)
     return todo, done
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import queue as queue_mod
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from tqdm import tqdm
 
@@ -39,8 +36,10 @@ class Progress:
     def done(self, outcome: dict) -> None:
         self.runs.update(1)
         secs = time.perf_counter() - self.started.get(outcome["run_id"], time.perf_counter())
-        if outcome["state"] == "failed":
-            msg = f"FAILED {outcome['run_id']}: {outcome['error']}"
+        if outcome["state"] in ("failed", "damaged", "changed"):
+            msg = f"{outcome['state'].upper()} {outcome['run_id']}: {outcome['error']}"
+        elif outcome["state"] == "busy":
+            msg = f"skipped {outcome['run_id']}: {outcome['error']}"
         else:
             val = "" if outcome.get("value") is None else f" final {100 * outcome['value']:.2f}%"
             msg = f"done   {outcome['run_id']}{val} ({secs:.1f}s)"
@@ -52,12 +51,13 @@ class Progress:
         self.runs.close()
 
 
-def _worker(rc_dict: dict, q) -> dict:
-    return run_job(rc_dict, events=q.put)
-
-
 def run_local(plan: list[RunConfig], *, workers: int = 1, progress: bool = True) -> list[dict]:
-    """Execute ``plan`` here; returns one outcome dict per run (state: complete | skipped | failed)."""
+    """Execute ``plan`` here; returns one outcome dict per run (state: complete | skipped | failed | busy ...).
+
+    With ``workers`` > 1 the runs go to that many worker processes (:mod:`bench.runner.workers`):
+    Ctrl-C stops them all within seconds, leaving the interrupted runs resumable (never marked
+    failed), and workers die with this process however it ends.
+    """
     threads = _threads_per_run(workers)
     dicts = []
     for rc in plan:
@@ -74,27 +74,9 @@ def run_local(plan: list[RunConfig], *, workers: int = 1, progress: bool = True)
                 outcomes.append(out)
                 bar.done(out)
         else:
-            ctx = mp.get_context("spawn")
-            with ctx.Manager() as manager:
-                q = manager.Queue()
-                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    pending = {pool.submit(_worker, d, q) for d in dicts}
-                    while pending:
-                        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                        _drain(q, bar)
-                        for fut in done:
-                            out = fut.result()
-                            outcomes.append(out)
-                            bar.done(out)
-                    _drain(q, bar)
+            from bench.runner.workers import run_in_workers
+
+            outcomes = run_in_workers(dicts, workers, on_event=bar.event, on_done=bar.done)
     finally:
         bar.close()
     return outcomes
-
-
-def _drain(q, bar: Progress) -> None:
-    while True:
-        try:
-            bar.event(q.get_nowait())
-        except queue_mod.Empty:
-            return

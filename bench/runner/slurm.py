@@ -23,9 +23,10 @@ from pathlib import Path
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from bench.config import Config, SlurmConfig
+from bench.drift import compare, describe, fingerprint
 from bench.errors import ConfigError
 from bench.plan import RunConfig
-from bench.records import RunRecorder, read_cycles, read_status
+from bench.records import DamagedRecord, RunRecorder, read_cycles, read_status
 from bench.runner.jobs import run_job
 from bench.status import SlurmQueryError, append_ledger, live_jobs, read_ledgers
 
@@ -44,8 +45,11 @@ class SlurmRun(Checkpointable):
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         # The run's state is already on disk (checkpoint.pt); only the call itself is resubmitted.
         rec = RunRecorder(RunConfig.from_dict(self.rc_dict).run_dir)
-        if not rec.is_complete():
-            rec.log("Slurm signalled preemption or time-out: requeued; resumes from the last checkpoint")
+        try:
+            if not rec.is_complete():
+                rec.log("Slurm signalled preemption or time-out: requeued; resumes from the last checkpoint")
+        except (DamagedRecord, OSError):
+            pass  # only a log line: the requeue must happen regardless
         return DelayedSubmission(self, *args, **kwargs)
 
 
@@ -170,7 +174,7 @@ def submit(cfg: Config, runs: list[RunConfig]) -> list[tuple[RunConfig, object]]
     now = time.time()
     append_ledger(sweep_dir, [
         {"run_id": rc.run_id, "run_dir": str(rc.run_dir.resolve()), "job_id": job.job_id, "job_name": job_name,
-         "folder": str(folder), "submitted": now}
+         "folder": str(folder), "submitted": now, "keys": fingerprint(rc.to_dict())["keys"]}
         for rc, job in zip(runs, jobs)])
     return list(zip(runs, jobs))
 
@@ -194,6 +198,21 @@ def queued_elsewhere(cfg: Config, runs: list[RunConfig]) -> dict[Path, dict]:
             if e["job_id"] in live and live[e["job_id"]]["name"] == e.get("job_name")}
 
 
+def _refuse_queued_drift(queued: dict[Path, dict], by_dir: dict[Path, RunConfig]) -> None:
+    """ConfigError when a run still queued in Slurm was submitted with other result keys: waiting for
+    that job would record the old config's result under this one's name."""
+    drifted = [(e, compare(e["keys"], by_dir[d].to_dict())) for d, e in queued.items()
+               if isinstance(e.get("keys"), dict)]
+    drifted = [(e, changes) for e, changes in drifted if changes]
+    if not drifted:
+        return
+    keys = sorted({k for _, changes in drifted for k, _, _ in changes})
+    jobs = "; ".join(f"{e['run_id']} (job {e['job_id']}): {describe(changes, 3)}" for e, changes in drifted[:3])
+    raise ConfigError(", ".join(keys), f"differs from the config that {len(drifted)} queued or running Slurm job(s) "
+                      f"were submitted with ({jobs})",
+                      "wait for those jobs or scancel them, or set another 'name' or --out")
+
+
 def run_slurm(cfg: Config, todo: list[RunConfig], *, progress: bool = True) -> list[dict]:
     """Submit the runs that are neither complete nor queued; wait for them unless ``executor.slurm.wait``
     is false. Returns one outcome per run (state: complete | failed | skipped | submitted)."""
@@ -203,6 +222,7 @@ def run_slurm(cfg: Config, todo: list[RunConfig], *, progress: bool = True) -> l
     scfg = cfg.executor.slurm
     sweep_dir = Path(cfg.output) / cfg.name
     queued = queued_elsewhere(cfg, todo)
+    _refuse_queued_drift(queued, {rc.run_dir.resolve(): rc for rc in todo})
     fresh = [rc for rc in todo if rc.run_dir.resolve() not in queued]
     pairs = submit(cfg, fresh) if fresh else []
     if pairs:
@@ -253,7 +273,10 @@ def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) ->
         while pending:
             still = []
             for rc, job in pending:
-                rows = len(read_cycles(rc.run_dir)) if progress else 0
+                try:
+                    rows = len(read_cycles(rc.run_dir)) if progress else 0
+                except DamagedRecord:
+                    rows = seen_rows[rc.run_id]  # the run rewrites it from its checkpoint
                 if rows > seen_rows[rc.run_id]:
                     bar.cycles.update(rows - seen_rows[rc.run_id])
                     seen_rows[rc.run_id] = rows
@@ -265,11 +288,17 @@ def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) ->
                 except Exception as exc:  # noqa: BLE001 - killed, out of requeues, cancelled, node failure
                     msg = _job_failure(job, rc, exc)
                     rec = RunRecorder(rc.run_dir)
-                    if not rec.is_complete():
-                        rec.fail(RunFailed(msg))
-                    out = {"run_id": rc.run_id, "state": "complete" if rec.is_complete() else "failed",
-                           "error": None if rec.is_complete() else msg, "value": None}
-                started = (read_status(rc.run_dir) or {}).get("started")
+                    rec.fail(RunFailed(msg))  # never over a complete (or damaged) status
+                    try:
+                        complete = rec.is_complete()
+                    except DamagedRecord:
+                        complete = False
+                    out = {"run_id": rc.run_id, "state": "complete" if complete else "failed",
+                           "error": None if complete else msg, "value": None}
+                try:
+                    started = (read_status(rc.run_dir) or {}).get("started")
+                except DamagedRecord:
+                    started = None
                 if started is not None:  # the done line shows the time since the run started
                     bar.started[rc.run_id] = time.perf_counter() - (time.time() - float(started))
                 outcomes.append(out)

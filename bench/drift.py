@@ -1,0 +1,167 @@
+"""Config drift: the keys of a run's config that decide its result, and the check against its folder.
+
+Every run folder holds ``fingerprint.json``: the sha256 and the flat values of the result keys of the
+config it was started with. A rerun whose result keys differ from an existing folder's (complete or
+unfinished) would reuse or mix results of another config, so it is refused before anything is
+queued (see :mod:`bench.runner.guard`).
+
+Which keys count. Everything in the run's resolved config (``config.yaml``) except:
+
+- ``sweep``, ``output``, ``dataset.name``, ``strategy.label``, ``seed``: they name the folder itself;
+- ``dataset.root``, ``dataset.download``: where the data lives (a moved data folder, or a node that
+  mounts it elsewhere, holds the same data; ``run.json`` records the dataset's info);
+- ``threads``: a resource, derived from ``--workers`` or Slurm's ``cpus_per_task`` when unset
+  (``env.json`` records the threads each run used);
+- ``train.checkpoint_every``: resuming from any checkpoint ends equal to an uninterrupted run;
+- ``record.*``: which analysis arrays are saved, not the numbers or queries recorded.
+
+``device`` does count: CPU and CUDA runs give different numbers (other kernels, and ``amp: auto``
+means bf16 on CUDA). The executor, its workers and the Slurm resources are not part of a run's
+config at all, so they never count.
+
+Folders written before fingerprints existed are compared through their ``config.yaml``.
+
+Only keys both sides know count, except under ``model.params``, ``dataset.params`` and
+``strategy.params`` (user-set, free-form): there a key that one side lacks is a change too. So a
+schema key added by a newer albench never invalidates older runs, while ``--set
+model.params.width=32`` on a run started without it is refused. (Strategy params are recorded
+with their defaults filled in, so a strategy that gains a param counts as changed for older runs.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FINGERPRINT = "fingerprint.json"
+VERSION = 1
+NEUTRAL = frozenset({"sweep", "output", "threads", "seed", "dataset.name", "dataset.root", "dataset.download",
+                     "strategy.label", "train.checkpoint_every"})
+NEUTRAL_PREFIXES = ("record.",)
+
+
+class DamagedFingerprint(ValueError):
+    """fingerprint.json (or config.yaml, for old folders) exists but cannot be read."""
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(obj, dict):
+        if not obj and ".params" not in f".{prefix}":
+            out[prefix] = obj
+        for k, v in obj.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = obj
+
+
+def _free_form(key: str) -> bool:
+    """Keys under a ``params`` mapping (model, dataset, strategy params) are set by users, not by
+    albench's schema: one that only one side has is a change."""
+    return ".params." in f".{key}"
+
+
+def result_keys(run_config: dict) -> dict[str, Any]:
+    """{dotted key: value} of the keys of a run's config (``RunConfig.to_dict()``) that decide its result."""
+    flat: dict[str, Any] = {}
+    _flatten(run_config, "", flat)
+    return {k: v for k, v in sorted(flat.items())
+            if k not in NEUTRAL and not k.startswith(NEUTRAL_PREFIXES)}
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def fingerprint(run_config: dict) -> dict:
+    """What fingerprint.json holds: {'version', 'sha256', 'keys'} for a run config dict."""
+    keys = result_keys(run_config)
+    digest = hashlib.sha256(_canon(keys).encode()).hexdigest()
+    return {"version": VERSION, "sha256": digest, "keys": json.loads(_canon(keys))}
+
+
+def recorded_keys(run_dir: Path) -> dict[str, Any] | None:
+    """The result keys a folder was started with: from fingerprint.json, else (older folders) from
+    config.yaml; None when the folder records neither. DamagedFingerprint when unreadable."""
+    run_dir = Path(run_dir)
+    fp = run_dir / FINGERPRINT
+    if fp.exists():
+        try:
+            data = json.loads(fp.read_text())
+            keys = data["keys"]
+            if not isinstance(keys, dict):
+                raise TypeError("'keys' is not a mapping")
+            return keys
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DamagedFingerprint(f"{fp}: {type(exc).__name__}: {exc}") from None
+    cfg = run_dir / "config.yaml"
+    if not cfg.exists():
+        return None
+    try:
+        raw = yaml.safe_load(cfg.read_text())
+        if not isinstance(raw, dict):
+            raise TypeError("not a mapping")
+    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
+        raise DamagedFingerprint(f"{cfg}: {type(exc).__name__}: {exc}") from None
+    try:  # fill defaults of keys added since, so only real differences count
+        from bench.plan import RunConfig
+
+        raw = RunConfig.from_dict(raw).to_dict()
+    except Exception:  # noqa: BLE001 - a config of another version: compare what it says
+        pass
+    return json.loads(_canon(result_keys(raw)))
+
+
+RESULT_FILES = ("checkpoint.pt", "cycles.csv", "queries.json", "artifacts")
+
+
+def holds_results(run_dir: Path) -> bool:
+    """Whether a folder holds anything of a result: a checkpoint, cycle rows, queries or artifacts (a
+    run that failed or was killed before its first checkpoint holds none, and may start over as any
+    config)."""
+    return any((Path(run_dir) / name).exists() for name in RESULT_FILES)
+
+
+def changed_keys(run_config: dict, run_dir: Path) -> list[tuple[str, Any, Any]]:
+    """[(key, recorded value, new value)] where ``run_config`` differs from what ``run_dir`` was started
+    with; [] when equal, or when the folder holds no result yet (:func:`holds_results`).
+    DamagedFingerprint when unreadable."""
+    if not holds_results(run_dir):
+        return []
+    old = recorded_keys(run_dir)
+    if old is None:
+        return []
+    return compare(old, run_config)
+
+
+def compare(old: dict[str, Any], run_config: dict) -> list[tuple[str, Any, Any]]:
+    """[(key, old value, new value)] between recorded result keys ``old`` and ``run_config``'s."""
+    new = fingerprint(run_config)["keys"]
+    missing = object()
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, missing), new.get(key, missing)
+        if (a is missing or b is missing) and not _free_form(key):
+            continue  # a schema key of another albench version: the other side cannot have set it
+        if a is missing or b is missing or _canon(a) != _canon(b):
+            out.append((key, None if a is missing else a, None if b is missing else b))
+    return out
+
+
+def write_fingerprint(run_config: dict, run_dir: Path) -> None:
+    """Write fingerprint.json (atomic) unless the folder already holds results under one."""
+    from bench.records import atomic_write_json
+
+    path = Path(run_dir) / FINGERPRINT
+    if not path.exists() or not holds_results(run_dir):
+        atomic_write_json(path, fingerprint(run_config))
+
+
+def describe(changes: list[tuple[str, Any, Any]], limit: int = 6) -> str:
+    """'train.epochs 3 -> 6, al.budget 20 -> 30' (the first ``limit`` changes)."""
+    parts = [f"{k} {_canon(a)} -> {_canon(b)}" for k, a, b in changes[:limit]]
+    more = len(changes) - limit
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")

@@ -1,0 +1,154 @@
+"""Damaged records and checkpoints: a garbled or truncated record of one run is listed as damaged by
+run, show, status and report, which go on with the other runs; nothing damaged is rewritten without
+--restart-damaged; a damaged checkpoint names itself and the fix; leftover temp files are cleaned;
+a run folder that cannot be written fails that run only."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from bench.cli import main
+from bench.records import DamagedRecord, read_cycles, read_status
+from tests.conftest import TINY, write_yaml
+
+GOOD = "least-confidence"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    import copy
+
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("damaged")
+    raw = copy.deepcopy(TINY)
+    raw.update(strategies=["random", GOOD], output=str(base / "results"), record={"embeddings": 16})
+    raw["al"]["cycles"] = 2
+    cfg = write_yaml(base / "c.yaml", raw)
+    assert main(["run", str(cfg), "--quiet"]) == 0
+    torch.set_num_threads(before)
+    return cfg, base / "results"
+
+
+def _copy(built, tmp_path):
+    cfg, results = built
+    out = tmp_path / "results"
+    shutil.copytree(results, out)
+    return cfg, out / "tiny"
+
+
+def _snapshot(root):
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 7])
+
+
+def _garble(path):
+    path.write_bytes(b"\x00\xff garbage \x8f" * 3)
+
+
+DAMAGE = {"truncated": _truncate, "garbled": _garble, "empty": lambda p: p.write_bytes(b"")}
+CASES = [(f, d) for f in ("cycles.csv", "run.json", "status.json", "queries.json") for d in ("truncated", "garbled")]
+CASES.append(("status.json", "empty"))
+
+
+@pytest.mark.parametrize("name,how", CASES, ids=[f"{f}-{d}" for f, d in CASES])
+def test_each_command_lists_the_damaged_run_and_goes_on(built, tmp_path, capsys, name, how, one_torch_thread):
+    cfg, sweep = _copy(built, tmp_path)
+    bad = sweep / "digits" / "random" / "seed-0"
+    DAMAGE[how](bad / name)
+    before = _snapshot(bad)
+    capsys.readouterr()
+
+    assert main(["show", str(sweep)]) == 0
+    out, err = capsys.readouterr()
+    assert GOOD in out and "Traceback" not in err
+    if name != "status.json":  # a damaged status alone still leaves readable rows
+        assert "random" not in out.split("\n", 1)[1] and f"damaged run left out of the table: {bad}" in err
+
+    assert main(["status", str(sweep)]) == 1
+    out, err = capsys.readouterr()
+    table = {ln.split()[1]: ln for ln in out.splitlines()[1:3]}
+    assert table["digits/random/seed-0"].startswith("damaged "), out
+    assert table[f"digits/{GOOD}/seed-0"].startswith("done "), out
+
+    # the damaged run is named, never rewritten
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert "damaged" in err and str(bad) in err and "Traceback" not in err
+    assert GOOD in out
+    assert _snapshot(bad) == before
+
+    assert main(["report", str(sweep), "--quiet", "--tsne-points", "10", "--out", str(tmp_path / "rep")]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and (tmp_path / "rep" / "index.md").exists()
+    assert _snapshot(bad) == before
+
+
+def test_a_truncated_cycles_csv_never_passes_for_values(built, tmp_path):
+    _, sweep = _copy(built, tmp_path)
+    path = sweep / "digits" / "random" / "seed-0" / "cycles.csv"
+    text = path.read_text()
+    path.write_text(text[: text.rindex("0.") + 3])  # cut inside the last row: "0.1" of "0.1234..."
+    with pytest.raises(DamagedRecord, match="truncated"):
+        read_cycles(path.parent)
+    path.write_text(text.replace("\n1,", "\n7,"))
+    with pytest.raises(DamagedRecord, match="cycle 7 where 1 was expected"):
+        read_cycles(path.parent)
+
+
+def test_a_complete_run_with_a_damaged_status_moves_aside_only_when_asked(built, tmp_path, capsys,
+                                                                         one_torch_thread):
+    cfg, sweep = _copy(built, tmp_path)
+    bad = sweep / "digits" / "random" / "seed-0"
+    _garble(bad / "status.json")
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet", "--restart-damaged"]) == 0
+    assert read_status(bad)["state"] == "complete"
+    moved = list((sweep / ".replaced").glob("*/digits/random/seed-0/status.json"))
+    assert len(moved) == 1 and moved[0].read_bytes().startswith(b"\x00\xff")
+
+
+def test_a_damaged_checkpoint_names_the_file_and_the_fix(built, tmp_path, capsys, one_torch_thread):
+    cfg, sweep = _copy(built, tmp_path)
+    run_dir = sweep / "digits" / "random" / "seed-0"
+    st = read_status(run_dir)
+    from bench.records import atomic_write_json
+
+    atomic_write_json(run_dir / "status.json", {**st, "state": "running", "pid": 1})
+    (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{run_dir / 'checkpoint.pt'}: damaged" in err and "delete it to start this run over" in err
+    assert "Traceback" not in err
+    assert read_status(run_dir)["state"] == "failed"
+
+
+def test_leftover_temp_files_are_cleaned_even_in_complete_runs(built, tmp_path, capsys):
+    cfg, sweep = _copy(built, tmp_path)
+    run_dir = sweep / "digits" / "random" / "seed-0"
+    leftovers = [run_dir / ".cycles.csv.k2j3.tmp", run_dir / "artifacts" / ".test_loss.npy.x81.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"half a write")
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 0
+    assert not any(p.exists() for p in leftovers)
+
+
+def test_a_run_folder_that_cannot_be_written_fails_that_run_only(tiny_raw, tmp_path, capsys, one_torch_thread):
+    tiny_raw["strategies"] = ["random", GOOD]
+    tiny_raw["al"]["cycles"] = 2
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    blocked = tmp_path / "results" / "tiny" / "digits" / "random"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the strategy folder goes")  # not writable as a folder, even for root
+    assert main(["run", str(cfg), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "run failed: digits/random/seed-0: cannot write the run folder" in err and "Traceback" not in err
+    assert read_status(tmp_path / "results" / "tiny" / "digits" / GOOD / "seed-0")["state"] == "complete"

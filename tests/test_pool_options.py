@@ -184,3 +184,22 @@ def test_cifar10_subsample_per_class_from_the_real_cifar10(tmp_path, tiny_raw, o
     # and one more than a class holds is refused at config load, naming the field
     code, out = _run(tmp_path, _cifar_raw(tiny_raw), ["dataset.params.subsample={per_class: 5001}"], capsys)
     assert code == 2 and "datasets[0].params.subsample.per_class" in out.err and "5000" in out.err
+
+
+def test_large_datasets_check_pool_options_from_their_file_lists(tmp_path, monkeypatch):
+    import bench.data.decoded as decoded
+    from bench.data.pool import pool_size
+    from tests.test_large_datasets import _cfg, write_caltech, write_imagenet
+
+    root = write_imagenet(tmp_path / "imagenet")
+    write_caltech(tmp_path / "caltech101" / "101_ObjectCategories")
+    caltech = _cfg("caltech101", tmp_path, image_size=[16, 16], workers=1)
+    expected = get_dataset("caltech101").load(caltech).y_train.tolist()
+    monkeypatch.setattr(decoded, "decode_into", lambda *a, **k: pytest.fail("decoded at config load"))
+    assert get_dataset("caltech101").train_labels(caltech).tolist() == expected
+    cfg = _cfg("imagenet67", root, mapping="map.csv", image_size=[8, 8], workers=1, subsample={"per_class": 3})
+    assert get_dataset("imagenet67").train_labels(cfg).tolist() == [1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert pool_size(get_dataset("imagenet67"), cfg, "datasets[0]") == 6
+    cfg.params["subsample"] = {"per_class": 4}  # the 'bird' superclass has 3 images
+    with pytest.raises(ConfigError, match="class 0, which has 3"):
+        pool_size(get_dataset("imagenet67"), cfg, "datasets[0]")

@@ -216,3 +216,16 @@ def test_a_run_on_a_timm_backbone_completes(tmp_path, tiny_raw, capsys, one_torc
     code, err = _run_cli(tmp_path, tiny_raw, {"name": "timm:test_resnet", "params": {"small_input": True}}, capsys,
                          strategies=("entropy",))
     assert code == 0, err
+
+
+def test_a_strategy_owned_network_may_be_a_backbone_and_bad_names_name_its_field():
+    from strategies.base import check_model_params
+
+    check_model_params({"m": "tv:resnet18", "p": {"small_input": True}}, "m", "p", "strategies[0].params")
+    with pytest.raises(ConfigError) as err:
+        check_model_params({"m": "tv:resnet19", "p": None}, "m", "p", "strategies[0].params")
+    assert err.value.field == "strategies[0].params.m"
+    _timm()
+    with pytest.raises(ConfigError, match="has no model") as err:
+        check_model_params({"m": "timm:no_such_net", "p": None}, "m", "p", "strategies[0].params")
+    assert err.value.field == "strategies[0].params.m"

@@ -2,8 +2,10 @@
 ``albench[timm]``), adapted to the harness's model interface.
 
 Built with ``pretrained=False``: nothing is ever downloaded. ``weights``: a local state dict (.pth
-or .safetensors) of the same timm architecture, checked key by key at config load; the classifier
-is loaded only when its class count is the dataset's. ``in_chans`` is the dataset's channel count;
+or .safetensors) of the same timm architecture, passed through timm's own ``checkpoint_filter_fn``
+where the model has one (a ViT's position embedding is resampled to the dataset's image size) and
+checked key by key at config load; the classifier is loaded only when its class count is the
+dataset's. ``in_chans`` is the dataset's channel count;
 models that take ``img_size`` (ViTs and the like) are built for the dataset's image size.
 
 Outputs: ``embedding`` = ``forward_head(..., pre_logits=True)`` (timm's pooled features before the
@@ -20,6 +22,7 @@ first stem conv becomes 3x3 stride 1 and the max-pool is dropped, as resnet18-ci
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
@@ -105,6 +108,19 @@ def _check_structure(arch: str, net: nn.Module, path: str) -> None:
                           "pick another timm model (ResNets, ConvNeXts, ViTs have them)", f"timm:{arch}")
 
 
+def _adapt(net: nn.Module, file_sd: dict) -> dict:
+    """The file's tensors through timm's own ``checkpoint_filter_fn`` of the model's module, when it
+    has one (e.g. a ViT's position embedding resampled to the dataset's image size, as timm does
+    for pretrained weights)."""
+    fn = getattr(sys.modules.get(type(net).__module__), "checkpoint_filter_fn", None)
+    if fn is None:
+        return file_sd
+    try:
+        return fn(dict(file_sd), net)
+    except Exception:  # a file of another architecture: the key-by-key check reports it
+        return file_sd
+
+
 def _weight_keys(net: nn.Module, small_input: bool) -> dict:
     head = _classifier_name(net)
     stem = _stem_conv(net)
@@ -126,7 +142,7 @@ def check_params(arch: str, params: dict, path: str = "model.params", train=None
     _check_structure(arch, net, path)
     w = params.get("weights")
     if w is not None:
-        file_sd = read_state_dict(w, f"{path}.weights")
+        file_sd = _adapt(net, read_state_dict(w, f"{path}.weights"))
         weights_to_load(net.state_dict(), file_sd, field=f"{path}.weights", model=f"timm {arch}", path=w,
                         **_weight_keys(net, small))
 
@@ -150,7 +166,7 @@ def build(arch: str, *, num_classes: int, in_channels: int, image_size: tuple[in
     net = make_net(arch, num_classes, in_channels, image_size, small_input)
     _check_structure(arch, net, "model.params")
     if weights is not None:
-        file_sd = read_state_dict(weights, "model.params.weights")
+        file_sd = _adapt(net, read_state_dict(weights, "model.params.weights"))
         load = weights_to_load(net.state_dict(), file_sd, field="model.params.weights", model=f"timm {arch}",
                                path=weights, **_weight_keys(net, small_input))
         net.load_state_dict(load, strict=False)

@@ -229,3 +229,18 @@ def test_a_strategy_owned_network_may_be_a_backbone_and_bad_names_name_its_field
     with pytest.raises(ConfigError, match="has no model") as err:
         check_model_params({"m": "timm:no_such_net", "p": None}, "m", "p", "strategies[0].params")
     assert err.value.field == "strategies[0].params.m"
+
+
+def test_timm_vit_weights_at_another_image_size_are_resampled_as_timm_does(tmp_path, one_torch_thread):
+    timm = _timm()
+    torch.manual_seed(4)
+    sd = timm.create_model("test_vit", pretrained=False).state_dict()  # 160x160: 100 patches + cls
+    torch.save(sd, tmp_path / "vit.pth")
+    from models.timm_backbones import check_params
+
+    check_params("test_vit", {"weights": str(tmp_path / "vit.pth")})
+    m = build_model("timm:test_vit", num_classes=3, in_channels=3, image_size=(32, 32),
+                    params={"weights": str(tmp_path / "vit.pth")})
+    assert m.net.pos_embed.shape[1] == 5 and sd["pos_embed"].shape[1] == 101
+    assert torch.equal(m.net.blocks[1].mlp.fc1.weight, sd["blocks.1.mlp.fc1.weight"])
+    assert m(_x()).logits.shape == (2, 3)

@@ -238,3 +238,46 @@ def test_a_run_on_each_fixture_completes(tmp_path, tiny_raw, one_torch_thread, n
     run_dir = tmp_path / "results" / "tiny" / name / "random" / "seed-0"
     assert json.loads((run_dir / "status.json").read_text())["state"] == "complete"
     assert json.loads((run_dir / "run.json").read_text())["dataset"] == name
+
+
+@pytest.mark.parametrize("name, tv_class, folder", [("mnist", "MNIST", "MNIST"),
+                                                    ("fashion-mnist", "FashionMNIST", "FashionMNIST")])
+def test_idx_fixtures_read_the_same_through_torchvision(tmp_path, name, tv_class, folder):
+    """torchvision's own MNIST reader (it checks no checksums) agrees with ours on the fixture files."""
+    import torchvision
+
+    write_idx_set(tmp_path, folder, gz=False)
+    ours = load_dataset(DatasetConfig(name=name, root=str(tmp_path)))
+    for train in (True, False):
+        tv = getattr(torchvision.datasets, tv_class)(str(tmp_path), train=train, download=False)
+        x, y = (ours.x_train, ours.y_train) if train else (ours.x_test, ours.y_test)
+        assert torch.equal(x[:, 0], tv.data) and torch.equal(y, tv.targets.to(torch.int64))
+
+
+def test_cifar100_svhn_stl10_fixtures_read_the_same_through_torchvision(tmp_path, monkeypatch):
+    """torchvision's own readers agree with ours on the fixture files (their md5 checks, which tiny
+    fixtures cannot pass, switched off)."""
+    import torchvision
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    monkeypatch.setattr(torchvision.datasets.CIFAR100, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.SVHN, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(torchvision.datasets.STL10, "_check_integrity", lambda self: True)
+    write_cifar100(tmp_path / "c")
+    write_svhn(tmp_path / "s")
+    write_stl10(tmp_path / "t")
+    cases = [("cifar100", "c", lambda train: torchvision.datasets.CIFAR100(str(tmp_path / "c"), train=train)),
+             ("svhn", "s", lambda train: torchvision.datasets.SVHN(str(tmp_path / "s"), "train" if train else "test")),
+             ("stl10", "t", lambda train: torchvision.datasets.STL10(str(tmp_path / "t"), "train" if train else "test"))]
+    for name, sub, make in cases:
+        ours = load_dataset(DatasetConfig(name=name, root=str(tmp_path / sub)))
+        for train in (True, False):
+            tv = make(train)
+            data = np.asarray(tv.data)
+            if name == "cifar100":  # torchvision keeps CIFAR as (N, H, W, C)
+                data = data.transpose(0, 3, 1, 2)
+            labels = np.asarray(getattr(tv, "targets", None) if name == "cifar100" else tv.labels)
+            x, y = (ours.x_train, ours.y_train) if train else (ours.x_test, ours.y_test)
+            assert np.array_equal(x.numpy(), data), (name, train)
+            assert y.tolist() == labels.tolist(), (name, train)

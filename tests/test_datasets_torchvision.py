@@ -110,6 +110,8 @@ def test_the_five_datasets_are_listed(capsys):
     assert main(["list", "datasets"]) == 0
     names = {line.split()[0] for line in capsys.readouterr().out.splitlines()}
     assert {"cifar100", "svhn", "mnist", "fashion-mnist", "stl10"} <= names
+    for name, c in (("cifar100", 3), ("svhn", 3), ("mnist", 1), ("fashion-mnist", 1), ("stl10", 3)):
+        assert get_dataset(name).channels(DatasetConfig(name=name)) == c  # for config-time checks
 
 
 def test_cifar100_reads_the_pickles_fine_and_coarse(tmp_path):

@@ -35,6 +35,9 @@ class Cifar100(TorchvisionLayout):
     params = {"labels": "fine"}
     published_train_size = 50000
 
+    def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
+        return 3
+
     def files(self, cfg):
         return [(f"{FOLDER}/train",), (f"{FOLDER}/test",), (f"{FOLDER}/meta",)]
 

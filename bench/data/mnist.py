@@ -44,6 +44,9 @@ class _IdxDataset(TorchvisionLayout):
     hflip: bool
     published_train_size = 60000
 
+    def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
+        return 1
+
     def files(self, cfg):
         return [(f"{self.folder}/raw/{s}", f"{self.folder}/raw/{s}.gz") for s in STEMS.values()]
 

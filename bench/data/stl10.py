@@ -46,6 +46,9 @@ class Stl10(TorchvisionLayout):
                    "the unlabeled split is not read")
     published_train_size = 5000
 
+    def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
+        return 3
+
     def files(self, cfg):
         return [(f"{FOLDER}/{f}",) for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")]
 

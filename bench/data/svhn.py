@@ -40,6 +40,9 @@ class Svhn(TorchvisionLayout):
     params = {"extra": False}
     published_train_size = 73257
 
+    def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
+        return 3
+
     def _train_files(self, cfg) -> list[str]:
         return ["train_32x32.mat"] + (["extra_32x32.mat"] if self.param(cfg, "extra") else [])
 

@@ -117,13 +117,13 @@ class DatasetSpec:
     def param(self, cfg, key: str):
         return cfg.params.get(key, self.params[key])
 
-    def train_size(self, cfg) -> int:
-        """Number of images in the train pool."""
-        return int(self.load(cfg).x_train.shape[0])
-
     def train_labels(self, cfg) -> np.ndarray:
         """The train pool's class ids (int64, before pool options); override to skip decoding images."""
         return self.load(cfg).y_train.numpy()
+
+    def train_size(self, cfg) -> int:
+        """Number of images in the train pool."""
+        return int(self.load(cfg).x_train.shape[0])
 
     def load(self, cfg) -> ImageDataset:
         raise NotImplementedError

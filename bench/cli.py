@@ -188,9 +188,10 @@ def _cmd_list(args) -> int:
 
         rows = [(n, get_dataset(n).description) for n in dataset_names()]
     else:
-        from models.registry import model_entry, model_names
+        from models.registry import model_entry, model_families, model_names
 
         rows = [(n, model_entry(n).description) for n in model_names()]
+        rows += [(f.listing, f.description) for f in model_families()]
     width = max(len(n) for n, _ in rows)
     for name, desc in rows:
         print(f"{name:<{width}}  {desc}")

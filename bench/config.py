@@ -453,7 +453,7 @@ def _check_registries(cfg: Config) -> None:
     import difflib
 
     from bench.data.registry import dataset_names
-    from models.registry import model_names, validate_model_params
+    from models.registry import has_model, model_names, validate_model_params
     from strategies.registry import get_strategy, strategy_names
 
     for i, ds in enumerate(cfg.datasets):
@@ -462,7 +462,7 @@ def _check_registries(cfg: Config) -> None:
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise ConfigError(f"datasets[{i}].name", "unknown dataset",
                               f"{hint}see 'albench list datasets'", ds.name)
-    if cfg.model.name not in model_names():
+    if not has_model(cfg.model.name):  # a family name (timm:<name>) is checked by its family
         close = difflib.get_close_matches(cfg.model.name, model_names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError("model.name", "unknown model", f"{hint}see 'albench list models'", cfg.model.name)

@@ -19,6 +19,7 @@ from bench.plan import resolve_strategy
 def validate_environment(cfg: Config) -> None:
     """Checks that read the disk: data roots exist and each pool can hold the AL schedule; then each
     strategy's resolved params against the pool size, the schedule and the dataset's task."""
+    from bench.data.pool import pool_size
     from bench.data.registry import get_dataset
     from models.registry import model_entry
     from strategies.registry import get_strategy
@@ -29,7 +30,7 @@ def validate_environment(cfg: Config) -> None:
     for i, ds in enumerate(cfg.datasets):
         spec = get_dataset(ds.name)
         spec.check(ds, f"datasets[{i}]")
-        pool = spec.train_size(ds)
+        pool = pool_size(spec, ds, f"datasets[{i}]")  # after subsample / imbalance
         if cfg.train.selection == "best-on-validation" and cfg.train.validation.source == "train":
             v = cfg.train.validation.size
             pool -= int(round(v * pool)) if v < 1 else int(v)

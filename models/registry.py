@@ -36,6 +36,32 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
+@dataclass(frozen=True)
+class ModelFamily:
+    """Models named ``<prefix><name>`` and resolved on demand (e.g. ``timm:<name>``, a thousand
+    architectures): ``resolve(name)`` returns the entry or raises ConfigError naming ``model.name``;
+    ``available()`` says whether to list the family (its package is installed)."""
+
+    prefix: str
+    listing: str  # the line's name in ``albench list models``, e.g. ``timm:<name>``
+    description: str
+    resolve: Callable[[str], ModelEntry]
+    available: Callable[[], bool] = lambda: True
+
+
+_FAMILIES: dict[str, ModelFamily] = {}
+_RESOLVED: dict[str, ModelEntry] = {}
+
+
+def register_model_family(family: ModelFamily) -> None:
+    """Make every ``family.prefix + <name>`` a model name, resolved by ``family.resolve``."""
+    _FAMILIES[family.prefix] = family
+
+
+def _family_of(name: str) -> ModelFamily | None:
+    return next((f for p, f in _FAMILIES.items() if name.startswith(p)), None)
+
+
 def register_model(name: str, description: str, tasks=("classification",), check=None, params: type | None = None):
     """Decorator registering a builder under ``name``. ``params``: the dataclass declaring its params
     (types, defaults, bounds). ``check(params, path, train)``, when given, runs the checks a bound
@@ -54,6 +80,8 @@ def _load_all() -> None:
     import models.resnet_cifar  # noqa: F401
     import models.small_cnn  # noqa: F401
     import models.small_seg  # noqa: F401
+    import models.timm_backbones  # noqa: F401
+    import models.tv_backbones  # noqa: F401
 
 
 def model_names() -> list[str]:
@@ -61,9 +89,28 @@ def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_families() -> list[ModelFamily]:
+    """The families whose package is installed (for listing)."""
+    _load_all()
+    return [f for f in _FAMILIES.values() if f.available()]
+
+
+def has_model(name: str) -> bool:
+    """Whether ``name`` is registered or carries a family's prefix (the family then checks the rest)."""
+    _load_all()
+    return name in _REGISTRY or _family_of(name) is not None
+
+
 def model_entry(name: str) -> ModelEntry:
     _load_all()
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    family = _family_of(name)
+    if family is None:
+        raise KeyError(name)
+    if name not in _RESOLVED:
+        _RESOLVED[name] = family.resolve(name)
+    return _RESOLVED[name]
 
 
 def validate_model_params(name: str, params: Any, path: str = "model.params") -> dict:

@@ -358,14 +358,18 @@ def check_model_params(params: dict, model_key: str, params_key: str, path: str)
     (ConfigError naming ``path.model_key`` or ``path.params_key.<key>``)."""
     import difflib
 
-    from models.registry import model_names, validate_model_params
+    from models.registry import has_model, model_entry, model_names, validate_model_params
 
     name = params[model_key]
-    if name not in model_names():
+    if not isinstance(name, str) or not has_model(name):  # a family name (timm:<name>) is checked by its family
         close = difflib.get_close_matches(str(name), model_names(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"{path}.{model_key}", "unknown model",
                           f"{hint}set {path}.{model_key} to one of {', '.join(model_names())}", name)
+    try:
+        model_entry(name)  # a family resolves the name here (e.g. timm absent, or no such timm model)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{model_key}", exc.problem, exc.fix, name) from None
     validate_model_params(name, params.get(params_key), f"{path}.{params_key}")
 
 

@@ -17,7 +17,7 @@ BAD = [
     ("unknown nested key with suggestion", {"train": {"epoch": 5}}, ["train.epoch", "did you mean 'train.epochs'"]),
     ("unknown strategy", {"strategies": ["randon"]}, ["strategies[0].name", "unknown strategy", "'randon'",
                                                      "did you mean 'random'"]),
-    ("unknown dataset", {"dataset": {"name": "cifar100"}}, ["datasets[0].name", "unknown dataset", "'cifar100'",
+    ("unknown dataset", {"dataset": {"name": "cifar1000"}}, ["datasets[0].name", "unknown dataset", "'cifar1000'",
                                                              "albench list datasets"]),
     ("unknown model", {"model": {"name": "vgg16"}}, ["model.name", "unknown model", "'vgg16'"]),
     ("budget larger than the pool", {"al": {"initial": 500, "budget": 500, "cycles": 4}},

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from bench.errors import ConfigError
@@ -92,11 +93,17 @@ class DatasetSpec:
 
     def check(self, cfg, path: str) -> None:
         """Raise ConfigError when the config cannot load (missing root, unknown param)."""
+        from bench.data.pool import POOL_PARAMS, parse_pool_options
+
         for key in cfg.params:
-            if key not in self.params:
-                known = ", ".join(self.params) or "none"
+            if key in POOL_PARAMS and self.task != "classification":
+                raise ConfigError(f"{path}.params.{key}", "is a pool option for classification datasets only",
+                                  f"remove it: {self.name!r} is a {self.task} dataset")
+            if key not in self.params and key not in POOL_PARAMS:
+                known = ", ".join([*self.params, *(POOL_PARAMS if self.task == "classification" else ())]) or "none"
                 raise ConfigError(f"{path}.params.{key}", f"unknown parameter for dataset {self.name!r}",
                                   f"remove it; known parameters: {known}")
+        parse_pool_options(cfg.params, path)  # the shape of the options; their fit to the data: pool.pool_size
         if self.needs_root:
             root = cfg.resolved_root()
             if root is None:
@@ -109,6 +116,10 @@ class DatasetSpec:
 
     def param(self, cfg, key: str):
         return cfg.params.get(key, self.params[key])
+
+    def train_labels(self, cfg) -> np.ndarray:
+        """The train pool's class ids (int64, before pool options); override to skip decoding images."""
+        return self.load(cfg).y_train.numpy()
 
     def train_size(self, cfg) -> int:
         """Number of images in the train pool."""

@@ -108,6 +108,16 @@ class Cifar10(_CifarBase):
             return int(npz_shapes(found[1])["x_train"][0])
         return 50000
 
+    def train_labels(self, cfg) -> np.ndarray:
+        found = locate(cfg.resolved_root())
+        if found is None:
+            return super().train_labels(cfg)
+        layout, where = found
+        if layout == "npz":  # one array read, the images stay on disk
+            with np.load(where, allow_pickle=False) as data:
+                return np.asarray(data["y_train"], dtype=np.int64)
+        return np.concatenate([_read_batch(where / f"data_batch_{i}")[1] for i in range(1, 6)])
+
     def load(self, cfg) -> ImageDataset:
         arrays = self._arrays(cfg)
         return self._dataset(arrays, to_nchw_uint8(arrays["x_train"], "x_train"),

@@ -159,6 +159,9 @@ class Caltech101(DatasetSpec):
     def train_size(self, cfg) -> int:
         return len(self._split(cfg)[2])
 
+    def train_labels(self, cfg) -> np.ndarray:  # from the file list: pool options are checked without decoding
+        return np.array([k for _, k in self._split(cfg)[2]], dtype=np.int64)
+
     def load(self, cfg) -> ImageDataset:
         folder, classes, train, test = self._split(cfg)
         seed = int(self.param(cfg, "split_seed"))
@@ -269,6 +272,9 @@ class ImageNet67(DatasetSpec):
 
     def train_size(self, cfg) -> int:
         return len(self._files(cfg, "train")[1])
+
+    def train_labels(self, cfg) -> np.ndarray:  # from the file list: pool options are checked without decoding
+        return np.array([k for _, k in self._files(cfg, "train")[1]], dtype=np.int64)
 
     def load(self, cfg) -> ImageDataset:
         root = Path(cfg.resolved_root())

@@ -40,5 +40,8 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def load_dataset(cfg) -> ImageDataset:
-    """Load the dataset a :class:`~bench.config.DatasetConfig` names."""
-    return get_dataset(cfg.name).load(cfg)
+    """Load the dataset a :class:`~bench.config.DatasetConfig` names, its pool options
+    (``subsample``, ``imbalance``) applied."""
+    from bench.data.pool import apply_pool_options
+
+    return apply_pool_options(get_dataset(cfg.name).load(cfg), cfg)

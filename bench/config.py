@@ -218,6 +218,31 @@ class RecordConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Optional experiment trackers, fed as the run goes (see bench/tracking). Off by default.
+
+    ``tensorboard: true`` writes event files to each run's ``tensorboard/`` folder; ``mlflow: URI``
+    logs each run to MLflow (a server, or a local folder such as ``mlruns``). Each needs its extra
+    (``pip install 'albench[tensorboard]'`` / ``'albench[mlflow]'``), checked at config load.
+    """
+
+    tensorboard: bool = False
+    mlflow: str | None = None
+
+    def check(self, path: str) -> None:
+        from bench.tracking import missing_package
+
+        if self.mlflow is not None and not self.mlflow.strip():
+            raise ConfigError(f"{path}.mlflow", "is empty", f"set {path}.mlflow to a tracking URI such as "
+                              "'mlruns' (a local folder) or 'http://host:5000', or remove it", self.mlflow)
+        for name, on in (("tensorboard", self.tensorboard), ("mlflow", self.mlflow is not None)):
+            fix = missing_package(name) if on else None
+            if fix is not None:
+                raise ConfigError(f"{path}.{name}", f"asks for {name} tracking, but the {name} package is not "
+                                  "installed", f"{fix}, or remove {path}.{name}", getattr(self, name))
+
+
+@dataclass
 class Config:
     """A whole sweep. ``datasets`` x ``strategies`` x ``seeds`` runs, one folder each."""
 
@@ -232,6 +257,7 @@ class Config:
     output: str = "results"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     device: str = "auto"  # auto: CUDA when present, else CPU; or 'cpu', 'cuda', 'cuda:1'
     threads: int | None = None  # torch CPU threads per run; None: cores / workers
     # the strategy label reports compare against (e.g. wall-clock x Random); None: the strategy named

@@ -63,6 +63,7 @@ class Trainer:
         self.opt = make_optimizer(model.parameters(), cfg.optimizer)
         self.aux_opt = make_optimizer(aux.parameters(), cfg.optimizer) if aux is not None else None
         self.epoch = 0
+        self.last_loss = float("nan")  # mean train loss (nats) of the last epoch trained
         self.keeper = BestEpoch({"model": model, "aux": aux})  # its ``best`` is part of the saved state
         self.forward = torch.compile(model) if cfg.compile else model
 
@@ -149,7 +150,8 @@ class Trainer:
             total += float(loss.detach()) * idx.numel()
             count += idx.numel()
         self.epoch += 1
-        return total / max(1, count)
+        self.last_loss = total / max(1, count)  # read by the loop's trackers after each epoch
+        return self.last_loss
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, *, rows: torch.Tensor | None = None,
             score_fn: Callable[[], float] | None = None,

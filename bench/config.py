@@ -113,6 +113,11 @@ class TrainConfig:
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU alike
     compile: bool = False
     checkpoint_every: int = 0  # epochs between in-training checkpoints; 0: cycle boundaries only
+    # How each epoch is cut into batches. keep-last: batch_size batches and a short last batch (only
+    # a last batch of one image is dropped); drop-last: the short last batch is dropped (PyTorch's
+    # drop_last); even: ceil(n / batch_size) batches of near-equal size (100 at 32: four of 25), so
+    # no batch is a handful of images, which BatchNorm and SGD handle badly at small label counts.
+    batching: Literal["keep-last", "drop-last", "even"] = "keep-last"
 
     def check(self, path: str) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size"):

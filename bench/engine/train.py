@@ -123,7 +123,8 @@ class Trainer:
         rows = rows.to(x.device) if rows is not None else None
         total, count = 0.0, 0
         channels_last = self.cfg.channels_last
-        for idx in epoch_batches(n, bs, self.order_gen, device=x.device):  # a last batch of one is dropped
+        for idx in epoch_batches(n, bs, self.order_gen, device=x.device, drop_last=self.cfg.batching == "drop-last",
+                                 even=self.cfg.batching == "even"):  # keep-last: a last batch of one is dropped
             if rows is not None:
                 idx = rows[idx]
             xb = x[idx].to(self.device, non_blocking=True)

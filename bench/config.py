@@ -153,6 +153,11 @@ class TrainConfig:
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU alike
     compile: bool = False
     checkpoint_every: int = 0  # epochs between in-training checkpoints; 0: cycle boundaries only
+    # How each epoch is cut into batches. keep-last: batch_size batches and a short last batch (only
+    # a last batch of one image is dropped); drop-last: the short last batch is dropped (PyTorch's
+    # drop_last); even: ceil(n / batch_size) batches of near-equal size (100 at 32: four of 25), so
+    # no batch is a handful of images, which BatchNorm and SGD handle badly at small label counts.
+    batching: Literal["keep-last", "drop-last", "even"] = "keep-last"
 
     def check(self, path: str) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -258,6 +263,31 @@ class RecordConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Optional experiment trackers, fed as the run goes (see bench/tracking). Off by default.
+
+    ``tensorboard: true`` writes event files to each run's ``tensorboard/`` folder; ``mlflow: URI``
+    logs each run to MLflow (a server, or a local folder such as ``mlruns``). Each needs its extra
+    (``pip install 'albench[tensorboard]'`` / ``'albench[mlflow]'``), checked at config load.
+    """
+
+    tensorboard: bool = False
+    mlflow: str | None = None
+
+    def check(self, path: str) -> None:
+        from bench.tracking import missing_package
+
+        if self.mlflow is not None and not self.mlflow.strip():
+            raise ConfigError(f"{path}.mlflow", "is empty", f"set {path}.mlflow to a tracking URI such as "
+                              "'mlruns' (a local folder) or 'http://host:5000', or remove it", self.mlflow)
+        for name, on in (("tensorboard", self.tensorboard), ("mlflow", self.mlflow is not None)):
+            fix = missing_package(name) if on else None
+            if fix is not None:
+                raise ConfigError(f"{path}.{name}", f"asks for {name} tracking, but the {name} package is not "
+                                  "installed", f"{fix}, or remove {path}.{name}", getattr(self, name))
+
+
+@dataclass
 class Config:
     """A whole sweep. ``datasets`` x ``strategies`` x ``seeds`` runs, one folder each."""
 
@@ -272,6 +302,7 @@ class Config:
     output: str = "results"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     device: str = "auto"  # auto: CUDA when present, else CPU; or 'cpu', 'cuda', 'cuda:1'
     threads: int | None = None  # torch CPU threads per run; None: cores / workers
     # the strategy label reports compare against (e.g. wall-clock x Random); None: the strategy named

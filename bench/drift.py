@@ -13,7 +13,9 @@ Which keys count. Everything in the run's resolved config (``config.yaml``) exce
 - ``threads``: a resource, derived from ``--workers`` or Slurm's ``cpus_per_task`` when unset
   (``env.json`` records the threads each run used);
 - ``train.checkpoint_every``: resuming from any checkpoint ends equal to an uninterrupted run;
-- ``record.*``: which analysis arrays are saved, not the numbers or queries recorded.
+- ``record.*``: which analysis arrays are saved, not the numbers or queries recorded;
+- ``tracking.*``: where the numbers are mirrored (TensorBoard, MLflow), not what they are;
+- ``baseline``: which strategy reports divide by, not what any run records.
 
 ``device`` does count: CPU and CUDA runs give different numbers (other kernels, and ``amp: auto``
 means bf16 on CUDA). The executor, its workers and the Slurm resources are not part of a run's
@@ -40,8 +42,8 @@ import yaml
 FINGERPRINT = "fingerprint.json"
 VERSION = 1
 NEUTRAL = frozenset({"sweep", "output", "threads", "seed", "dataset.name", "dataset.root", "dataset.download",
-                     "strategy.label", "train.checkpoint_every"})
-NEUTRAL_PREFIXES = ("record.",)
+                     "strategy.label", "train.checkpoint_every", "baseline"})
+NEUTRAL_PREFIXES = ("record.", "tracking.")
 
 
 class DamagedFingerprint(ValueError):

@@ -11,8 +11,8 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrainConfig,
-                          apply_override)
+from bench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrackingConfig,
+                          TrainConfig, apply_override)
 from bench.errors import ConfigError
 from bench.records import PHASES, default_baseline
 from bench.typed import NO_DEFAULT, from_dict, to_dict
@@ -39,6 +39,7 @@ class RunConfig:
     device: str = "auto"
     threads: int | None = None
     baseline: str | None = None  # the sweep's baseline strategy label (see sweep_baseline); None: none
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # dashboards only: no effect on numbers
 
     @property
     def run_dir(self) -> Path:
@@ -129,6 +130,7 @@ def make_plan(cfg: Config) -> list[RunConfig]:
                     train=copy.deepcopy(train), al=copy.deepcopy(cfg.al), strategy=copy.deepcopy(strategy),
                     seed=seed, protocol=cfg.protocol, quirks=quirks, flags=flags, record=copy.deepcopy(cfg.record),
                     device=cfg.device, threads=cfg.threads, baseline=baseline,
+                    tracking=copy.deepcopy(cfg.tracking),
                 ))
     return runs
 

@@ -90,9 +90,11 @@ def test_restart_changed_moves_the_old_folder_aside_and_runs_the_new_config(tiny
 def test_result_keys_leave_out_resources_and_paths(tiny_raw):
     rc = make_plan(build_config(tiny_raw))[0]
     keys = drift.result_keys(rc.to_dict())
-    for k in ("train.epochs", "al.budget", "model.params.width", "strategy.name", "device", "train.eval_batch_size"):
+    for k in ("train.epochs", "al.budget", "model.params.width", "strategy.name", "device", "train.eval_batch_size",
+              "train.batching"):
         assert k in keys
-    for k in ("output", "sweep", "threads", "seed", "dataset.root", "train.checkpoint_every", "record.embeddings"):
+    for k in ("output", "sweep", "threads", "seed", "dataset.root", "train.checkpoint_every", "record.embeddings",
+              "baseline", "tracking.tensorboard", "tracking.mlflow"):
         assert k not in keys
     assert drift.fingerprint(rc.to_dict()) == drift.fingerprint(rc.to_dict())
 

@@ -10,6 +10,7 @@ What a checkpoint holds, and its layout, is :class:`~bench.engine.state.LoopStat
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -33,6 +34,7 @@ from bench.records import RunRecorder
 from bench.tasks import make_task
 from bench.toolkit.device import cpu_state, data_device
 from bench.toolkit.seeding import derive_seed, numpy_rng, seed_global, torch_generator
+from bench.tracking import Tracker, make_tracker
 from models.registry import build_model
 from strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
 from strategies.registry import make_strategy
@@ -97,6 +99,8 @@ class RunContext:
                               f"use one of its tasks ({', '.join(sorted(self.strategy.tasks))}) or another strategy",
                               rc.strategy.name)
         self.needs = self.strategy.needs_for(self.ds.task)  # what the engine computes for each query
+        self.tracker: Tracker = make_tracker(rc.tracking, run_dir=rc.run_dir, sweep=rc.sweep, run_id=rc.run_id,
+                                             epochs=rc.train.epochs)
         self._split()
         aug = rc.train.augment
         # the run's normalisation: the dataset's constants unless the config (or a quirk) sets others
@@ -189,16 +193,30 @@ def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
         recorder = RunRecorder(rc.run_dir)
         if recorder.is_complete():
             return RunOutcome(rc.run_id, "skipped")
+        ctx = None
         try:
             ctx = RunContext(rc, events)
             value = _cycle_loop(ctx)
             return RunOutcome(rc.run_id, "complete", value=value)
         except KeyboardInterrupt:
+            _close_tracker(ctx, "interrupted")
             raise
         except Exception as exc:  # recorded in status.json with the traceback
             why = recorder.fail(exc)
             error = f"{type(exc).__name__}: {exc}" + (f" ({why})" if why else "")
+            _close_tracker(ctx, error)
             return RunOutcome(rc.run_id, "failed", error=error)
+
+
+def _close_tracker(ctx: RunContext | None, error: str) -> None:
+    """Mark the run failed in its trackers; a tracker that fails too is noted in run.log, not raised
+    (the run's own failure is the error that matters)."""
+    if ctx is None:
+        return
+    try:
+        ctx.tracker.fail(error)
+    except Exception as exc:  # noqa: BLE001
+        ctx.recorder.log(f"tracker: could not mark the run failed: {type(exc).__name__}: {exc}")
 
 
 def _cycle_loop(ctx: RunContext) -> float | None:
@@ -240,8 +258,21 @@ def _begin(ctx: RunContext) -> LoopState | None:
         state.resumes += 1
         rec.log(f"resume {rc.run_id} at cycle {state.next_cycle} on {env['hostname']} (resume #{state.resumes})")
         rec.mark_resumed(state.resumes, env)
+    # trackers log the cycles recorded so far that they miss (a crash between checkpoint and tracker)
+    tracked = ctx.tracker.open(config=rc.to_dict(), identity=_read_identity(rc.run_dir) if state else {},
+                               rows=state.rows if state else [], resumed=state is not None)
+    if tracked:
+        rec.update_identity(tracking=tracked)
     ctx.events({"type": "run_start", "run": rc.run_id, "cycles": rc.al.cycles})
     return state
+
+
+def _read_identity(run_dir: Path) -> dict:
+    """run.json of a run being resumed ({} when it cannot be read: trackers then start afresh)."""
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _prepare(ctx: RunContext, state: LoopState | None) -> float:
@@ -306,6 +337,7 @@ def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: f
     state.next_cycle = cycle + 1
     _save(ctx, state)
     ctx.recorder.write_cycles(state.rows, state.queries)
+    ctx.tracker.cycle(state.rows[-1])
     ctx.recorder.log(f"cycle {cycle}: n_labeled={len(state.labeled)} {ctx.task.metric}={value:.4f} "
                      + " ".join(f"{p}={timer.seconds.get(p, 0.0):.2f}s" for p in PHASES))
     ctx.events({"type": "cycle", "run": ctx.rc.run_id, "cycle": cycle, "n_labeled": int(len(state.labeled)),
@@ -327,6 +359,7 @@ def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer
         trainer.load_state(trainer_state)
 
     def on_epoch(tr: Trainer) -> None:
+        ctx.tracker.epoch(cycle=cycle, epoch=tr.epoch - 1, loss=tr.last_loss)
         every = rc.train.checkpoint_every
         if every and tr.epoch % every == 0 and tr.epoch < rc.train.epochs:
             _save(ctx, state, PartialCycle(cycle=cycle, new=new, labeled=state.labeled,
@@ -365,6 +398,7 @@ def _finish(ctx: RunContext, state: LoopState, value: float | None) -> float | N
         arrays["validation_indices"] = ctx.val_train_idx
     arrays.update(ctx.strategy.artifacts())
     ctx.recorder.save_artifacts(arrays)
+    ctx.tracker.finish(rc.run_dir)  # before the run is marked complete: a tracker failure leaves it resumable
     ctx.recorder.finish()
     ctx.events({"type": "run_end", "run": rc.run_id, "value": value})
     return value

@@ -64,6 +64,7 @@ class Trainer:
         self.opt = make_optimizer(model.parameters(), cfg.optimizer)
         self.aux_opt = make_optimizer(aux.parameters(), cfg.optimizer) if aux is not None else None
         self.epoch = 0
+        self.last_loss = float("nan")  # mean train loss (nats) of the last epoch trained
         self.keeper = BestEpoch({"model": model, "aux": aux})  # its ``best`` is part of the saved state
         self.forward = torch.compile(model) if cfg.compile else model
 
@@ -123,7 +124,9 @@ class Trainer:
         rows = rows.to(x.device) if rows is not None else None
         total, count = 0.0, 0
         channels_last = self.cfg.channels_last
-        for batch, idx in enumerate(epoch_batches(n, bs, self.order_gen, device=x.device)):  # a last batch of one is dropped
+        batches = epoch_batches(n, bs, self.order_gen, device=x.device, drop_last=self.cfg.batching == "drop-last",
+                                even=self.cfg.batching == "even")  # keep-last: a last batch of one is dropped
+        for batch, idx in enumerate(batches):
             if rows is not None:
                 idx = rows[idx]
             xb = x[idx].to(self.device, non_blocking=True)
@@ -153,7 +156,8 @@ class Trainer:
             total += loss_value * idx.numel()
             count += idx.numel()
         self.epoch += 1
-        return total / max(1, count)
+        self.last_loss = total / max(1, count)  # read by the loop's trackers after each epoch
+        return self.last_loss
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, *, rows: torch.Tensor | None = None,
             score_fn: Callable[[], float] | None = None,

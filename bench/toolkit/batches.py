@@ -9,7 +9,7 @@ import torch
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, *, device: torch.device | None = None,
-                  drop_last: bool = False) -> Iterator[torch.Tensor]:
+                  drop_last: bool = False, even: bool = False) -> Iterator[torch.Tensor]:
     """One reshuffled pass over ``range(n)``: int64 index tensors of ``batch_size`` (moved to
     ``device`` when given, else on the CPU; ``generator`` is a CPU generator).
 
@@ -17,10 +17,20 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, *, device
     ``drop_last`` a short last batch is dropped (a set smaller than a batch is one batch), as
     PyTorch loaders with ``drop_last=True``; otherwise only a last batch of a single image is
     dropped, since BatchNorm cannot train on one image (kept when every batch is a single image).
+    With ``even`` the pass is cut into ``ceil(n / batch_size)`` batches whose sizes differ by at most
+    one (e.g. 100 at batch 32: four of 25): every image is used once, no batch is tiny.
     """
     perm = torch.randperm(n, generator=generator)
     if device is not None:
         perm = perm.to(device)
+    if even:
+        k = -(-n // batch_size)  # ceil: the fewest batches of at most batch_size
+        start = 0
+        for i in range(k):
+            size = n // k + (1 if i < n % k else 0)
+            yield perm[start:start + size]
+            start += size
+        return
     if drop_last:
         size = min(batch_size, n)
         for start in range(0, n - size + 1, size):

@@ -292,6 +292,74 @@ def check_folder_name(value: str, field: str, fix: str) -> None:
 # Loading
 
 
+# A sweep config is a few KiB; these bounds only stop hostile or mistaken input (a multi-GB file, a
+# "billion laughs" alias bomb) before it can exhaust time or memory.
+MAX_CONFIG_BYTES = 256 * 1024  # the pure-Python parser reads this in about 2 s at worst
+MAX_YAML_NODES = 100_000  # nodes of the document with every alias expanded where it is used
+
+
+class YamlTooComplex(ValueError):
+    """A YAML document whose alias expansion (or plain size) exceeds :data:`MAX_YAML_NODES`, or whose
+    aliases refer to themselves, or that nests too deeply to parse."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def expanded_node_count(root: yaml.Node, limit: int | None = None) -> int:
+    """How many nodes the composed document ``root`` has once every alias is replaced by a copy of
+    what it names; YamlTooComplex beyond ``limit`` or for an alias inside its own anchor. Shared
+    nodes are counted once per use but visited once, so a bomb is measured without expanding it."""
+    limit = MAX_YAML_NODES if limit is None else limit
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # an explicit stack: a deeply nested document cannot exhaust Python's recursion
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > limit:
+                raise YamlTooComplex(f"expands to more than {limit} YAML nodes once its aliases are "
+                                     "filled in (an alias bomb?)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YamlTooComplex("holds an alias that refers to itself (a recursive structure)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that measures the composed document before building any Python object."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None:
+            expanded_node_count(node)
+        return node
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load(text)``, refusing (YamlTooComplex) documents that expand beyond
+    :data:`MAX_YAML_NODES` nodes, recursive aliases and nesting too deep to parse."""
+    try:
+        # the pure-Python SafeLoader on purpose: libyaml's composer recurses in C and crashes the
+        # process on deeply nested input, where Python's raises RecursionError
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise YamlTooComplex("nests too deeply to parse") from None
+
+
 def quickstart_path() -> Path:
     """The packaged default config that ``albench run`` uses when given no CONFIG."""
     return Path(str(resources.files("bench.configs").joinpath("quickstart.yaml")))
@@ -306,7 +374,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError("--set", "has an empty key", "write e.g. --set train.epochs=10", item)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml_text(raw) if raw.strip() else ""
+    except YamlTooComplex as exc:
+        raise ConfigError(f"--set {key}", str(exc), "pass a plain value", raw[:80]) from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -371,12 +441,38 @@ def _normalise(raw: dict) -> dict:
 
 
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML config file; ConfigError when missing or malformed."""
+    """The mapping in a YAML config file; ConfigError when missing, oversized or malformed.
+
+    The file's size is checked before it is read (at most :data:`MAX_CONFIG_BYTES`), and the document
+    is parsed by :func:`load_yaml_text`, which refuses alias bombs and recursive aliases.
+    """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError("CONFIG", f"file not found: {p}", "pass the path of a YAML config, or none for the quickstart")
+    if not p.is_file():
+        raise ConfigError("CONFIG", f"is not a regular file: {p}", "pass the path of a YAML config file")
+    too_big = ConfigError("CONFIG", f"is larger than {MAX_CONFIG_BYTES // 1024} KiB, far more than any sweep config",
+                          f"pass the YAML config itself (is {p} the right file?)", str(p))
     try:
-        data = yaml.safe_load(p.read_text())
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise too_big
+        with open(p, "rb") as fh:  # bounded even if the file grows between stat and read
+            blob = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError("CONFIG", f"cannot be read ({exc.strerror or exc})", f"check the permissions of {p}",
+                          str(p)) from None
+    if len(blob) > MAX_CONFIG_BYTES:
+        raise too_big
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("CONFIG", f"is not UTF-8 text (byte {exc.start})", f"save {p} as UTF-8 YAML",
+                          str(p)) from None
+    try:
+        data = load_yaml_text(text)
+    except YamlTooComplex as exc:
+        raise ConfigError("CONFIG", str(exc), f"write {p} as plain 'key: value' lines (no aliases that multiply, "
+                          "no deep nesting)", str(p)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

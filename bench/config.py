@@ -10,6 +10,7 @@ a strategy's resolved params against the schedule). This module imports nothing 
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -190,6 +191,25 @@ class SlurmConfig:
         if self.gpus_per_task < 0:
             raise ConfigError(f"{path}.gpus_per_task", "must be >= 0", f"set {path}.gpus_per_task to 0 or 1",
                               self.gpus_per_task)
+        if self.max_requeues < 0:
+            raise ConfigError(f"{path}.max_requeues", "must be >= 0", f"set {path}.max_requeues to e.g. 3",
+                              self.max_requeues)
+        if self.mem_gb is not None and not (math.isfinite(self.mem_gb) and self.mem_gb > 0):
+            raise ConfigError(f"{path}.mem_gb", "must be a positive number of GB, or null for the partition's "
+                              "default", f"set {path}.mem_gb to e.g. 4", self.mem_gb)
+        # the time-limit signal comes signal_delay_s before the end: at or beyond time_min it comes at
+        # once, and each requeue is spent in seconds; sbatch refuses a negative delay or one over 65535
+        if self.signal_delay_s < 0:
+            raise ConfigError(f"{path}.signal_delay_s", "must be >= 0 (seconds before the time limit that "
+                              "Slurm signals the job to checkpoint and requeue)",
+                              f"set {path}.signal_delay_s to e.g. 120", self.signal_delay_s)
+        if self.signal_delay_s >= min(self.time_min * 60, 65536):
+            limit = "time_min x 60" if self.time_min * 60 <= 65536 else "65536 (Slurm's largest signal delay)"
+            raise ConfigError(f"{path}.signal_delay_s", f"must be below {limit} = "
+                              f"{min(self.time_min * 60, 65536)} s (executor.slurm.time_min is {self.time_min}); "
+                              "otherwise the time-limit signal arrives at once and every requeue is spent in seconds",
+                              f"lower {path}.signal_delay_s (e.g. 120) or raise {path}.time_min",
+                              self.signal_delay_s)
 
 
 @dataclass

@@ -82,6 +82,18 @@ BAD = [
     ("sweep name '..'", {"name": ".."}, ["name:", "single folder name"]),
     ("sweep name with a backslash", {"name": "a\\b"}, ["name:", "single folder name"]),
     ("dataset name climbing out", {"dataset": {"name": "../digits"}}, ["datasets[0].name", "single folder name"]),
+    # Slurm timing (issue 16, Slurm item 2)
+    ("signal delay at the time limit", {"executor": {"slurm": {"time_min": 5, "signal_delay_s": 300}}},
+     ["executor.slurm.signal_delay_s", "below time_min x 60 = 300 s", "time_min is 5", "(got 300)"]),
+    ("signal delay beyond the time limit", {"executor": {"slurm": {"time_min": 1, "signal_delay_s": 120}}},
+     ["executor.slurm.signal_delay_s", "time_min"]),
+    ("negative signal delay", {"executor": {"slurm": {"signal_delay_s": -5}}},
+     ["executor.slurm.signal_delay_s", ">= 0", "(got -5)"]),
+    ("signal delay beyond Slurm's maximum", {"executor": {"slurm": {"time_min": 2000, "signal_delay_s": 70000}}},
+     ["executor.slurm.signal_delay_s", "65536"]),
+    ("negative max_requeues", {"executor": {"slurm": {"max_requeues": -1}}}, ["executor.slurm.max_requeues", ">= 0"]),
+    ("zero memory", {"executor": {"slurm": {"mem_gb": 0}}}, ["executor.slurm.mem_gb", "positive"]),
+    ("NaN memory", {"executor": {"slurm": {"mem_gb": float("nan")}}}, ["executor.slurm.mem_gb", "(got nan)"]),
 ]
 
 

@@ -269,6 +269,10 @@ class Config:
             raise ConfigError("seeds", "has duplicates", "list each seed once", self.seeds)
         if any(s < 0 for s in self.seeds):
             raise ConfigError("seeds", "must be non-negative integers", "use seeds such as [0, 1, 2]", self.seeds)
+        if any(s >= 2 ** 63 for s in self.seeds):  # generators take 64-bit seeds
+            raise ConfigError("seeds", "must be below 2**63", "use seeds such as [0, 1, 2]", self.seeds)
+        if len(self.seeds) > MAX_SEEDS:
+            raise ConfigError("seeds", f"lists more than {MAX_SEEDS} seeds", "list fewer seeds", len(self.seeds))
         if not self.strategies:
             raise ConfigError("strategies", "is empty", "list at least one strategy, e.g. strategies: [random]")
         for i, st in enumerate(self.strategies):  # the key names the run's folder
@@ -292,8 +296,9 @@ class Config:
         if not DEVICE.fullmatch(self.device):
             raise ConfigError("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a device index)",
                               "set device: auto", self.device)
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads", "must be a positive integer or null", "set threads: null", self.threads)
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ConfigError("threads", "must be an integer in 1..1024 or null", "set threads: null (cores / workers)",
+                              self.threads)
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -306,6 +311,8 @@ def check_folder_name(value: str, field: str, fix: str) -> None:
     if not value or value.startswith(".") or any(c in value for c in "/\\\0"):
         raise ConfigError(field, "must be a single folder name: not empty, no '/', '\\' or NUL byte, "
                           "not starting with '.'", fix, value)
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:  # file systems stop at 255 bytes a name
+        raise ConfigError(field, f"is longer than {MAX_NAME_BYTES} bytes, too long for a folder name", fix, value)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,6 +322,8 @@ def check_folder_name(value: str, field: str, fix: str) -> None:
 # A sweep config is a few KiB; these bounds only stop hostile or mistaken input (a multi-GB file, a
 # "billion laughs" alias bomb) before it can exhaust time or memory.
 MAX_CONFIG_BYTES = 256 * 1024  # the pure-Python parser reads this in about 2 s at worst
+MAX_NAME_BYTES = 128  # of a sweep name, dataset name or strategy label: each becomes one folder
+MAX_SEEDS = 1000  # seeds per sweep: each is one run per dataset and strategy
 MAX_YAML_NODES = 100_000  # nodes of the document with every alias expanded where it is used
 
 
@@ -455,6 +464,9 @@ def _normalise(raw: dict) -> dict:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ConfigError("seeds", "must be a positive count or a list", "set seeds: 3 or seeds: [0, 1, 2]",
+                              seeds)
+        if seeds > MAX_SEEDS:  # the list is built here: a typo such as 1e9 must not exhaust memory first
+            raise ConfigError("seeds", f"asks for more than {MAX_SEEDS} seeds", "set a count such as seeds: 5",
                               seeds)
         raw["seeds"] = list(range(seeds))
     return raw

@@ -82,6 +82,15 @@ BAD = [
     ("sweep name '..'", {"name": ".."}, ["name:", "single folder name"]),
     ("sweep name with a backslash", {"name": "a\\b"}, ["name:", "single folder name"]),
     ("dataset name climbing out", {"dataset": {"name": "../digits"}}, ["datasets[0].name", "single folder name"]),
+    # found by fuzzing (issue 16): memory blow-ups, folder names too long, outputs that cannot be written
+    ("a seed count too large for memory", {"seeds": 10 ** 23}, ["seeds:", "more than 1000 seeds"]),
+    ("a seed beyond 64 bits", {"seeds": [2 ** 64]}, ["seeds:", "below 2**63"]),
+    ("a sweep name too long for a folder", {"name": "a" * 300}, ["name:", "longer than 128 bytes"]),
+    ("a strategy label too long for a folder", {"strategies": [{"name": "random", "label": "é" * 100}]},
+     ["strategies[0].label", "longer than 128 bytes"]),
+    ("a million threads", {"threads": 10 ** 6}, ["threads:", "1..1024"]),
+    ("output is a file", {"output": "/etc/passwd"}, ["output:", "is a file, not a folder"]),
+    ("output under a file", {"output": "/etc/passwd/results"}, ["output:", "cannot be written", "/etc/passwd"]),
     # Slurm timing (issue 16, Slurm item 2)
     ("signal delay at the time limit", {"executor": {"slurm": {"time_min": 5, "signal_delay_s": 300}}},
      ["executor.slurm.signal_delay_s", "below time_min x 60 = 300 s", "time_min is 5", "(got 300)"]),
@@ -336,10 +345,15 @@ def _huge_file(tmp_path):
     return [str(path)]
 
 
+def _billion_seeds(tmp_path):  # the list 0..N-1 was built before any check: gigabytes, then killed
+    return ["--set", "seeds=1000000000", "--set", f"output={tmp_path / 'results'}"]
+
+
 HOSTILE = [  # (description, argv builder, substrings of the one error line)
     ("alias bomb under model.params", _bomb_file, ["CONFIG", "more than 100000 YAML nodes"]),
     ("alias bomb in a --set value", _bomb_set, ["--set model.params.width", "more than 100000 YAML nodes"]),
     ("a 3 GB config file", _huge_file, ["CONFIG", "larger than 256 KiB"]),
+    ("a billion seeds", _billion_seeds, ["seeds:", "more than 1000 seeds"]),
 ]
 
 

@@ -387,6 +387,10 @@ def load_yaml_text(text: str) -> Any:
         return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
         raise YamlTooComplex("nests too deeply to parse") from None
+    except YamlTooComplex:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+        raise YamlTooComplex(f"holds a value that cannot be read ({str(exc).splitlines()[0][:100]})") from None
 
 
 def quickstart_path() -> Path:

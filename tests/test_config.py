@@ -386,6 +386,7 @@ MALFORMED_FILES = [  # (description, file bytes, substrings of the one error lin
     ("many plain nodes", b"seeds: [" + b"0, " * 2000 + b"0]\n", ["CONFIG", "more than 1000 YAML nodes"]),
     ("just over the size limit", b"#" * (256 * 1024) + b"\nname: x\n", ["CONFIG", "larger than 256 KiB"]),
     ("not UTF-8", b"name: \xff\xfe\n", ["CONFIG", "not UTF-8"]),
+    ("an integer of 5000 digits", b"seeds: " + b"9" * 5000 + b"\n", ["CONFIG", "cannot be read", "4300 digits"]),
 ]
 
 

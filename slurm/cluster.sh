@@ -131,6 +131,7 @@ cmd_up() {
     mkdir -p "$D"
     D=$(cd "$D" && pwd)
     # one 'up' at a time on this machine picks ports and starts daemons, so two never pick the same
+    # (the daemons are started with fd 9 closed: none of them may hold the lock after 'up' ends)
     exec 9>/tmp/albench-slurm-cluster.lock
     flock -w "$WAIT_S" 9 || die "another 'slurm/cluster.sh up' held /tmp/albench-slurm-cluster.lock for $WAIT_S s"
     local port dport dbdport sqlport
@@ -152,7 +153,7 @@ cmd_up() {
     dd if=/dev/urandom of="$D/munge/munge.key" bs=1024 count=1 status=none
     chmod 400 "$D/munge/munge.key"
     munged --key-file "$D/munge/munge.key" --socket "$sock" --pid-file "$D/run/munged.pid" \
-        --seed-file "$D/munge/munge.seed" --log-file "$D/log/munged.log" \
+        --seed-file "$D/munge/munge.seed" --log-file "$D/log/munged.log" 9>&- \
         || die "munged did not start; see $D/log/munged.log"
 
     # MariaDB for slurmdbd (own datadir and port, no grant tables: it only listens on 127.0.0.1)
@@ -160,7 +161,7 @@ cmd_up() {
         --skip-test-db >"$D/log/mariadb-install.log" 2>&1 || die "mariadb-install-db failed; see $D/log/mariadb-install.log"
     setsid -f mariadbd --no-defaults --user=root --datadir="$D/mysql" --port="$sqlport" --bind-address=127.0.0.1 \
         --socket="$D/run/mysqld.sock" --pid-file="$D/run/mariadbd.pid" --skip-grant-tables \
-        --log-error="$D/log/mariadb.log" </dev/null >/dev/null 2>&1
+        --log-error="$D/log/mariadb.log" </dev/null >/dev/null 2>&1 9>&-
     wait_for "$WAIT_S" MariaDB mariadb_ready "$D/run/mysqld.sock" || die "MariaDB does not answer; see $D/log/mariadb.log"
 
     cat >"$D/etc/slurmdbd.conf" <<EOF
@@ -219,10 +220,10 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF=$D/etc/slurm.conf
 
-    slurmdbd || die "slurmdbd did not start; see $D/log/slurmdbd.log"
+    slurmdbd 9>&- || die "slurmdbd did not start; see $D/log/slurmdbd.log"
     wait_for "$WAIT_S" slurmdbd timeout 10 sacctmgr -n list cluster || die "slurmdbd does not answer; see $D/log/slurmdbd.log"
-    slurmctld || die "slurmctld did not start; see $D/log/slurmctld.log"
-    slurmd -N localhost || die "slurmd did not start; see $D/log/slurmd.log"
+    slurmctld 9>&- || die "slurmctld did not start; see $D/log/slurmctld.log"
+    slurmd -N localhost 9>&- || die "slurmd did not start; see $D/log/slurmd.log"
     wait_for "$WAIT_S" "the node to be idle" node_idle || die "the node never became idle; see $D/log/slurmctld.log and $D/log/slurmd.log"
     echo "slurm/cluster.sh: ports slurmctld $port, slurmd $dport, slurmdbd $dbdport, MariaDB $sqlport" >&2
     echo "export SLURM_CONF=$SLURM_CONF"

@@ -423,3 +423,21 @@ def yaml_compose(text):
     import yaml
 
     return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def test_hostile_reference_file_is_refused_fast(tmp_path):
+    """``albench verify --reference`` reads YAML with the same bounds as a config."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(f"checks: {_BOMB}\n")
+    code = "import sys\nfrom bench.reports.verify import load_reference\nload_reference(sys.argv[1])"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(ref)], capture_output=True, text=True, timeout=60,
+                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("load_reference still parsing an alias bomb after 60 s")
+    assert "ConfigError: --reference: expands to more than 100000 YAML nodes" in proc.stderr, proc.stderr[-1000:]

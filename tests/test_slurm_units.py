@@ -97,6 +97,15 @@ def test_a_job_squeue_lists_as_over_is_not_live(plan, monkeypatch):
     assert queued_elsewhere(cfg, [rc]) == {}
 
 
+def test_another_users_completing_job_with_a_reused_id_is_not_waited_on(plan, monkeypatch):
+    from bench.runner.slurm import queued_elsewhere
+
+    cfg, (rc,) = plan
+    _ledger(cfg, rc, "5_0")
+    calls = _squeue(monkeypatch, {"5_0": {"state": "COMPLETING", "name": "someone-else"}})
+    assert queued_elsewhere(cfg, [rc]) == {} and len(calls) == 1
+
+
 def test_a_task_completing_for_too_long_is_one_clear_line(plan, monkeypatch):
     from bench.runner import slurm
 

@@ -232,15 +232,17 @@ OVER = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL",
 SETTLE_S = 180.0  # the longest wait for a COMPLETING job to clear (Slurm's KillWait is 30 s by default)
 
 
-def _settled_live_jobs(ids: set[str]) -> dict[str, dict]:
-    """live_jobs() without jobs that are over, polled until none of ``ids`` is settling (COMPLETING...):
+def _settled_live_jobs(ids: dict[str, str | None]) -> dict[str, dict]:
+    """live_jobs() without jobs that are over, polled until none of ``ids`` (job id -> our job name) is
+    settling (COMPLETING...):
     such a job is then either gone (dead: resubmit it) or back as PENDING/REQUEUED (a requeue: leave
     it). ConfigError when one is still settling after SETTLE_S."""
     deadline = time.monotonic() + SETTLE_S
     said = False
     while True:
         live = {j: v for j, v in live_jobs().items() if v["state"] not in OVER}
-        settling = sorted(j for j in ids if j in live and live[j]["state"] in SETTLING)
+        settling = sorted(j for j, name in ids.items() if j in live and live[j]["state"] in SETTLING
+                          and live[j]["name"] == name)  # another job that reuses the id is not ours to wait on
         if not settling:
             return live
         if time.monotonic() >= deadline:
@@ -266,7 +268,7 @@ def queued_elsewhere(cfg: Config, runs: list[RunConfig]) -> dict[Path, dict]:
     if not entries:
         return {}
     try:
-        live = _settled_live_jobs({e["job_id"] for e in entries.values()})
+        live = _settled_live_jobs({e["job_id"]: e.get("job_name") for e in entries.values()})
     except SlurmQueryError as exc:
         raise ConfigError("executor.name", f"is 'slurm' but squeue failed ({exc})",
                           "check that Slurm answers (squeue --me), then resubmit") from None

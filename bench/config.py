@@ -235,6 +235,25 @@ class SlurmConfig:
         if self.gpus_per_task < 0:
             raise ConfigError(f"{path}.gpus_per_task", "must be >= 0", f"set {path}.gpus_per_task to 0 or 1",
                               self.gpus_per_task)
+        if self.max_requeues < 0:
+            raise ConfigError(f"{path}.max_requeues", "must be >= 0", f"set {path}.max_requeues to e.g. 3",
+                              self.max_requeues)
+        if self.mem_gb is not None and not (math.isfinite(self.mem_gb) and self.mem_gb > 0):
+            raise ConfigError(f"{path}.mem_gb", "must be a positive number of GB, or null for the partition's "
+                              "default", f"set {path}.mem_gb to e.g. 4", self.mem_gb)
+        # the time-limit signal comes signal_delay_s before the end: at or beyond time_min it comes at
+        # once, and each requeue is spent in seconds; sbatch refuses a negative delay or one over 65535
+        if self.signal_delay_s < 0:
+            raise ConfigError(f"{path}.signal_delay_s", "must be >= 0 (seconds before the time limit that "
+                              "Slurm signals the job to checkpoint and requeue)",
+                              f"set {path}.signal_delay_s to e.g. 120", self.signal_delay_s)
+        if self.signal_delay_s >= min(self.time_min * 60, 65536):
+            limit = "time_min x 60" if self.time_min * 60 <= 65536 else "65536 (Slurm's largest signal delay)"
+            raise ConfigError(f"{path}.signal_delay_s", f"must be below {limit} = "
+                              f"{min(self.time_min * 60, 65536)} s (executor.slurm.time_min is {self.time_min}); "
+                              "otherwise the time-limit signal arrives at once and every requeue is spent in seconds",
+                              f"lower {path}.signal_delay_s (e.g. 120) or raise {path}.time_min",
+                              self.signal_delay_s)
 
 
 @dataclass
@@ -320,6 +339,10 @@ class Config:
             raise ConfigError("seeds", "has duplicates", "list each seed once", self.seeds)
         if any(s < 0 for s in self.seeds):
             raise ConfigError("seeds", "must be non-negative integers", "use seeds such as [0, 1, 2]", self.seeds)
+        if any(s >= 2 ** 63 for s in self.seeds):  # generators take 64-bit seeds
+            raise ConfigError("seeds", "must be below 2**63", "use seeds such as [0, 1, 2]", self.seeds)
+        if len(self.seeds) > MAX_SEEDS:
+            raise ConfigError("seeds", f"lists more than {MAX_SEEDS} seeds", "list fewer seeds", len(self.seeds))
         if not self.strategies:
             raise ConfigError("strategies", "is empty", "list at least one strategy, e.g. strategies: [random]")
         for i, st in enumerate(self.strategies):  # the key names the run's folder
@@ -343,8 +366,9 @@ class Config:
         if not DEVICE.fullmatch(self.device):
             raise ConfigError("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a device index)",
                               "set device: auto", self.device)
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError("threads", "must be a positive integer or null", "set threads: null", self.threads)
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ConfigError("threads", "must be an integer in 1..1024 or null", "set threads: null (cores / workers)",
+                              self.threads)
 
 
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -357,10 +381,86 @@ def check_folder_name(value: str, field: str, fix: str) -> None:
     if not value or value.startswith(".") or any(c in value for c in "/\\\0"):
         raise ConfigError(field, "must be a single folder name: not empty, no '/', '\\' or NUL byte, "
                           "not starting with '.'", fix, value)
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:  # file systems stop at 255 bytes a name
+        raise ConfigError(field, f"is longer than {MAX_NAME_BYTES} bytes, too long for a folder name", fix, value)
 
 
 # ----------------------------------------------------------------------------------------------
 # Loading
+
+
+# A sweep config is a few KiB; these bounds only stop hostile or mistaken input (a multi-GB file, a
+# "billion laughs" alias bomb) before it can exhaust time or memory.
+MAX_CONFIG_BYTES = 256 * 1024  # the pure-Python parser reads this in about 2 s at worst
+MAX_NAME_BYTES = 128  # of a sweep name, dataset name or strategy label: each becomes one folder
+MAX_SEEDS = 1000  # seeds per sweep: each is one run per dataset and strategy
+MAX_YAML_NODES = 100_000  # nodes of the document with every alias expanded where it is used
+
+
+class YamlTooComplex(ValueError):
+    """A YAML document whose alias expansion (or plain size) exceeds :data:`MAX_YAML_NODES`, or whose
+    aliases refer to themselves, or that nests too deeply to parse."""
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def expanded_node_count(root: yaml.Node, limit: int | None = None) -> int:
+    """How many nodes the composed document ``root`` has once every alias is replaced by a copy of
+    what it names; YamlTooComplex beyond ``limit`` or for an alias inside its own anchor. Shared
+    nodes are counted once per use but visited once, so a bomb is measured without expanding it."""
+    limit = MAX_YAML_NODES if limit is None else limit
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # an explicit stack: a deeply nested document cannot exhaust Python's recursion
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > limit:
+                raise YamlTooComplex(f"expands to more than {limit} YAML nodes once its aliases are "
+                                     "filled in (an alias bomb?)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise YamlTooComplex("holds an alias that refers to itself (a recursive structure)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that measures the composed document before building any Python object."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None:
+            expanded_node_count(node)
+        return node
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load(text)``, refusing (YamlTooComplex) documents that expand beyond
+    :data:`MAX_YAML_NODES` nodes, recursive aliases and nesting too deep to parse."""
+    try:
+        # the pure-Python SafeLoader on purpose: libyaml's composer recurses in C and crashes the
+        # process on deeply nested input, where Python's raises RecursionError
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise YamlTooComplex("nests too deeply to parse") from None
+    except YamlTooComplex:
+        raise
+    except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
+        raise YamlTooComplex(f"holds a value that cannot be read ({str(exc).splitlines()[0][:100]})") from None
 
 
 def quickstart_path() -> Path:
@@ -377,7 +477,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError("--set", "has an empty key", "write e.g. --set train.epochs=10", item)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml_text(raw) if raw.strip() else ""
+    except YamlTooComplex as exc:
+        raise ConfigError(f"--set {key}", str(exc), "pass a plain value", raw[:80]) from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -437,17 +539,46 @@ def _normalise(raw: dict) -> dict:
         if seeds < 1:
             raise ConfigError("seeds", "must be a positive count or a list", "set seeds: 3 or seeds: [0, 1, 2]",
                               seeds)
+        if seeds > MAX_SEEDS:  # the list is built here: a typo such as 1e9 must not exhaust memory first
+            raise ConfigError("seeds", f"asks for more than {MAX_SEEDS} seeds", "set a count such as seeds: 5",
+                              seeds)
         raw["seeds"] = list(range(seeds))
     return raw
 
 
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML config file; ConfigError when missing or malformed."""
+    """The mapping in a YAML config file; ConfigError when missing, oversized or malformed.
+
+    The file's size is checked before it is read (at most :data:`MAX_CONFIG_BYTES`), and the document
+    is parsed by :func:`load_yaml_text`, which refuses alias bombs and recursive aliases.
+    """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError("CONFIG", f"file not found: {p}", "pass the path of a YAML config, or none for the quickstart")
+    if not p.is_file():
+        raise ConfigError("CONFIG", f"is not a regular file: {p}", "pass the path of a YAML config file")
+    too_big = ConfigError("CONFIG", f"is larger than {MAX_CONFIG_BYTES // 1024} KiB, far more than any sweep config",
+                          f"pass the YAML config itself (is {p} the right file?)", str(p))
     try:
-        data = yaml.safe_load(p.read_text())
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise too_big
+        with open(p, "rb") as fh:  # bounded even if the file grows between stat and read
+            blob = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError("CONFIG", f"cannot be read ({exc.strerror or exc})", f"check the permissions of {p}",
+                          str(p)) from None
+    if len(blob) > MAX_CONFIG_BYTES:
+        raise too_big
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("CONFIG", f"is not UTF-8 text (byte {exc.start})", f"save {p} as UTF-8 YAML",
+                          str(p)) from None
+    try:
+        data = load_yaml_text(text)
+    except YamlTooComplex as exc:
+        raise ConfigError("CONFIG", str(exc), f"write {p} as plain 'key: value' lines (no aliases that multiply, "
+                          "no deep nesting)", str(p)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

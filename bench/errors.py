@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
+MAX_VALUE_CHARS = 200  # of a bad value's repr in a ConfigError message
+
+
 class AlbenchError(Exception):
     """Base class for errors the user can act on (the CLI prints them without a traceback)."""
 
@@ -20,7 +23,10 @@ class ConfigError(AlbenchError):
         self.problem = problem
         self.fix = fix
         self.value = value
-        got = "" if value is ... else f" (got {value!r})"
+        shown = "" if value is ... else repr(value)
+        if len(shown) > MAX_VALUE_CHARS:  # a huge value (a pasted list, an expanded alias) stays one short line
+            shown = shown[:MAX_VALUE_CHARS] + f"... ({len(shown)} characters)"
+        got = f" (got {shown})" if shown else ""
         super().__init__(f"{field}: {problem}{got}; fix: {fix}")
 
 

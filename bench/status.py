@@ -298,7 +298,10 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
     if job is not None:  # Slurm says the job is over, yet the run is not complete
         failed = f"Slurm job {job_id} ended {job['state']} (exit {job.get('exit_code', '?')})"
         if rec == "failed" and st.get("error"):
-            failed += f": {st['error']}"
+            # the run's own record says why first; a task that recorded its failure and exited
+            # normally is not "ended COMPLETED"
+            failed = (f"{st['error']} (Slurm job {job_id})" if job["state"] == "COMPLETED"
+                      else f"{st['error']} ({failed})")
     elif rec == "failed":
         failed = st.get("error") or "failed"
     elif job_id is not None and slurm is not None:

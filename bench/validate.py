@@ -24,6 +24,7 @@ def validate_environment(cfg: Config) -> None:
     from models.registry import model_entry
     from strategies.registry import get_strategy
 
+    check_output(cfg.output)
     check_model = model_entry(cfg.model.name).check
     if check_model is not None:  # e.g. a pretrained-weights file that must exist
         check_model(cfg.model.params, "model.params", cfg.train)
@@ -51,6 +52,22 @@ def validate_environment(cfg: Config) -> None:
             get_strategy(st.name).check_task(resolved.params, task=spec.task, path=f"strategies[{j}].params")
             get_strategy(st.name).check_model(resolved.params, model=cfg.model.name,
                                               model_params=dict(cfg.model.params), path="model.params")
+
+
+def check_output(output: str) -> None:
+    """ConfigError naming ``output`` unless runs can be written under it: it is a folder, or its nearest
+    existing parent is a folder this user may create folders in."""
+    import os
+
+    p = Path(output).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError("output", "is a file, not a folder", "point output (or --out) at a folder", output)
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError("output", f"cannot be written: {probe} is not a folder this user may write in",
+                          "point output (or --out) at a folder you can write", output)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:

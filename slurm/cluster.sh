@@ -10,11 +10,20 @@
 #                                 grace period), then any job step of this cluster that outlived slurmd
 #   slurm/cluster.sh check        exit 0 if this machine can run the daemons now, 3 if only the packages
 #                                 are missing, 1 if it cannot (not root, not Debian), saying why
+#   slurm/cluster.sh ports        print the four ports 'up' would use now (no root needed)
 #
 # Use it:  slurm/cluster.sh up /tmp/albench-slurm && export SLURM_CONF=/tmp/albench-slurm/etc/slurm.conf
 #
-# Ports (change them to run two clusters side by side): ALBENCH_SLURM_PORT (default 6817) is
-# slurmctld's; slurmd, slurmdbd and MariaDB take the next three.
+# DIR: 'up' takes a folder that does not exist or is empty, or one a previous 'up' made and 'down'
+# stopped: then it starts afresh (new munge key and configs; the old job state, logs and accounting
+# database are deleted, so job ids restart at 1). It refuses a folder whose daemons still run (run
+# 'down' first) and any other non-empty folder, touching nothing in either.
+#
+# Ports: four in a row, slurmctld's first, then slurmd's, slurmdbd's and MariaDB's. With
+# ALBENCH_SLURM_PORT set, exactly those (refused if one is taken); otherwise the first free block from
+# 6817 up, so two clusters on one machine do not collide ('up' holds a lock while it picks and binds).
+#
+# Waits are bounded by time (ALBENCH_SLURM_WAIT_S, default 60 s each), every probe by 'timeout'.
 set -euo pipefail
 
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
@@ -44,27 +53,90 @@ cmd_install() {
     # apt enables systemd units; nothing starts them on a machine without systemd, and we never do.
 }
 
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+WAIT_S=${ALBENCH_SLURM_WAIT_S:-60}
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: until COMMAND succeeds, for SECONDS of wall time
+    # (plus one probe: COMMAND must bound itself, e.g. with 'timeout 10')
     local limit=$1 what=$2; shift 2
-    local t=0
-    until "$@" >/dev/null 2>&1; do
-        sleep 0.5; t=$((t + 1))
-        [ "$t" -lt $((limit * 2)) ] || return 1
+    local deadline=$(( $(date +%s) + limit ))
+    while true; do
+        [ "$(date +%s)" -lt "$deadline" ] || { echo "slurm/cluster.sh: gave up waiting for $what after ${limit} s" >&2; return 1; }
+        # every probe below is cut by 'timeout' itself: a hung client cannot stretch the wait
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.5
     done
 }
 
-node_idle() { [ "$(sinfo -h -n localhost -o %t 2>/dev/null)" = "idle" ]; }
+node_idle() { [ "$(timeout 10 sinfo -h -n localhost -o %t 2>/dev/null)" = "idle" ]; }
+
+mariadb_ready() {  # mariadb_ready SOCKET: the server answers a query (its socket file appears earlier)
+    timeout 10 mariadb --no-defaults --socket="$1" -u root -N -e 'SELECT 1' 2>/dev/null | grep -qx 1
+}
+
+port_free() {  # port_free PORT: nothing on this machine has a TCP socket on PORT
+    if command -v ss >/dev/null 2>&1; then
+        [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
+    else
+        ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+    fi
+}
+
+pick_ports() {  # print four free ports in a row: ALBENCH_SLURM_PORT.. exactly, or the first free block from 6817
+    local base p ok
+    if [ -n "${ALBENCH_SLURM_PORT:-}" ]; then
+        [[ "$ALBENCH_SLURM_PORT" =~ ^[0-9]+$ ]] && [ "$ALBENCH_SLURM_PORT" -ge 1024 ] && [ "$ALBENCH_SLURM_PORT" -le 65532 ] \
+            || die "ALBENCH_SLURM_PORT=$ALBENCH_SLURM_PORT is not a port number in 1024..65532"
+        for p in $(seq "$ALBENCH_SLURM_PORT" $((ALBENCH_SLURM_PORT + 3))); do
+            port_free "$p" || die "port $p (ALBENCH_SLURM_PORT=$ALBENCH_SLURM_PORT + $((p - ALBENCH_SLURM_PORT))) is taken; unset ALBENCH_SLURM_PORT to pick free ports, or choose another"
+        done
+        echo "$ALBENCH_SLURM_PORT $((ALBENCH_SLURM_PORT + 1)) $((ALBENCH_SLURM_PORT + 2)) $((ALBENCH_SLURM_PORT + 3))"
+        return 0
+    fi
+    for base in $(seq 6817 4 7813); do
+        ok=1
+        for p in $(seq "$base" $((base + 3))); do port_free "$p" || { ok=0; break; }; done
+        if [ "$ok" -eq 1 ]; then echo "$base $((base + 1)) $((base + 2)) $((base + 3))"; return 0; fi
+    done
+    die "no four free ports in a row between 6817 and 7816; set ALBENCH_SLURM_PORT to a free block"
+}
+
+daemons_alive() {  # daemons_alive DIR: a pid file under DIR/run names a live process of that daemon
+    local name pid
+    for name in "${DAEMONS[@]}"; do
+        [ -s "$1/run/$name.pid" ] || continue
+        pid=$(tr -dc 0-9 <"$1/run/$name.pid")
+        [ -n "$pid" ] && [ -d "/proc/$pid" ] && [ "$(cut -c1-15 "/proc/$pid/comm" 2>/dev/null)" = "${name:0:15}" ] && return 0
+    done
+    return 1
+}
+
+prepare_dir() {  # prepare_dir DIR: see "DIR:" in the header
+    local D=$1
+    [ -e "$D" ] || return 0
+    [ -d "$D" ] || die "$D is not a folder"
+    [ -n "$(ls -A "$D")" ] || return 0
+    [ -f "$D/etc/slurm.conf" ] && grep -qx 'ClusterName=albench' "$D/etc/slurm.conf" \
+        || die "$D is not empty and holds no cluster of this script; give an empty or new folder"
+    ! daemons_alive "$D" || die "$D holds a running cluster; run 'slurm/cluster.sh down $D' first"
+    # a stopped cluster of ours: start afresh (only the folders this script makes)
+    rm -rf "${D:?}"/{etc,state,run,log,munge,mysql}
+}
 
 cmd_up() {
     local D=${1:?usage: cluster.sh up DIR}
     local why
+    prepare_dir "$D"
     why=$(can_run) || die "$why"
     have_packages || die "Slurm packages missing: run 'slurm/cluster.sh install' first"
     mkdir -p "$D"
     D=$(cd "$D" && pwd)
-    [ ! -e "$D/run/slurmctld.pid" ] || die "$D already holds a cluster; run 'slurm/cluster.sh down $D' first"
-    local port=${ALBENCH_SLURM_PORT:-6817}
-    local dport=$((port + 1)) dbdport=$((port + 2)) sqlport=$((port + 3))
+    # one 'up' at a time on this machine picks ports and starts daemons, so two never pick the same
+    # (the daemons are started with fd 9 closed: none of them may hold the lock after 'up' ends)
+    exec 9>/tmp/albench-slurm-cluster.lock
+    flock -w "$WAIT_S" 9 || die "another 'slurm/cluster.sh up' held /tmp/albench-slurm-cluster.lock for $WAIT_S s"
+    local port dport dbdport sqlport
+    read -r port dport dbdport sqlport <<<"$(pick_ports)"
+    [ -n "$sqlport" ] || exit 1
     mkdir -p "$D"/{etc,state/ctld,state/d,run,log,munge,mysql}
     chmod 755 "$D" "$D/munge"  # munged insists that everyone may traverse to its socket
     local p=$D
@@ -81,7 +153,7 @@ cmd_up() {
     dd if=/dev/urandom of="$D/munge/munge.key" bs=1024 count=1 status=none
     chmod 400 "$D/munge/munge.key"
     munged --key-file "$D/munge/munge.key" --socket "$sock" --pid-file "$D/run/munged.pid" \
-        --seed-file "$D/munge/munge.seed" --log-file "$D/log/munged.log" \
+        --seed-file "$D/munge/munge.seed" --log-file "$D/log/munged.log" 9>&- \
         || die "munged did not start; see $D/log/munged.log"
 
     # MariaDB for slurmdbd (own datadir and port, no grant tables: it only listens on 127.0.0.1)
@@ -89,8 +161,8 @@ cmd_up() {
         --skip-test-db >"$D/log/mariadb-install.log" 2>&1 || die "mariadb-install-db failed; see $D/log/mariadb-install.log"
     setsid -f mariadbd --no-defaults --user=root --datadir="$D/mysql" --port="$sqlport" --bind-address=127.0.0.1 \
         --socket="$D/run/mysqld.sock" --pid-file="$D/run/mariadbd.pid" --skip-grant-tables \
-        --log-error="$D/log/mariadb.log" </dev/null >/dev/null 2>&1
-    wait_for 60 mariadb test -S "$D/run/mysqld.sock" || die "MariaDB did not start; see $D/log/mariadb.log"
+        --log-error="$D/log/mariadb.log" </dev/null >/dev/null 2>&1 9>&-
+    wait_for "$WAIT_S" MariaDB mariadb_ready "$D/run/mysqld.sock" || die "MariaDB does not answer; see $D/log/mariadb.log"
 
     cat >"$D/etc/slurmdbd.conf" <<EOF
 AuthType=auth/munge
@@ -148,16 +220,17 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
     export SLURM_CONF=$D/etc/slurm.conf
 
-    slurmdbd || die "slurmdbd did not start; see $D/log/slurmdbd.log"
-    wait_for 60 slurmdbd sacctmgr -n list cluster || die "slurmdbd does not answer; see $D/log/slurmdbd.log"
-    slurmctld || die "slurmctld did not start; see $D/log/slurmctld.log"
-    slurmd -N localhost || die "slurmd did not start; see $D/log/slurmd.log"
-    wait_for 60 node node_idle || die "the node never became idle; see $D/log/slurmctld.log and $D/log/slurmd.log"
+    slurmdbd 9>&- || die "slurmdbd did not start; see $D/log/slurmdbd.log"
+    wait_for "$WAIT_S" slurmdbd timeout 10 sacctmgr -n list cluster || die "slurmdbd does not answer; see $D/log/slurmdbd.log"
+    slurmctld 9>&- || die "slurmctld did not start; see $D/log/slurmctld.log"
+    slurmd -N localhost 9>&- || die "slurmd did not start; see $D/log/slurmd.log"
+    wait_for "$WAIT_S" "the node to be idle" node_idle || die "the node never became idle; see $D/log/slurmctld.log and $D/log/slurmd.log"
+    echo "slurm/cluster.sh: ports slurmctld $port, slurmd $dport, slurmdbd $dbdport, MariaDB $sqlport" >&2
     echo "export SLURM_CONF=$SLURM_CONF"
 }
 
 stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 20 s, then KILL; only the process the file names
-    local name=$1 file=$2 pid comm t=0
+    local name=$1 file=$2 pid comm
     [ -s "$file" ] || return 0
     pid=$(tr -dc 0-9 <"$file")
     [ -n "$pid" ] && [ -d "/proc/$pid" ] || { rm -f "$file"; return 0; }
@@ -167,7 +240,8 @@ stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 20 s, then KILL; only th
         rm -f "$file"; return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    while [ -d "/proc/$pid" ] && [ "$t" -lt 40 ]; do sleep 0.5; t=$((t + 1)); done
+    local deadline=$(( $(date +%s) + 20 ))
+    while [ -d "/proc/$pid" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.5; done
     if [ -d "/proc/$pid" ]; then
         echo "slurm/cluster.sh: $name (pid $pid) ignored TERM for 20 s; killing it" >&2
         kill -KILL "$pid" 2>/dev/null || true
@@ -191,12 +265,14 @@ cmd_down() {
     local D=${1:?usage: cluster.sh down DIR}
     [ -d "$D/run" ] || return 0
     D=$(cd "$D" && pwd)
-    local conf=$D/etc/slurm.conf name pid t=0
+    local conf=$D/etc/slurm.conf name pid deadline
     if [ -s "$D/run/slurmctld.pid" ] && [ -f "$conf" ]; then
-        # end the jobs first, so that slurmd reaps their steps before it goes
+        # end the jobs first, so that slurmd reaps their steps before it goes (30 s at most)
         SLURM_CONF=$conf timeout 20 scancel --user="$(id -un)" >/dev/null 2>&1 || true
-        while [ -n "$(SLURM_CONF=$conf timeout 10 squeue -h -o %i 2>/dev/null)" ] && [ "$t" -lt 60 ]; do
-            sleep 0.5; t=$((t + 1))
+        deadline=$(( $(date +%s) + 30 ))
+        while [ "$(date +%s)" -lt "$deadline" ] \
+              && [ -n "$(SLURM_CONF=$conf timeout 5 squeue -h -o %i 2>/dev/null)" ]; do
+            sleep 0.5
         done
     fi
     for name in "${DAEMONS[@]}"; do
@@ -212,11 +288,15 @@ cmd_down() {
     done
 }
 
+# sourced (tests call the functions above): define them only
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+
 case "${1:-}" in
     install) cmd_install ;;
     up) cmd_up "${2:-}" ;;
     down) cmd_down "${2:-}" ;;
+    ports) pick_ports ;;
     check) why=$(can_run) || { echo "$why"; exit 1; }
            have_packages || { echo "Slurm packages missing (run 'slurm/cluster.sh install')"; exit 3; } ;;
-    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac

@@ -82,6 +82,27 @@ BAD = [
     ("sweep name '..'", {"name": ".."}, ["name:", "single folder name"]),
     ("sweep name with a backslash", {"name": "a\\b"}, ["name:", "single folder name"]),
     ("dataset name climbing out", {"dataset": {"name": "../digits"}}, ["datasets[0].name", "single folder name"]),
+    # found by fuzzing (issue 16): memory blow-ups, folder names too long, outputs that cannot be written
+    ("a seed count too large for memory", {"seeds": 10 ** 23}, ["seeds:", "more than 1000 seeds"]),
+    ("a seed beyond 64 bits", {"seeds": [2 ** 64]}, ["seeds:", "below 2**63"]),
+    ("a sweep name too long for a folder", {"name": "a" * 300}, ["name:", "longer than 128 bytes"]),
+    ("a strategy label too long for a folder", {"strategies": [{"name": "random", "label": "é" * 100}]},
+     ["strategies[0].label", "longer than 128 bytes"]),
+    ("a million threads", {"threads": 10 ** 6}, ["threads:", "1..1024"]),
+    ("output is a file", {"output": "/etc/passwd"}, ["output:", "is a file, not a folder"]),
+    ("output under a file", {"output": "/etc/passwd/results"}, ["output:", "cannot be written", "/etc/passwd"]),
+    # Slurm timing (issue 16, Slurm item 2)
+    ("signal delay at the time limit", {"executor": {"slurm": {"time_min": 5, "signal_delay_s": 300}}},
+     ["executor.slurm.signal_delay_s", "below time_min x 60 = 300 s", "time_min is 5", "(got 300)"]),
+    ("signal delay beyond the time limit", {"executor": {"slurm": {"time_min": 1, "signal_delay_s": 120}}},
+     ["executor.slurm.signal_delay_s", "time_min"]),
+    ("negative signal delay", {"executor": {"slurm": {"signal_delay_s": -5}}},
+     ["executor.slurm.signal_delay_s", ">= 0", "(got -5)"]),
+    ("signal delay beyond Slurm's maximum", {"executor": {"slurm": {"time_min": 2000, "signal_delay_s": 70000}}},
+     ["executor.slurm.signal_delay_s", "65536"]),
+    ("negative max_requeues", {"executor": {"slurm": {"max_requeues": -1}}}, ["executor.slurm.max_requeues", ">= 0"]),
+    ("zero memory", {"executor": {"slurm": {"mem_gb": 0}}}, ["executor.slurm.mem_gb", "positive"]),
+    ("NaN memory", {"executor": {"slurm": {"mem_gb": float("nan")}}}, ["executor.slurm.mem_gb", "(got nan)"]),
 ]
 
 
@@ -296,3 +317,127 @@ def test_pt4al_ablation_shares_the_pretext_params():
         assert pretext <= set(get_strategy(name).param_types())
     with pytest.raises(ConfigError, match=r"params\.pretext_batch_size.*>= 2"):
         get_strategy("pt4al-pretext-only").validate_params({"pretext_batch_size": 1}, "params")
+
+
+# ---------------------------------------------------------------------------------------------
+# hostile config files and --set values (issue 16, security item 3): refused fast, exit 2, one line
+
+_BOMB = ('[&a ["x","x","x","x","x","x","x","x","x"], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], '
+         '&c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], &e [*d,*d,*d,*d,*d,*d,*d,*d,*d], '
+         '&f [*e,*e,*e,*e,*e,*e,*e,*e,*e], &g [*f,*f,*f,*f,*f,*f,*f,*f,*f], [*g,*g,*g,*g,*g,*g,*g,*g,*g]]')
+
+
+def _bomb_file(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"name: bomb\ndataset: digits\nmodel:\n  name: small-cnn\n  params:\n    width: {_BOMB}\n"
+                    f"output: {tmp_path / 'results'}\n")
+    return [str(path)]
+
+
+def _bomb_set(tmp_path):
+    return ["--set", f"model.params.width={_BOMB}", "--set", f"output={tmp_path / 'results'}"]
+
+
+def _huge_file(tmp_path):
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:  # sparse: 3 GB long, no disk used
+        fh.truncate(3 * 1024 ** 3)
+    return [str(path)]
+
+
+def _billion_seeds(tmp_path):  # the list 0..N-1 was built before any check: gigabytes, then killed
+    return ["--set", "seeds=1000000000", "--set", f"output={tmp_path / 'results'}"]
+
+
+HOSTILE = [  # (description, argv builder, substrings of the one error line)
+    ("alias bomb under model.params", _bomb_file, ["CONFIG", "more than 100000 YAML nodes"]),
+    ("alias bomb in a --set value", _bomb_set, ["--set model.params.width", "more than 100000 YAML nodes"]),
+    ("a 3 GB config file", _huge_file, ["CONFIG", "larger than 256 KiB"]),
+    ("a billion seeds", _billion_seeds, ["seeds:", "more than 1000 seeds"]),
+]
+
+
+@pytest.mark.parametrize("desc,argv,needles", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_config_is_refused_fast(desc, argv, needles, tmp_path):
+    """In a subprocess with a timeout, so a regression fails the test instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", *argv(tmp_path), "--dry-run"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{desc}: albench still parsing after 60 s")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("albench: error: ") and "fix:" in lines[0], proc.stderr[-2000:]
+    assert len(lines[0]) < 600  # the bad value is shown cut short, not expanded
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "results").exists()
+
+
+MALFORMED_FILES = [  # (description, file bytes, substrings of the one error line)
+    ("recursive alias", b"name: &a [*a]\n", ["CONFIG", "refers to itself"]),
+    ("nesting too deep to parse", b"name: " + b"[" * 2000 + b"]" * 2000 + b"\n", ["CONFIG", "nests too deeply"]),
+    ("many plain nodes", b"seeds: [" + b"0, " * 2000 + b"0]\n", ["CONFIG", "more than 1000 YAML nodes"]),
+    ("just over the size limit", b"#" * (256 * 1024) + b"\nname: x\n", ["CONFIG", "larger than 256 KiB"]),
+    ("not UTF-8", b"name: \xff\xfe\n", ["CONFIG", "not UTF-8"]),
+    ("an integer of 5000 digits", b"seeds: " + b"9" * 5000 + b"\n", ["CONFIG", "cannot be read", "4300 digits"]),
+]
+
+
+@pytest.mark.parametrize("desc,blob,needles", MALFORMED_FILES, ids=[m[0] for m in MALFORMED_FILES])
+def test_malformed_config_files_exit_2_with_one_line(desc, blob, needles, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("bench.config.MAX_YAML_NODES", 1000)  # a small bound keeps the plain-nodes case quick
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(blob)
+    assert main(["run", str(path), "--dry-run"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("albench: error: "), lines
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_a_folder_as_config_is_bad_input(tmp_path, capsys):
+    assert main(["run", str(tmp_path), "--dry-run"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+
+
+def test_legitimate_aliases_still_load():
+    """quickstart.yaml shares PT4AL's pretext params through an anchor; a bounded loader keeps that."""
+    from bench.config import expanded_node_count, load_yaml_text, quickstart_path
+
+    assert "&pt4al_pretext" in quickstart_path().read_text()
+    cfg = load_config(None, check_data=False)
+    assert sum(s.name.startswith("pt4al") for s in cfg.strategies) >= 2
+    assert load_yaml_text("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
+    # shared nodes count once per use: 1 mapping + 2 keys + 2 x (list + 2 ints)
+    assert expanded_node_count(yaml_compose("a: &x [1, 2]\nb: *x\n")) == 9
+
+
+def yaml_compose(text):
+    import yaml
+
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def test_hostile_reference_file_is_refused_fast(tmp_path):
+    """``albench verify --reference`` reads YAML with the same bounds as a config."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    ref = tmp_path / "ref.yaml"
+    ref.write_text(f"checks: {_BOMB}\n")
+    code = "import sys\nfrom bench.reports.verify import load_reference\nload_reference(sys.argv[1])"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(ref)], capture_output=True, text=True, timeout=60,
+                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("load_reference still parsing an alias bomb after 60 s")
+    assert "ConfigError: --reference: expands to more than 100000 YAML nodes" in proc.stderr, proc.stderr[-1000:]

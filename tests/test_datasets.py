@@ -170,3 +170,149 @@ def test_real_cifar10_checks(request):
     assert ds.y_test[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
     mean = ds.x_train.double().mean(dim=(0, 2, 3))
     assert torch.allclose(mean, torch.tensor([125.31, 122.95, 113.87], dtype=torch.float64), atol=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad data files: refused at config load (exit 2, one line naming the file and the array), never
+# mid-run (issue 16)
+
+
+def _good_arrays():
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8), "y_train": np.arange(40) % 4,
+            "x_test": rng.integers(0, 256, (8, 8, 8, 3), dtype=np.uint8), "y_test": np.arange(8) % 4}
+
+
+def _npz(**change):
+    def write(path):
+        arrays = {**_good_arrays(), **change}
+        np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return write
+
+
+def _not_npz(text: bytes):
+    def write(path):
+        path.write_bytes(text)
+    return write
+
+
+def _truncated(path):
+    _npz()(path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+
+
+BAD_NPZ = [  # (description, writer, substrings of the error line besides the file name)
+    ("label out of range of classes", _npz(classes=np.array(["a", "b", "c"])), ["'y_train'", "label 3", "3 classes"]),
+    ("negative label", _npz(y_test=np.array([0, 1, 2, 3, -1, 0, 1, 2])), ["'y_test'", "negative"]),
+    ("float labels", _npz(y_train=(np.arange(40) % 4).astype(np.float32)), ["'y_train'", "float32 labels"]),
+    ("string labels", _npz(y_train=np.array(["cat", "dog"] * 20)), ["'y_train'", "integer class ids"]),
+    ("a single class", _npz(y_train=np.zeros(40, dtype=np.int64), y_test=np.zeros(8, dtype=np.int64)),
+     ["'y_train'", "single class"]),
+    ("a class id with no train image", _npz(y_train=np.arange(40) % 2 * 3), ["'y_train'", "no image of class(es) [1, 2]"]),
+    ("float images", _npz(x_train=np.random.default_rng(0).random((40, 8, 8, 3))), ["'x_train'", "float64", "uint8"]),
+    ("labels and images disagree in count", _npz(y_train=np.arange(39) % 4), ["'y_train'", "one label per image"]),
+    ("2-D labels", _npz(y_train=(np.arange(40) % 4)[:, None]), ["'y_train'", "(40, 1)"]),
+    ("test images of another size", _npz(x_test=np.zeros((8, 9, 9, 3), dtype=np.uint8)), ["'x_test'", "(3, 9, 9)"]),
+    ("no images", _npz(x_train=np.zeros((0, 8, 8, 3), dtype=np.uint8), y_train=np.zeros(0, dtype=np.int64)),
+     ["'x_train'", "N >= 1"]),
+    ("missing array", _npz(y_test=None), ["lacks arrays ['y_test']"]),
+    ("classes not names", _npz(classes=np.arange(4)), ["'classes'", "1-D array of class names"]),
+    ("pickled classes", _npz(classes=np.array([{"a": 1}] * 4, dtype=object)), ["cannot be read"]),
+    ("a text file", _not_npz(b"x_train,y_train\n1,2\n"), ["not a readable npz"]),
+    ("an empty file", _not_npz(b""), ["not a readable npz"]),
+    ("a truncated npz", _truncated, ["not a readable npz"]),
+]
+
+
+@pytest.mark.parametrize("desc,write,needles", BAD_NPZ, ids=[b[0] for b in BAD_NPZ])
+def test_bad_npz_is_refused_at_config_load(desc, write, needles, tiny_raw, tmp_path, capsys):
+    from bench.cli import main
+    from tests.conftest import write_yaml
+
+    data = tmp_path / "mine.npz"
+    write(data)
+    raw = {**tiny_raw, "dataset": {"name": "npz", "root": str(data)}, "al": {"initial": 4, "budget": 4, "cycles": 2}}
+    rc = main(["run", str(write_yaml(tmp_path / "c.yaml", raw)), "--dry-run"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("albench: error: datasets[0].root: mine.npz") and "fix:" in lines[0], lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "results").exists()
+    # loading it directly (no config check first) is refused the same way, not deep in training
+    with pytest.raises(ConfigError, match="mine.npz"):
+        load_dataset(DatasetConfig(name="npz", root=str(data)))
+
+
+def test_a_good_npz_passes_the_same_checks(tiny_raw, tmp_path, capsys):
+    from bench.cli import main
+    from tests.conftest import write_yaml
+
+    _npz(classes=np.array(["a", "b", "c", "d"]))(tmp_path / "mine.npz")
+    raw = {**tiny_raw, "dataset": {"name": "npz", "root": str(tmp_path / "mine.npz")},
+           "al": {"initial": 4, "budget": 4, "cycles": 2}}
+    assert main(["run", str(write_yaml(tmp_path / "c.yaml", raw)), "--dry-run"]) == 0
+    ds = load_dataset(DatasetConfig(name="npz", root=str(tmp_path / "mine.npz")))
+    assert ds.num_classes == 4 and ds.x_train.shape == (40, 3, 8, 8)
+
+
+def test_cifar10_npz_with_labels_beyond_its_ten_classes_is_refused(tmp_path):
+    x_train, y_train, x_test, y_test = _fake_cifar()
+    y_train[3] = 10
+    write_cifar_npz(tmp_path / "cifar10.npz", x_train, y_train, x_test, y_test)
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.root: cifar10.npz: array 'y_train' holds label 10"):
+        get_dataset("cifar10").check(DatasetConfig(name="cifar10", root=str(tmp_path)), "datasets[0]")
+
+
+def _folder(layout: dict[str, int], *, bad_file: str | None = None):
+    """root/<split>/<class>/ with ``n`` PNGs each: layout {'train/cat': 3, ...}."""
+    def write(root):
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for folder, n in layout.items():
+            (root / folder).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(root / folder / f"{i}.png")
+        if bad_file:
+            (root / bad_file).write_bytes(b"not a png")
+    return write
+
+
+BAD_FOLDERS = [  # (description, writer, params, substrings)
+    ("class folders without images", _folder({"train/cat": 0, "train/dog": 0}), {}, ["hold no images"]),
+    ("one class folder empty", _folder({"train/cat": 3, "train/dog": 0}), {}, ["['dog']", "hold no images"]),
+    ("a single class", _folder({"train/cat": 5}), {}, ["single class folder"]),
+    ("an empty test class", _folder({"train/cat": 3, "train/dog": 3, "test/cat": 1, "test/dog": 0}), {},
+     ["['dog']", "test"]),
+    ("test classes differ", _folder({"train/cat": 3, "train/dog": 3, "test/cat": 1, "test/cow": 1}), {},
+     ["different class folders"]),
+    ("one image of a class and no test folder", _folder({"train/cat": 3, "train/dog": 1}), {}, ["'dog'", "one image"]),
+    ("test fraction holding out too few", _folder({"train/cat": 3, "train/dog": 3}), {"test_fraction": 0.1},
+     ["test_fraction", "holds out 1 of 6"]),
+    ("test fraction of 1", _folder({"train/cat": 3, "train/dog": 3}), {"test_fraction": 1}, ["test_fraction"]),
+]
+
+
+@pytest.mark.parametrize("desc,write,params,needles", BAD_FOLDERS, ids=[b[0] for b in BAD_FOLDERS])
+def test_bad_image_folder_is_refused_at_config_load(desc, write, params, needles, tiny_raw, tmp_path, capsys):
+    from bench.cli import main
+    from tests.conftest import write_yaml
+
+    write(tmp_path / "imgs")
+    raw = {**tiny_raw, "al": {"initial": 2, "budget": 1, "cycles": 2},
+           "dataset": {"name": "imagefolder", "root": str(tmp_path / "imgs"), "params": {"image_size": [6, 6], **params}}}
+    rc = main(["run", str(write_yaml(tmp_path / "c.yaml", raw)), "--dry-run"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("albench: error: datasets[0]") and "fix:" in lines[0], lines[0]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "results").exists()
+
+
+def test_an_image_that_does_not_decode_is_named_at_load(tmp_path):
+    _folder({"train/cat": 3, "train/dog": 3}, bad_file="train/dog/broken.png")(tmp_path)
+    with pytest.raises(ConfigError, match=r"broken\.png cannot be decoded"):
+        load_dataset(DatasetConfig(name="imagefolder", root=str(tmp_path), params={"image_size": [6, 6]}))

@@ -233,3 +233,34 @@ def test_trainer_state_restores_the_global_rng_for_dropout():
     resumed.fit(x, y)
     for (k, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_resumed_cycle_records_the_whole_phase_time(tmp_path, monkeypatch):
+    """A cycle stopped mid-training carries its train seconds so far in the checkpoint, and the resumed
+    cycle's seconds_train adds the time after the resume to them (issue 16, Slurm/resume item 3)."""
+    import torch
+
+    (rc,) = _plan(_raw("fresh-margin"), tmp_path / "out")
+    _crash_after(monkeypatch, "save_checkpoint", 5)  # after epoch 2 of cycle 1's 3 epochs
+    with pytest.raises(Crash):
+        execute_run(rc)
+    monkeypatch.undo()
+    partial = torch.load(rc.run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["partial"]
+    stored = partial["seconds"]
+    assert stored["train"] > 0, "the checkpoint must hold the two epochs of training already done"
+    assert stored["select"] > 0 and stored["evaluate"] == 0  # finished phases as before, evaluate not begun
+    assert execute_run(rc).state == "complete"
+    row = read_cycles(rc.run_dir)[1]
+    assert float(row["seconds_train"]) >= stored["train"]  # before the crash + after the resume
+    assert float(row["seconds_select"]) == pytest.approx(stored["select"], abs=1e-4)  # not redone, not lost
+
+
+def test_phase_timer_counts_an_open_phase_so_far(monkeypatch):
+    from bench.engine import timer as timer_mod
+
+    clock = iter([10.0, 12.5, 13.0, 14.0])  # enter train, so_far, leave train, (unused)
+    monkeypatch.setattr(timer_mod, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: next(clock))}))
+    t = timer_mod.PhaseTimer()
+    with t.phase("train"):
+        assert t.so_far()["train"] == 2.5 and t.seconds["train"] == 0.0
+    assert t.seconds["train"] == 3.0 and t.so_far()["train"] == 3.0

@@ -257,3 +257,26 @@ def test_status_shows_a_queued_run_as_pending_then_a_cancelled_one_as_failed(clu
         time.sleep(1)
     assert out[1].startswith("failed   digits/random/seed-0") and "CANCELLED" in out[1]
     assert shutil.which("sacct")
+
+
+def test_resubmitting_right_after_a_cancel_runs_the_run_again_in_one_command(cluster, tmp_path, capsys):
+    """A cancelled task passes through COMPLETING; a resubmission waits for it to clear and queues
+    the run again, instead of waiting on the dying job and reporting the run failed (issue 16)."""
+    over = {"strategies": ["random"], "seeds": [0],
+            "model": {"name": "small-cnn", "params": {"width": 16}},
+            "train": {"epochs": 4, "batch_size": 4, "checkpoint_every": 1, "optimizer": {"lr": 0.02},
+                      "schedule": {"name": "constant"}},
+            "al": {"initial": 40, "budget": 40, "cycles": 2}}
+    cfg = _config(tmp_path, "cancelled", **over)
+    assert main(["run", str(cfg), "--quiet", "--set", "executor.slurm.wait=false"]) == 0
+    (entry,) = _ledger(tmp_path / "results" / "cancelled")
+    run_dir = Path(entry["run_dir"])
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (read_status(run_dir) or {}).get("state") != "running":
+        assert time.monotonic() < deadline, "the job never started its run"
+        time.sleep(0.05)
+    subprocess.run(["scancel", entry["job_id"]], check=True)
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--quiet"]) == 0, capsys.readouterr().err
+    assert read_status(run_dir)["state"] == "complete"
+    assert len(_ledger(tmp_path / "results" / "cancelled")) == 2  # submitted again, not waited on

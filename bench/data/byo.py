@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.data.base import DatasetSpec, ImageDataset, channel_stats
-from bench.data.npzfile import load_npz_arrays, npz_shapes, to_nchw_uint8
+from bench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
 from bench.data.registry import register_dataset
 from bench.errors import ConfigError
 
@@ -49,16 +49,13 @@ class NpzDataset(DatasetSpec):
         p = self._path(cfg)
         if not p.is_file():
             raise ConfigError(f"{path}.root", f"no npz file at {p}", "point root (or params.file) at your .npz", str(p))
-        shapes = npz_shapes(p)
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in shapes]
-        if missing:
-            raise ConfigError(f"{path}.root", f"{p.name} lacks arrays {missing}",
-                              "save x_train, y_train, x_test, y_test (and optionally classes) with np.savez", str(p))
+        check_npz(p, f"{path}.root")
 
     def train_size(self, cfg) -> int:
         return int(npz_shapes(self._path(cfg))["x_train"][0])
 
     def load(self, cfg) -> ImageDataset:
+        check_npz(self._path(cfg), "dataset.root")  # also when loaded without a config check (or changed since)
         arrays = load_npz_arrays(self._path(cfg))
         x_train = to_nchw_uint8(arrays["x_train"], "x_train")
         y_train = torch.from_numpy(np.asarray(arrays["y_train"], dtype=np.int64))
@@ -82,13 +79,17 @@ def _class_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 
 
 def _decode(files: list[tuple[Path, int]], size: tuple[int, int], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     h, w = size
     x = np.empty((len(files), h, w, len(mode)), dtype=np.uint8)
     for i, (f, _) in enumerate(files):
-        with Image.open(f) as img:
-            x[i] = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR)).reshape(h, w, len(mode))
+        try:
+            with Image.open(f) as img:
+                x[i] = np.asarray(img.convert(mode).resize((w, h), Image.BILINEAR)).reshape(h, w, len(mode))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ConfigError("dataset.root", f"image {f} cannot be decoded ({type(exc).__name__})",
+                              "remove or replace the file", str(f)) from None
     y = np.array([c for _, c in files], dtype=np.int64)
     return torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), torch.from_numpy(y)
 
@@ -106,6 +107,39 @@ class ImageFolderDataset(DatasetSpec):
         if not train.is_dir() or not any(p.is_dir() for p in train.iterdir()):
             raise ConfigError(f"{path}.root", f"has no train/<class>/ folders under {train.parent}",
                               "lay images out as root/train/<class>/<image>", str(train.parent))
+        test = train.parent / "test"
+        frac = self.param(cfg, "test_fraction")
+        if not test.is_dir() and (isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1):
+            raise ConfigError(f"{path}.params.test_fraction", "must be a fraction strictly between 0 and 1",
+                              "set e.g. test_fraction: 0.2, or give a root/test/<class>/ folder", frac)
+        for split in (train, test) if test.is_dir() else (train,):
+            classes, files = _class_files(split)
+            counts = np.bincount([c for _, c in files], minlength=len(classes))
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            if not files:
+                raise ConfigError(f"{path}.root", f"the class folders under {split} hold no images ({suffixes})",
+                                  "put each class's images in its folder", str(split))
+            empty = [classes[c] for c in np.flatnonzero(counts == 0)]
+            if empty:
+                raise ConfigError(f"{path}.root", f"class folder(s) {empty[:5]} under {split} hold no images "
+                                  f"({suffixes})", "add images to them or remove the folders", str(split))
+            if split == train and len(classes) < 2:
+                raise ConfigError(f"{path}.root", f"{split} holds a single class folder {classes}; active "
+                                  "learning needs at least two classes", "add a folder per class", str(split))
+            if split == train and not test.is_dir() and counts.min() < 2:
+                raise ConfigError(f"{path}.root", f"class {classes[int(counts.argmin())]!r} under {split} has "
+                                  "one image, too few to hold out a stratified test share",
+                                  "add images, or give a root/test/<class>/ folder", str(split))
+            if split == train and not test.is_dir():
+                n_test = int(np.ceil(frac * len(files)))  # as train_test_split rounds it
+                if not len(classes) <= n_test <= len(files) - len(classes):
+                    raise ConfigError(f"{path}.params.test_fraction", f"holds out {n_test} of {len(files)} images, "
+                                      f"but each split needs one image of each of the {len(classes)} classes",
+                                      "pick a fraction that leaves every class in both splits, or give a "
+                                      "root/test/<class>/ folder", frac)
+        if test.is_dir() and _class_files(test)[0] != _class_files(train)[0]:
+            raise ConfigError(f"{path}.root", "train/ and test/ hold different class folders",
+                              "give test/ the same class folders as train/", str(train.parent))
         size = self.param(cfg, "image_size")
         if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
             raise ConfigError(f"{path}.params.image_size", "must be [height, width]", "set e.g. image_size: [32, 32]",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from bench.data.base import DatasetSpec, ImageDataset
-from bench.data.npzfile import load_npz_arrays, npz_shapes, to_nchw_uint8
+from bench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
 from bench.data.registry import register_dataset
 from bench.errors import ConfigError
 
@@ -70,6 +70,9 @@ class _CifarBase(DatasetSpec):
                 f"{path}.root", f"holds no CIFAR-10: looked for {BATCH_DIR}/data_batch_1, data_batch_1 and {NPZ_NAME}",
                 f"point {path}.root at the folder that holds {BATCH_DIR} or {NPZ_NAME} (or set download: true)",
                 root)
+        found = locate(root)
+        if found is not None and found[0] == "npz":  # labels 0..9, uint8 images: refused now, not mid-run
+            check_npz(found[1], f"{path}.root", n_classes=len(CLASSES), dense_classes=False)
 
     def _arrays(self, cfg) -> dict[str, np.ndarray]:
         root = cfg.resolved_root()

@@ -363,7 +363,7 @@ def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer
         every = rc.train.checkpoint_every
         if every and tr.epoch % every == 0 and tr.epoch < rc.train.epochs:
             _save(ctx, state, PartialCycle(cycle=cycle, new=new, labeled=state.labeled,
-                                           seconds=dict(timer.seconds), trainer=tr.state()))
+                                           seconds=timer.so_far(), trainer=tr.state()))
 
     # the labeled rows are indexed batch by batch: the labeled set is never copied
     fit = trainer.fit(ctx.x, ctx.y, rows=torch.from_numpy(train_idx), score_fn=_score_fn(ctx, model, val_idx),

@@ -18,6 +18,16 @@ class PhaseTimer:
     def __init__(self, device: torch.device | None = None) -> None:
         self.device = device
         self.seconds: dict[str, float] = {p: 0.0 for p in PHASES}
+        self._open: list[tuple[str, float]] = []  # phases entered and not yet left: (name, start)
+
+    def so_far(self) -> dict[str, float]:
+        """Seconds per phase including the time spent so far in the phases still open, e.g. for a
+        checkpoint written mid-training (``seconds`` only counts a phase once it ends)."""
+        now = time.perf_counter()
+        out = dict(self.seconds)
+        for name, start in self._open:
+            out[name] = out.get(name, 0.0) + now - start
+        return out
 
     def _sync(self) -> None:
         if self.device is not None and self.device.type == "cuda":
@@ -27,8 +37,10 @@ class PhaseTimer:
     def phase(self, name: str):
         self._sync()
         start = time.perf_counter()
+        self._open.append((name, start))
         try:
             yield
         finally:
             self._sync()
+            self._open.remove((name, start))
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start

@@ -24,7 +24,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from bench.config import Config, SlurmConfig
 from bench.drift import compare, describe, fingerprint
-from bench.errors import ConfigError
+from bench.errors import ConfigError, RunFailed
 from bench.plan import RunConfig
 from bench.records import DamagedRecord, RunRecorder, read_cycles, read_status
 from bench.runner.jobs import run_job
@@ -36,14 +36,32 @@ POLL_S = 2.0
 class SlurmRun(Checkpointable):
     """The job callable: one run; on a Slurm signal it is resubmitted as-is and resumes from disk."""
 
-    def __init__(self, rc_dict: dict) -> None:
+    def __init__(self, rc_dict: dict, time_min: int | None = None, max_requeues: int | None = None) -> None:
         self.rc_dict = rc_dict
+        self.time_min = time_min  # only for the message of a run that ran out of requeues
+        self.max_requeues = max_requeues
+        self.signalled = False  # set when Slurm's preemption / time-limit signal reached this task
 
     def __call__(self) -> dict:
-        return run_job(self.rc_dict)
+        out = run_job(self.rc_dict)
+        # The run is recorded (complete or failed): a time-limit signal from here on must neither
+        # requeue the task nor make it fail while it writes its result and exits (issue 16 item 4).
+        ignore_requeue_signal()
+        if out.get("state") == "failed" and self.signalled and str(out.get("error", "")).startswith(
+                "UncompletedJobError"):
+            # submitit raised inside the run because the time-limit signal came once more than
+            # max_requeues allows: say so, instead of submitit's internal message
+            msg = (f"timed out: Slurm's time limit came and the requeues are spent "
+                   f"(executor.slurm.time_min={self.time_min}, max_requeues={self.max_requeues}); "
+                   "the checkpoint is kept: raise time_min or max_requeues and rerun the sweep to resume")
+            rec = RunRecorder(RunConfig.from_dict(self.rc_dict).run_dir)
+            rec.fail(RunFailed(msg))
+            out = {**out, "error": f"RunFailed: {msg}"}
+        return out
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:
         # The run's state is already on disk (checkpoint.pt); only the call itself is resubmitted.
+        self.signalled = True
         rec = RunRecorder(RunConfig.from_dict(self.rc_dict).run_dir)
         try:
             if not rec.is_complete():
@@ -51,6 +69,19 @@ class SlurmRun(Checkpointable):
         except (DamagedRecord, OSError):
             pass  # only a log line: the requeue must happen regardless
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def ignore_requeue_signal() -> None:
+    """Ignore submitit's preemption / time-limit signal (USR2 unless SUBMITIT_PREEMPT_SIGNAL says
+    otherwise) in this process from now on. A no-op outside the main thread."""
+    import signal
+
+    from submitit.core.job_environment import JobEnvironment
+
+    try:
+        signal.signal(JobEnvironment._usr_sig(), signal.SIG_IGN)
+    except (ValueError, RuntimeError):  # not the main thread, or an unknown signal name
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,25 +189,76 @@ def submit(cfg: Config, runs: list[RunConfig]) -> list[tuple[RunConfig, object]]
     # a fresh folder per submission: a restarted cluster reuses job ids, and submitit names its
     # result files by job id
     folder = sweep_dir / ".slurm" / f"{time.strftime('%Y%m%d-%H%M%S')}-{token}"
+    # what this call creates and must take back if nothing is queued (the folders above `folder`
+    # that did not exist before, deepest first)
+    created = [p for p in (folder.parent, sweep_dir, sweep_dir.parent) if not p.exists()]
     job_name = f"albench-{re.sub(r'[^A-Za-z0-9_.-]', '_', cfg.name)}-{token}"  # goes into '#SBATCH' lines
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(scfg.max_requeues))
     try:
-        executor.update_parameters(**sbatch_parameters(scfg, job_name))
-    except ValueError as exc:
-        raise ConfigError("executor.slurm.additional", f"is not accepted by submitit ({str(exc).splitlines()[0]})",
-                          "use sbatch's long option names", scfg.additional) from None
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr; we say it in one line
-            jobs = executor.submit_array([SlurmRun(d) for d in _job_dicts(runs, scfg)])
-    except (FailedJobError, FailedSubmissionError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise rejection_error(str(exc), scfg) from None
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(scfg.max_requeues))
+        try:
+            executor.update_parameters(**sbatch_parameters(scfg, job_name))
+        except ValueError as exc:
+            raise ConfigError("executor.slurm.additional", f"is not accepted by submitit ({str(exc).splitlines()[0]})",
+                              "use sbatch's long option names", scfg.additional) from None
+        calls = [SlurmRun(d, int(scfg.time_min), int(scfg.max_requeues)) for d in _job_dicts(runs, scfg)]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit echoes sbatch's stderr; we say it in one line
+                jobs = executor.submit_array(calls)
+        except (FailedJobError, FailedSubmissionError) as exc:
+            raise rejection_error(str(exc), scfg) from None
+    except BaseException:
+        _take_back(folder, created)
+        raise
     now = time.time()
     append_ledger(sweep_dir, [
         {"run_id": rc.run_id, "run_dir": str(rc.run_dir.resolve()), "job_id": job.job_id, "job_name": job_name,
          "folder": str(folder), "submitted": now, "keys": fingerprint(rc.to_dict())["keys"]}
         for rc, job in zip(runs, jobs)])
     return list(zip(runs, jobs))
+
+
+def _take_back(folder: Path, created: list[Path]) -> None:
+    """Remove a submission's folder and the (now empty) folders the submission created above it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for p in created:
+        try:
+            p.rmdir()  # only when empty: never anything another process put there meanwhile
+        except OSError:
+            pass
+
+
+# squeue states of a job on its way out. COMPLETING is also a requeue's way back to PENDING (a
+# preempted or time-limit-signalled task): wait until it settles before judging the job.
+SETTLING = {"COMPLETING", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
+# states of a job that is over, should squeue still list it: not live, whatever its name
+OVER = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY",
+        "REVOKED"}
+SETTLE_S = 180.0  # the longest wait for a COMPLETING job to clear (Slurm's KillWait is 30 s by default)
+
+
+def _settled_live_jobs(ids: dict[str, str | None]) -> dict[str, dict]:
+    """live_jobs() without jobs that are over, polled until none of ``ids`` (job id -> our job name) is
+    settling (COMPLETING...):
+    such a job is then either gone (dead: resubmit it) or back as PENDING/REQUEUED (a requeue: leave
+    it). ConfigError when one is still settling after SETTLE_S."""
+    deadline = time.monotonic() + SETTLE_S
+    said = False
+    while True:
+        live = {j: v for j, v in live_jobs().items() if v["state"] not in OVER}
+        settling = sorted(j for j, name in ids.items() if j in live and live[j]["state"] in SETTLING
+                          and live[j]["name"] == name)  # another job that reuses the id is not ours to wait on
+        if not settling:
+            return live
+        if time.monotonic() >= deadline:
+            raise ConfigError("executor.name", f"Slurm job(s) {', '.join(settling)} of this sweep are still "
+                              f"{live[settling[0]]['state']} after {SETTLE_S:.0f} s, so albench cannot tell whether "
+                              "they end or are requeued", "wait until squeue no longer lists them as "
+                              f"{live[settling[0]]['state']}, then rerun the same command")
+        if not said:
+            print(f"albench: waiting for Slurm job(s) {', '.join(settling)} ({live[settling[0]]['state']}) to "
+                  "clear before deciding what to resubmit", file=sys.stderr)
+            said = True
+        time.sleep(POLL_S)
 
 
 def queued_elsewhere(cfg: Config, runs: list[RunConfig]) -> dict[Path, dict]:
@@ -190,7 +272,7 @@ def queued_elsewhere(cfg: Config, runs: list[RunConfig]) -> dict[Path, dict]:
     if not entries:
         return {}
     try:
-        live = live_jobs()
+        live = _settled_live_jobs({e["job_id"]: e.get("job_name") for e in entries.values()})
     except SlurmQueryError as exc:
         raise ConfigError("executor.name", f"is 'slurm' but squeue failed ({exc})",
                           "check that Slurm answers (squeue --me), then resubmit") from None
@@ -250,14 +332,31 @@ def run_slurm(cfg: Config, todo: list[RunConfig], *, progress: bool = True) -> l
         raise
 
 
+def _failure_reason(exc: BaseException) -> str | None:
+    """The line of submitit's exception worth showing, or None when it says nothing beyond the job's
+    state. submitit's texts name its internal result files (``..._result.pkl``); those never show."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    if isinstance(exc, UncompletedJobError) and not isinstance(exc, FailedJobError):
+        return None  # "Job N with path .../N_result.pkl has not produced any output (state: ...)"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and set(ln.strip()) - set("-=")]
+    if not lines:
+        return type(exc).__name__
+    # FailedJobError carries the job's traceback: its last line is the exception the job raised
+    line = lines[-1] if isinstance(exc, FailedJobError) else lines[0]
+    line = re.sub(r"(with path )?\S*_(result|submitted)\.pkl\S*", "", line).strip()
+    return line[:200] or type(exc).__name__
+
+
 def _job_failure(job, rc: RunConfig, exc: BaseException) -> str:
     try:
         state = job.get_info(mode="force").get("State") or job.state
     except Exception:  # noqa: BLE001 - the state is only decoration for the message
         state = "UNKNOWN"
     err = Path(job.paths.stderr)
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"Slurm job {job.job_id} ended {state} without finishing the run ({first[:200]}); see {err}"
+    reason = _failure_reason(exc)
+    return (f"Slurm job {job.job_id} ended {state} without finishing the run"
+            + (f" ({reason})" if reason else "") + f"; see {err}")
 
 
 def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) -> list[dict]:

@@ -49,6 +49,7 @@ from bench.errors import ConfigError
 from strategies.base import Inputs, Need, PoolState, PrepareContext, Quirk, Strategy, top_k_highest
 from strategies.pretext import TASKS, PretextSpec, derive_seed, pretext_losses
 from strategies.registry import register_strategy
+from strategies.representation import cold_start_spec, make_cold_start
 
 # ------------------------------------------------------------------------------------------------
 # the pieces
@@ -399,8 +400,10 @@ class PT4AL(_PretextMixin, _Batched):
                  pretext_lr: float = 0.1, pretext_momentum: float = 0.9, pretext_weight_decay: float = 5e-4,
                  pretext_model: str = "resnet18-cifar", pretext_model_params: dict | None = None,
                  pretext_selection: Literal["best", "final"] = "best", pretext_seed: int | None = 0,
-                 pretext_options: dict | None = None) -> None:
-        """``batches``: how many batches to cut (None: one per cycle, the paper's I). ``pretext_seed``:
+                 pretext_options: dict | None = None, first_cycle_strategy: str | dict | None = None) -> None:
+        """``first_cycle_strategy``: ``typiclust`` or ``probcover`` (or ``{name: ..., params: {...}}``)
+        picks the cold-start query from the whole pool instead of batch 0 (None: batch 0 by
+        ``first_cycle``). ``batches``: how many batches to cut (None: one per cycle, the paper's I). ``pretext_seed``:
         None trains the pretext network with the run's seed; a number shares one network (and its
         cached losses) across every seed of a sweep. ``pretext_options``: task-specific options
         (colorization: bins, hidden; jigsaw: grid, permutations, eval_permutations; simsiam: dim,
@@ -417,10 +420,12 @@ class PT4AL(_PretextMixin, _Batched):
         self.sampler = sampler
         self.normalized_softmax = normalized_softmax
         self.batches = batches
+        self.cold_start = make_cold_start(first_cycle_strategy)
 
     @classmethod
     def check_params(cls, params: dict, path: str) -> None:
         cls._check_pretext(params, path)
+        cold_start_spec(params.get("first_cycle_strategy"), f"{path}.first_cycle_strategy")
         if params["batches"] is not None and params["batches"] < 1:
             raise ConfigError(f"{path}.batches", "must be a positive integer or null",
                               f"set {path}.batches to null (one batch per cycle)", params["batches"])
@@ -447,9 +452,12 @@ class PT4AL(_PretextMixin, _Batched):
         batches = split_batches(order, _batch_count(self.batches, ctx))
         self._set_batches(batches)
         self._budget = ctx.budget
-        return {**info, "pt4al_batch_sizes": [len(b) for b in batches]}
+        cold = self.cold_start.prepare(ctx) if self.cold_start is not None else {}
+        return {**info, **(cold or {}), "pt4al_batch_sizes": [len(b) for b in batches]}
 
     def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        if self.cold_start is not None:
+            return self.cold_start.initial(size=size, pool=pool, rng=rng)
         return take_from_batches(self.batches_, 0, size, pool.labeled,
                                  lambda avail, m: first_cycle_pick(avail, m, self.first_cycle, rng))
 

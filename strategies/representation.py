@@ -105,3 +105,42 @@ class RepresentationMixin:
         if self.features_ is None:
             raise RuntimeError(f"strategy {getattr(self, 'name', '?')!r} has no features: prepare() has not run")
         return self.features_
+
+
+# ------------------------------------------------------------------------------------------------
+# another strategy's cold start (PT4AL's first_cycle_strategy)
+
+COLD_START_STRATEGIES = ("typiclust", "probcover")
+
+
+def cold_start_spec(value: str | dict | None, path: str) -> tuple[str, dict] | None:
+    """(name, validated params) of a cold-start strategy given as ``typiclust`` or
+    ``{name: typiclust, params: {...}}``, or None for none; ConfigError naming ``path`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        name, params = value, {}
+    else:
+        unknown = sorted(set(value) - {"name", "params"})
+        if unknown:
+            raise ConfigError(f"{path}.{unknown[0]}", "unknown key", "keep only 'name' and 'params'")
+        name, params = value.get("name"), value.get("params") or {}
+    if name not in COLD_START_STRATEGIES:
+        raise ConfigError(path if isinstance(value, str) else f"{path}.name",
+                          f"must be one of {', '.join(COLD_START_STRATEGIES)}",
+                          f"set it to typiclust, or {{name: probcover, params: {{...}}}}", name)
+    from strategies.registry import get_strategy
+
+    cls = get_strategy(name)
+    return name, cls.validate_params(params, f"{path}.params" if not isinstance(value, str) else path)
+
+
+def make_cold_start(value: str | dict | None, path: str = "params.first_cycle_strategy"):
+    """An instance of the cold-start strategy ``value`` describes (see :func:`cold_start_spec`), or None."""
+    spec = cold_start_spec(value, path)
+    if spec is None:
+        return None
+    from strategies.registry import get_strategy
+
+    name, params = spec
+    return get_strategy(name)(**params)

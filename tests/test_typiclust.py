@@ -147,3 +147,42 @@ def test_end_to_end_on_digits_shares_one_representation_across_seeds(tmp_path, o
         q = read_queries(rc.run_dir)
         flat = [i for c in sorted(q) for i in q[c]]
         assert [len(q[c]) for c in sorted(q)] == [20, 20] and len(set(flat)) == 40
+
+
+def test_pt4al_first_cycle_strategy_is_validated_at_config_load():
+    st = make_strategy("pt4al", {"first_cycle_strategy": "typiclust"})
+    assert st.cold_start is not None and st.cold_start.name == "typiclust"
+    assert make_strategy("pt4al").cold_start is None
+    with pytest.raises(ConfigError) as err:
+        make_strategy("pt4al", {"first_cycle_strategy": "badge"})
+    assert err.value.field == "params.first_cycle_strategy"
+    with pytest.raises(ConfigError) as err:
+        make_strategy("pt4al", {"first_cycle_strategy": {"name": "probcover", "params": {"delta": -1}}})
+    assert err.value.field == "params.first_cycle_strategy.params.delta"
+    with pytest.raises(ConfigError) as err:
+        make_strategy("pt4al", {"first_cycle_strategy": {"name": "typiclust", "prams": {}}})
+    assert err.value.field == "params.first_cycle_strategy.prams"
+
+
+@pytest.mark.slow
+def test_pt4al_with_a_typiclust_first_cycle_queries_what_typiclust_queries(tmp_path, one_torch_thread):
+    from bench.engine.loop import execute_run
+    from bench.records import read_queries
+
+    pretext = {"pretext_model": "small-cnn", "pretext_model_params": {"width": 4}, "pretext_epochs": 1,
+               "pretext_batch_size": 256, "pretext_selection": "final"}
+    raw = {"name": "hy", "dataset": {"name": "digits"}, "model": {"name": "small-cnn", "params": {"width": 4}},
+           "train": {"epochs": 1, "batch_size": 64, "optimizer": {"lr": 0.05}, "schedule": {"name": "constant"}},
+           "al": {"initial": 20, "budget": 20, "cycles": 2}, "seeds": [0], "threads": 1,
+           "record": {"embeddings": 0}, "output": str(tmp_path),
+           "strategies": [{"name": "typiclust", "params": copy.deepcopy(TINY_SIMCLR)},
+                          {"name": "pt4al", "label": "pt4al-typiclust",
+                           "params": {**pretext, "first_cycle_strategy": {"name": "typiclust",
+                                                                          "params": copy.deepcopy(TINY_SIMCLR)}}}]}
+    runs = make_plan(build_config(raw))
+    for rc in runs:
+        assert execute_run(rc).state == "complete"
+    tq, hq = (read_queries(rc.run_dir) for rc in runs)
+    assert tq[0].tolist() == hq[0].tolist()  # the same cold start, from the same cached representation
+    info = json.loads((runs[1].run_dir / "run.json").read_text())["prepare"]
+    assert info["representation_cache"] == "hit" and "pretext_key" in info

@@ -20,8 +20,8 @@ Features are L2-normalised (the official code since d1b93d5).
 Cost bound. k-means (K <= 50): 10 restarts x at most 300 Lloyd iterations x N x K x d. Mini-batch
 k-means (K > 50): 3 k-means++ seedings on scikit-learn's 15,000-point init sample (K (2 + ln K)
 candidate distance passes over it) plus at most 100 N / 5,000 steps of 5,000 x K x d, stopped after
-10 steps without improvement; at N = 50k, K = 500, d = 512 that is at most about 0.1 TFLOP of
-seeding and 1.3 TFLOP of steps. Its memory is O(N + 5,000 K + K d) beyond the features. Nearest
+10 steps without improvement; at N = 50k, K = 500, d = 512 that is at most about 0.1 T multiply-adds of
+seeding and 1.3 T of steps. Its memory is O(N + 5,000 K + K d) beyond the features. Nearest
 neighbours are computed per cluster, in row blocks of at most 2^24 distances (64 MiB float32),
 never as an N x N matrix: O(sum of n_c^2 d) over the clusters picked from, once per cluster (the
 ``candidate_density`` quirk recomputes per pick). Measured times: README, Speed.

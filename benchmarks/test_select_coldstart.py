@@ -58,8 +58,8 @@ def build(case: str, pool_size: int):
     labeled = np.sort(np.random.default_rng(0).permutation(pool_size)[:LABELED])
     pool = PoolState(images=torch.zeros(pool_size, 1, 1, 1, dtype=torch.uint8), labeled=labeled,
                      labeled_targets=torch.zeros(LABELED, dtype=torch.long), num_classes=10)
-    info = {"pool_size": pool_size, "dim": 512, "labeled": LABELED, "budget": BUDGET, "threads": torch.get_num_threads(),
-            "features_mb": round(feats.nbytes / 2**20, 2)}
+    info = {"pool_size": pool_size, "dim": 512, "labeled": LABELED, "budget": BUDGET,
+            "threads": torch.get_num_threads(), "features_mb": round(feats.nbytes / 2**20, 2)}
     if case == "typiclust":
         st = make_strategy("typiclust")
         st.features_ = feats

@@ -128,7 +128,7 @@ def cold_start_spec(value: str | dict | None, path: str) -> tuple[str, dict] | N
     if name not in COLD_START_STRATEGIES:
         raise ConfigError(path if isinstance(value, str) else f"{path}.name",
                           f"must be one of {', '.join(COLD_START_STRATEGIES)}",
-                          f"set it to typiclust, or {{name: probcover, params: {{...}}}}", name)
+                          "set it to typiclust, or {name: probcover, params: {...}}", name)
     from strategies.registry import get_strategy
 
     cls = get_strategy(name)

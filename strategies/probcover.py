@@ -133,8 +133,9 @@ def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k
     labeled points' out-neighbours start covered; each step takes the node with the most uncovered
     out-neighbours (ties: lowest index); once all is covered the rest is uniform from ``rng``."""
     n = len(indptr) - 1
-    targets = np.asarray(targets, dtype=np.int64)
-    sources = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    idx = np.int32 if n < 2**31 else np.int64  # 4 bytes per edge and per array where they suffice
+    targets = np.asarray(targets).astype(idx, copy=False)
+    sources = np.repeat(np.arange(n, dtype=idx), np.diff(indptr))
     labeled = np.asarray(labeled, dtype=np.int64)
     chosen = np.zeros(n, dtype=bool)
     chosen[labeled] = True
@@ -145,10 +146,11 @@ def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k
     # reverse index: for each target y, the sources x with an edge x -> y
     by_target = np.argsort(targets, kind="stable")
     in_sources = sources[by_target]
+    del by_target
     in_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(targets, minlength=n), out=in_ptr[1:])
-    del by_target
     degree = np.bincount(sources[~covered[targets]], minlength=n)
+    del sources
     picks: list[int] = []
     while len(picks) < k:
         x = int(np.argmax(degree))  # first maximum: the lowest index on ties

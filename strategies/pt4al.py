@@ -56,6 +56,7 @@ from strategies.base import (Inputs, Need, PoolState, PrepareContext, Quirk, Str
                              top_k_highest)
 from strategies.pretext import TASKS, PretextSpec, derive_seed, pretext_losses
 from strategies.registry import register_strategy
+from strategies.representation import cold_start_spec, make_cold_start
 
 # ------------------------------------------------------------------------------------------------
 # the pieces
@@ -392,13 +393,16 @@ class PretextParams:
 
 @dataclass(frozen=True)
 class PT4ALParams(PretextParams):
-    """``batches``: how many batches to cut (None: one per cycle, the paper's I)."""
+    """``batches``: how many batches to cut (None: one per cycle, the paper's I).
+    ``first_cycle_strategy``: ``typiclust`` or ``probcover`` (or ``{name: ..., params: {...}}``) picks
+    the cold-start query from the whole pool instead of batch 0 (None: batch 0 by ``first_cycle``)."""
 
     batch_order: Literal["high-first", "low-first"] = "high-first"
     first_cycle: Literal["uniform", "top-k", "random"] = "uniform"
     sampler: Literal["confidence", "entropy"] = "confidence"
     normalized_softmax: bool = False
     batches: Annotated[int | None, Bounds(ge=1)] = None
+    first_cycle_strategy: str | dict | None = None
 
 
 @dataclass(frozen=True)
@@ -429,10 +433,23 @@ class PT4AL(_PretextMixin, _Batched):
 
     Params = PT4ALParams
 
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.cold_start = make_cold_start(self.first_cycle_strategy)
+
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        super().check_params(params, path)
+        cold_start_spec(params.get("first_cycle_strategy"), f"{path}.first_cycle_strategy")
+
     @classmethod
     def check_task(cls, params: dict, *, task: str, path: str) -> None:
         if task != "segmentation":
             return
+        if params.get("first_cycle_strategy") is not None:  # TypiClust and ProbCover are classification-only
+            raise ConfigError(f"{path}.first_cycle_strategy", "TypiClust and ProbCover select for classification "
+                              "pools only", f"remove {path}.first_cycle_strategy on a segmentation dataset",
+                              params["first_cycle_strategy"])
         if params.get("sampler", "confidence") != "confidence":
             raise ConfigError(f"{path}.sampler", "only 'confidence' (the mean pixel top-1 posterior) is defined "
                               "for segmentation", f"set {path}.sampler: confidence", params["sampler"])
@@ -450,13 +467,16 @@ class PT4AL(_PretextMixin, _Batched):
         batches = split_batches(order, _batch_count(self.batches, ctx))
         self._set_batches(batches)
         self._budget = ctx.budget
-        return {**info, "pt4al_batch_sizes": [len(b) for b in batches]}
+        cold = self.cold_start.prepare(ctx) if self.cold_start is not None else {}
+        return {**info, **(cold or {}), "pt4al_batch_sizes": [len(b) for b in batches]}
 
     def needs_for(self, task: str) -> frozenset[Need]:
         # segmentation: one number per image (the mean pixel top-1 posterior), not (C, H, W) logits
         return frozenset({Need.CONFIDENCE}) if task == "segmentation" else frozenset(self.needs)
 
     def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        if self.cold_start is not None:
+            return self.cold_start.initial(size=size, pool=pool, rng=rng)
         return take_from_batches(self.batches_, 0, size, pool.labeled,
                                  lambda avail, m: first_cycle_pick(avail, m, self.first_cycle, rng))
 

@@ -120,6 +120,12 @@ def test_pt4al_options_without_a_segmentation_meaning_are_refused(tmp_path):
     ok = copy.deepcopy(PT4AL_COLOR)
     ok["quirks"] = ["string_sort", "warm_start", "best_on_test"]
     load_config_raw(tmp_path, _raw(tmp_path, protocol="official", strategies=[ok]))
+    # a TypiClust first cycle: TypiClust and ProbCover select on classification pools only
+    cold = copy.deepcopy(PT4AL_COLOR)
+    cold["params"]["first_cycle_strategy"] = "typiclust"
+    with pytest.raises(ConfigError) as err:
+        load_config_raw(tmp_path, _raw(tmp_path, strategies=[cold]))
+    assert err.value.field == "strategies[0].params.first_cycle_strategy"
 
 
 def load_config_raw(tmp_path: Path, raw: dict):

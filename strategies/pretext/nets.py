@@ -63,3 +63,17 @@ class SimSiamNet(nn.Module):
         """(z, p): projection and prediction, (B, dim) each."""
         z = self.projector(self.net(x).embedding)
         return z, self.predictor(z)
+
+
+class SimCLRNet(nn.Module):
+    """Backbone embedding -> projection head (Linear, ReLU, Linear to ``dim``), as SCAN's SimCLR model."""
+
+    def __init__(self, net: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.net = net
+        d = int(net.embedding_dim)
+        self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, dim) projections (not normalised; the loss normalises)."""
+        return self.head(self.net(x).embedding)

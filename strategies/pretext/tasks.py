@@ -14,6 +14,12 @@ that ranks the pool is the loss the network was trained on, as in the paper's Eq
   cross-entropy over ``eval_permutations`` fixed permutations.
 - ``simsiam`` (Chen & He): per-image symmetric negative cosine similarity between the prediction
   of one augmented view and the (stop-gradient) projection of the other; in [-1, 1].
+- ``simclr`` (Chen et al.; the representation of TypiClust and ProbCover): NT-Xent (temperature
+  ``tau`` = 0.1) between two augmented views through an MLP projection head; per-image loss = the
+  mean of its two views' NT-Xent terms within the batch.
+
+Every task can also embed images (:meth:`PretextTask.embed`): the backbone's pooled embedding of
+the un-augmented image, before any head (what TypiClust and ProbCover cluster).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from torch import nn
 from bench.errors import ConfigError
 from bench.typed import Bounds, validate_params
 from strategies.pretext.color import rgb_to_lab
-from strategies.pretext.nets import DenseHead, SimSiamNet, backbone
+from strategies.pretext.nets import DenseHead, SimCLRNet, SimSiamNet, backbone
 
 
 class PretextInputError(ValueError):
@@ -87,6 +93,11 @@ class PretextTask:
         is the caller's. ``generator`` (on ``x``'s device) feeds any random view.
         """
         raise NotImplementedError
+
+    def embed(self, net: nn.Module, x: torch.Tensor, *, norm: Normalizer) -> torch.Tensor:
+        """(B, D) pooled backbone embedding of the un-augmented uint8 batch ``x``, before any task head
+        (the caller sets the network's mode)."""
+        return getattr(net, "net", net)(norm(x)).embedding
 
 
 def _ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -155,6 +166,10 @@ class Colorization(PretextTask):
         per_pixel = F.cross_entropy(logits.float(), target, reduction="none")
         hit = (logits.argmax(dim=1) == target).float()
         return per_pixel.flatten(1).mean(1), hit.flatten(1).mean(1)
+
+    def embed(self, net, x, *, norm):
+        light = rgb_to_lab(x.float() / 255.0)[:, :1] / 50.0 - 1.0  # the network sees lightness only
+        return net.net(light).embedding
 
 
 def jigsaw_permutations(tiles: int, count: int) -> np.ndarray:
@@ -288,7 +303,99 @@ class SimSiam(PretextTask):
         return -cos, cos
 
 
-TASKS: dict[str, type[PretextTask]] = {t.name: t for t in (Rotation, Colorization, Jigsaw, SimSiam)}
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair NT-Xent (SimCLR) of two views' projections ``z1``, ``z2`` (B, d): (loss (B,), hit (B,)).
+
+    The 2B projections are L2-normalised; anchor i's positive is its other view and its negatives
+    are the other 2B - 2 projections of the batch, scored by cosine / ``tau``. Pair i's loss is the
+    mean of its two anchors' cross-entropies (nats), so ``loss.mean()`` is the usual NT-Xent over
+    2B anchors. ``hit`` is the share of the pair's two anchors whose positive scores highest.
+    """
+    b = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    sim = z @ z.T / tau
+    sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+    pos = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    ce = F.cross_entropy(sim, pos, reduction="none")
+    hit = (sim.argmax(dim=1) == pos).float()
+    return (ce[:b] + ce[b:]) / 2.0, (hit[:b] + hit[b:]) / 2.0
+
+
+class SimCLR(PretextTask):
+    """SimCLR as in SCAN's simclr.py (used by TypiClust/ProbCover): two views per image, an MLP head
+    (embedding -> embedding -> ``dim``), NT-Xent at ``tau``. Views: a random resized crop (area share
+    in [``crop_scale``, 1], aspect ratio in [3/4, 4/3], bilinear), a horizontal flip (p = 0.5),
+    brightness / contrast / saturation jitter of strength ``jitter`` (p = 0.8) and grayscale (p = 0.2,
+    RGB only). SCAN's hue jitter is left out (no batched hue rotation here)."""
+
+    name = "simclr"
+    options = {"dim": (int, 128), "tau": (float, 0.1), "crop_scale": (float, 0.2), "hflip": (bool, True),
+               "jitter": (float, 0.4)}
+
+    @classmethod
+    def check_options(cls, opts, path):
+        if opts["dim"] < 1:
+            raise ConfigError(f"{path}.dim", "must be >= 1", f"set {path}.dim to e.g. 128", opts["dim"])
+        if not opts["tau"] > 0:
+            raise ConfigError(f"{path}.tau", "must be > 0", f"set {path}.tau to e.g. 0.1", opts["tau"])
+        if not 0 < opts["crop_scale"] <= 1:
+            raise ConfigError(f"{path}.crop_scale", "must be in (0, 1]", f"set {path}.crop_scale to e.g. 0.2",
+                              opts["crop_scale"])
+        if not 0 <= opts["jitter"] < 1:
+            raise ConfigError(f"{path}.jitter", "must be in [0, 1)", f"set {path}.jitter to e.g. 0.4", opts["jitter"])
+
+    def build(self, model, model_params, channels, image_size):
+        net = backbone(model, model_params, outputs=1, in_channels=channels, image_size=image_size)
+        return SimCLRNet(net, self.opts["dim"])
+
+    def view(self, x: torch.Tensor, norm: Normalizer, generator: torch.Generator) -> torch.Tensor:
+        """One random view per image (normalised float), every draw batched."""
+        b, c, h, w = x.shape
+        dev = x.device
+
+        def u(*shape):
+            return torch.rand(*shape, device=dev, generator=generator)
+
+        xf = x.float() / 255.0
+        # random resized crop as an affine resampling: a crop of area share s and aspect ratio r,
+        # placed uniformly inside the image, scaled back to h x w
+        s = self.opts["crop_scale"] + (1.0 - self.opts["crop_scale"]) * u(b)
+        r = torch.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * u(b))
+        r = torch.minimum(torch.maximum(r, s), 1.0 / s)  # the ratio at which the crop still fits
+        sw = torch.sqrt(s * r).clamp(max=1.0)  # crop width / image width
+        sh = torch.sqrt(s / r).clamp(max=1.0)
+        cx = (1.0 - sw) * (2 * u(b) - 1)  # crop centre in [-1, 1] coordinates, crop kept inside
+        cy = (1.0 - sh) * (2 * u(b) - 1)
+        if self.opts["hflip"]:
+            sw = torch.where(u(b) < 0.5, -sw, sw)  # a negative x scale mirrors the crop
+        theta = torch.zeros(b, 2, 3, device=dev)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sw, cx, sh, cy
+        grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+        xf = F.grid_sample(xf, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        j = self.opts["jitter"]
+        if j > 0:
+            on = (u(b, 1, 1, 1) < 0.8).float()
+            bright = 1.0 + on * (u(b, 1, 1, 1) * 2 - 1) * j
+            contrast = 1.0 + on * (u(b, 1, 1, 1) * 2 - 1) * j
+            sat = 1.0 + on * (u(b, 1, 1, 1) * 2 - 1) * j
+            xf = (xf * bright).clamp(0.0, 1.0)
+            mean = xf.mean(dim=(1, 2, 3), keepdim=True)
+            xf = ((xf - mean) * contrast + mean).clamp(0.0, 1.0)
+            if c == 3:
+                gray = (0.299 * xf[:, :1] + 0.587 * xf[:, 1:2] + 0.114 * xf[:, 2:]).expand_as(xf)
+                xf = ((xf - gray) * sat + gray).clamp(0.0, 1.0)
+        if c == 3:
+            gray = (0.299 * xf[:, :1] + 0.587 * xf[:, 1:2] + 0.114 * xf[:, 2:]).expand_as(xf)
+            xf = torch.where(u(b, 1, 1, 1) < 0.2, gray, xf)
+        return norm(xf * 255.0)
+
+    def losses(self, net, x, *, norm, generator, train):
+        z1 = net(self.view(x, norm, generator))
+        z2 = net(self.view(x, norm, generator))
+        return nt_xent(z1, z2, self.opts["tau"])
+
+
+TASKS: dict[str, type[PretextTask]] = {t.name: t for t in (Rotation, Colorization, Jigsaw, SimSiam, SimCLR)}
 
 
 def make_task(name: str, options: dict | None = None, path: str = "params.pretext_options") -> PretextTask:

@@ -1,0 +1,262 @@
+"""ProbCover (Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022; avihu111/TypiClust): max coverage of δ-balls.
+
+On a self-supervised representation of the pool (:mod:`strategies.representation`; SimCLR by
+default, L2-normalised as the official code loads it), with no trained classifier:
+
+1. δ (``prepare``): the paper's purity rule, the largest δ of ``delta_grid`` (default 0.01, 0.02, ...,
+   2.00: every distance between unit vectors lies in [0, 2]) whose purity is at least ``alpha`` = 0.95.
+   Purity(δ) is the share of points whose δ-ball {y : ‖x − y‖ < δ} holds a single k-means label,
+   with K = the number of classes (k-means++, 3 restarts, seeded from the run's seed). A point is
+   pure exactly when its nearest point of another label is at distance ≥ δ, so one blockwise pass
+   gives the purity of every δ. A fixed ``delta`` overrides the rule. (The official code has no
+   purity code: δ is a command-line value, default 0.6: the ``official_delta`` quirk.)
+2. The graph: an edge x → y when ‖x − y‖ < δ (strict; self-loops included), built in blocks of
+   ``chunk_rows`` rows against the whole pool, stored as compressed rows (int32 targets). It is
+   refused, naming the params to change, as soon as its edge count passes ``max_edges`` (default
+   10^8; building and the greedy hold about 20 bytes per edge, so about 2 GB).
+3. Each query (the cold start included): points covered by the labeled set (the out-neighbours of
+   labeled points) are removed; then, B times, the node with the most uncovered out-neighbours is
+   taken (ties to the lowest pool index) and what it covers is removed. Each step costs the in-edges
+   of the newly covered points plus O(N), so a query is O(E + B * N).
+4. Once everything is covered, the rest of the query is drawn uniformly from ``rng`` among the
+   unlabeled points not yet chosen. The official code has no such fallback: every degree is then
+   0 and its argmax returns position 0 again and again (the first labeled point, or the first
+   unlabeled one), i.e. duplicate or already-labeled queries. That is not reproduced, since a
+   duplicate query breaks the harness's invariants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import numpy as np
+import torch
+
+from bench.errors import ConfigError
+from bench.typed import Bounds
+from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy
+from strategies.pretext import derive_seed
+from strategies.registry import register_strategy
+from strategies.representation import RepresentationMixin, RepresentationParams
+
+DEFAULT_GRID = tuple(round(0.01 * i, 2) for i in range(1, 201))  # 0.01 .. 2.00
+BYTES_PER_EDGE = 20  # int32 target + int32 source + int64 sort index while building the reverse index
+DEFAULT_MAX_EDGES = 100_000_000
+
+
+class GraphTooLarge(ValueError):
+    """The δ-ball graph would pass the edge limit."""
+
+
+def _sq_dist_block(xs: torch.Tensor, x: torch.Tensor, xs_sq: torch.Tensor, x_sq: torch.Tensor) -> torch.Tensor:
+    return torch.addmm(x_sq[None, :], xs, x.T, alpha=-2.0).add_(xs_sq[:, None]).clamp_(min=0.0)
+
+
+def _as_tensor(features) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(features)) if not isinstance(features, torch.Tensor) else features.cpu()
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def other_label_distance(features, labels: np.ndarray, *, chunk_rows: int = 1000) -> np.ndarray:
+    """(N,) float64: each point's L2 distance to its nearest point with another label (inf if none).
+    Blockwise, ``chunk_rows`` x N distances at a time."""
+    x = _as_tensor(features)
+    lab = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    sq = (x * x).sum(1)
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for s in range(0, x.shape[0], chunk_rows):
+        e = min(s + chunk_rows, x.shape[0])
+        d2 = _sq_dist_block(x[s:e], x, sq[s:e], sq)
+        d2.masked_fill_(lab[s:e, None] == lab[None, :], float("inf"))
+        out[s:e] = d2.amin(1).sqrt().double().numpy()
+    return out
+
+
+def purity(other_distance: np.ndarray, delta: float) -> float:
+    """Share of points whose open δ-ball holds one label only (nearest other label at distance ≥ δ)."""
+    return float(np.mean(np.asarray(other_distance) >= delta))
+
+
+def purity_delta(other_distance: np.ndarray, grid, alpha: float) -> float | None:
+    """The largest δ of ``grid`` with purity ≥ ``alpha``, or None when none has."""
+    ok = [float(d) for d in grid if purity(other_distance, float(d)) >= alpha]
+    return max(ok) if ok else None
+
+
+def kmeans_labels(features, k: int, seed: int) -> np.ndarray:
+    """(N,) k-means labels (k-means++, 3 restarts, ``seed``): the purity rule's pseudo-classes. (The
+    paper does not say how many restarts; 3 keeps the rule's cost at a 50k pool near one distance pass.)"""
+    from sklearn.cluster import KMeans
+
+    x = np.ascontiguousarray(np.asarray(features), dtype=np.float32)
+    return KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(x).astype(np.int64)
+
+
+def ball_graph(features, delta: float, *, max_edges: int = DEFAULT_MAX_EDGES,
+               chunk_rows: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr (N+1,) int64, targets (E,) int32): edges x -> y with ‖x − y‖ < ``delta``, self-loops
+    included, rows in pool order and each row's targets ascending (compressed sparse rows).
+
+    Built ``chunk_rows`` rows at a time; raises :class:`GraphTooLarge` as soon as the edge count
+    passes ``max_edges``.
+    """
+    x = _as_tensor(features)
+    n = x.shape[0]
+    sq = (x * x).sum(1)
+    d2max = float(delta) ** 2
+    counts = np.zeros(n, dtype=np.int64)
+    parts: list[np.ndarray] = []
+    total = 0
+    for s in range(0, n, chunk_rows):
+        e = min(s + chunk_rows, n)
+        d2 = _sq_dist_block(x[s:e], x, sq[s:e], sq)
+        d2[torch.arange(e - s), torch.arange(s, e)] = 0.0  # rounding can put a point off its own ball
+        hit = d2 < d2max
+        r, c = torch.nonzero(hit, as_tuple=True)  # row-major: targets ascending within a row
+        total += int(c.numel())
+        if total > max_edges:
+            raise GraphTooLarge(
+                f"the delta-ball graph at delta={delta:g} passes {max_edges:,} edges (already {total:,} after "
+                f"{e:,} of {n:,} rows; about {BYTES_PER_EDGE} bytes each): set params.delta lower, or raise "
+                f"params.max_edges if the memory is there")
+        counts[s:e] = np.bincount(r.numpy(), minlength=e - s)
+        parts.append(c.numpy().astype(np.int32))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    targets = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    return indptr, targets
+
+
+def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """``k`` pool indices (int64, pick order) by greedy max coverage of the graph (see the module doc):
+    labeled points' out-neighbours start covered; each step takes the node with the most uncovered
+    out-neighbours (ties: lowest index); once all is covered the rest is uniform from ``rng``."""
+    n = len(indptr) - 1
+    idx = np.int32 if n < 2**31 else np.int64  # 4 bytes per edge and per array where they suffice
+    targets = np.asarray(targets).astype(idx, copy=False)
+    sources = np.repeat(np.arange(n, dtype=idx), np.diff(indptr))
+    labeled = np.asarray(labeled, dtype=np.int64)
+    chosen = np.zeros(n, dtype=bool)
+    chosen[labeled] = True
+    if k > n - int(chosen.sum()):
+        raise ValueError(f"only {n - int(chosen.sum())} unlabeled points are left; {k} were asked for")
+    covered = np.zeros(n, dtype=bool)
+    covered[targets[chosen[sources]]] = True
+    # reverse index: for each target y, the sources x with an edge x -> y
+    by_target = np.argsort(targets, kind="stable")
+    in_sources = sources[by_target]
+    del by_target
+    in_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(targets, minlength=n), out=in_ptr[1:])
+    degree = np.bincount(sources[~covered[targets]], minlength=n)
+    del sources
+    picks: list[int] = []
+    while len(picks) < k:
+        x = int(np.argmax(degree))  # first maximum: the lowest index on ties
+        if degree[x] == 0:
+            break
+        picks.append(x)
+        chosen[x] = True
+        out = targets[indptr[x]:indptr[x + 1]]
+        new = out[~covered[out]]
+        covered[new] = True
+        srcs = np.concatenate([in_sources[in_ptr[y]:in_ptr[y + 1]] for y in new])
+        degree -= np.bincount(srcs, minlength=n)
+    if len(picks) < k:  # everything covered: uniform over the rest (the official code repeats index 0)
+        rest = rng.choice(np.flatnonzero(~chosen), size=k - len(picks), replace=False)
+        picks.extend(int(i) for i in rest)
+    return np.asarray(picks, dtype=np.int64)
+
+
+OFFICIAL_DELTA = Quirk(
+    "official_delta",
+    "delta = 0.6, the command-line default of the official deep-al/tools/train_al.py (avihu111/TypiClust, "
+    "69ca863 through 4097a71; the code has no purity rule), instead of the paper's purity rule",
+    params={"delta": 0.6}, source="avihu111/TypiClust@4097a71 deep-al/tools/train_al.py")
+
+
+@dataclass(frozen=True)
+class ProbCoverParams(RepresentationParams):
+    """``delta``: a fixed ball radius (None: the purity rule over ``delta_grid``, None for 0.01,
+    0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 20
+    bytes each). ``chunk_rows``: rows per distance block (chunk_rows x N floats). The representation
+    params are in :class:`~strategies.representation.RepresentationParams`."""
+
+    delta: Annotated[float | None, Bounds(gt=0)] = None
+    alpha: Annotated[float, Bounds(gt=0, le=1)] = 0.95
+    delta_grid: list[float] | None = None
+    max_edges: Annotated[int, Bounds(ge=1)] = DEFAULT_MAX_EDGES
+    chunk_rows: Annotated[int, Bounds(ge=1)] = 1000
+
+
+@register_strategy
+class ProbCover(RepresentationMixin, Strategy):
+    name = "probcover"
+    description = ("greedy max coverage of delta-balls in a self-supervised representation, delta by the purity "
+                   "rule (params: representation, delta, alpha, max_edges, pretext_*)")
+    needs: frozenset = frozenset()
+    quirks = (OFFICIAL_DELTA,)
+
+    Params = ProbCoverParams
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self._init_representation()
+        self.delta_grid = tuple(self.delta_grid) if self.delta_grid is not None else DEFAULT_GRID
+        self.delta_: float | None = None
+        self._graph: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def check_params(cls, params: dict, path: str) -> None:
+        cls._check_representation(params, path)
+        grid = params.get("delta_grid")
+        if grid is not None and (not grid or any(not (g > 0) for g in grid)):
+            raise ConfigError(f"{path}.delta_grid", "must be a non-empty list of positive numbers",
+                              f"set {path}.delta_grid to e.g. [0.2, 0.4, 0.6], or null for 0.01 .. 2.00", grid)
+
+    def prepare(self, ctx: PrepareContext) -> dict:
+        info = self._prepare_features(ctx, normalize=True)
+        return {**info, **self.fit_graph(self.features_, num_classes=ctx.pool.num_classes, seed=ctx.seed, log=ctx.log)}
+
+    def fit_graph(self, features: np.ndarray, *, num_classes: int, seed: int, log=print) -> dict:
+        """Choose delta (the purity rule, with k-means seeded from ``seed``, or the fixed ``delta``)
+        and build the delta-ball graph of ``features``; return what run.json records about them."""
+        purity_at = None
+        if self.delta is not None:
+            delta, rule = float(self.delta), "fixed"
+        else:
+            labels = kmeans_labels(features, num_classes, derive_seed(seed, "probcover-purity") % (2**31 - 1))
+            other = other_label_distance(features, labels, chunk_rows=self.chunk_rows)
+            delta = purity_delta(other, self.delta_grid, self.alpha)
+            if delta is None:  # purity only falls as delta grows: the smallest grid value is the purest
+                low = min(self.delta_grid)
+                raise ValueError(
+                    f"no delta of the grid reaches purity {self.alpha} (at delta={low:g} it is "
+                    f"{purity(other, low):.3f}; the representation puts points of different k-means clusters "
+                    "this close): set params.delta, a params.delta_grid with smaller values, a lower params.alpha, "
+                    "or train the representation longer (params.pretext_epochs)")
+            rule, purity_at = "purity", purity(other, delta)
+        self.delta_ = delta
+        self._graph = ball_graph(features, delta, max_edges=self.max_edges, chunk_rows=self.chunk_rows)
+        edges = int(len(self._graph[1]))
+        log(f"probcover: delta={delta:g} ({rule}), {edges:,} edges, mean ball {edges / len(features):.1f} points")
+        return {"probcover_delta": delta, "probcover_delta_rule": rule, "probcover_purity": purity_at,
+                "probcover_edges": edges}
+
+    def _query(self, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        if self._graph is None:
+            raise RuntimeError("probcover has no graph: prepare() has not run")
+        return max_coverage(*self._graph, pool.labeled, size, rng)
+
+    def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
+        return self._query(size, pool, rng)
+
+    def select(self, *, cycle: int, budget: int, pool: PoolState, inputs: Inputs,
+               rng: np.random.Generator) -> np.ndarray:
+        return self._query(budget, pool, rng)
+
+
+__all__ = ["GraphTooLarge", "ProbCover", "ball_graph", "kmeans_labels", "max_coverage", "other_label_distance",
+           "purity", "purity_delta"]

@@ -1,0 +1,111 @@
+"""ProbCover on hand-checkable 2-D point sets, its params, and a tiny end-to-end run on digits."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+import strategies.probcover as pc
+from bench.config import StrategyConfig, TrainConfig, build_config
+from bench.errors import ConfigError
+from bench.plan import make_plan, resolve_strategy
+from strategies.registry import make_strategy
+
+# six points on a line: {0, 1, 2} a chain, {10, 11} a pair, {20} alone
+LINE = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0], [11.0, 0.0], [20.0, 0.0]])
+
+
+def test_ball_graph_has_strict_edges_and_self_loops():
+    indptr, targets = pc.ball_graph(LINE, 1.5, chunk_rows=4)
+    rows = [targets[indptr[i]:indptr[i + 1]].tolist() for i in range(6)]
+    assert rows == [[0, 1], [0, 1, 2], [1, 2], [3, 4], [3, 4], [5]]
+    indptr, targets = pc.ball_graph(LINE, 1.0)  # distance 1 is not < 1: self-loops only
+    assert np.diff(indptr).tolist() == [1] * 6
+
+
+def test_greedy_on_the_six_point_graph_picks_the_known_cover():
+    g = pc.ball_graph(LINE, 1.5)
+    none = np.array([], dtype=np.int64)
+    # degrees 2, 3, 2, 2, 2, 1: node 1 covers the chain; then the pair (tie 3/4 -> 3); then node 5
+    assert pc.max_coverage(*g, none, 3, np.random.default_rng(0)).tolist() == [1, 3, 5]
+    # node 0 labeled covers {0, 1}: uncovered degrees 1, 1, 2, 2, 1 -> 3, then the tie 1/2/5 -> 1, then 5
+    assert pc.max_coverage(*g, np.array([0]), 3, np.random.default_rng(0)).tolist() == [3, 1, 5]
+
+
+def test_once_all_is_covered_the_rest_is_uniform_and_never_repeats():
+    g = pc.ball_graph(LINE, 1.5)
+    picks = pc.max_coverage(*g, np.array([0]), 5, np.random.default_rng(0))
+    assert picks[:3].tolist() == [3, 1, 5]
+    assert sorted(picks[3:].tolist()) == [2, 4]  # the only unlabeled, unchosen points left
+    draws = {tuple(pc.max_coverage(*g, np.array([0]), 4, np.random.default_rng(s))[3:]) for s in range(20)}
+    assert draws == {(2,), (4,)}  # drawn from rng, not always the same index
+
+
+def test_graph_refuses_past_the_edge_limit_naming_the_params():
+    with pytest.raises(pc.GraphTooLarge, match="params.delta.*params.max_edges"):
+        pc.ball_graph(LINE, 1.5, max_edges=10, chunk_rows=2)  # 12 edges
+    assert len(pc.ball_graph(LINE, 1.5, max_edges=12)[1]) == 12
+
+
+# two clusters of three on a line: exact binary fractions, so the hand values are exact
+TOY = np.array([[0.0, 0.0], [0.25, 0.0], [0.5, 0.0], [1.5, 0.0], [1.75, 0.0], [2.0, 0.0]])
+TOY_LABELS = np.array([0, 0, 0, 1, 1, 1])
+
+
+def test_purity_rule_picks_the_known_delta():
+    other = pc.other_label_distance(TOY, TOY_LABELS, chunk_rows=4)
+    assert other.tolist() == [1.5, 1.25, 1.0, 1.0, 1.25, 1.5]
+    grid = [0.25 * i for i in range(1, 9)]
+    assert pc.purity(other, 1.0) == 1.0 and pc.purity(other, 1.25) == pytest.approx(4 / 6)
+    assert pc.purity_delta(other, grid, 0.95) == 1.0  # every ball pure up to 1.0 (strict: 1.0 is not < 1.0)
+    assert pc.purity_delta(other, grid, 0.6) == 1.25
+    assert pc.purity_delta(other, grid, 0.3) == 1.5
+    assert pc.purity_delta(other, [1.75, 2.0], 0.95) is None
+    # the k-means labels of the rule (K = 2 here) find the two clusters
+    labels = pc.kmeans_labels(TOY, 2, seed=0)
+    assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
+
+
+def test_params_are_validated_and_official_switches_the_delta():
+    for bad, field in [({"delta": 0}, "params.delta"), ({"alpha": 1.5}, "params.alpha"),
+                       ({"max_edges": 0}, "params.max_edges"), ({"delta_grid": [0.2, -1]}, "params.delta_grid"),
+                       ({"delta_grid": []}, "params.delta_grid"), ({"pretext_epochs": 0}, "params.pretext_epochs"),
+                       ({"pretext_width": 8, "pretext_model": "nope"}, "params.pretext_model")]:
+        with pytest.raises(ConfigError) as err:
+            make_strategy("probcover", bad)
+        assert err.value.field == field, bad
+    st, _, quirks, _ = resolve_strategy(StrategyConfig("probcover"), "official", TrainConfig(), "s")
+    assert quirks == ["official_delta"] and st.params["delta"] == 0.6
+    st, *_ = resolve_strategy(StrategyConfig("probcover"), "paper", TrainConfig(), "s")
+    assert st.params["delta"] is None and st.params["alpha"] == 0.95
+
+
+# 5 epochs: a 1-epoch network maps digits so close together that no delta of the grid is 95% pure
+TINY_SIMCLR = {"pretext_model": "small-cnn", "pretext_width": 8, "pretext_epochs": 5, "pretext_batch_size": 256}
+
+
+@pytest.mark.slow
+def test_end_to_end_on_digits(tmp_path, one_torch_thread):
+    from bench.engine.loop import execute_run
+    from bench.records import read_queries
+
+    raw = {"name": "pc", "dataset": {"name": "digits"}, "model": {"name": "small-cnn", "params": {"width": 4}},
+           "train": {"epochs": 1, "batch_size": 64, "optimizer": {"lr": 0.05}, "schedule": {"name": "constant"}},
+           "al": {"initial": 20, "budget": 20, "cycles": 2}, "seeds": [0], "threads": 1,
+           "record": {"embeddings": 0}, "output": str(tmp_path),
+           "strategies": [{"name": "probcover", "params": copy.deepcopy(TINY_SIMCLR)},
+                          {"name": "probcover", "label": "probcover-fixed",
+                           "params": {**TINY_SIMCLR, "delta": 0.3}}]}
+    runs = make_plan(build_config(raw))
+    for rc in runs:
+        assert execute_run(rc).state == "complete"
+    infos = [json.loads((rc.run_dir / "run.json").read_text())["prepare"] for rc in runs]
+    assert infos[0]["probcover_delta_rule"] == "purity" and infos[0]["probcover_purity"] >= 0.95
+    assert infos[1]["probcover_delta"] == 0.3 and infos[1]["representation_cache"] == "hit"
+    for rc in runs:
+        q = read_queries(rc.run_dir)
+        flat = [i for c in sorted(q) for i in q[c]]
+        assert [len(q[c]) for c in sorted(q)] == [20, 20] and len(set(flat)) == 40

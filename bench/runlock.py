@@ -49,7 +49,8 @@ def _proc_start(pid: int) -> str | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -86,7 +87,7 @@ def live_holder(run_dir: Path) -> dict | None:
     if host == socket.gethostname():
         if pid == os.getpid():
             return None
-        if isinstance(pid, int) and not _pid_alive(pid):
+        if isinstance(pid, int) and not pid_alive(pid):
             return None
         if isinstance(pid, int) and info.get("start") is not None and _proc_start(pid) not in (None, info["start"]):
             return None  # the pid now belongs to another process

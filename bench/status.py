@@ -239,16 +239,6 @@ def _interrupted(rid: str, run_dir: Path, why: str) -> RunStatus:
                      f"done; {why}; rerun the sweep to resume")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stderr_path(entry: dict) -> Path | None:
     try:
         from submitit.core.utils import JobPaths
@@ -314,7 +304,7 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
         return RunStatus(rid, run_dir, "running", f"{progress}, {runlock.describe_holder(holder)}")
     elif rec == "running":
         host, pid = st.get("host"), st.get("pid")
-        if host == socket.gethostname() and isinstance(pid, int) and _pid_alive(pid) \
+        if host == socket.gethostname() and isinstance(pid, int) and runlock.pid_alive(pid) \
                 and not (run_dir / runlock.LOCK).exists():
             return RunStatus(rid, run_dir, "running", f"{progress}, pid {pid} on {host}")
         if host != socket.gethostname() and not (run_dir / runlock.LOCK).exists():

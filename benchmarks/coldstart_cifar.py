@@ -12,10 +12,12 @@ Scale (CPU-sized; the defaults are what the README's numbers used): the seeded c
 class, the full 10,000-image test set, K = ``--k`` first labels, main task small-cnn (width 16) for
 ``--epochs`` epochs; rotation pretext small-cnn width 16 for ``--pretext-epochs`` epochs; SimCLR
 small-cnn width 16 for ``--simclr-epochs`` epochs. Each pretext network is trained once (seed 0) and
-cached under ``<out>/.cache``, shared by every seed (the harness default ``pretext_seed: 0``), so the
-pretext strategies' first query is the same for every seed, except where the strategy's own ``rng``
-breaks a tie; the seeds vary the main-task training (and Random's draw). All runs go through the
-harness (records under ``--out``; ``albench report <out>`` tabulates them).
+cached under ``<out>/.cache``, shared by every seed (the harness default ``pretext_seed: 0``); the seeds
+vary the main-task training and each strategy's ``rng`` (Random's draw, TypiClust's k-means, the
+k-means of ProbCover's purity rule), so PT4AL's first query (uniform over batch 0) is the same for
+every seed and the others' differ. With one cycle, ``pt4al-typiclust``'s query is TypiClust's (same
+representation, same ``rng``); the two differ only from cycle 1 on. All runs go through the harness
+(records under ``--out``; ``albench report <out>/coldstart`` tabulates them).
 
     nice -n 5 python benchmarks/coldstart_cifar.py     # ~15-20 min on 2 busy shared cores
     python benchmarks/coldstart_cifar.py --seeds 0 --per-class 20 --k 20 --epochs 1 \\

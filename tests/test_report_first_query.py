@@ -100,3 +100,12 @@ def test_report_writes_first_query_columns(root, tmp_path):
     md = next((tmp_path / "report").rglob("cold-start-toy.md")).read_text()
     assert "first query per class (images)" in md and "classes missed" in md
     assert "| typiclust |" in md and "2 1 1" in md
+
+
+def test_first_query_pixels_sum_only_the_initial_images(tmp_path):
+    px = np.array([[1, 0, 2], [0, 3, 0], [4, 0, 0], [0, 0, 5], [9, 9, 9], [9, 9, 9]])  # 6 queried images x 3 classes
+    write_run(tmp_path, strategy="random", dataset="seg", initial=4, budget=2, values=[0.3, 0.4],
+              metric="miou", artifacts={"labeled_class_pixels": px})
+    counts, unit = class_counts(load_sweep_runs(tmp_path / "synth").runs_of("seg"), first_query=True)
+    assert unit == "pixels"
+    assert counts.sort_values("class")["count"].tolist() == [5, 3, 7]

@@ -292,7 +292,7 @@ def find_missing(sweep: Sweep, expected: list[tuple[str, str, str, int]] | None 
     return out
 
 
-def class_counts(runs: list[Run]) -> tuple[pd.DataFrame, str]:
+def class_counts(runs: list[Run], *, first_query: bool = False) -> tuple[pd.DataFrame, str]:
     """(one row per (series, seed, class) with the ``count`` of that class, what is counted).
 
     Classification: from each run's ``labeled_targets`` artifact (the label of every queried image,
@@ -300,17 +300,31 @@ def class_counts(runs: list[Run]) -> tuple[pd.DataFrame, str]:
     images x classes), counting labeled pixels. Classes are 0..K-1 (K the largest label + 1, or the
     pixel table's width), zeros included. Runs without either artifact are left out. The second
     value is ``"images"`` or ``"pixels"`` (``"images"`` when nothing was found).
+
+    ``first_query``: count only the cold-start query, the first ``al.initial`` entries (the engine
+    appends each cycle's query to the labeled set in order, the initial set first). A run whose
+    config lacks ``al.initial`` or whose artifact is shorter than it is left out rather than
+    counted short.
     """
     per_run, unit = [], "images"
     for r in runs:
+        n = None
+        if first_query:
+            n = r.scale().get("initial")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                continue
         t = r.artifact("labeled_targets")
         if t is not None and t.ndim == 1 and len(t):
-            t = np.asarray(t, dtype=np.int64)
+            if n is not None and len(t) < n:
+                continue
+            t = np.asarray(t[:n], dtype=np.int64)
             per_run.append((r, np.bincount(t[t >= 0])))
             continue
         px = r.artifact("labeled_class_pixels")
         if px is not None and px.ndim == 2:
-            per_run.append((r, np.asarray(px, dtype=np.int64).sum(axis=0)))
+            if n is not None and len(px) < n:
+                continue
+            per_run.append((r, np.asarray(px[:n], dtype=np.int64).sum(axis=0)))
             unit = "pixels"
     if not per_run:
         return pd.DataFrame(columns=["series", "seed", "class", "count"]), unit

@@ -150,8 +150,9 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
 
     # cold start -----------------------------------------------------------------------------
     first = [r for r in with_rows if any(int(row["cycle"]) == 0 for row in r.rows)]
+    first_counts, first_unit = class_counts(complete, first_query=True)
     w.table(tabs.cold_start_table(df, metric=metric, caption=_caption(first), flagged=flagged,
-                                  name=f"cold-start-{ds}"), dataset)
+                                  name=f"cold-start-{ds}", first_counts=first_counts, unit=first_unit), dataset)
 
     # wall-clock -----------------------------------------------------------------------------
     if complete:

@@ -107,8 +107,30 @@ def cold_start_data(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["series", "n_labeled", "n", "mean", "std", "min", "max"])
 
 
-def cold_start_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: set[str], name: str) -> Table:
-    """Table 1: the first-cycle metric per strategy, mean ± std and min / max over seeds."""
+def first_query_data(counts: pd.DataFrame) -> pd.DataFrame:
+    """Per series, the class counts of the cold-start query over seeds.
+
+    ``counts``: one row per (series, seed, class) with ``count`` (:func:`bench.reports.data.class_counts`
+    with ``first_query=True``). Columns: series, n (seeds), per_class (mean count of each class over
+    seeds, a list), min and max (the smallest and largest count of any class in any seed), missed (mean
+    over seeds of the number of classes with count 0).
+    """
+    rows = []
+    for series, part in counts.groupby("series", sort=True):
+        m = part.pivot(index="seed", columns="class", values="count").fillna(0).to_numpy(dtype=float)
+        rows.append({"series": series, "n": int(m.shape[0]), "per_class": m.mean(axis=0).tolist(),
+                     "min": int(m.min()), "max": int(m.max()), "missed": float((m == 0).sum(axis=1).mean())})
+    return pd.DataFrame(rows, columns=["series", "n", "per_class", "min", "max", "missed"])
+
+
+# per-class means are listed in the table up to this many classes (beyond it only min / max and missed)
+MAX_LISTED_CLASSES = 20
+
+
+def cold_start_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: set[str], name: str,
+                     first_counts: pd.DataFrame | None = None, unit: str = "images") -> Table:
+    """Table 1: the first-cycle metric per strategy, mean ± std and min / max over seeds, and, when
+    ``first_counts`` is given (see :func:`first_query_data`), the class counts of the first query."""
     data = cold_start_data(df)
     disp = pd.DataFrame({
         "labeled": data["n_labeled"].astype(str).to_numpy(),
@@ -118,7 +140,36 @@ def cold_start_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: se
     }, index=pd.Index(_names(data["series"], flagged), name="strategy"))
     csv = data.rename(columns={"mean": f"{metric}_mean_pct", "std": f"{metric}_std_pct", "min": f"{metric}_min_pct",
                                "max": f"{metric}_max_pct"})
-    return Table(name=name, title=f"Cold start: first-cycle {metric}", caption=caption, data=csv, display=disp)
+    notes = []
+    fq = first_query_data(first_counts) if first_counts is not None and not first_counts.empty else None
+    if fq is not None:
+        by = {r.series: r for r in fq.itertuples()}
+        n_classes = max(len(r.per_class) for r in fq.itertuples())
+        listed = n_classes <= MAX_LISTED_CLASSES
+        what = "labeled pixels" if unit == "pixels" else "images"
+
+        def cell(series, fmt):
+            r = by.get(series)
+            if r is None:
+                return ""
+            n_acc = int(data.loc[data["series"] == series, "n"].iloc[0])
+            return fmt(r) + (f" (n={r.n})" if r.n < n_acc else "")
+
+        if listed:
+            disp[f"first query per class ({what})"] = [
+                cell(s, lambda r: " ".join(f"{x:.3g}" for x in r.per_class)) for s in data["series"]]
+        disp["first query min / max"] = [cell(s, lambda r: f"{r.min} / {r.max}") for s in data["series"]]
+        disp["classes missed"] = [cell(s, lambda r: f"{r.missed:.3g}") for s in data["series"]]
+        csv = csv.merge(fq.assign(per_class=[" ".join(f"{x:g}" for x in v) for v in fq["per_class"]]).rename(
+            columns={"n": "first_query_seeds", "per_class": "first_query_per_class_mean", "min": "first_query_min",
+                     "max": "first_query_max", "missed": "first_query_classes_missed_mean"}), on="series", how="left")
+        notes.append(
+            f"First query: the class counts ({what}) of the cold-start query, the first al.initial labels of each "
+            "complete run" + (f"; per class: classes 0..{n_classes - 1}, mean over seeds" if listed else "")
+            + "; min / max: the fewest and most of any class in any seed; classes missed: classes with none, mean "
+            "over seeds; (n=k) marks fewer seeds than the metric.")
+    return Table(name=name, title=f"Cold start: first-cycle {metric}", caption=caption, data=csv, display=disp,
+                 notes=notes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import pt4al_cifar  # noqa: E402,F401  (registers the seeded class-balanced ``cifar10-subset`` pool)
+from pt4al_cifar import _mean_std  # noqa: E402  (the import registers the ``cifar10-subset`` pool)
 from bench.config import build_config  # noqa: E402
 from bench.engine.loop import execute_run  # noqa: E402
 from bench.plan import make_plan  # noqa: E402
@@ -92,11 +92,6 @@ def first_query_counts(run_dir: Path, k: int, n_classes: int = 10) -> list[int]:
     if t is None or len(t) < k:
         raise SystemExit(f"{run_dir}: labeled_targets missing or shorter than K={k}")
     return np.bincount(np.asarray(t[:k], dtype=np.int64), minlength=n_classes).tolist()
-
-
-def _mean_std(xs: list[float]) -> dict:
-    a = np.asarray(xs, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "values": a.tolist()}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -42,10 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from pt4al_cifar import _mean_std  # noqa: E402  (the import registers the ``cifar10-subset`` pool)
-from bench.config import build_config  # noqa: E402
-from bench.engine.loop import execute_run  # noqa: E402
-from bench.plan import make_plan  # noqa: E402
+from pt4al_cifar import _mean_std, _run_all, _sweep  # noqa: E402  (the import registers the ``cifar10-subset`` pool)
 from bench.records import read_artifact, read_cycles  # noqa: E402
 
 SERIES = ("random", "pt4al", "typiclust", "probcover", "pt4al-typiclust")
@@ -68,22 +65,12 @@ def strategies(args) -> list:
 
 
 def plan(args) -> list:
-    """The sweep's runs (one cycle, ``args.k`` initial labels)."""
-    raw = {
-        "name": "coldstart",
-        "dataset": {"name": "cifar10-subset", "root": str(args.data),
-                    "params": {"per_class": args.per_class, "subsample_seed": 0}},
-        "model": {"name": "small-cnn", "params": {"width": args.width}},
-        "train": {"epochs": args.epochs, "batch_size": 64,
-                  "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
-                  "schedule": {"name": "cosine"}},
-        "al": {"initial": args.k, "budget": args.k, "cycles": 1},
-        "strategies": strategies(args),
-        "seeds": list(args.seeds),
-        "threads": args.threads,
-        "output": str(args.out),
-    }
-    return make_plan(build_config(raw))
+    """The sweep's runs (one cycle, ``args.k`` initial labels; built by pt4al_cifar's ``_sweep``)."""
+    train = {"epochs": args.epochs, "batch_size": 64,
+             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+             "schedule": {"name": "cosine"}}
+    return _sweep("coldstart", args, strategies=strategies(args), al={"initial": args.k, "budget": args.k, "cycles": 1},
+                  train=train, width=args.width)
 
 
 def first_query_counts(run_dir: Path, k: int, n_classes: int = 10) -> list[int]:
@@ -115,12 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     runs = plan(args)
     print(f"cold start on CIFAR-10: pool {10 * args.per_class} ({args.per_class}/class), K={args.k}, "
           f"seeds {args.seeds}, {len(runs)} runs", flush=True)
-    for rc in runs:
-        t0 = time.perf_counter()
-        out = execute_run(rc)
-        if out.state == "failed":
-            raise SystemExit(f"{rc.run_id} failed: {out.error}")
-        print(f"  {rc.run_id}: {out.state} in {time.perf_counter() - t0:.0f}s", flush=True)
+    _run_all(runs)
 
     per_series: dict[str, dict] = {}
     for label in SERIES:

@@ -18,3 +18,14 @@ class ModelOutput(NamedTuple):
     logits: torch.Tensor
     embedding: torch.Tensor
     stages: tuple[torch.Tensor, ...]
+
+
+def resnet_stages(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """A torchvision-style ResNet's stem and four stages on ``x``: (the last stage's map, the four
+    stage maps); ``net`` has ``conv1, bn1, relu, maxpool, layer1..layer4``."""
+    h = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    stages = []
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+        h = layer(h)
+        stages.append(h)
+    return h, tuple(stages)

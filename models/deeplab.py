@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import ConfigError
-from models.base import ModelOutput
+from models.base import ModelOutput, resnet_stages
 from models.registry import register_model
 
 STAGE_CHANNELS = (256, 512, 1024, 2048)
@@ -72,14 +72,9 @@ class DeepLabV3ResNet101(nn.Module):
             raise ValueError("deeplabv3-resnet101: BatchNorm cannot train on a batch of one image; set "
                              "model.params.freeze_bn: true (or give pretrained weights), or train.batch_size >= 2")
         size = x.shape[-2:]
-        b = self.backbone
-        h = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-        stages = []
-        for layer in (b.layer1, b.layer2, b.layer3, b.layer4):
-            h = layer(h)
-            stages.append(h)
+        h, stages = resnet_stages(self.backbone, x)
         logits = F.interpolate(self.classifier(h), size=size, mode="bilinear", align_corners=False)
-        return ModelOutput(logits, h.mean(dim=(2, 3)), tuple(stages))
+        return ModelOutput(logits, h.mean(dim=(2, 3)), stages)
 
 
 def _unwrap(obj) -> dict[str, torch.Tensor]:

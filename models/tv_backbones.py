@@ -31,7 +31,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.typed import Bounds
-from models.base import ModelOutput
+from models.base import ModelOutput, resnet_stages
 from models.registry import register_model
 from models.weights import read_state_dict, weights_to_load
 
@@ -112,14 +112,9 @@ class TorchvisionResNet(nn.Module):
         self.embedding_dim = net.fc.in_features
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        outs = []
-        for layer in (n.layer1, n.layer2, n.layer3, n.layer4):
-            x = layer(x)
-            outs.append(x)
-        emb = torch.flatten(n.avgpool(x), 1)
-        return ModelOutput(n.fc(self.dropout(emb)), emb, tuple(outs))
+        x, stages = resnet_stages(self.net, x)
+        emb = torch.flatten(self.net.avgpool(x), 1)
+        return ModelOutput(self.net.fc(self.dropout(emb)), emb, stages)
 
 
 class TorchvisionVGG(nn.Module):

@@ -343,15 +343,6 @@ def top_k_highest(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
 Subset = Annotated[int | None, Bounds(ge=1)]
 
 
-def check_subset(params: dict, path: str) -> None:
-    """Refuse a ``subset`` param that is neither null nor a positive integer (ConfigError naming it).
-    For strategies that declare params in ``__init__``; a ``Params`` field typed :data:`Subset` needs
-    no call."""
-    if params.get("subset") is not None and params["subset"] < 1:
-        raise ConfigError(f"{path}.subset", "must be a positive integer or null",
-                          f"set {path}.subset to e.g. 10000, or null for the whole pool", params["subset"])
-
-
 def check_model_params(params: dict, model_key: str, params_key: str, path: str) -> None:
     """Refuse a strategy-owned network (``params[model_key]``, with ``params[params_key]`` for it)
     that the model registry does not know, or params the model does not declare or accept

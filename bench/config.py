@@ -63,8 +63,15 @@ class ScheduleConfig:
     milestones: list[int] | None = None
     gamma: Annotated[float, Bounds(ge=0, finite=True)] = 0.1
 
-    def resolved_milestones(self, epochs: int) -> list[int]:
-        return [max(1, round(0.8 * epochs))] if self.milestones is None else list(self.milestones)
+    def resolved_milestones(self, epochs: int, *, configured: int | None = None) -> list[int]:
+        """The milestone epochs of a ``epochs``-epoch training. ``configured`` (train.epochs), when a
+        cycle trains longer than that (train.min_steps), stretches given milestones in proportion,
+        so the schedule keeps its shape."""
+        if self.milestones is None:
+            return [max(1, round(0.8 * epochs))]
+        if configured is None or configured == epochs:
+            return list(self.milestones)
+        return [max(1, round(m * epochs / configured)) for m in self.milestones]
 
 
 @dataclass
@@ -158,6 +165,11 @@ class TrainConfig:
     # drop_last); even: ceil(n / batch_size) batches of near-equal size (100 at 32: four of 25), so
     # no batch is a handful of images, which BatchNorm and SGD handle badly at small label counts.
     batching: Literal["keep-last", "drop-last", "even"] = "keep-last"
+    # At least this many optimizer steps per cycle: a cycle whose labeled set gives fewer than
+    # min_steps steps in train.epochs epochs trains for ceil(min_steps / steps per epoch) epochs
+    # instead (schedule and Learning Loss's detach point stretched with it). 0: always train.epochs.
+    # Each cycle's epochs and steps are recorded in cycles.csv.
+    min_steps: Annotated[int, Bounds(ge=0)] = 0
 
     def check(self, path: str) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size"):

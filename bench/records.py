@@ -59,7 +59,7 @@ class DamagedRecord(RecordError, ValueError):
 CYCLE_COLUMNS = [
     "cycle", "n_labeled", "metric", "value", "test_loss",
     *(f"seconds_{p}" for p in PHASES),
-    "seconds_total", "epochs", "selected_epoch",
+    "seconds_total", "epochs", "steps", "selected_epoch",
 ]
 PHASE_COLUMNS = [f"seconds_{p}" for p in PHASES]
 
@@ -339,7 +339,7 @@ def read_status(run_dir: Path) -> dict | None:
     return st
 
 
-INT_COLUMNS = ("cycle", "n_labeled", "epochs", "selected_epoch")
+INT_COLUMNS = ("cycle", "n_labeled", "epochs", "steps", "selected_epoch")
 
 
 def _is_number(v: str) -> bool:

@@ -1,7 +1,8 @@
 """TensorBoard and MLflow tracking, read back with each library's own reader.
 
 Cycle scalars are at step = cycle index, the train loss at step = the global epoch
-(cycle * train.epochs + epoch); a resumed run holds each (tag, step) exactly once.
+(cycle * train.epochs + epoch, or the epochs of earlier cycles + epoch when train.min_steps
+lengthens cycles); a resumed run holds each (tag, step) exactly once.
 """
 
 from __future__ import annotations
@@ -73,6 +74,15 @@ def test_tensorboard_event_files_hold_the_cycle_metrics(tmp_path):
     _assert_cycles_match(points, read_cycles(rc.run_dir))
     assert json.loads((rc.run_dir / "run.json").read_text())["tracking"] == {"tensorboard": "tensorboard"}
     assert build_config(_raw(tmp_path, tensorboard=True)).tracking.tensorboard is True
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_train_loss_steps_follow_cycles_lengthened_by_min_steps(tmp_path):
+    raw = _raw(tmp_path, tensorboard=True)
+    raw["train"] = dict(raw["train"], batch_size=16, min_steps=9)  # 5, 3 and 3 epochs (test_min_steps.py)
+    rc = _run(raw)
+    assert [r["epochs"] for r in read_cycles(rc.run_dir)] == [5, 3, 3]
+    assert [s for s, _ in _tb_points(rc.run_dir)["train/loss"]] == list(range(11))
 
 
 def _mlflow_points(client, run_id: str) -> dict[str, list[tuple[int, float]]]:

@@ -26,7 +26,7 @@ from bench.engine.inference import compute_outputs, evaluate, seed_stochastic
 from bench.engine.malloc import tune_malloc
 from bench.engine.state import LoopState, PartialCycle
 from bench.engine.timer import PHASES, PhaseTimer
-from bench.engine.train import FitResult, Trainer
+from bench.engine.train import FitResult, Trainer, cycle_epochs, steps_per_epoch
 from bench.env import fingerprint
 from bench.errors import AlbenchError, ConfigError
 from bench.plan import RunConfig
@@ -99,8 +99,7 @@ class RunContext:
                               f"use one of its tasks ({', '.join(sorted(self.strategy.tasks))}) or another strategy",
                               rc.strategy.name)
         self.needs = self.strategy.needs_for(self.ds.task)  # what the engine computes for each query
-        self.tracker: Tracker = make_tracker(rc.tracking, run_dir=rc.run_dir, sweep=rc.sweep, run_id=rc.run_id,
-                                             epochs=rc.train.epochs)
+        self.tracker: Tracker = make_tracker(rc.tracking, run_dir=rc.run_dir, sweep=rc.sweep, run_id=rc.run_id)
         self._split()
         aug = rc.train.augment
         # the run's normalisation: the dataset's constants unless the config (or a quirk) sets others
@@ -323,7 +322,7 @@ def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: f
         state.labeled = np.concatenate([state.labeled, new])
         trainer_state = None
     with timer.phase("train"):
-        model, aux, fit = _train(ctx, state, cycle, new, timer, trainer_state)
+        model, aux, fit, steps = _train(ctx, state, cycle, new, timer, trainer_state)
     with timer.phase("evaluate"):
         metrics, test_loss, per_item = ctx.evaluate(model, ctx.x_test, ctx.y_test, per_item=True)
     value = metrics[ctx.task.metric]
@@ -331,7 +330,7 @@ def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: f
     # whatever else the task's meter reports (e.g. per-class IoU) becomes artifacts/metric_<name>.npy
     state.extra_metrics[cycle] = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()
                                   if k != ctx.task.metric}
-    state.rows.append(_cycle_row(ctx, cycle, len(state.labeled), value, test_loss, timer, fit))
+    state.rows.append(_cycle_row(ctx, cycle, len(state.labeled), value, test_loss, timer, fit, steps))
     state.queries[cycle] = ctx.pool_map[new].tolist()
     state.prev = {"model": cpu_state(model), "aux": cpu_state(aux)}
     state.next_cycle = cycle + 1
@@ -347,37 +346,39 @@ def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: f
 
 def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer: PhaseTimer,
            trainer_state: dict | None) -> tuple:
-    """(model, aux, FitResult) of ``cycle``, trained on the labeled set (continuing ``trainer_state``),
-    checkpointing every ``train.checkpoint_every`` epochs."""
+    """(model, aux, FitResult, optimizer steps) of ``cycle``, trained on the labeled set (continuing
+    ``trainer_state``) for :func:`cycle_epochs` epochs, checkpointing every ``train.checkpoint_every``."""
     rc = ctx.rc
     model, aux = ctx.build(cycle, state.prev)
     train_idx, val_idx = _labeled_split(ctx, state.labeled, cycle)
+    epochs = cycle_epochs(len(train_idx), rc.train)
     trainer = Trainer(model=model, aux=aux, task=ctx.task, transform=ctx.transform, cfg=rc.train,
                       device=ctx.device, amp=ctx.amp, order_gen=torch_generator(rc.seed, "order", cycle),
-                      aug_gen=torch_generator(rc.seed, "augment", cycle, device=ctx.device))
+                      aug_gen=torch_generator(rc.seed, "augment", cycle, device=ctx.device), epochs=epochs)
     if trainer_state is not None:
         trainer.load_state(trainer_state)
+    epochs_before = sum(int(row["epochs"]) for row in state.rows)  # the tracker's global-epoch offset
 
     def on_epoch(tr: Trainer) -> None:
-        ctx.tracker.epoch(cycle=cycle, epoch=tr.epoch - 1, loss=tr.last_loss)
+        ctx.tracker.epoch(cycle=cycle, epoch=tr.epoch - 1, step=epochs_before + tr.epoch - 1, loss=tr.last_loss)
         every = rc.train.checkpoint_every
-        if every and tr.epoch % every == 0 and tr.epoch < rc.train.epochs:
+        if every and tr.epoch % every == 0 and tr.epoch < tr.epochs:
             _save(ctx, state, PartialCycle(cycle=cycle, new=new, labeled=state.labeled,
                                            seconds=timer.so_far(), trainer=tr.state()))
 
     # the labeled rows are indexed batch by batch: the labeled set is never copied
     fit = trainer.fit(ctx.x, ctx.y, rows=torch.from_numpy(train_idx), score_fn=_score_fn(ctx, model, val_idx),
                       on_epoch=on_epoch)
-    return model, aux, fit
+    return model, aux, fit, fit.epochs * steps_per_epoch(len(train_idx), rc.train)
 
 
 def _cycle_row(ctx: RunContext, cycle: int, n_labeled: int, value: float, test_loss: float, timer: PhaseTimer,
-               fit: FitResult) -> dict:
+               fit: FitResult, steps: int) -> dict:
     """The cycles.csv row of a finished cycle (seconds per phase, rounded to 0.1 ms)."""
     secs = {f"seconds_{p}": round(timer.seconds.get(p, 0.0), 4) for p in PHASES}
     return {"cycle": cycle, "n_labeled": int(n_labeled), "metric": ctx.task.metric, "value": value,
             "test_loss": test_loss, **secs, "seconds_total": round(sum(timer.seconds.values()), 4),
-            "epochs": fit.epochs, "selected_epoch": fit.selected_epoch}
+            "epochs": fit.epochs, "steps": steps, "selected_epoch": fit.selected_epoch}
 
 
 def _finish(ctx: RunContext, state: LoopState, value: float | None) -> float | None:

@@ -17,7 +17,7 @@ from bench.config import OptimizerConfig, TrainConfig
 from bench.data.augment import BatchTransform
 from bench.divergence import check_finite
 from bench.toolkit.amp import autocast
-from bench.toolkit.batches import epoch_batches
+from bench.toolkit.batches import batches_per_epoch, epoch_batches
 from bench.toolkit.device import cpu_state
 from bench.toolkit.fit import BestEpoch, FitResult, fit_with_selection
 
@@ -32,18 +32,35 @@ def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(epoch: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base lr during ``epoch`` (0-based): stateless, so resuming needs no scheduler."""
+def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
+    """Optimizer steps in one epoch over ``n`` training images under ``cfg``'s batch size and batching."""
+    return batches_per_epoch(n, cfg.batch_size, drop_last=cfg.batching == "drop-last", even=cfg.batching == "even")
+
+
+def cycle_epochs(n: int, cfg: TrainConfig) -> int:
+    """Epochs a cycle trains on ``n`` images: ``train.epochs``, or more when that gives fewer than
+    ``train.min_steps`` optimizer steps (then the fewest epochs that reach it)."""
+    per_epoch = steps_per_epoch(n, cfg)
+    if cfg.min_steps <= 0 or per_epoch == 0:
+        return cfg.epochs
+    return max(cfg.epochs, -(-cfg.min_steps // per_epoch))
+
+
+def lr_factor(epoch: int, cfg: TrainConfig, epochs: int | None = None) -> float:
+    """Multiplier of the base lr during ``epoch`` (0-based) of an ``epochs``-epoch training (default
+    ``train.epochs``): stateless, so resuming needs no scheduler."""
     s = cfg.schedule
+    epochs = cfg.epochs if epochs is None else epochs
     if s.name == "constant":
         return 1.0
     if s.name == "multistep":
-        return s.gamma ** sum(1 for m in s.resolved_milestones(cfg.epochs) if epoch >= m)
-    return 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+        return s.gamma ** sum(1 for m in s.resolved_milestones(epochs, configured=cfg.epochs) if epoch >= m)
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
 class Trainer:
-    """Trains ``model`` (+ ``aux``) on uint8 images ``x`` and targets ``y``.
+    """Trains ``model`` (+ ``aux``) on uint8 images ``x`` and targets ``y`` for ``epochs`` epochs
+    (default ``cfg.epochs``; see :func:`cycle_epochs`).
 
     ``order_gen`` (CPU) fixes the data order and ``aug_gen`` (on the device) the augmentation, so a
     seed fixes the whole run; both are part of the saved state.
@@ -51,12 +68,13 @@ class Trainer:
 
     def __init__(self, *, model: nn.Module, aux: nn.Module | None, task, transform: BatchTransform,
                  cfg: TrainConfig, device: torch.device, amp: bool, order_gen: torch.Generator,
-                 aug_gen: torch.Generator) -> None:
+                 aug_gen: torch.Generator, epochs: int | None = None) -> None:
         self.model = model
         self.aux = aux
         self.task = task
         self.transform = transform
         self.cfg = cfg
+        self.epochs = cfg.epochs if epochs is None else epochs
         self.device = device
         self.amp = amp
         self.order_gen = order_gen
@@ -103,7 +121,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _set_lr(self, epoch: int) -> None:
-        factor = lr_factor(epoch, self.cfg)
+        factor = lr_factor(epoch, self.cfg, self.epochs)
         for opt in (self.opt, self.aux_opt):
             if opt is None:
                 continue
@@ -142,7 +160,7 @@ class Trainer:
                 per_item = self.task.loss(out.logits, yb)
                 loss = per_item.mean()
                 if self.aux is not None:
-                    loss = loss + self.aux.training_loss(out, per_item, epoch=self.epoch, epochs=self.cfg.epochs)
+                    loss = loss + self.aux.training_loss(out, per_item, epoch=self.epoch, epochs=self.epochs)
             loss_value = float(loss.detach())
             check_finite(loss_value, phase="train", what="the training loss",
                          detail=f"epoch {self.epoch + 1}, batch {batch + 1}")
@@ -162,11 +180,11 @@ class Trainer:
     def fit(self, x: torch.Tensor, y: torch.Tensor, *, rows: torch.Tensor | None = None,
             score_fn: Callable[[], float] | None = None,
             on_epoch: Callable[["Trainer"], None] | None = None) -> FitResult:
-        """Train up to ``cfg.epochs`` (continuing from ``self.epoch``) on ``rows`` of (x, y) (all by default).
+        """Train up to ``self.epochs`` (continuing from ``self.epoch``) on ``rows`` of (x, y) (all by default).
 
         ``score_fn`` (higher is better), when given, is called after every epoch; the best epoch's
         weights are restored at the end. ``on_epoch`` runs after each epoch (checkpointing).
         """
-        return fit_with_selection(lambda _: self.train_epoch(x, y, rows), epochs=self.cfg.epochs, start=self.epoch,
+        return fit_with_selection(lambda _: self.train_epoch(x, y, rows), epochs=self.epochs, start=self.epoch,
                                   score=score_fn, keeper=self.keeper,
                                   on_epoch=None if on_epoch is None else lambda _: on_epoch(self))

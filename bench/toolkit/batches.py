@@ -43,6 +43,20 @@ def epoch_batches(n: int, batch_size: int, generator: torch.Generator, *, device
         yield idx
 
 
+def batches_per_epoch(n: int, batch_size: int, *, drop_last: bool = False, even: bool = False) -> int:
+    """How many batches (optimizer steps) one :func:`epoch_batches` pass over ``n`` images yields,
+    with the same ``drop_last`` / ``even`` rules; 0 when ``n`` is 0."""
+    if n <= 0:
+        return 0
+    if even:
+        return -(-n // batch_size)
+    if drop_last:
+        return n // min(batch_size, n)
+    full, rest = divmod(n, batch_size)
+    # a last batch of one image is dropped (BatchNorm), unless every batch is a single image
+    return full + (1 if rest and (rest >= 2 or n < 2 or batch_size < 2) else 0)
+
+
 def eval_batches(x: torch.Tensor, indices: np.ndarray | torch.Tensor | None, batch_size: int,
                  device: torch.device) -> Iterator[tuple[slice, torch.Tensor]]:
     """In-order batches of ``x`` (all rows, or the rows ``indices``) moved to ``device``: pairs of

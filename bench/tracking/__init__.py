@@ -7,7 +7,8 @@ records hold; the records stay the truth.
 
 Steps. Cycle scalars (the task metric, ``n_labeled``, the test loss and each phase's seconds) are
 logged at step = the cycle index (0 = the initial labeled set); the train loss at step = the global
-epoch, ``cycle * train.epochs + epoch`` (0-based). Each (tag, step) is logged at most once: on a
+epoch: the epochs trained in earlier cycles + the 0-based epoch (``cycle * train.epochs + epoch``
+unless ``train.min_steps`` lengthened a cycle). Each (tag, step) is logged at most once: on a
 resume a tracker reads back the steps it already holds, logs the finished cycles it is missing (a
 crash between the checkpoint and the tracker) and skips the epochs a mid-cycle resume trains again.
 
@@ -68,8 +69,8 @@ class Tracker:
         logged. Returns plain data to record in run.json under ``tracking`` (may be empty)."""
         return {}
 
-    def epoch(self, *, cycle: int, epoch: int, loss: float) -> None:
-        """The mean train loss (nats) of 0-based ``epoch`` of ``cycle``."""
+    def epoch(self, *, cycle: int, epoch: int, step: int, loss: float) -> None:
+        """The mean train loss (nats) of 0-based ``epoch`` of ``cycle``; ``step`` is its global epoch."""
 
     def cycle(self, row: dict) -> None:
         """A finished cycle's cycles.csv row."""
@@ -110,18 +111,15 @@ class MultiTracker(Tracker):
             t.fail(error)
 
 
-def make_tracker(tracking, *, run_dir: Path, sweep: str, run_id: str, epochs: int) -> Tracker:
-    """The tracker the ``tracking`` config (a TrackingConfig) asks for; a do-nothing Tracker when off.
-
-    ``epochs`` (train.epochs) turns (cycle, epoch) into the global-epoch step of the train loss.
-    """
+def make_tracker(tracking, *, run_dir: Path, sweep: str, run_id: str) -> Tracker:
+    """The tracker the ``tracking`` config (a TrackingConfig) asks for; a do-nothing Tracker when off."""
     chosen = []
     for name, backend in TRACKERS.items():
         setting = getattr(tracking, name)
         if setting in (None, False):
             continue
         cls = getattr(importlib.import_module(f"bench.tracking.{backend.module}"), backend.cls)
-        chosen.append(cls(setting, run_dir=Path(run_dir), sweep=sweep, run_id=run_id, epochs=epochs))
+        chosen.append(cls(setting, run_dir=Path(run_dir), sweep=sweep, run_id=run_id))
     if not chosen:
         return Tracker()
     return chosen[0] if len(chosen) == 1 else MultiTracker(chosen)

@@ -52,12 +52,11 @@ def flat_params(config: dict, prefix: str = "") -> dict[str, str]:
 
 
 class MLflowTracker(Tracker):
-    def __init__(self, setting: str, *, run_dir: Path, sweep: str, run_id: str, epochs: int) -> None:
+    def __init__(self, setting: str, *, run_dir: Path, sweep: str, run_id: str) -> None:
         self.uri = resolve_uri(setting)
         self.run_dir = run_dir
         self.sweep = sweep
         self.run_id = run_id
-        self.epochs = epochs
         self.client = None
         self.mlflow_run = None  # the MLflow run id
         self.seen: dict[str, set[int]] = {}
@@ -119,8 +118,8 @@ class MLflowTracker(Tracker):
         if metrics:
             self.client.log_batch(self.mlflow_run, metrics=metrics)
 
-    def epoch(self, *, cycle: int, epoch: int, loss: float) -> None:
-        self._log({TRAIN_LOSS: loss}, cycle * self.epochs + epoch)
+    def epoch(self, *, cycle: int, epoch: int, step: int, loss: float) -> None:
+        self._log({TRAIN_LOSS: loss}, step)
 
     def cycle(self, row: dict) -> None:
         self._log(cycle_scalars(row), int(row["cycle"]))

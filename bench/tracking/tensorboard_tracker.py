@@ -24,9 +24,8 @@ def logged_steps(log_dir: Path) -> dict[str, set[int]]:
 
 
 class TensorBoardTracker(Tracker):
-    def __init__(self, setting: bool, *, run_dir: Path, sweep: str, run_id: str, epochs: int) -> None:
+    def __init__(self, setting: bool, *, run_dir: Path, sweep: str, run_id: str) -> None:
         self.log_dir = run_dir / FOLDER
-        self.epochs = epochs
         self.writer = None
         self.seen: dict[str, set[int]] = {}
 
@@ -50,8 +49,8 @@ class TensorBoardTracker(Tracker):
         self.writer.add_scalar(tag, value, global_step=step)
         steps.add(step)
 
-    def epoch(self, *, cycle: int, epoch: int, loss: float) -> None:
-        self._add(TRAIN_LOSS, loss, cycle * self.epochs + epoch)
+    def epoch(self, *, cycle: int, epoch: int, step: int, loss: float) -> None:
+        self._add(TRAIN_LOSS, loss, step)
         # on disk before the engine may checkpoint this epoch: a resume never trains it again
         self.writer.flush()
 

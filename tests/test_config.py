@@ -190,7 +190,7 @@ def test_packaged_configs_list_every_builtin_classification_strategy(config):
 
 def test_quickstart_is_the_default_config():
     cfg = load_config(None)
-    assert cfg.name == "quickstart" and cfg.datasets[0].name == "digits" and len(cfg.seeds) == 3
+    assert cfg.name == "quickstart" and cfg.datasets[0].name == "digits" and len(cfg.seeds) == 5
     assert cfg.model.name == "small-cnn" and cfg.device == "auto"
 
 

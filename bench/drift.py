@@ -23,10 +23,13 @@ config at all, so they never count.
 
 Folders written before fingerprints existed are compared through their ``config.yaml``.
 
-Only keys both sides know count, except under ``model.params``, ``dataset.params`` and
-``strategy.params`` (user-set, free-form): there a key that one side lacks is a change too. So a
-schema key added by a newer albench never invalidates older runs, while ``--set
-model.params.width=32`` on a run started without it is refused. (Strategy params are recorded
+A schema key the older run's record lacks (added by a newer albench) is compared against its schema
+default, since every key is added with a default that keeps the older behaviour: left at the default
+it never invalidates older runs, while ``--set train.min_steps=300`` on a run started before the key
+existed is a change (0 -> 300). A key only the older record has (removed since) does not count.
+Under ``model.params``, ``dataset.params`` and ``strategy.params`` (user-set, free-form) a key that
+one side lacks is a change too, so ``--set model.params.width=32`` on a run started without it is
+refused. (Strategy params are recorded
 with their defaults filled in, so a strategy that gains a param counts as changed for older runs.)
 """
 
@@ -139,15 +142,53 @@ def changed_keys(run_config: dict, run_dir: Path) -> list[tuple[str, Any, Any]]:
     return compare(old, run_config)
 
 
+_MISSING = object()
+
+
+def schema_default(key: str) -> Any:
+    """The default albench's config schema gives dotted ``key`` (e.g. ``train.min_steps``) as the
+    fingerprint records it, or ``_MISSING`` when the key has none or is not a schema key."""
+    import dataclasses
+    import typing
+
+    from bench.plan import RunConfig
+    from bench.typed import to_dict
+
+    cls: Any = RunConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(cls):
+            return _MISSING
+        f = next((f for f in dataclasses.fields(cls) if f.name == part), None)
+        if f is None:
+            return _MISSING
+        if i < len(parts) - 1:
+            cls = typing.get_type_hints(cls)[part]
+            continue
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            return _MISSING
+        return json.loads(_canon(to_dict(value) if dataclasses.is_dataclass(value) else value))
+    return _MISSING
+
+
 def compare(old: dict[str, Any], run_config: dict) -> list[tuple[str, Any, Any]]:
     """[(key, old value, new value)] between recorded result keys ``old`` and ``run_config``'s."""
     new = fingerprint(run_config)["keys"]
-    missing = object()
+    missing = _MISSING
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, missing), new.get(key, missing)
+        if a is missing and b is not missing and not _free_form(key):
+            # a key added since the run started: it ran with the behaviour of the key's default
+            a = schema_default(key)
+            if a is missing:
+                continue
         if (a is missing or b is missing) and not _free_form(key):
-            continue  # a schema key of another albench version: the other side cannot have set it
+            continue  # a schema key removed since: the newer config cannot set it
         if a is missing or b is missing or _canon(a) != _canon(b):
             out.append((key, None if a is missing else a, None if b is missing else b))
     return out

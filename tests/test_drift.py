@@ -115,6 +115,23 @@ def test_only_keys_both_sides_know_count_except_free_form_params(tiny_raw, tmp_p
     assert [k for k, _, _ in drift.changed_keys(rc, run_dir)] == ["model.params.width"]
 
 
+def test_a_key_added_since_counts_only_when_set_away_from_its_default(tiny_raw, tmp_path):
+    """A run recorded before train.min_steps existed ran with its default (0): resuming it at the
+    default is no change, with min_steps 300 it is one (0 -> 300)."""
+    rc = make_plan(build_config(tiny_raw))[0].to_dict()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    old = drift.fingerprint(rc)
+    del old["keys"]["train.min_steps"]
+    (run_dir / drift.FINGERPRINT).write_text(json.dumps(old))
+    (run_dir / "cycles.csv").write_text("cycle\n")  # it holds results
+    assert drift.changed_keys(rc, run_dir) == []
+    rc["train"]["min_steps"] = 300
+    assert drift.changed_keys(rc, run_dir) == [("train.min_steps", 0, 300)]
+    assert drift.schema_default("train.schedule.gamma") == 0.1
+    assert drift.schema_default("train.no_such_key") is drift._MISSING
+
+
 def test_a_run_that_failed_before_any_result_may_start_over_with_another_config(tiny_raw, tmp_path, capsys,
                                                                                 one_torch_thread):
     tiny_raw["al"]["cycles"] = 2

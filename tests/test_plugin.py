@@ -74,7 +74,8 @@ def test_plugin_strategy_is_listed_and_runs(plugin_path, tmp_path):
     assert any(line.split()[0] == "highest-index-first" for line in proc.stdout.splitlines())
     proc = _albench(["run", "--quiet", "--out", str(tmp_path / "r"), "--set", "strategies=highest-index-first",
                      "--set", "strategies.0.params.offset=1", "--set", "seeds=[0]", "--set", "al.cycles=2",
-                     "--set", "train.epochs=1", "--set", "executor.workers=1"], plugin_path, tmp_path)
+                     "--set", "al.initial=50", "--set", "al.budget=50", "--set", "train.epochs=1",
+                     "--set", "train.min_steps=0", "--set", "executor.workers=1"], plugin_path, tmp_path)
     assert proc.returncode == 0, proc.stderr
     queries = json.loads((tmp_path / "r/quickstart/digits/highest-index-first/seed-0/queries.json").read_text())
     # pool of 1,500; 50 initial labels drawn at random; offset 1 skips the top unlabeled index

@@ -20,7 +20,8 @@ def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", stra
               strategy_name: str | None = None, seed: int = 0, values: list[float] = (0.5, 0.7, 0.8),
               initial: int = 10, budget: int = 10, cycles: int | None = None, state: str = "complete",
               protocol: str = "paper", quirks: list[str] = (), flags: list[str] = (), params: dict | None = None,
-              model: str = "small-cnn", epochs: int = 15, batch_size: int = 32, seconds: dict | None = None,
+              model: str = "small-cnn", epochs: int = 15, batch_size: int = 32, min_steps: int | None = None,
+              seconds: dict | None = None,
               prepare: dict | None = None, artifacts: dict | None = None, queries: dict | None = None,
               metric: str = "accuracy", device: str = "cpu", device_name: str = "Test CPU",
               dataset_info: dict | None = None, identity: dict | None = None) -> Path:
@@ -43,7 +44,8 @@ def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", stra
     (d / "run.json").write_text(json.dumps(ident))
     cfg = {"sweep": sweep, "output": str(root), "dataset": {"name": dataset, "params": {}},
            "model": {"name": model, "params": {}},
-           "train": {"epochs": epochs, "batch_size": batch_size, "selection": "final"},
+           "train": {"epochs": epochs, "batch_size": batch_size, "selection": "final",
+                     **({} if min_steps is None else {"min_steps": min_steps})},
            "al": {"initial": initial, "budget": budget, "cycles": planned},
            "strategy": {"name": name, "params": dict(params or {}), "label": None if strategy == name else strategy,
                         "quirks": list(quirks)},

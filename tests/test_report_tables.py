@@ -216,6 +216,14 @@ def test_provenance_states_protocol_quirks_flags_scale_and_hardware(sweep):
     assert "2 seeds per strategy" in text
 
 
+def test_provenance_states_a_floor_on_optimizer_steps(tmp_path):
+    """A sweep run with train.min_steps trains small labeled sets longer than train.epochs: the scale says so."""
+    for seed in (0, 1):
+        write_run(tmp_path, seed=seed, epochs=60, min_steps=300)
+    text = provenance(load_sweep_runs(tmp_path / "synth").runs).text()
+    assert "small-cnn, 60 epochs or more, at least 300 optimizer steps a cycle, batch 32" in text
+
+
 def test_table_writers_carry_the_caption():
     data = pd.DataFrame({"series": ["a_b"], "mean": [45.0]})
     disp = pd.DataFrame({"mean (%)": ["45.00 ± 7.07"]}, index=pd.Index(["a_b †"], name="strategy"))

@@ -117,11 +117,13 @@ class Run:
         return read_queries(self.dir)
 
     def scale(self) -> dict[str, Any]:
-        """The size of the experiment, from config.yaml: model, epochs, batch size, AL schedule."""
+        """The size of the experiment, from config.yaml: model, epochs, the floor on optimizer steps per
+        cycle (``min_steps``, 0 when off or recorded before it existed), batch size, AL schedule."""
         model = self.config.get("model") or {}
         train = self.config.get("train") or {}
         al = self.config.get("al") or {}
-        return {"model": model.get("name"), "epochs": train.get("epochs"), "batch_size": train.get("batch_size"),
+        return {"model": model.get("name"), "epochs": train.get("epochs"), "min_steps": train.get("min_steps") or 0,
+                "batch_size": train.get("batch_size"),
                 "initial": al.get("initial"), "budget": al.get("budget"), "cycles": al.get("cycles")}
 
 

@@ -94,11 +94,14 @@ def _scale_part(runs: list[Run]) -> str:
     scales = Counter()
     for r in runs:
         s = r.scale()
-        scales[(s["model"], s["epochs"], s["batch_size"], s["initial"], s["budget"], s["cycles"])] += 1
+        scales[(s["model"], s["epochs"], s["min_steps"], s["batch_size"], s["initial"], s["budget"],
+                s["cycles"])] += 1
     parts = []
-    for (model, epochs, bs, init, budget, cycles), _ in sorted(scales.items(), key=lambda kv: -kv[1]):
+    for (model, epochs, min_steps, bs, init, budget, cycles), _ in sorted(scales.items(), key=lambda kv: -kv[1]):
         sched = f"{init} initial + {budget} x {None if cycles is None else cycles - 1} labels ({cycles} cycles)"
-        parts.append(f"{model}, {epochs} epochs, batch {bs}, {sched}")
+        # with min_steps a small labeled set trains longer than train.epochs (cycles.csv has each cycle's epochs)
+        length = f"{epochs} epochs" + (f" or more, at least {min_steps} optimizer steps a cycle" if min_steps else "")
+        parts.append(f"{model}, {length}, batch {bs}, {sched}")
     seeds = Counter(r.series for r in runs)
     lo, hi = (min(seeds.values()), max(seeds.values())) if seeds else (0, 0)
     n = (f"{hi} seed{'s' if hi != 1 else ''} per strategy" if lo == hi

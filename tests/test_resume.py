@@ -87,6 +87,10 @@ CONFIGS = {
                   "validation": {"source": "labeled", "size": 0.25},
                   "schedule": {"name": "multistep", "milestones": [2], "gamma": 0.1}},
     },
+    # min_steps 4 stretches cycle 0 (20 labels: one step an epoch) to 4 epochs, its lr drop to epoch 3
+    "min-steps-margin": {"strategies": ["margin"],
+                         "train": {"checkpoint_every": 1, "epochs": 2, "min_steps": 4,
+                                   "schedule": {"name": "multistep", "gamma": 0.1}}},
 }
 
 
@@ -122,6 +126,8 @@ POINTS = [
     ("warm-best-entropy", "save_checkpoint", 2),  # mid-training: best-so-far weights in the trainer state
     ("warm-best-entropy", "save_checkpoint", 6),  # boundary: the warm start comes from the checkpoint
     ("warm-best-entropy", "save_checkpoint", 8),
+    ("min-steps-margin", "save_checkpoint", 2),  # epoch 2 of the stretched cycle 0, before its lr drop
+    ("min-steps-margin", "save_checkpoint", 3),  # epoch 3 of 4: past train.epochs, after the drop
 ]
 
 
@@ -143,6 +149,11 @@ def test_resume_after_crash_equals_uninterrupted(tmp_path, monkeypatch, baseline
     assert not (rc.run_dir / "checkpoint.pt").exists()
     assert "resume digits/" in (rc.run_dir / "run.log").read_text()
     _assert_same(_final(rc.run_dir), _final(baselines[config]))
+
+
+def test_min_steps_config_stretches_cycle_0(baselines):
+    """The min-steps resume points above land inside a stretched cycle: 4, 2 and 2 epochs."""
+    assert [r["epochs"] for r in read_cycles(baselines["min-steps-margin"])] == [4, 2, 2]
 
 
 def test_resume_twice_in_one_cycle(tmp_path, monkeypatch, baselines):

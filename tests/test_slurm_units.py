@@ -138,6 +138,42 @@ def test_a_finished_task_ignores_a_late_time_limit_signal(plan, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
+# the requeue survives the SIGTERM that requeueing sends the job's own processes
+
+# stands in for scontrol: it gets SIGTERM (as Slurm sends every process of a job it requeues) and
+# then exits 0 when it lives on
+_SIGTERMED = ("sh", "-c", 'kill -TERM $$; exit 0', "sh")
+
+
+def test_requeue_command_survives_the_requeue_sigterm():
+    import subprocess
+
+    from bench.runner.slurm import requeue_job
+
+    assert subprocess.run(list(_SIGTERMED)).returncode == -signal.SIGTERM  # unprotected, it dies
+    requeue_job("7", command=_SIGTERMED)  # no CalledProcessError
+    with pytest.raises(subprocess.CalledProcessError):
+        requeue_job("7", command=("false",))  # a real failure still raises
+
+
+def test_slurm_tasks_requeue_through_the_sigterm_proof_command(monkeypatch):
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from bench.runner import slurm
+
+    monkeypatch.setattr(SlurmJobEnvironment, "_requeue", SlurmJobEnvironment._requeue)  # restored afterwards
+    calls = []
+    monkeypatch.setattr(slurm, "requeue_job", lambda job_id: calls.append(job_id))
+    slurm.use_sigterm_proof_requeue()
+
+    class _Env:
+        job_id = "12"
+
+    SlurmJobEnvironment._requeue(_Env(), 2)
+    assert calls == ["12"]
+
+
+# ---------------------------------------------------------------------------------------------
 # items 6 and 7: failure texts
 
 

@@ -43,6 +43,7 @@ class SlurmRun(Checkpointable):
         self.signalled = False  # set when Slurm's preemption / time-limit signal reached this task
 
     def __call__(self) -> dict:
+        use_sigterm_proof_requeue()
         out = run_job(self.rc_dict)
         # The run is recorded (complete or failed): a time-limit signal from here on must neither
         # requeue the task nor make it fail while it writes its result and exits (issue 16 item 4).
@@ -69,6 +70,32 @@ class SlurmRun(Checkpointable):
         except (DamagedRecord, OSError):
             pass  # only a log line: the requeue must happen regardless
         return DelayedSubmission(self, *args, **kwargs)
+
+
+REQUEUE_COMMAND = ("scontrol", "requeue")
+
+
+def requeue_job(job_id: str, command: tuple[str, ...] = REQUEUE_COMMAND) -> None:
+    """Run ``command job_id`` (``scontrol requeue``) with SIGTERM ignored; CalledProcessError if it fails.
+
+    Requeueing a running job makes Slurm send SIGTERM to every process of the job, the ``scontrol``
+    that asked included. When that signal came before scontrol exited, submitit's own requeue call
+    raised CalledProcessError inside the running engine, and a run whose requeue had gone through
+    was recorded as failed. An ignored signal stays ignored across exec, so scontrol finishes.
+    """
+    subprocess.run(["sh", "-c", 'trap "" TERM; exec "$@"', "sh", *command, str(job_id)], check=True, timeout=60)
+
+
+def use_sigterm_proof_requeue() -> None:
+    """Make submitit's preemption / time-limit handler in this job process requeue through
+    :func:`requeue_job` (submitit calls ``SlurmJobEnvironment._requeue`` when it requeues)."""
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    def _requeue(env, countdown: int) -> None:
+        requeue_job(env.job_id)
+        print(f"albench: requeued Slurm job {env.job_id} ({countdown} time-outs left)", file=sys.stderr, flush=True)
+
+    SlurmJobEnvironment._requeue = _requeue
 
 
 def ignore_requeue_signal() -> None:

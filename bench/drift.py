@@ -29,8 +29,8 @@ it never invalidates older runs, while ``--set train.min_steps=300`` on a run st
 existed is a change (0 -> 300). A key only the older record has (removed since) does not count.
 Under ``model.params``, ``dataset.params`` and ``strategy.params`` (user-set, free-form) a key that
 one side lacks is a change too, so ``--set model.params.width=32`` on a run started without it is
-refused. (Strategy params are recorded
-with their defaults filled in, so a strategy that gains a param counts as changed for older runs.)
+refused. (Strategy params are recorded with their defaults filled in, so a strategy that gains a
+param counts as changed for older runs.)
 """
 
 from __future__ import annotations

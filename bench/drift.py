@@ -149,30 +149,20 @@ def schema_default(key: str) -> Any:
     """The default albench's config schema gives dotted ``key`` (e.g. ``train.min_steps``) as the
     fingerprint records it, or ``_MISSING`` when the key has none or is not a schema key."""
     import dataclasses
-    import typing
 
     from bench.plan import RunConfig
-    from bench.typed import to_dict
+    from bench.typed import NO_DEFAULT, param_spec, to_dict
 
-    cls: Any = RunConfig
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        if not dataclasses.is_dataclass(cls):
+    entry: tuple[Any, Any] = (RunConfig, NO_DEFAULT)  # (type, default) of the section or key reached
+    for part in key.split("."):  # down the nested config sections (train, train.schedule, ...)
+        spec = param_spec(entry[0]) if dataclasses.is_dataclass(entry[0]) else {}
+        if part not in spec:
             return _MISSING
-        f = next((f for f in dataclasses.fields(cls) if f.name == part), None)
-        if f is None:
-            return _MISSING
-        if i < len(parts) - 1:
-            cls = typing.get_type_hints(cls)[part]
-            continue
-        if f.default is not dataclasses.MISSING:
-            value = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            value = f.default_factory()
-        else:
-            return _MISSING
-        return json.loads(_canon(to_dict(value) if dataclasses.is_dataclass(value) else value))
-    return _MISSING
+        entry = spec[part]
+    value = entry[1]
+    if value is NO_DEFAULT:
+        return _MISSING
+    return json.loads(_canon(to_dict(value) if dataclasses.is_dataclass(value) else value))
 
 
 def compare(old: dict[str, Any], run_config: dict) -> list[tuple[str, Any, Any]]:

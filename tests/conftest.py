@@ -25,6 +25,24 @@ TINY = {
 
 
 @pytest.fixture
+def trained_batches(monkeypatch) -> list[tuple[int, int]]:
+    """(images in the epoch's pass, images in the batch) of every training batch the engine's Trainer
+    takes from here on: one entry per optimizer step."""
+    import bench.engine.train as train_mod
+
+    seen: list[tuple[int, int]] = []
+    orig = train_mod.epoch_batches
+
+    def spy(n, bs, gen, **kw):
+        for idx in orig(n, bs, gen, **kw):
+            seen.append((n, idx.numel()))
+            yield idx
+
+    monkeypatch.setattr(train_mod, "epoch_batches", spy)
+    return seen
+
+
+@pytest.fixture
 def one_torch_thread():
     """One torch thread: tiny networks only lose time to thread hand-offs on a shared 2-core box."""
     import torch

@@ -43,24 +43,14 @@ def test_batching_defaults_to_keep_last_and_rejects_unknown_modes(tmp_path):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_batching_is_recorded_with_the_run_and_changes_the_training(tmp_path, monkeypatch):
+def test_batching_is_recorded_with_the_run_and_changes_the_training(tmp_path, trained_batches):
     """A run with even batching records it in config.yaml and trains on the batches it says."""
-    import bench.engine.train as train_mod
-
-    seen: list[int] = []
-    orig = train_mod.epoch_batches
-
-    def spy(n, bs, gen, **kw):
-        for idx in orig(n, bs, gen, **kw):
-            seen.append(idx.numel())
-            yield idx
-
-    monkeypatch.setattr(train_mod, "epoch_batches", spy)
     raw = dict(copy.deepcopy(TINY), output=str(tmp_path / "results"))
     raw["train"] = dict(raw["train"], batch_size=16, batching="even")  # 20, 40, 60 labels: 10+10, 14+13+13, 15 x 4
     raw["al"] = {"initial": 20, "budget": 20, "cycles": 3}
     (rc,) = make_plan(build_config(raw))
     assert execute_run(rc).state == "complete"
     epochs = raw["train"]["epochs"]
-    assert seen == [10, 10] * epochs + [14, 13, 13] * epochs + [15, 15, 15, 15] * epochs
+    sizes = [size for _, size in trained_batches]
+    assert sizes == [10, 10] * epochs + [14, 13, 13] * epochs + [15, 15, 15, 15] * epochs
     assert yaml.safe_load((rc.run_dir / "config.yaml").read_text())["train"]["batching"] == "even"

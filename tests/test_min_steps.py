@@ -66,19 +66,8 @@ def test_min_steps_must_be_a_non_negative_integer():
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_each_cycle_trains_and_records_at_least_min_steps(tmp_path, monkeypatch):
+def test_each_cycle_trains_and_records_at_least_min_steps(tmp_path, trained_batches):
     """20, 40, 60 labels at batch 16 give 2, 3, 4 steps an epoch; min_steps 9 makes that 5, 3, 3 epochs."""
-    import bench.engine.train as train_mod
-
-    seen: list[int] = []
-    orig = train_mod.epoch_batches
-
-    def spy(n, bs, gen, **kw):
-        for idx in orig(n, bs, gen, **kw):
-            seen.append(n)
-            yield idx
-
-    monkeypatch.setattr(train_mod, "epoch_batches", spy)
     raw = dict(copy.deepcopy(TINY), output=str(tmp_path / "results"))
     raw["train"] = dict(raw["train"], batch_size=16, min_steps=9)
     (rc,) = make_plan(build_config(raw))
@@ -86,7 +75,8 @@ def test_each_cycle_trains_and_records_at_least_min_steps(tmp_path, monkeypatch)
     rows = read_cycles(rc.run_dir)
     assert [r["epochs"] for r in rows] == [5, 3, 3]
     assert [r["steps"] for r in rows] == [10, 9, 12]
-    assert [seen.count(n) for n in (20, 40, 60)] == [10, 9, 12]  # the optimizer steps actually taken
+    passes = [n for n, _ in trained_batches]  # one entry per optimizer step actually taken
+    assert [passes.count(n) for n in (20, 40, 60)] == [10, 9, 12]
 
 
 @pytest.mark.usefixtures("one_torch_thread")

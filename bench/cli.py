@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import AlbenchError, ConfigError, RecordError
+from albench.errors import AlbenchError, ConfigError, RecordError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell tool killed by a closed pipe reports
@@ -53,14 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
     status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too")
 
-    from bench.reports.cli import add_parsers  # report, verify
+    from albench.reports.cli import add_parsers  # report, verify
 
     add_parsers(sub)
     return p
 
 
 def _refuse_changed(changed: list, sweep_dir: Path) -> None:
-    from bench.drift import describe
+    from albench.drift import describe
 
     keys = sorted({k for _, changes in changed for k, _, _ in changes})
     runs = "; ".join(f"{rc.run_id}: {describe(changes, 3)}" for rc, changes in changed[:3])
@@ -72,14 +72,14 @@ def _refuse_changed(changed: list, sweep_dir: Path) -> None:
 
 
 def _cmd_run(args) -> int:
-    from bench import integrity
-    from bench.plan import check_output_writable, make_plan
-    from bench.reports.data import load_sweep_runs
-    from bench.runlock import describe_holder
-    from bench.runner import execute_plan
-    from bench.runner.dispatch import pending_runs
-    from bench.summary import sweep_summary
-    from bench.validate import load_config
+    from albench import integrity
+    from albench.plan import check_output_writable, make_plan
+    from albench.reports.data import load_sweep_runs
+    from albench.runlock import describe_holder
+    from albench.runner import execute_plan
+    from albench.runner.dispatch import pending_runs
+    from albench.summary import sweep_summary
+    from albench.validate import load_config
 
     overrides = list(args.overrides)
     if args.out is not None:
@@ -152,7 +152,7 @@ def _cmd_run(args) -> int:
 
 def quirk_rows() -> list[tuple[str, str, str, str, str]]:
     """(strategy, quirk, 'on'/'off' under protocol official, source, what it changes) per registered quirk."""
-    from strategies.registry import get_strategy, strategy_names
+    from albench.strategies.registry import get_strategy, strategy_names
 
     return [(n, q.name, "on" if q.official else "off", q.source or "(no source recorded)", q.summary)
             for n in strategy_names() for q in get_strategy(n).quirks]
@@ -180,15 +180,15 @@ def _cmd_list(args) -> int:
             print("  ".join(f"{c:<{w}}" for c, w in zip(r[:4], widths)) + "  " + r[4])
         return EXIT_OK
     if args.what == "strategies":
-        from strategies.registry import get_strategy, strategy_names
+        from albench.strategies.registry import get_strategy, strategy_names
 
         rows = [(n, get_strategy(n).description) for n in strategy_names()]
     elif args.what == "datasets":
-        from bench.data.registry import dataset_names, get_dataset
+        from albench.data.registry import dataset_names, get_dataset
 
         rows = [(n, get_dataset(n).description) for n in dataset_names()]
     else:
-        from models.registry import model_entry, model_families, model_names
+        from albench.models.registry import model_entry, model_families, model_names
 
         rows = [(n, model_entry(n).description) for n in model_names()]
         rows += [(f.listing, f.description) for f in model_families()]
@@ -199,9 +199,9 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from bench.records import find_runs
-    from bench.reports.data import load_sweep_runs
-    from bench.summary import sweep_summary
+    from albench.records import find_runs
+    from albench.reports.data import load_sweep_runs
+    from albench.summary import sweep_summary
 
     root = Path(args.results_dir)
     if not root.is_dir() or not find_runs(root):
@@ -214,19 +214,19 @@ def _cmd_show(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from bench.status import status_command
+    from albench.status import status_command
 
     return status_command(Path(args.results_dir), lines=args.lines, config=args.config)
 
 
 def _cmd_report(args) -> int:
-    from bench.reports.cli import cmd_report
+    from albench.reports.cli import cmd_report
 
     return cmd_report(args)
 
 
 def _cmd_verify(args) -> int:
-    from bench.reports.cli import cmd_verify
+    from albench.reports.cli import cmd_verify
 
     return cmd_verify(args)
 

@@ -3,7 +3,7 @@
 A config describes one sweep: datasets x strategies x seeds, with one model, one training protocol
 and one AL schedule. :func:`build_config` checks everything that needs neither the disk nor the
 resolved strategies (types, unknown keys, declared bounds, registry names, strategy and model
-params); :func:`bench.validate.load_config` adds the checks that do (data roots, budget vs pool size,
+params); :func:`albench.validate.load_config` adds the checks that do (data roots, budget vs pool size,
 a strategy's resolved params against the schedule). This module imports nothing that imports it.
 """
 
@@ -20,8 +20,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from bench.errors import ConfigError
-from bench.typed import Bounds, from_dict, to_dict
+from albench.errors import ConfigError
+from albench.typed import Bounds, from_dict, to_dict
 
 DATA_ENV = "ALBENCH_DATA"
 
@@ -306,7 +306,7 @@ class TrackingConfig:
     mlflow: str | None = None
 
     def check(self, path: str) -> None:
-        from bench.tracking import missing_package
+        from albench.tracking import missing_package
 
         if self.mlflow is not None and not self.mlflow.strip():
             raise ConfigError(f"{path}.mlflow", "is empty", f"set {path}.mlflow to a tracking URI such as "
@@ -477,7 +477,7 @@ def load_yaml_text(text: str) -> Any:
 
 def quickstart_path() -> Path:
     """The packaged default config that ``albench run`` uses when given no CONFIG."""
-    return Path(str(resources.files("bench.configs").joinpath("quickstart.yaml")))
+    return Path(str(resources.files("albench.configs").joinpath("quickstart.yaml")))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -539,7 +539,7 @@ def _normalise(raw: dict) -> dict:
         raw["datasets"] = [{"name": d} if isinstance(d, str) else d for d in raw["datasets"]]
     strategies = raw.get("strategies")
     if strategies == "all":
-        from strategies.registry import available
+        from albench.strategies.registry import available
 
         raw["strategies"] = [{"name": n} for n in available()]
     elif isinstance(strategies, str):
@@ -626,9 +626,9 @@ def build_config(raw: dict, overrides: list[str] = ()) -> Config:
 def _check_registries(cfg: Config) -> None:
     import difflib
 
-    from bench.data.registry import dataset_names
-    from models.registry import has_model, model_names, validate_model_params
-    from strategies.registry import get_strategy, strategy_names
+    from albench.data.registry import dataset_names
+    from albench.models.registry import has_model, model_names, validate_model_params
+    from albench.strategies.registry import get_strategy, strategy_names
 
     for i, ds in enumerate(cfg.datasets):
         if ds.name not in dataset_names():
@@ -654,8 +654,8 @@ def _check_registries(cfg: Config) -> None:
             if q not in known:
                 raise ConfigError(f"strategies[{i}].quirks", f"{st.name!r} has no quirk {q!r}",
                                   f"use some of: {', '.join(known) or '(none: this strategy has no quirks)'}", q)
-    from bench.data.registry import get_dataset
-    from models.registry import model_entry
+    from albench.data.registry import get_dataset
+    from albench.models.registry import model_entry
 
     for i, ds in enumerate(cfg.datasets):  # every strategy and the model must support each dataset's task
         task = get_dataset(ds.name).task

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from bench.errors import AlbenchError
+from albench.errors import AlbenchError
 
 _CYCLE: contextvars.ContextVar[int | None] = contextvars.ContextVar("albench_cycle", default=None)
 FIX = "lower train.optimizer.lr (or check the data and the model); nothing of this cycle was recorded"

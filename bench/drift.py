@@ -3,7 +3,7 @@
 Every run folder holds ``fingerprint.json``: the sha256 and the flat values of the result keys of the
 config it was started with. A rerun whose result keys differ from an existing folder's (complete or
 unfinished) would reuse or mix results of another config, so it is refused before anything is
-queued (see :mod:`bench.runner.guard`).
+queued (see :mod:`albench.runner.guard`).
 
 Which keys count. Everything in the run's resolved config (``config.yaml``) except:
 
@@ -112,7 +112,7 @@ def recorded_keys(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
         raise DamagedFingerprint(f"{cfg}: {type(exc).__name__}: {exc}") from None
     try:  # fill defaults of keys added since, so only real differences count
-        from bench.plan import RunConfig
+        from albench.plan import RunConfig
 
         raw = RunConfig.from_dict(raw).to_dict()
     except Exception:  # noqa: BLE001 - a config of another version: compare what it says
@@ -150,8 +150,8 @@ def schema_default(key: str) -> Any:
     fingerprint records it, or ``_MISSING`` when the key has none or is not a schema key."""
     import dataclasses
 
-    from bench.plan import RunConfig
-    from bench.typed import NO_DEFAULT, param_spec, to_dict
+    from albench.plan import RunConfig
+    from albench.typed import NO_DEFAULT, param_spec, to_dict
 
     entry: tuple[Any, Any] = (RunConfig, NO_DEFAULT)  # (type, default) of the section or key reached
     for part in key.split("."):  # down the nested config sections (train, train.schedule, ...)
@@ -186,7 +186,7 @@ def compare(old: dict[str, Any], run_config: dict) -> list[tuple[str, Any, Any]]
 
 def write_fingerprint(run_config: dict, run_dir: Path) -> None:
     """Write fingerprint.json (atomic) unless the folder already holds results under one."""
-    from bench.records import atomic_write_json
+    from albench.records import atomic_write_json
 
     path = Path(run_dir) / FINGERPRINT
     if not path.exists() or not holds_results(run_dir):

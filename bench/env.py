@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-import bench
-from bench.engine.malloc import malloc_state
+import albench
+from albench.engine.malloc import malloc_state
 
 
 def cpu_model() -> str:
@@ -27,7 +27,7 @@ def cpu_model() -> str:
 
 def git_state(path: Path | None = None) -> dict:
     """{'sha': commit or None, 'dirty': bool or None} of the git tree holding the albench source."""
-    path = path or Path(bench.__file__).resolve().parent.parent
+    path = path or Path(albench.__file__).resolve().parent.parent
     try:
         proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
                               text=True, timeout=10)
@@ -43,14 +43,14 @@ def git_state(path: Path | None = None) -> dict:
 
 def fingerprint(device: torch.device, threads: int | None = None) -> dict:
     """Python, torch, CUDA and cuDNN versions, the device model, host name, CPU threads, the malloc
-    settings (see bench.engine.malloc), git state."""
+    settings (see albench.engine.malloc), git state."""
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
         dev_name = torch.cuda.get_device_name(idx)
     else:
         dev_name = cpu_model()
     return {
-        "albench": bench.__version__,
+        "albench": albench.__version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cuda": torch.version.cuda,

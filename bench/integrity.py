@@ -1,10 +1,10 @@
 """Run integrity: what may happen to an existing run folder before and while a run writes it.
 
 Before anything is queued (:func:`survey`, in the process that reads the config) every run folder
-of the plan is checked for config drift (:mod:`bench.drift`) and damaged records; the CLI refuses
+of the plan is checked for config drift (:mod:`albench.drift`) and damaged records; the CLI refuses
 drift (exit 2) unless told to start those runs over, and leaves damaged runs alone unless told to
 move them aside. Each run then executes inside :func:`claim` (in whichever process runs it): it holds
-the run's lock (:mod:`bench.runlock`), checks the folder again, cleans leftover temp files and
+the run's lock (:mod:`albench.runlock`), checks the folder again, cleans leftover temp files and
 writes the fingerprint before the first record.
 
 Runs started over are never mixed with the old ones nor deleted: their folder moves to
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from bench import drift, runlock
-from bench.records import DamagedRecord, read_status
+from albench import drift, runlock
+from albench.records import DamagedRecord, read_status
 
 REPLACED = ".replaced"
 TMP_MIN_AGE_S = 0.0  # only ever cleaned under the run's lock, so no live writer owns them

@@ -11,11 +11,11 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrackingConfig,
+from albench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrackingConfig,
                           TrainConfig, apply_override)
-from bench.errors import ConfigError
-from bench.records import PHASES, default_baseline
-from bench.typed import NO_DEFAULT, from_dict, to_dict
+from albench.errors import ConfigError
+from albench.records import PHASES, default_baseline
+from albench.typed import NO_DEFAULT, from_dict, to_dict
 
 FLAG_BEST_ON_TEST = "best-on-test"  # the reported number was selected on the test set
 
@@ -71,7 +71,7 @@ class RunConfig:
 
 def quirk_docs(strategy_name: str, active: list[str]) -> dict[str, str]:
     """{quirk name: its documentation} for each of ``active``, as the strategy declares it."""
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     cls = get_strategy(strategy_name)
     return {name: cls.quirk(name).doc for name in active}
@@ -92,7 +92,7 @@ def sweep_baseline(cfg: Config) -> str | None:
 def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path: str) -> tuple[
         StrategyConfig, TrainConfig, list[str], list[str]]:
     """Apply the protocol's quirks; return (strategy with full params, run train config, quirks, flags)."""
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     cls = get_strategy(st.name)
     active = list(st.quirks) if st.quirks is not None else (

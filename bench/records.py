@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.errors import RecordError
+from albench.errors import RecordError
 
 # The phases the engine times, in order (bench/engine/timer.py charges each cycle's seconds to them).
 PHASES = ("pretext", "train", "inference", "select", "evaluate")

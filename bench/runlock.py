@@ -2,7 +2,7 @@
 
 ``<run_dir>/.lock`` holds the owner's pid, host, start time and Slurm job (when any). A holder
 refreshes the file's mtime every :data:`HEARTBEAT_S` seconds. A lock is stale, and is taken over,
-when (as for the pretext cache's lock, :mod:`strategies.pretext.cache`):
+when (as for the pretext cache's lock, :mod:`albench.strategies.pretext.cache`):
 
 - its owner is on this host and its pid is gone (or now names a process started at another time),
   or is this very process;

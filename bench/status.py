@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from bench import runlock
-from bench.records import DamagedRecord, load_run, read_cycles, read_queries, read_status
+from albench import runlock
+from albench.records import DamagedRecord, load_run, read_cycles, read_queries, read_status
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -372,7 +372,7 @@ def format_status(statuses: list[RunStatus], answered: bool | None) -> str:
 def status_command(root: str | Path, lines: int = 10, config: str | None = None) -> int:
     """``albench status``: print the table; returns 1 when a run failed or is damaged, else 0
     (interrupted runs are not failures: rerunning the sweep resumes them)."""
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     root = Path(root)
     if not root.is_dir():
@@ -380,8 +380,8 @@ def status_command(root: str | Path, lines: int = 10, config: str | None = None)
                           str(root))
     planned = None
     if config is not None:
-        from bench.validate import load_config
-        from bench.plan import make_plan
+        from albench.validate import load_config
+        from albench.plan import make_plan
 
         cfg = load_config(config, [], check_data=False)
         planned = make_plan(cfg)

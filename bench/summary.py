@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.reports.data import Sweep
-from bench.reports.tables import fmt_mean_std
+from albench.reports.data import Sweep
+from albench.reports.tables import fmt_mean_std
 
 
 def summary_table(df: pd.DataFrame, scale: float = 100.0) -> dict[str, pd.DataFrame]:

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from bench.errors import ConfigError
+from albench.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class Bounds:

@@ -1,9 +1,9 @@
 """Loading a sweep config: the checks that need the disk or the resolved strategies.
 
-:func:`bench.config.build_config` checks what the config text alone decides. The checks here need
+:func:`albench.config.build_config` checks what the config text alone decides. The checks here need
 more: the data roots and pool sizes on disk, a model's files, and each strategy's params as the
 plan resolves them (defaults and protocol quirks applied) against the AL schedule and the dataset's
-task. They sit above both :mod:`bench.config` and :mod:`bench.plan`, so neither imports the other
+task. They sit above both :mod:`albench.config` and :mod:`albench.plan`, so neither imports the other
 back.
 """
 
@@ -11,18 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.config import Config, build_config, quickstart_path, read_yaml
-from bench.errors import ConfigError
-from bench.plan import resolve_strategy
+from albench.config import Config, build_config, quickstart_path, read_yaml
+from albench.errors import ConfigError
+from albench.plan import resolve_strategy
 
 
 def validate_environment(cfg: Config) -> None:
     """Checks that read the disk: data roots exist and each pool can hold the AL schedule; then each
     strategy's resolved params against the pool size, the schedule and the dataset's task."""
-    from bench.data.pool import pool_size
-    from bench.data.registry import get_dataset
-    from models.registry import model_entry
-    from strategies.registry import get_strategy
+    from albench.data.pool import pool_size
+    from albench.data.registry import get_dataset
+    from albench.models.registry import model_entry
+    from albench.strategies.registry import get_strategy
 
     check_output(cfg.output)
     check_model = model_entry(cfg.model.name).check

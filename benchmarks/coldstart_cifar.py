@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from pt4al_cifar import _mean_std, _run_all, _sweep  # noqa: E402  (the import registers the ``cifar10-subset`` pool)
-from bench.records import read_artifact, read_cycles  # noqa: E402
+from albench.records import read_artifact, read_cycles  # noqa: E402
 
 SERIES = ("random", "pt4al", "typiclust", "probcover", "pt4al-typiclust")
 

@@ -49,8 +49,8 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.base import Inputs, Need, Outputs, PoolState, StochasticPasses, Strategy
-from strategies.registry import make_strategy
+from albench.strategies.base import Inputs, Need, Outputs, PoolState, StochasticPasses, Strategy
+from albench.strategies.registry import make_strategy
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "benchmarks"

@@ -64,11 +64,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.pt4al_cifar import Cifar10Subset  # noqa: E402
-from bench.config import build_config  # noqa: E402
-from bench.data.registry import register_dataset  # noqa: E402
-from bench.engine.loop import execute_run  # noqa: E402
-from bench.plan import make_plan  # noqa: E402
-from bench.records import PHASES, read_cycles  # noqa: E402  (PHASES re-exported for pt4al_protocol_time)
+from albench.config import build_config  # noqa: E402
+from albench.data.registry import register_dataset  # noqa: E402
+from albench.engine.loop import execute_run  # noqa: E402
+from albench.plan import make_plan  # noqa: E402
+from albench.records import PHASES, read_cycles  # noqa: E402  (PHASES re-exported for pt4al_protocol_time)
 
 
 
@@ -127,7 +127,7 @@ def default_vae_width(model: str, width: int) -> int:
 def strategy_params(name: str, f: float, width: int, vae_width: int = 11, pool: int = OFFICIAL_POOL,
                     model: str = "small-cnn") -> dict:
     """The params that put a strategy's own networks, epochs and candidate subset on the workload's scale."""
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     net = {"width": width}
     if name in ("pt4al", "pt4al-pretext-only"):

@@ -37,13 +37,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.config import build_config  # noqa: E402
-from bench.data.cifar import Cifar10Imbalanced  # noqa: E402
-from bench.data.registry import register_dataset  # noqa: E402
-from bench.engine.loop import execute_run  # noqa: E402
-from bench.plan import make_plan  # noqa: E402
-from bench.records import read_artifact, read_cycles  # noqa: E402
-from bench.reports.stats import spearman_rho  # noqa: E402
+from albench.config import build_config  # noqa: E402
+from albench.data.cifar import Cifar10Imbalanced  # noqa: E402
+from albench.data.registry import register_dataset  # noqa: E402
+from albench.engine.loop import execute_run  # noqa: E402
+from albench.plan import make_plan  # noqa: E402
+from albench.records import read_artifact, read_cycles  # noqa: E402
+from albench.reports.stats import spearman_rho  # noqa: E402
 
 
 @register_dataset

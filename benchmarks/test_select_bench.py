@@ -74,7 +74,7 @@ def _floor_pass(x: torch.Tensor):
 
 def _badge_floor_pass(case):
     """One pass over BADGE's N x (C + d) factors: the two matrix-vector products of a step."""
-    from strategies.badge import gradient_factors
+    from albench.strategies.badge import gradient_factors
 
     c = case.inputs.candidates
     a, h = gradient_factors(c.posteriors, c.embeddings)

@@ -43,16 +43,16 @@ CASES = ["typiclust", "probcover-purity", "probcover-graph", "probcover"]
 
 
 def _features(pool_size: int) -> np.ndarray:
-    from strategies.pretext.features import l2_normalize
+    from albench.strategies.pretext.features import l2_normalize
 
     return l2_normalize(_pool_arrays(pool_size, 512, 10, 0)["embeddings"].numpy())
 
 
 def build(case: str, pool_size: int):
     """(call, info): the timed call of ``case`` with its inputs built (untimed)."""
-    from strategies.base import PoolState
-    from strategies.probcover import kmeans_labels, other_label_distance, purity_delta, DEFAULT_GRID
-    from strategies.registry import make_strategy
+    from albench.strategies.base import PoolState
+    from albench.strategies.probcover import kmeans_labels, other_label_distance, purity_delta, DEFAULT_GRID
+    from albench.strategies.registry import make_strategy
 
     feats = _features(pool_size)
     labeled = np.sort(np.random.default_rng(0).permutation(pool_size)[:LABELED])

@@ -6,7 +6,7 @@ images. Ours keeps the uint8 images as one tensor on the device and augments who
 the baseline is the pattern of the official AL repos: a Dataset returning PIL images, torchvision
 transforms per image, and a DataLoader (measured with 0 and 2 worker processes). Ours runs with the
 harness's default fast path: channels_last, and glibc malloc keeping freed buffers in the process
-(bench.engine.malloc; the engine applies it at the start of every run). Attribution cases show what
+(albench.engine.malloc; the engine applies it at the start of every run). Attribution cases show what
 each part buys: the plain loop given channels_last, and our loop with glibc's default malloc.
 
 The malloc settings are process-wide and cannot be undone, so the order of the tests matters: the
@@ -50,7 +50,7 @@ X_NHWC, Y, SOURCE = _data()
 
 
 def _model(name: str, device: str):
-    from models.registry import build_model
+    from albench.models.registry import build_model
 
     torch.manual_seed(0)
     return build_model(name, num_classes=10, in_channels=3, image_size=(32, 32)).to(device)
@@ -61,11 +61,11 @@ def _opt(model):
 
 
 def _ours_epoch_fn(model_name: str, device: str, tune: bool = True):
-    from bench.config import TrainConfig
-    from bench.data.augment import BatchTransform
-    from bench.engine.malloc import tune_malloc
-    from bench.engine.train import Trainer
-    from bench.tasks import ClassificationTask
+    from albench.config import TrainConfig
+    from albench.data.augment import BatchTransform
+    from albench.engine.malloc import tune_malloc
+    from albench.engine.train import Trainer
+    from albench.tasks import ClassificationTask
 
     if tune:
         tune_malloc()  # as the engine does when a run starts
@@ -135,7 +135,7 @@ def _dataloader_epoch_fn(model_name: str, device: str, workers: int, channels_la
 
 
 def _measure(benchmark, run, **info):
-    from bench.engine.malloc import malloc_state
+    from albench.engine.malloc import malloc_state
 
     run()  # warm-up epoch (allocator, worker start-up, cuDNN autotuning)
     benchmark.pedantic(run, rounds=3, iterations=1)

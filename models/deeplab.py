@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError
-from models.base import ModelOutput, resnet_stages
-from models.registry import register_model
+from albench.errors import ConfigError
+from albench.models.base import ModelOutput, resnet_stages
+from albench.models.registry import register_model
 
 STAGE_CHANNELS = (256, 512, 1024, 2048)
 FIELD = "model.params.weights"

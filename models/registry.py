@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from bench.typed import param_spec, signature_spec, validate_params
+from albench.typed import param_spec, signature_spec, validate_params
 
 BUILDER_ARGS = ("num_classes", "in_channels", "image_size")  # given by the dataset, not by params
 
@@ -76,12 +76,12 @@ def register_model(name: str, description: str, tasks=("classification",), check
 
 
 def _load_all() -> None:
-    import models.deeplab  # noqa: F401
-    import models.resnet_cifar  # noqa: F401
-    import models.small_cnn  # noqa: F401
-    import models.small_seg  # noqa: F401
-    import models.timm_backbones  # noqa: F401
-    import models.tv_backbones  # noqa: F401
+    import albench.models.deeplab  # noqa: F401
+    import albench.models.resnet_cifar  # noqa: F401
+    import albench.models.small_cnn  # noqa: F401
+    import albench.models.small_seg  # noqa: F401
+    import albench.models.timm_backbones  # noqa: F401
+    import albench.models.tv_backbones  # noqa: F401
 
 
 def model_names() -> list[str]:

@@ -9,9 +9,9 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from bench.typed import Bounds
-from models.base import ModelOutput
-from models.registry import register_model
+from albench.typed import Bounds
+from albench.models.base import ModelOutput
+from albench.models.registry import register_model
 
 
 class BasicBlock(nn.Module):

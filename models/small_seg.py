@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.typed import Bounds
-from models.base import ModelOutput
-from models.registry import register_model
+from albench.typed import Bounds
+from albench.models.base import ModelOutput
+from albench.models.registry import register_model
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:

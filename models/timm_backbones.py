@@ -30,11 +30,11 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from models.base import ModelOutput
-from models.registry import ModelEntry, ModelFamily, register_model_family
-from models.weights import read_state_dict, weights_to_load
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.models.base import ModelOutput
+from albench.models.registry import ModelEntry, ModelFamily, register_model_family
+from albench.models.weights import read_state_dict, weights_to_load
 
 PREFIX = "timm:"
 EXTRA = "pip install 'albench[timm]'"

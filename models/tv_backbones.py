@@ -29,11 +29,11 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from models.base import ModelOutput, resnet_stages
-from models.registry import register_model
-from models.weights import read_state_dict, weights_to_load
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.models.base import ModelOutput, resnet_stages
+from albench.models.registry import register_model
+from albench.models.weights import read_state_dict, weights_to_load
 
 RESNETS = ("resnet18", "resnet50", "wide_resnet50_2")
 ARCHS = {"resnet18": "ResNet-18 (512-d)", "resnet50": "ResNet-50 (2,048-d)",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import ConfigError
+from albench.errors import ConfigError
 
 
 def read_state_dict(path: str, field: str) -> dict[str, torch.Tensor]:

@@ -1,7 +1,7 @@
-"""Active learning strategies behind one plugin interface (see :mod:`strategies.base`)."""
+"""Active learning strategies behind one plugin interface (see :mod:`albench.strategies.base`)."""
 
-from strategies.base import Auxiliary, Inputs, ModelInfo, Need, Outputs, PoolState, PrepareContext, Quirk, Strategy
-from strategies.registry import get_strategy, make_strategy, register_strategy, strategy_names
+from albench.strategies.base import Auxiliary, Inputs, ModelInfo, Need, Outputs, PoolState, PrepareContext, Quirk, Strategy
+from albench.strategies.registry import get_strategy, make_strategy, register_strategy, strategy_names
 
 __all__ = [
     "Auxiliary", "Inputs", "ModelInfo", "Need", "Outputs", "PoolState", "PrepareContext", "Quirk", "Strategy",

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from strategies.base import Inputs, Need, PoolState, Strategy, Subset, random_subset
-from strategies.registry import register_strategy
+from albench.strategies.base import Inputs, Need, PoolState, Strategy, Subset, random_subset
+from albench.strategies.registry import register_strategy
 
 
 def gradient_factors(posteriors: torch.Tensor, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

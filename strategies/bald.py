@@ -6,7 +6,7 @@ weights, estimated from T stochastic forward passes with dropout on:
     MI = H[mean_t p_t] - mean_t H[p_t]      (nats; 0 log 0 = 0)
 
 and the K highest are queried (ties: the lower pool index). The passes are a declared input
-(:class:`~strategies.base.StochasticPasses`): the engine runs them in chunks of one evaluation batch
+(:class:`~albench.strategies.base.StochasticPasses`): the engine runs them in chunks of one evaluation batch
 on the run's device, with dropout masks from a generator seeded from the run (this strategy draws the
 seed from the run's candidates generator each cycle), and hands each chunk's (b, T, C) posteriors to
 :func:`mutual_information`; only the (n,) scores are kept, so memory is one chunk (eval batch x T x C
@@ -52,11 +52,11 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from strategies.base import (Inputs, PoolState, Quirk, StochasticPasses, Strategy, Subset, random_subset,
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.strategies.base import (Inputs, PoolState, Quirk, StochasticPasses, Strategy, Subset, random_subset,
                              top_k_highest)
-from strategies.registry import register_strategy
+from albench.strategies.registry import register_strategy
 
 SUGGESTED_DROPOUT = 0.5  # ej0cl6's nets and the TypiClust repo's BALD baseline use p = 0.5
 
@@ -126,7 +126,7 @@ class Bald(Strategy):
     @classmethod
     def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
         """Refuse a model without an active dropout layer (``model.params.dropout`` 0 or absent)."""
-        from models.registry import model_entry
+        from albench.models.registry import model_entry
 
         declared = model_entry(model).params
         defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.divergence import check_finite
-from bench.errors import ConfigError
-from bench.typed import NO_DEFAULT, Bounds, param_spec, signature_spec, validate_params
+from albench.divergence import check_finite
+from albench.errors import ConfigError
+from albench.typed import NO_DEFAULT, Bounds, param_spec, signature_spec, validate_params
 
 
 class Need(str, Enum):
@@ -61,7 +61,7 @@ class StochasticPasses:
       tensor, are handed to ``reduce``, a pure function returning one row per candidate; the rows are
       concatenated, so memory is bounded by one chunk, whatever the pool size. ``reduce=None``
       returns the (n, passes, C) posteriors themselves, refused when they exceed
-      ``bench.engine.inference.STOCHASTIC_RAW_LIMIT`` bytes.
+      ``albench.engine.inference.STOCHASTIC_RAW_LIMIT`` bytes.
 
     ``seed``: None (the usual case) lets the engine seed the masks from the run's seed and the
     cycle; a strategy may instead set its own draw from the run's generator.
@@ -349,7 +349,7 @@ def check_model_params(params: dict, model_key: str, params_key: str, path: str)
     (ConfigError naming ``path.model_key`` or ``path.params_key.<key>``)."""
     import difflib
 
-    from models.registry import has_model, model_entry, model_names, validate_model_params
+    from albench.models.registry import has_model, model_entry, model_names, validate_model_params
 
     name = params[model_key]
     if not isinstance(name, str) or not has_model(name):  # a family name (timm:<name>) is checked by its family

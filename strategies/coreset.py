@@ -30,10 +30,10 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from bench.divergence import check_finite
-from bench.typed import Bounds
-from strategies.base import Inputs, Need, PoolState, Strategy, Subset, random_subset
-from strategies.registry import register_strategy
+from albench.divergence import check_finite
+from albench.typed import Bounds
+from albench.strategies.base import Inputs, Need, PoolState, Strategy, Subset, random_subset
+from albench.strategies.registry import register_strategy
 
 # Distances to existing centers are computed in blocks of at most _INIT_ROWS rows x _CENTER_BLOCK
 # centers: a matrix product efficient on CPU and GPU whose temporary stays at 4 MiB (float32).

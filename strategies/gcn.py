@@ -61,11 +61,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from strategies.base import Inputs, Need, PoolState, Quirk, Strategy, Subset, random_subset, top_k_lowest
-from strategies.coreset import DEFAULT_CHUNK_ROWS, kcenter_greedy
-from strategies.registry import register_strategy
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.strategies.base import Inputs, Need, PoolState, Quirk, Strategy, Subset, random_subset, top_k_lowest
+from albench.strategies.coreset import DEFAULT_CHUNK_ROWS, kcenter_greedy
+from albench.strategies.registry import register_strategy
 
 BYTES_PER_ENTRY = 4  # float32 adjacency
 GB = 1e9  # max_adjacency_gb is in decimal gigabytes

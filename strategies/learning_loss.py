@@ -36,10 +36,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.typed import Bounds
-from strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, Subset, random_subset,
+from albench.typed import Bounds
+from albench.strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, Subset, random_subset,
                              top_k_highest)
-from strategies.registry import register_strategy
+from albench.strategies.registry import register_strategy
 
 LL_REPO = "Mephisto405/Learning-Loss-for-Active-Learning@3c11ff7"  # HEAD (2020-08-04), read for the quirks
 

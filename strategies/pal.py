@@ -54,14 +54,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.data.augment import BatchTransform
-from bench.toolkit.batches import epoch_batches, eval_batches
-from bench.toolkit.seeding import seeded_init
-from bench.typed import Bounds
-from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
+from albench.data.augment import BatchTransform
+from albench.toolkit.batches import epoch_batches, eval_batches
+from albench.toolkit.seeding import seeded_init
+from albench.typed import Bounds
+from albench.strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
                              top_k_highest)
-from strategies.registry import register_strategy
-from strategies.vaal import pool_stats
+from albench.strategies.registry import register_strategy
+from albench.strategies.vaal import pool_stats
 
 
 def rotate4(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +163,7 @@ class PAL(Strategy):
 
     def build_scorer(self, pool: PoolState, seed: int) -> PALScorer:
         """A freshly initialised scoring network (torch's global RNG is left as it was)."""
-        from models.registry import build_model
+        from albench.models.registry import build_model
 
         c, h, w = pool.images.shape[1:]
         if h != w:

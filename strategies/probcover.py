@@ -1,6 +1,6 @@
 """ProbCover (Yehuda, Dekel, Hacohen & Weinshall, NeurIPS 2022; avihu111/TypiClust): max coverage of δ-balls.
 
-On a self-supervised representation of the pool (:mod:`strategies.representation`; SimCLR by
+On a self-supervised representation of the pool (:mod:`albench.strategies.representation`; SimCLR by
 default, L2-normalised as the official code loads it), with no trained classifier:
 
 1. δ (``prepare``): the paper's purity rule, the largest δ of ``delta_grid`` (default 0.01, 0.02, ...,
@@ -33,12 +33,12 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy
-from strategies.pretext import derive_seed
-from strategies.registry import register_strategy
-from strategies.representation import RepresentationMixin, RepresentationParams
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy
+from albench.strategies.pretext import derive_seed
+from albench.strategies.registry import register_strategy
+from albench.strategies.representation import RepresentationMixin, RepresentationParams
 
 DEFAULT_GRID = tuple(round(0.01 * i, 2) for i in range(1, 201))  # 0.01 .. 2.00
 BYTES_PER_EDGE = 20  # int32 target + int32 source + int64 sort index while building the reverse index
@@ -182,7 +182,7 @@ class ProbCoverParams(RepresentationParams):
     """``delta``: a fixed ball radius (None: the purity rule over ``delta_grid``, None for 0.01,
     0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 20
     bytes each). ``chunk_rows``: rows per distance block (chunk_rows x N floats). The representation
-    params are in :class:`~strategies.representation.RepresentationParams`."""
+    params are in :class:`~albench.strategies.representation.RepresentationParams`."""
 
     delta: Annotated[float | None, Bounds(gt=0)] = None
     alpha: Annotated[float, Bounds(gt=0, le=1)] = 0.95

@@ -3,7 +3,7 @@
 PT4AL, as the paper describes it (``protocol: paper``):
 
 1. Before the cycle loop, a pretext network (rotation prediction by default) is trained on the
-   unlabeled pool, and every pool image gets its per-image pretext loss (:mod:`strategies.pretext`;
+   unlabeled pool, and every pool image gets its per-image pretext loss (:mod:`albench.strategies.pretext`;
    cached on disk and shared by every run that needs the same losses).
 2. The pool is sorted by that loss, descending (``batch_order: high-first``) or ascending
    (``low-first``), and cut into I batches, I = the number of cycles (or ``batches``).
@@ -26,7 +26,7 @@ Design choices where the paper is silent:
   ``string_sort``, identical loss strings keep numpy's quicksort order instead, as the official
   code: deterministic for a given numpy).
 
-The official code's behaviours are :class:`~strategies.base.Quirk` switches, all on under
+The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches, all on under
 ``protocol: official``: ``string_sort``, ``normalized_softmax``, ``warm_start``, ``best_on_test``
 (flagged) and ``bgr_normalization`` (the run's ``train.augment`` set to BGR channel order with the
 official mean/std; the pretext network then sees BGR images too). Module-level functions hold
@@ -50,13 +50,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from strategies.base import (Inputs, Need, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.strategies.base import (Inputs, Need, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
                              top_k_highest)
-from strategies.pretext import TASKS, PretextSpec, derive_seed, pretext_losses
-from strategies.registry import register_strategy
-from strategies.representation import cold_start_spec, make_cold_start
+from albench.strategies.pretext import TASKS, PretextSpec, derive_seed, pretext_losses
+from albench.strategies.registry import register_strategy
+from albench.strategies.representation import cold_start_spec, make_cold_start
 
 # ------------------------------------------------------------------------------------------------
 # the pieces

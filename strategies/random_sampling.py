@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from strategies.base import Inputs, PoolState, Strategy
-from strategies.registry import register_strategy
+from albench.strategies.base import Inputs, PoolState, Strategy
+from albench.strategies.registry import register_strategy
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,22 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import entry_points
 
-from strategies.base import Strategy
+from albench.strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "albench.strategies"
 _REGISTRY: dict[str, type[Strategy]] = {}
 _PLUGINS_LOADED = False
 
-_NOT_STRATEGIES = {"base", "registry", "testing"}  # testing: the contract suite
+_NOT_STRATEGIES = {"base", "registry"}
 
 
 def _builtin_modules() -> list[str]:
     """Every module of this package (strategies register themselves on import)."""
     import pkgutil
 
-    import strategies
+    import albench.strategies
 
-    return [f"strategies.{m.name}" for m in pkgutil.iter_modules(strategies.__path__)
+    return [f"albench.strategies.{m.name}" for m in pkgutil.iter_modules(albench.strategies.__path__)
             if m.name not in _NOT_STRATEGIES and not m.name.startswith("_")]
 
 

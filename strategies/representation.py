@@ -1,7 +1,7 @@
 """The self-supervised representation TypiClust and ProbCover select from (their ``prepare`` phase).
 
 A strategy using it declares these params: ``representation`` names a pretext task of
-:mod:`strategies.pretext` (``simclr`` by default, as the official code; ``rotation`` gives the
+:mod:`albench.strategies.pretext` (``simclr`` by default, as the official code; ``rotation`` gives the
 embedding of the network PT4AL trains), and ``pretext_*`` size its training. A param left ``None``
 takes the representation's default: for ``simclr`` the official SCAN/TypiClust values (CIFAR
 ResNet-18, 500 epochs, batch 512, SGD lr 0.4, momentum 0.9, weight decay 1e-4, the last epoch's
@@ -21,10 +21,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from bench.errors import ConfigError
-from bench.typed import Bounds
-from strategies.base import PrepareContext
-from strategies.pretext import TASKS, PretextSpec, pretext_features
+from albench.errors import ConfigError
+from albench.typed import Bounds
+from albench.strategies.base import PrepareContext
+from albench.strategies.pretext import TASKS, PretextSpec, pretext_features
 
 RepresentationName = Literal["simclr", "rotation", "jigsaw", "simsiam", "colorization"]
 
@@ -69,7 +69,7 @@ class RepresentationMixin:
     @staticmethod
     def _check_representation(params: dict, path: str) -> None:
         """ConfigError for an unknown backbone, a backbone without ``width``, or bad task options."""
-        from models.registry import model_entry, model_names
+        from albench.models.registry import model_entry, model_names
 
         name = params["representation"]
         model = params.get("pretext_model") or representation_defaults(name)["model"]
@@ -141,7 +141,7 @@ def cold_start_spec(value: str | dict | None, path: str) -> tuple[str, dict] | N
         raise ConfigError(path if isinstance(value, str) else f"{path}.name",
                           f"must be one of {', '.join(COLD_START_STRATEGIES)}",
                           "set it to typiclust, or {name: probcover, params: {...}}", name)
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     cls = get_strategy(name)
     return name, cls.validate_params(params, f"{path}.params" if not isinstance(value, str) else path)
@@ -152,7 +152,7 @@ def make_cold_start(value: str | dict | None, path: str = "params.first_cycle_st
     spec = cold_start_spec(value, path)
     if spec is None:
         return None
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     name, params = spec
     return get_strategy(name)(**params)

@@ -1,7 +1,7 @@
 """TypiClust (Hacohen, Dekel & Weinshall, ICML 2022; avihu111/TypiClust): typical points of clusters.
 
 Each query (the cold start included) picks from a self-supervised representation of the pool
-(:mod:`strategies.representation`; SimCLR by default), with no trained classifier:
+(:mod:`albench.strategies.representation`; SimCLR by default), with no trained classifier:
 
 1. Cluster the whole pool into K = min(|L| + B, ``max_clusters`` = 500) clusters: k-means (k-means++,
    10 restarts) for K <= 50, mini-batch k-means (batch 5,000, 3 restarts) above, both seeded from the
@@ -26,7 +26,7 @@ neighbours are computed per cluster, in row blocks of at most 2^24 distances (64
 never as an N x N matrix: O(sum of n_c^2 d) over the clusters picked from, once per cluster (the
 ``candidate_density`` quirk recomputes per pick). Measured times: README, Speed.
 
-The official code's behaviours are :class:`~strategies.base.Quirk` switches, all on under
+The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches, all on under
 ``protocol: official`` (file ``deep-al/pycls/al/typiclust.py`` at avihu111/TypiClust 4097a71 unless
 stated): ``squared_distances``, ``fixed_cluster_order``, ``candidate_density`` and
 ``unnormalized_features``.
@@ -40,10 +40,10 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
-from bench.typed import Bounds
-from strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy
-from strategies.registry import register_strategy
-from strategies.representation import RepresentationMixin, RepresentationParams
+from albench.typed import Bounds
+from albench.strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy
+from albench.strategies.registry import register_strategy
+from albench.strategies.representation import RepresentationMixin, RepresentationParams
 
 KMEANS_MAX_K = 50  # full k-means up to this many clusters, mini-batch k-means above (official)
 MINIBATCH_SIZE = 5000
@@ -178,7 +178,7 @@ UNNORMALIZED_FEATURES = Quirk(
 class TypiClustParams(RepresentationParams):
     """``max_clusters``, ``min_cluster_size``, ``knn``: the paper's 500, 5 and 20. ``normalize``,
     ``squared_distances``, ``resort``, ``density``: see the quirks. The representation params are in
-    :class:`~strategies.representation.RepresentationParams`."""
+    :class:`~albench.strategies.representation.RepresentationParams`."""
 
     max_clusters: Annotated[int, Bounds(ge=1)] = 500
     min_cluster_size: Annotated[int, Bounds(ge=0)] = 5

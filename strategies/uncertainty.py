@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from strategies.base import (Inputs, Need, PoolState, Strategy, Subset, random_subset, top_k_highest,
+from albench.strategies.base import (Inputs, Need, PoolState, Strategy, Subset, random_subset, top_k_highest,
                              top_k_lowest)
-from strategies.registry import register_strategy
+from albench.strategies.registry import register_strategy
 
 
 @dataclass(frozen=True)

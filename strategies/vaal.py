@@ -59,13 +59,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bench.data.augment import BatchTransform
-from bench.toolkit.batches import epoch_batches, eval_batches
-from bench.toolkit.seeding import seeded_init
-from bench.typed import Bounds
-from strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, Subset, random_subset,
+from albench.data.augment import BatchTransform
+from albench.toolkit.batches import epoch_batches, eval_batches
+from albench.toolkit.seeding import seeded_init
+from albench.typed import Bounds
+from albench.strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, Subset, random_subset,
                              top_k_lowest)
-from strategies.registry import register_strategy
+from albench.strategies.registry import register_strategy
 
 VAAL_REPO = "sinhasam/vaal@67263f3"  # the repository's HEAD (2020-02-21) the quirks were read from
 

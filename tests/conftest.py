@@ -28,7 +28,7 @@ TINY = {
 def trained_batches(monkeypatch) -> list[tuple[int, int]]:
     """(images in the epoch's pass, images in the batch) of every training batch the engine's Trainer
     takes from here on: one entry per optimizer step."""
-    import bench.engine.train as train_mod
+    import albench.engine.train as train_mod
 
     seen: list[tuple[int, int]] = []
     orig = train_mod.epoch_batches

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.records import CYCLE_COLUMNS, PHASES
+from albench.records import CYCLE_COLUMNS, PHASES
 
 
 def write_run(root: Path, *, sweep: str = "synth", dataset: str = "digits", strategy: str = "random",

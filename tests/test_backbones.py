@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cli import main
-from bench.errors import ConfigError
-from models.registry import build_model, has_model, model_entry
+from albench.cli import main
+from albench.errors import ConfigError
+from albench.models.registry import build_model, has_model, model_entry
 from tests.conftest import write_yaml
 
 
@@ -147,10 +147,10 @@ def test_learning_loss_runs_on_a_torchvision_backbone(tmp_path, tiny_raw, capsys
 
 # --------------------------------------------------------------------------- timm (optional extra)
 def test_timm_names_without_timm_say_how_to_install(monkeypatch):
-    import models.timm_backbones as tb
+    import albench.models.timm_backbones as tb
 
     monkeypatch.setattr(tb, "_timm", lambda: None)
-    monkeypatch.setattr("models.registry._RESOLVED", {})
+    monkeypatch.setattr("albench.models.registry._RESOLVED", {})
     assert has_model("timm:resnet10t")
     with pytest.raises(ConfigError, match=r"albench\[timm\]") as err:
         model_entry("timm:resnet10t")
@@ -219,7 +219,7 @@ def test_a_run_on_a_timm_backbone_completes(tmp_path, tiny_raw, capsys, one_torc
 
 
 def test_a_strategy_owned_network_may_be_a_backbone_and_bad_names_name_its_field():
-    from strategies.base import check_model_params
+    from albench.strategies.base import check_model_params
 
     check_model_params({"m": "tv:resnet18", "p": {"small_input": True}}, "m", "p", "strategies[0].params")
     with pytest.raises(ConfigError) as err:
@@ -236,7 +236,7 @@ def test_timm_vit_weights_at_another_image_size_are_resampled_as_timm_does(tmp_p
     torch.manual_seed(4)
     sd = timm.create_model("test_vit", pretrained=False).state_dict()  # 160x160: 100 patches + cls
     torch.save(sd, tmp_path / "vit.pth")
-    from models.timm_backbones import check_params
+    from albench.models.timm_backbones import check_params
 
     check_params("test_vit", {"weights": str(tmp_path / "vit.pth")})
     m = build_model("timm:test_vit", num_classes=3, in_channels=3, image_size=(32, 32),

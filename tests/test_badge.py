@@ -9,10 +9,10 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from bench.errors import ConfigError
-from strategies.badge import Badge, draw_d2, gradient_factors, gradient_sq_distance, kmeanspp_seeding
-from strategies.base import Inputs, Need, Outputs, PoolState
-from strategies.registry import get_strategy, make_strategy
+from albench.errors import ConfigError
+from albench.strategies.badge import Badge, draw_d2, gradient_factors, gradient_sq_distance, kmeanspp_seeding
+from albench.strategies.base import Inputs, Need, Outputs, PoolState
+from albench.strategies.registry import get_strategy, make_strategy
 
 # A hand-made set. Every posterior is (0.5, 0.5), so y^ = class 0 (first on ties) and a = (0.5, -0.5):
 # g = 0.5 (h, -h), |g|^2 = 0.5 |h|^2 and |g_i - g_j|^2 = 0.5 |h_i - h_j|^2.
@@ -161,9 +161,9 @@ def test_bad_params_are_refused(params):
 
 @pytest.mark.slow
 def test_end_to_end_on_digits(tiny_raw, one_torch_thread):
-    from bench.config import build_config
-    from bench.engine.loop import execute_run
-    from bench.plan import make_plan
+    from albench.config import build_config
+    from albench.engine.loop import execute_run
+    from albench.plan import make_plan
 
     raw = dict(tiny_raw, strategies=["badge"])
     (rc,) = make_plan(build_config(raw))

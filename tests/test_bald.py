@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.cli import main
-from bench.data.augment import BatchTransform
-from bench.engine.inference import compute_outputs
-from models.base import ModelOutput
-from strategies.bald import Bald, mutual_information, mutual_information_official
-from strategies.base import Inputs, Outputs, PoolState, StochasticPasses
-from strategies.registry import get_strategy, make_strategy
+from albench.cli import main
+from albench.data.augment import BatchTransform
+from albench.engine.inference import compute_outputs
+from albench.models.base import ModelOutput
+from albench.strategies.bald import Bald, mutual_information, mutual_information_official
+from albench.strategies.base import Inputs, Outputs, PoolState, StochasticPasses
+from albench.strategies.registry import get_strategy, make_strategy
 from tests.conftest import write_yaml
 
 
@@ -154,7 +154,7 @@ def test_a_model_without_dropout_or_a_spec_without_seed_is_refused():
 
 # ------------------------------------------------------------------------- the strategy and its config
 def test_needs_declare_passes_the_engine_seeds_per_cycle():
-    from bench.engine.inference import seed_stochastic
+    from albench.engine.inference import seed_stochastic
 
     s = make_strategy("bald", {"passes": 7})
     (spec,) = s.needs_for("classification")
@@ -170,8 +170,8 @@ def test_needs_declare_passes_the_engine_seeds_per_cycle():
 
 
 def test_official_quirks():
-    from bench.config import StrategyConfig, TrainConfig
-    from bench.plan import resolve_strategy
+    from albench.config import StrategyConfig, TrainConfig
+    from albench.plan import resolve_strategy
 
     assert get_strategy("bald") is Bald
     st, _, quirks, flags = resolve_strategy(StrategyConfig("bald"), "official", TrainConfig(), "s")
@@ -183,7 +183,7 @@ def test_official_quirks():
 
 @pytest.mark.parametrize("params", [{"passes": 1}, {"subset": 0}, {"batchnorm": "frozen"}])
 def test_bad_params_are_refused(params):
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     with pytest.raises(ConfigError):
         make_strategy("bald", params)
@@ -205,9 +205,9 @@ def test_dropout_zero_is_refused_at_config_load(tiny_raw, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_end_to_end_on_digits_is_deterministic(tiny_raw, tmp_path, one_torch_thread):
-    from bench.config import build_config
-    from bench.engine.loop import execute_run
-    from bench.plan import make_plan
+    from albench.config import build_config
+    from albench.engine.loop import execute_run
+    from albench.plan import make_plan
 
     queries = []
     for out in ("a", "b"):
@@ -223,8 +223,8 @@ def test_end_to_end_on_digits_is_deterministic(tiny_raw, tmp_path, one_torch_thr
 
 
 def test_a_model_without_a_dropout_param_is_refused(monkeypatch):
-    from bench.errors import ConfigError
-    from models.registry import _REGISTRY, ModelEntry
+    from albench.errors import ConfigError
+    from albench.models.registry import _REGISTRY, ModelEntry
 
     def builder(*, num_classes, in_channels, image_size, width: int = 8):
         raise AssertionError("never built at config load")

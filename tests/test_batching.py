@@ -8,11 +8,11 @@ import pytest
 import torch
 import yaml
 
-from bench.config import build_config
-from bench.engine.loop import execute_run
-from bench.errors import ConfigError
-from bench.plan import make_plan
-from bench.toolkit import epoch_batches
+from albench.config import build_config
+from albench.engine.loop import execute_run
+from albench.errors import ConfigError
+from albench.plan import make_plan
+from albench.toolkit import epoch_batches
 from tests.conftest import TINY
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cli import main
-from bench.reports.data import load_sweep_runs
+from albench.cli import main
+from albench.reports.data import load_sweep_runs
 from tests.conftest import REPO, SHARED_DATA
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bench.cli import main
+from albench.cli import main
 from tests.conftest import write_yaml
 
 
@@ -53,7 +53,7 @@ def test_show_on_a_folder_without_runs_is_bad_input(tmp_path, capsys):
 
 def test_a_failing_run_exits_1(tiny_raw, tmp_path, capsys, monkeypatch):
     """A run that raises is recorded as failed; the others still run; exit code 1."""
-    import strategies.uncertainty as unc
+    import albench.strategies.uncertainty as unc
 
     def broken(self, **kw):
         raise RuntimeError("strategy exploded")
@@ -73,7 +73,7 @@ def test_a_failing_run_exits_1(tiny_raw, tmp_path, capsys, monkeypatch):
 
 
 def test_console_script_entry_point(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "list", "datasets"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "albench.cli", "list", "datasets"], capture_output=True, text=True)
     assert proc.returncode == 0 and "digits" in proc.stdout
     proc = subprocess.run(["albench", "run", "--set", "train.epochs=-1", "--dry-run"], capture_output=True, text=True)
     assert proc.returncode == 2
@@ -84,7 +84,7 @@ def test_console_script_entry_point(tmp_path):
 def test_summary_cells_show_std_only_where_two_seeds_or_more():
     import pandas as pd
 
-    from bench.summary import summary_table
+    from albench.summary import summary_table
 
     df = pd.DataFrame({"dataset": "d", "strategy": ["a", "a", "b"], "n_labeled": 10, "value": [0.5, 0.7, 0.4],
                        "flags": ""})

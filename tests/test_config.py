@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.cli import main
-from bench.config import apply_override, build_config, parse_override
-from bench.validate import load_config
-from bench.errors import ConfigError
+from albench.cli import main
+from albench.config import apply_override, build_config, parse_override
+from albench.validate import load_config
+from albench.errors import ConfigError
 from tests.conftest import write_yaml
 
 # (description, config changes as --set overrides or a raw patch, substrings the message must hold)
@@ -178,8 +178,8 @@ def test_parse_override_yaml_values():
 
 @pytest.mark.parametrize("config", ["quickstart.yaml", "cifar10-cpu.yaml"])
 def test_packaged_configs_list_every_builtin_classification_strategy(config):
-    from bench.config import build_config, quickstart_path, read_yaml
-    from strategies.registry import _builtin_modules, get_strategy, strategy_names
+    from albench.config import build_config, quickstart_path, read_yaml
+    from albench.strategies.registry import _builtin_modules, get_strategy, strategy_names
 
     cfg = build_config(read_yaml(quickstart_path().parent / config))
     listed = {s.name for s in cfg.strategies}
@@ -211,8 +211,8 @@ def test_data_root_from_environment(tiny_raw, tmp_path, monkeypatch):
 def test_annotated_bounds_are_enforced_and_named():
     from typing import Annotated
 
-    from bench.errors import ConfigError
-    from bench.typed import Bounds, coerce
+    from albench.errors import ConfigError
+    from albench.typed import Bounds, coerce
 
     subset = Annotated[int | None, Bounds(ge=1)]
     assert coerce(subset, None, "params.subset") is None
@@ -240,18 +240,18 @@ def _imported_modules(path: str) -> set[str]:
 
 
 def test_config_and_plan_do_not_import_each_other():
-    """bench.config sits below bench.plan: it imports neither the plan nor the module that needs
-    both (bench.validate), not even lazily inside a function, so there is no import cycle."""
+    """albench.config sits below albench.plan: it imports neither the plan nor the module that needs
+    both (albench.validate), not even lazily inside a function, so there is no import cycle."""
     import subprocess
     import sys
 
-    import bench.config
-    import bench.plan
+    import albench.config
+    import albench.plan
 
-    assert not {"bench.plan", "bench.validate"} & _imported_modules(bench.config.__file__)
-    assert "bench.validate" not in _imported_modules(bench.plan.__file__)
-    for first in ("bench.config", "bench.plan"):
-        code = f"import sys, {first}; print('bench.validate' in sys.modules)"
+    assert not {"albench.plan", "albench.validate"} & _imported_modules(albench.config.__file__)
+    assert "albench.validate" not in _imported_modules(albench.plan.__file__)
+    for first in ("albench.config", "albench.plan"):
+        code = f"import sys, {first}; print('albench.validate' in sys.modules)"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.strip() == "False"
 
@@ -261,7 +261,7 @@ def test_unknown_model_param_exits_2_on_a_dry_run():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--set", "model.params.widht=32", "--dry-run"],
+    proc = subprocess.run([sys.executable, "-m", "albench.cli", "run", "--set", "model.params.widht=32", "--dry-run"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -275,8 +275,8 @@ def test_model_params_declare_every_builder_argument():
     so a param the builder accepts is never refused at load (and vice versa for what it declares)."""
     import inspect
 
-    from bench.typed import param_spec
-    from models.registry import BUILDER_ARGS, model_entry, model_names
+    from albench.typed import param_spec
+    from albench.models.registry import BUILDER_ARGS, model_entry, model_names
 
     for name in model_names():
         entry = model_entry(name)
@@ -294,7 +294,7 @@ def test_every_builtin_strategy_declares_a_params_type():
     """Built-in strategies declare a frozen Params dataclass; instances mirror its fields."""
     import dataclasses
 
-    from strategies.registry import _builtin_modules, get_strategy, make_strategy, strategy_names
+    from albench.strategies.registry import _builtin_modules, get_strategy, make_strategy, strategy_names
 
     for name in strategy_names():
         cls = get_strategy(name)
@@ -308,8 +308,8 @@ def test_every_builtin_strategy_declares_a_params_type():
 
 
 def test_pt4al_ablation_shares_the_pretext_params():
-    from strategies.pt4al import PretextParams
-    from strategies.registry import get_strategy
+    from albench.strategies.pt4al import PretextParams
+    from albench.strategies.registry import get_strategy
 
     pretext = {f for f in PretextParams.__dataclass_fields__}
     for name in ("pt4al", "pt4al-pretext-only"):
@@ -366,7 +366,7 @@ def test_hostile_config_is_refused_fast(desc, argv, needles, tmp_path):
     from tests.conftest import REPO
 
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", *argv(tmp_path), "--dry-run"],
+        proc = subprocess.run([sys.executable, "-m", "albench.cli", "run", *argv(tmp_path), "--dry-run"],
                               capture_output=True, text=True, timeout=60, cwd=tmp_path,
                               env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     except subprocess.TimeoutExpired:
@@ -392,7 +392,7 @@ MALFORMED_FILES = [  # (description, file bytes, substrings of the one error lin
 
 @pytest.mark.parametrize("desc,blob,needles", MALFORMED_FILES, ids=[m[0] for m in MALFORMED_FILES])
 def test_malformed_config_files_exit_2_with_one_line(desc, blob, needles, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("bench.config.MAX_YAML_NODES", 1000)  # a small bound keeps the plain-nodes case quick
+    monkeypatch.setattr("albench.config.MAX_YAML_NODES", 1000)  # a small bound keeps the plain-nodes case quick
     path = tmp_path / "bad.yaml"
     path.write_bytes(blob)
     assert main(["run", str(path), "--dry-run"]) == 2
@@ -409,7 +409,7 @@ def test_a_folder_as_config_is_bad_input(tmp_path, capsys):
 
 def test_legitimate_aliases_still_load():
     """quickstart.yaml shares PT4AL's pretext params through an anchor; a bounded loader keeps that."""
-    from bench.config import expanded_node_count, load_yaml_text, quickstart_path
+    from albench.config import expanded_node_count, load_yaml_text, quickstart_path
 
     assert "&pt4al_pretext" in quickstart_path().read_text()
     cfg = load_config(None, check_data=False)
@@ -434,7 +434,7 @@ def test_hostile_reference_file_is_refused_fast(tmp_path):
 
     ref = tmp_path / "ref.yaml"
     ref.write_text(f"checks: {_BOMB}\n")
-    code = "import sys\nfrom bench.reports.verify import load_reference\nload_reference(sys.argv[1])"
+    code = "import sys\nfrom albench.reports.verify import load_reference\nload_reference(sys.argv[1])"
     try:
         proc = subprocess.run([sys.executable, "-c", code, str(ref)], capture_output=True, text=True, timeout=60,
                               env={**__import__("os").environ, "PYTHONPATH": str(REPO)})

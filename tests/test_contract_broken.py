@@ -2,7 +2,7 @@
 
 Each broken strategy is registered for the test (and unregistered after) and run through every
 check but the end-to-end one; exactly the expected checks must fail. One subprocess runs the
-documented command, ``python -m pytest --pyargs strategies.testing``, on a broken plugin.
+documented command, ``python -m pytest --pyargs albench.testing``, on a broken plugin.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from strategies import registry
-from strategies.base import Strategy
-from strategies.testing import STRATEGY_ENV, ContractError, GlobalRNGTouched, checks
+from albench.strategies import registry
+from albench.strategies.base import Strategy
+from albench.testing import STRATEGY_ENV, ContractError, GlobalRNGTouched, checks
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -178,8 +178,8 @@ def test_end_to_end_check_catches_a_query_the_engine_refuses(registered, tmp_pat
 
 PLUGINS = '''
 import numpy as np
-from strategies.base import Strategy
-from strategies.registry import register_strategy
+from albench.strategies.base import Strategy
+from albench.strategies.registry import register_strategy
 
 
 @register_strategy
@@ -212,7 +212,7 @@ def test_the_documented_command_fails_on_a_broken_plugin(tmp_path):
     one passes every test; the broken one fails the one for its fault."""
     (tmp_path / "conftest.py").write_text(textwrap.dedent(PLUGINS))
     env = dict(os.environ, **{STRATEGY_ENV: "toy-good,toy-duplicates"})
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "strategies.testing", "-v", "-p",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "albench.testing", "-v", "-p",
                            "no:cacheprovider", "-k", "not end_to_end"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import build_config
-from bench.plan import make_plan
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.coreset import kcenter_greedy
-from strategies.gcn import CoreGCN
-from strategies.registry import make_strategy
+from albench.config import build_config
+from albench.plan import make_plan
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.coreset import kcenter_greedy
+from albench.strategies.gcn import CoreGCN
+from albench.strategies.registry import make_strategy
 from tests.test_uncertaingcn import _retrained, _synthetic
 
 
@@ -72,7 +72,7 @@ def test_official_protocol_switches_both_quirks(tiny_raw):
 
 
 def test_bad_kcenter_features_is_refused():
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         make_strategy("coregcn", {"kcenter_features": "output"})

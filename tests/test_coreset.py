@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import ConfigError
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.coreset import CoreSet, kcenter_greedy, min_sq_dist_to_centers
-from strategies.registry import make_strategy
+from albench.errors import ConfigError
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.coreset import CoreSet, kcenter_greedy, min_sq_dist_to_centers
+from albench.strategies.registry import make_strategy
 
 
 def _line(xs) -> torch.Tensor:
@@ -113,7 +113,7 @@ def test_candidates_are_a_seeded_subset_of_the_unlabeled_pool():
 
 
 def test_declares_embeddings_of_candidates_and_labeled():
-    from strategies.base import Need
+    from albench.strategies.base import Need
 
     assert CoreSet.needs == {Need.EMBEDDINGS, Need.LABELED}
 

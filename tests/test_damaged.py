@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from bench.cli import main
-from bench.records import DamagedRecord, read_cycles, read_status
+from albench.cli import main
+from albench.records import DamagedRecord, read_cycles, read_status
 from tests.conftest import TINY, write_yaml
 
 GOOD = "least-confidence"
@@ -119,7 +119,7 @@ def test_a_damaged_checkpoint_names_the_file_and_the_fix(built, tmp_path, capsys
     cfg, sweep = _copy(built, tmp_path)
     run_dir = sweep / "digits" / "random" / "seed-0"
     st = read_status(run_dir)
-    from bench.records import atomic_write_json
+    from albench.records import atomic_write_json
 
     atomic_write_json(run_dir / "status.json", {**st, "state": "running", "pid": 1})
     (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import DatasetConfig
-from bench.data.cifar import CLASSES, IMBALANCED_COUNTS, imbalanced_indices
-from bench.data.registry import get_dataset, load_dataset
-from bench.errors import ConfigError
+from albench.config import DatasetConfig
+from albench.data.cifar import CLASSES, IMBALANCED_COUNTS, imbalanced_indices
+from albench.data.registry import get_dataset, load_dataset
+from albench.errors import ConfigError
 
 
 def _fake_cifar(n_per_batch=6, n_test=4, seed=0):
@@ -227,7 +227,7 @@ BAD_NPZ = [  # (description, writer, substrings of the error line besides the fi
 
 @pytest.mark.parametrize("desc,write,needles", BAD_NPZ, ids=[b[0] for b in BAD_NPZ])
 def test_bad_npz_is_refused_at_config_load(desc, write, needles, tiny_raw, tmp_path, capsys):
-    from bench.cli import main
+    from albench.cli import main
     from tests.conftest import write_yaml
 
     data = tmp_path / "mine.npz"
@@ -246,7 +246,7 @@ def test_bad_npz_is_refused_at_config_load(desc, write, needles, tiny_raw, tmp_p
 
 
 def test_a_good_npz_passes_the_same_checks(tiny_raw, tmp_path, capsys):
-    from bench.cli import main
+    from albench.cli import main
     from tests.conftest import write_yaml
 
     _npz(classes=np.array(["a", "b", "c", "d"]))(tmp_path / "mine.npz")
@@ -297,7 +297,7 @@ BAD_FOLDERS = [  # (description, writer, params, substrings)
 
 @pytest.mark.parametrize("desc,write,params,needles", BAD_FOLDERS, ids=[b[0] for b in BAD_FOLDERS])
 def test_bad_image_folder_is_refused_at_config_load(desc, write, params, needles, tiny_raw, tmp_path, capsys):
-    from bench.cli import main
+    from albench.cli import main
     from tests.conftest import write_yaml
 
     write(tmp_path / "imgs")

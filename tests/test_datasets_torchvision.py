@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cli import main
-from bench.config import DatasetConfig
-from bench.data.registry import dataset_names, get_dataset, load_dataset
-from bench.errors import ConfigError
+from albench.cli import main
+from albench.config import DatasetConfig
+from albench.data.registry import dataset_names, get_dataset, load_dataset
+from albench.errors import ConfigError
 from tests.conftest import write_yaml
 
 RNG = np.random.default_rng(0)
@@ -162,7 +162,7 @@ def test_mnist_family_reads_idx_files_gzipped_or_not(tmp_path, name, folder, gz)
 
 
 def test_idx_with_a_wrong_magic_or_size_is_refused(tmp_path):
-    from bench.data.mnist import read_idx
+    from albench.data.mnist import read_idx
 
     (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01" + struct.pack(">i", 3) + b"abc")
     with pytest.raises(ValueError, match="not an unsigned-byte idx file"):

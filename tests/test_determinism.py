@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from bench.config import build_config
-from bench.engine.loop import execute_run
-from bench.plan import make_plan
-from bench.records import read_artifact, read_cycles
+from albench.config import build_config
+from albench.engine.loop import execute_run
+from albench.plan import make_plan
+from albench.records import read_artifact, read_cycles
 
 
 def _run(raw: dict, out, strategy: str, seed: int):

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import StrategyConfig, TrainConfig
-from bench.plan import resolve_strategy
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.bald import mutual_information, mutual_information_official
-from strategies.registry import make_strategy
+from albench.config import StrategyConfig, TrainConfig
+from albench.plan import resolve_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.bald import mutual_information, mutual_information_official
+from albench.strategies.registry import make_strategy
 
 N, T, C, BUDGET = 200, 10, 10, 40
 

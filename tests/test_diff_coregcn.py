@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.gcn import normalized_adjacency, train_gcn
-from strategies.registry import make_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.gcn import normalized_adjacency, train_gcn
+from albench.strategies.registry import make_strategy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import StrategyConfig, TrainConfig
-from bench.data.augment import BatchTransform
-from bench.plan import resolve_strategy
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.registry import make_strategy
+from albench.config import StrategyConfig, TrainConfig
+from albench.data.augment import BatchTransform
+from albench.plan import resolve_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.registry import make_strategy
 
 K = 200
 

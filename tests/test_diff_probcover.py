@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import StrategyConfig, TrainConfig
-from bench.plan import resolve_strategy
-from strategies.base import PoolState
-from strategies.registry import make_strategy
+from albench.config import StrategyConfig, TrainConfig
+from albench.plan import resolve_strategy
+from albench.strategies.base import PoolState
+from albench.strategies.registry import make_strategy
 
 N, CLASSES, BUDGET = 1000, 4, 30
 

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-import strategies.pt4al as pt
-from bench.config import StrategyConfig, TrainConfig
-from bench.data.augment import BatchTransform
-from bench.plan import resolve_strategy
-from strategies.base import PoolState, PrepareContext
-from strategies.pretext import PretextResult
+import albench.strategies.pt4al as pt
+from albench.config import StrategyConfig, TrainConfig
+from albench.data.augment import BatchTransform
+from albench.plan import resolve_strategy
+from albench.strategies.base import PoolState, PrepareContext
+from albench.strategies.pretext import PretextResult
 
 
 def synthetic_losses(n: int = 2000, seed: int = 0) -> np.ndarray:
@@ -141,7 +141,7 @@ def test_bgr_quirk_feeds_the_pretext_bgr_images_under_their_own_cache_key(tmp_pa
 
 
 def test_bgr_constants_on_a_one_channel_dataset_are_refused_naming_the_field():
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     _, train, _, _ = resolve_strategy(StrategyConfig("pt4al"), "official", TrainConfig(), "s")
     with pytest.raises(ConfigError, match="channel_order"):
@@ -149,7 +149,7 @@ def test_bgr_constants_on_a_one_channel_dataset_are_refused_naming_the_field():
 
 
 def test_bgr_with_colorization_is_refused_naming_the_field(tmp_path):
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     images = torch.zeros(4, 3, 4, 4, dtype=torch.uint8)
     pool = PoolState(images=images, labeled=np.zeros(0, dtype=np.int64), labeled_targets=torch.zeros(0).long(),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from strategies.typiclust import typiclust_select
+from albench.strategies.typiclust import typiclust_select
 
 SIZES = (40, 33, 27, 21, 14, 4)  # distinct sizes: the ranking has no ties; the 4-point cluster is dropped
 
@@ -72,8 +72,8 @@ OFFICIAL = dict(squared=True, resort=False, density="candidates")
 
 
 def test_protocol_official_resolves_to_the_settings_under_test():
-    from bench.config import StrategyConfig, TrainConfig
-    from bench.plan import resolve_strategy
+    from albench.config import StrategyConfig, TrainConfig
+    from albench.plan import resolve_strategy
 
     st, *_ = resolve_strategy(StrategyConfig("typiclust"), "official", TrainConfig(), "s")
     assert (st.params["squared_distances"], st.params["resort"], st.params["density"]) == (True, False, "candidates")

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.gcn import normalized_adjacency, train_gcn
-from strategies.registry import make_strategy
+from albench.strategies.gcn import normalized_adjacency, train_gcn
+from albench.strategies.registry import make_strategy
 from tests.test_diff_coregcn import GCN_PARAMS, N_L, N_U, _inputs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

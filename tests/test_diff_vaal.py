@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import StrategyConfig, TrainConfig
-from bench.plan import resolve_strategy
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.registry import make_strategy
+from albench.config import StrategyConfig, TrainConfig
+from albench.plan import resolve_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.registry import make_strategy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench import divergence
-from bench.cli import main
-from bench.divergence import Diverged
-from bench.records import read_cycles, read_status
-from strategies.base import top_k_highest, top_k_lowest
-from strategies.coreset import kcenter_greedy
+from albench import divergence
+from albench.cli import main
+from albench.divergence import Diverged
+from albench.records import read_cycles, read_status
+from albench.strategies.base import top_k_highest, top_k_lowest
+from albench.strategies.coreset import kcenter_greedy
 from tests.conftest import write_yaml
 
 

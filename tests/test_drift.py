@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from bench import drift
-from bench.cli import main
-from bench.config import build_config
-from bench.plan import make_plan
-from bench.records import atomic_write_json, read_status
+from albench import drift
+from albench.cli import main
+from albench.config import build_config
+from albench.plan import make_plan
+from albench.records import atomic_write_json, read_status
 from tests.conftest import write_yaml
 
 
@@ -137,8 +137,8 @@ def test_a_run_that_failed_before_any_result_may_start_over_with_another_config(
     tiny_raw["al"]["cycles"] = 2
     tiny_raw["al"]["initial"] = 5000  # more than the digits pool: the run fails before its first cycle
     cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
-    from bench.config import build_config as build
-    from bench.integrity import claim
+    from albench.config import build_config as build
+    from albench.integrity import claim
 
     rc = make_plan(build(tiny_raw))[0]
     with claim(rc) as refused:  # what a started run leaves before its first checkpoint
@@ -152,8 +152,8 @@ def test_a_run_that_failed_before_any_result_may_start_over_with_another_config(
 def test_a_run_queued_in_slurm_with_other_result_keys_is_refused(tiny_raw, tmp_path, monkeypatch):
     import pytest
 
-    from bench.errors import ConfigError
-    from bench.runner import slurm
+    from albench.errors import ConfigError
+    from albench.runner import slurm
 
     old = make_plan(build_config(tiny_raw))[0]
     tiny_raw["train"]["epochs"] = 5

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from bench.config import build_config
-from bench.validate import validate_environment
-from bench.errors import ConfigError
-from strategies.gcn import (GCN, LowRankAdjacency, _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency,
+from albench.config import build_config
+from albench.validate import validate_environment
+from albench.errors import ConfigError
+from albench.strategies.gcn import (GCN, LowRankAdjacency, _check_adjacency, adjacency_gb, max_query_nodes, normalized_adjacency,
                             train_gcn)
 
 

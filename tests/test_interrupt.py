@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.cli import main
-from bench.records import read_cycles, read_status
+from albench.cli import main
+from albench.records import read_cycles, read_status
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = {
@@ -38,7 +38,7 @@ SAME = ("cycle", "n_labeled", "value", "test_loss", "epochs")
 
 def _launch(cfg: Path, out: Path, log: Path) -> subprocess.Popen:
     # its own session: a signal to its process group is what a terminal's Ctrl-C does
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(cfg), "--out", str(out), "--quiet",
+    return subprocess.Popen([sys.executable, "-m", "albench.cli", "run", str(cfg), "--out", str(out), "--quiet",
                              "--workers", "2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                             start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
 

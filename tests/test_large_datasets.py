@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-import bench.data.decoded as decoded
-from bench.config import DatasetConfig, build_config
-from bench.data.decoded import IMAGENET_MEAN
-from bench.data.large import Caltech101, ImageNet67, paper_test_size, read_mapping
-from bench.data.registry import get_dataset
-from bench.data.segmentation import Cityscapes, label_lut
-from bench.errors import ConfigError
+import albench.data.decoded as decoded
+from albench.config import DatasetConfig, build_config
+from albench.data.decoded import IMAGENET_MEAN
+from albench.data.large import Caltech101, ImageNet67, paper_test_size, read_mapping
+from albench.data.registry import get_dataset
+from albench.data.segmentation import Cityscapes, label_lut
+from albench.errors import ConfigError
 
 
 def _solid(path, size_wh, colour, mode="RGB"):
@@ -111,7 +111,7 @@ def test_cityscapes_cache_is_memory_mapped_and_reused(tmp_path, monkeypatch):
 def test_cityscapes_config_is_the_papers_setup_and_needs_weights_for_batch_size_one(tmp_path):
     from pathlib import Path
 
-    from bench.validate import load_config
+    from albench.validate import load_config
 
     root = write_cityscapes(tmp_path / "cs")
     path = Path(__file__).resolve().parent.parent / "bench" / "configs" / "cityscapes.yaml"
@@ -269,9 +269,9 @@ def test_imagenet67_check_refuses_bad_input(tmp_path):
 
 
 def test_a_memory_mapped_pool_runs_through_the_engine_without_a_copy(tmp_path):
-    from bench.engine.loop import RunContext, execute_run
-    from bench.plan import make_plan
-    from bench.records import read_cycles
+    from albench.engine.loop import RunContext, execute_run
+    from albench.plan import make_plan
+    from albench.records import read_cycles
 
     root = write_imagenet(tmp_path / "imagenet")
     raw = {"name": "mm", "dataset": {"name": "imagenet67", "root": str(root),

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import StrategyConfig, TrainConfig, build_config
-from bench.engine.loop import execute_run
-from bench.errors import ConfigError
-from bench.plan import make_plan, resolve_strategy
-from bench.records import read_cycles
-from models.base import ModelOutput
-from models.registry import build_model
-from strategies.base import Inputs, ModelInfo, Outputs, PoolState
-from strategies.learning_loss import LossPredictionModule, detach_epoch, pair_ranking_loss
-from strategies.registry import get_strategy, make_strategy
+from albench.config import StrategyConfig, TrainConfig, build_config
+from albench.engine.loop import execute_run
+from albench.errors import ConfigError
+from albench.plan import make_plan, resolve_strategy
+from albench.records import read_cycles
+from albench.models.base import ModelOutput
+from albench.models.registry import build_model
+from albench.strategies.base import Inputs, ModelInfo, Outputs, PoolState
+from albench.strategies.learning_loss import LossPredictionModule, detach_epoch, pair_ranking_loss
+from albench.strategies.registry import get_strategy, make_strategy
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -209,7 +209,7 @@ def test_end_to_end_and_detached_module_leaves_backbone_training_unchanged(tiny_
 
 
 def test_global_average_is_the_pool_and_leaves_stage_gradients_channels_last():
-    from strategies.learning_loss import global_average
+    from albench.strategies.learning_loss import global_average
 
     g = torch.Generator().manual_seed(0)
     s = torch.randn(4, 3, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)

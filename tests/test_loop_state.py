@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import build_config
-from bench.engine.loop import execute_run
-from bench.engine.state import CHECKPOINT_VERSION, CheckpointVersionError, LoopState, PartialCycle
-from bench.errors import AlbenchError
-from bench.plan import make_plan
-from bench.records import RunRecorder
+from albench.config import build_config
+from albench.engine.loop import execute_run
+from albench.engine.state import CHECKPOINT_VERSION, CheckpointVersionError, LoopState, PartialCycle
+from albench.errors import AlbenchError
+from albench.plan import make_plan
+from albench.records import RunRecorder
 
 
 def _through_disk(payload: dict) -> dict:
@@ -125,7 +125,7 @@ def test_a_run_with_an_unknown_checkpoint_version_fails_and_keeps_the_checkpoint
 def test_what_prepare_returns_is_recorded_and_anything_but_a_dict_fails_the_run(tmp_path, tiny_raw, monkeypatch):
     import json
 
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     cls = get_strategy("random")
     monkeypatch.setattr(cls, "prepare", lambda self, ctx: {"split": np.int64(3)}, raising=False)

@@ -1,4 +1,4 @@
-"""bench.engine.malloc: freed training buffers stay in the process (no page faults on reuse)."""
+"""albench.engine.malloc: freed training buffers stay in the process (no page faults on reuse)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 SCRIPT = textwrap.dedent("""
     import resource, sys, torch
     sys.path.insert(0, {repo!r})
-    from bench.engine.malloc import malloc_state, tune_malloc
+    from albench.engine.malloc import malloc_state, tune_malloc
 
     def step():
         big = [torch.ones(4 << 20) for _ in range(4)]
@@ -66,8 +66,8 @@ def test_opt_out_leaves_glibc_defaults():
 def test_run_fingerprint_records_the_malloc_state():
     import torch
 
-    from bench.engine.malloc import malloc_state
-    from bench.env import fingerprint
+    from albench.engine.malloc import malloc_state
+    from albench.env import fingerprint
 
     assert fingerprint(torch.device("cpu"))["malloc"] == malloc_state()
 
@@ -76,9 +76,9 @@ def test_run_fingerprint_records_the_malloc_state():
 def test_a_run_applies_the_settings_and_records_them(tiny_raw, tmp_path, monkeypatch):
     import json
 
-    from bench.config import build_config
-    from bench.engine.loop import execute_run
-    from bench.plan import make_plan
+    from albench.config import build_config
+    from albench.engine.loop import execute_run
+    from albench.plan import make_plan
 
     monkeypatch.delenv("ALBENCH_MALLOC", raising=False)
     (rc,) = make_plan(build_config(dict(tiny_raw, output=str(tmp_path / "out"))))

@@ -12,14 +12,14 @@ import copy
 import pytest
 import torch
 
-from bench.config import TrainConfig, build_config
-from bench.engine.loop import execute_run
-from bench.engine.train import cycle_epochs, lr_factor, steps_per_epoch
-from bench.errors import ConfigError
-from bench.plan import make_plan
-from bench.records import read_cycles
-from bench.toolkit import epoch_batches
-from bench.toolkit.batches import batches_per_epoch
+from albench.config import TrainConfig, build_config
+from albench.engine.loop import execute_run
+from albench.engine.train import cycle_epochs, lr_factor, steps_per_epoch
+from albench.errors import ConfigError
+from albench.plan import make_plan
+from albench.records import read_cycles
+from albench.toolkit import epoch_batches
+from albench.toolkit.batches import batches_per_epoch
 from tests.conftest import TINY
 
 
@@ -81,7 +81,7 @@ def test_each_cycle_trains_and_records_at_least_min_steps(tmp_path, trained_batc
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_learning_loss_detaches_at_its_share_of_the_stretched_cycle(tmp_path, monkeypatch):
-    from strategies.learning_loss import LossPredictionModule
+    from albench.strategies.learning_loss import LossPredictionModule
 
     calls: list[tuple[int, int]] = []
     orig = LossPredictionModule.training_loss

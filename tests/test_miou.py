@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.tasks import ConfusionMeter, SegmentationTask, confusion_matrix, iou_from_confusion, make_task
+from albench.tasks import ConfusionMeter, SegmentationTask, confusion_matrix, iou_from_confusion, make_task
 
 # 2 x 3 maps of 3 classes; 255 is ignored.
 TARGET = torch.tensor([[[0, 0, 1], [1, 2, 255]]])

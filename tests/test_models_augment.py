@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.data.augment import BatchTransform
-from models.registry import build_model
+from albench.data.augment import BatchTransform
+from albench.models.registry import build_model
 
 
 @pytest.mark.parametrize("name,size,channels", [("small-cnn", (8, 8), 1), ("small-cnn", (32, 32), 3),

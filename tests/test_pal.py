@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import StrategyConfig, TrainConfig
-from bench.errors import ConfigError
-from bench.plan import resolve_strategy
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.pal import PAL, kl_score, rotate4, rotation_score
-from strategies.registry import get_strategy, make_strategy
+from albench.config import StrategyConfig, TrainConfig
+from albench.errors import ConfigError
+from albench.plan import resolve_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.pal import PAL, kl_score, rotate4, rotation_score
+from albench.strategies.registry import get_strategy, make_strategy
 
 CPU = torch.device("cpu")
 

@@ -13,13 +13,13 @@ from typing import Annotated
 
 import pytest
 
-from bench.typed import Bounds
+from albench.typed import Bounds
 
 PLUGIN_MODULE = '''
 """A toy strategy from outside albench: label the images with the highest pool index first."""
 import numpy as np
 
-from strategies.base import Strategy
+from albench.strategies.base import Strategy
 
 
 class HighestIndexFirst(Strategy):
@@ -64,7 +64,7 @@ def plugin_path(tmp_path_factory):
 
 def _albench(args, plugin_path, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "albench.cli", *args], capture_output=True, text=True, env=env,
                           cwd=cwd)
 
 
@@ -91,7 +91,7 @@ def test_plugin_params_are_validated(plugin_path, tmp_path):
 
 
 def test_without_the_plugin_the_name_is_unknown(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--dry-run", "--set",
+    proc = subprocess.run([sys.executable, "-m", "albench.cli", "run", "--dry-run", "--set",
                            "strategies=highest-index-first"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "unknown strategy" in proc.stderr
 
@@ -101,7 +101,7 @@ def test_contract_suite_runs_on_the_installed_plugin(plugin_path, tmp_path):
     """The README's command checks an entry-point plugin like a built-in (end-to-end left out for time)."""
     env = dict(os.environ, ALBENCH_STRATEGY="highest-index-first",
                PYTHONPATH=os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "strategies.testing", "-q", "-p",
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "albench.testing", "-q", "-p",
                            "no:cacheprovider", "-k", "not end_to_end"], capture_output=True, text=True, env=env,
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -111,8 +111,8 @@ def test_contract_suite_runs_on_the_installed_plugin(plugin_path, tmp_path):
 def test_keyword_only_init_params_with_plain_or_annotated_hints():
     """A plugin may declare params as keyword-only ``__init__`` arguments, plain or with declared
     bounds; they are validated like a built-in's ``Params`` dataclass."""
-    from bench.errors import ConfigError
-    from strategies.base import Strategy
+    from albench.errors import ConfigError
+    from albench.strategies.base import Strategy
 
     class Plugin(Strategy):
         name = "kw-plugin"
@@ -138,8 +138,8 @@ def test_keyword_only_init_params_with_plain_or_annotated_hints():
 def test_a_plugin_may_declare_a_params_dataclass():
     import dataclasses
 
-    from bench.errors import ConfigError
-    from strategies.base import Strategy
+    from albench.errors import ConfigError
+    from albench.strategies.base import Strategy
 
     @dataclasses.dataclass(frozen=True)
     class PluginParams:
@@ -161,8 +161,8 @@ def test_a_plugin_may_declare_a_params_dataclass():
 def test_a_plugin_extending_a_builtin_with_its_own_keyword_only_init():
     """A plugin subclassing a built-in (which declares ``Params``) may still add keyword-only
     ``__init__`` params: its signature, not the inherited dataclass, then declares them."""
-    from bench.errors import ConfigError
-    from strategies.uncertainty import Entropy
+    from albench.errors import ConfigError
+    from albench.strategies.uncertainty import Entropy
 
     class WarmEntropy(Entropy):
         name = "warm-entropy"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.cli import main
-from bench.config import DatasetConfig
-from bench.data.pool import long_tail_counts, parse_pool_options, proportional_counts, target_counts
-from bench.data.registry import get_dataset, load_dataset
-from bench.errors import ConfigError
+from albench.cli import main
+from albench.config import DatasetConfig
+from albench.data.pool import long_tail_counts, parse_pool_options, proportional_counts, target_counts
+from albench.data.registry import get_dataset, load_dataset
+from albench.errors import ConfigError
 from tests.conftest import SHARED_DATA, write_yaml
 
 
@@ -187,8 +187,8 @@ def test_cifar10_subsample_per_class_from_the_real_cifar10(tmp_path, tiny_raw, o
 
 
 def test_large_datasets_check_pool_options_from_their_file_lists(tmp_path, monkeypatch):
-    import bench.data.decoded as decoded
-    from bench.data.pool import pool_size
+    import albench.data.decoded as decoded
+    from albench.data.pool import pool_size
     from tests.test_large_datasets import _cfg, write_caltech, write_imagenet
 
     root = write_imagenet(tmp_path / "imagenet")

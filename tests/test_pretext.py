@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import strategies.pretext.losses as losses_mod
-from bench.config import DatasetConfig
-from bench.data.registry import load_dataset
-from strategies.pretext import (PretextCache, PretextInputError, PretextSpec, cache_key, key_fields, make_task,
+import albench.strategies.pretext.losses as losses_mod
+from albench.config import DatasetConfig
+from albench.data.registry import load_dataset
+from albench.strategies.pretext import (PretextCache, PretextInputError, PretextSpec, cache_key, key_fields, make_task,
                                 pretext_losses)
-from strategies.pretext.color import rgb_to_lab
-from strategies.pretext.tasks import Normalizer, jigsaw_permutations
+from albench.strategies.pretext.color import rgb_to_lab
+from albench.strategies.pretext.tasks import Normalizer, jigsaw_permutations
 
 
 @pytest.fixture(autouse=True)
@@ -246,7 +246,7 @@ def test_lab_conversion_of_known_colours():
 
 
 def test_task_options_are_validated():
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         make_task("jigsaw", {"permutations": 25})

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-import strategies.probcover as pc
-from bench.config import StrategyConfig, TrainConfig, build_config
-from bench.errors import ConfigError
-from bench.plan import make_plan, resolve_strategy
-from strategies.registry import make_strategy
+import albench.strategies.probcover as pc
+from albench.config import StrategyConfig, TrainConfig, build_config
+from albench.errors import ConfigError
+from albench.plan import make_plan, resolve_strategy
+from albench.strategies.registry import make_strategy
 
 # six points on a line: {0, 1, 2} a chain, {10, 11} a pair, {20} alone
 LINE = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0], [11.0, 0.0], [20.0, 0.0]])
@@ -89,8 +89,8 @@ TINY_SIMCLR = {"pretext_model": "small-cnn", "pretext_width": 8, "pretext_epochs
 
 @pytest.mark.slow
 def test_end_to_end_on_digits(tmp_path, one_torch_thread):
-    from bench.engine.loop import execute_run
-    from bench.records import read_queries
+    from albench.engine.loop import execute_run
+    from albench.records import read_queries
 
     raw = {"name": "pc", "dataset": {"name": "digits"}, "model": {"name": "small-cnn", "params": {"width": 4}},
            "train": {"epochs": 1, "batch_size": 64, "optimizer": {"lr": 0.05}, "schedule": {"name": "constant"}},

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-import strategies.pt4al as pt
-from bench.config import StrategyConfig, TrainConfig
-from bench.errors import ConfigError
-from bench.plan import FLAG_BEST_ON_TEST, resolve_strategy
-from strategies.base import Inputs, Outputs, PoolState, PrepareContext
-from strategies.pretext import PretextResult
-from strategies.registry import make_strategy
+import albench.strategies.pt4al as pt
+from albench.config import StrategyConfig, TrainConfig
+from albench.errors import ConfigError
+from albench.plan import FLAG_BEST_ON_TEST, resolve_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState, PrepareContext
+from albench.strategies.pretext import PretextResult
+from albench.strategies.registry import make_strategy
 
 # ------------------------------------------------------------------------------------------------
 # sorting

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-import strategies.pretext.losses as losses_mod
-from bench.config import build_config
-from bench.engine.loop import execute_run
-from bench.plan import make_plan
-from bench.records import RunRecorder, read_artifact, read_queries
+import albench.strategies.pretext.losses as losses_mod
+from albench.config import build_config
+from albench.engine.loop import execute_run
+from albench.plan import make_plan
+from albench.records import RunRecorder, read_artifact, read_queries
 
 PRETEXT = {"pretext_model": "small-cnn", "pretext_model_params": {"width": 8}, "pretext_epochs": 1,
            "pretext_batch_size": 256, "pretext_selection": "final"}

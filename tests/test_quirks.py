@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.cli import main, quirk_rows
-from bench.config import AugmentConfig, StrategyConfig, TrainConfig, build_config
-from bench.data.augment import BatchTransform
-from bench.errors import ConfigError
-from bench.plan import FLAG_BEST_ON_TEST, make_plan, resolve_strategy
-from bench.typed import from_dict
-from strategies.base import QUIRK_SOURCE
-from strategies.registry import get_strategy, strategy_names
+from albench.cli import main, quirk_rows
+from albench.config import AugmentConfig, StrategyConfig, TrainConfig, build_config
+from albench.data.augment import BatchTransform
+from albench.errors import ConfigError
+from albench.plan import FLAG_BEST_ON_TEST, make_plan, resolve_strategy
+from albench.typed import from_dict
+from albench.strategies.base import QUIRK_SOURCE
+from albench.strategies.registry import get_strategy, strategy_names
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -25,9 +25,9 @@ def _all_quirks():
 
 
 def _builtin(name: str) -> bool:
-    """A strategy shipped with albench (not a plugin, nor a test double of strategies.testing)."""
+    """A strategy shipped with albench (not a plugin, nor a test double of albench.testing)."""
     module = get_strategy(name).__module__
-    return module.startswith("strategies.") and not module.startswith("strategies.testing")
+    return module.startswith("strategies.") and not module.startswith("albench.testing")
 
 
 def test_every_registered_quirk_has_an_owner_repo_at_commit_source():
@@ -128,7 +128,7 @@ PRETEXT = {"pretext_model": "small-cnn", "pretext_model_params": {"width": 4}, "
 def test_official_pt4al_run_records_bgr_and_the_official_constants(tiny_raw, tmp_path):
     import json
 
-    from bench.engine.loop import execute_run
+    from albench.engine.loop import execute_run
 
     raw = dict(tiny_raw, protocol="official", dataset={"name": "npz", "root": str(_npz(tmp_path))},
                al={"initial": 10, "budget": 10, "cycles": 2}, train={**tiny_raw["train"], "epochs": 1},
@@ -144,7 +144,7 @@ def test_official_pt4al_run_records_bgr_and_the_official_constants(tiny_raw, tmp
 
 @pytest.mark.usefixtures("one_torch_thread")
 def test_official_constants_on_one_channel_digits_fail_the_run_naming_the_fix(tiny_raw):
-    from bench.engine.loop import execute_run
+    from albench.engine.loop import execute_run
 
     raw = dict(tiny_raw, protocol="official", strategies=["learning-loss"])
     (rc,) = make_plan(build_config(raw))
@@ -155,7 +155,7 @@ def test_official_constants_on_one_channel_digits_fail_the_run_naming_the_fix(ti
 
 
 def test_official_constants_on_one_channel_digits_are_refused_at_config_load(tiny_raw):
-    from bench.validate import validate_environment
+    from albench.validate import validate_environment
 
     raw = dict(tiny_raw, protocol="official", strategies=["learning-loss"])
     with pytest.raises(ConfigError) as err:

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.errors import RecordError
-from bench.records import CYCLE_COLUMNS, RunRecorder, atomic_write_text, read_artifact, read_cycles, read_queries
-from bench.reports.data import load_sweep_runs
+from albench.cli import main
+from albench.errors import RecordError
+from albench.records import CYCLE_COLUMNS, RunRecorder, atomic_write_text, read_artifact, read_cycles, read_queries
+from albench.reports.data import load_sweep_runs
 from tests.conftest import write_yaml
 
 
@@ -106,8 +106,8 @@ def test_run_folder_contents(tiny_raw, tmp_path):
     assert len(np.unique(np.concatenate(list(queries.values())))) == 60
     assert read_artifact(run, "test_loss").shape == (3, 297)
     labels = read_artifact(run, "labeled_targets")
-    from bench.config import DatasetConfig
-    from bench.data.registry import load_dataset
+    from albench.config import DatasetConfig
+    from albench.data.registry import load_dataset
 
     y = load_dataset(DatasetConfig("digits")).y_train.numpy()
     assert labels.tolist() == y[np.concatenate([queries[c] for c in range(3)])].tolist()

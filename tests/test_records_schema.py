@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.validate import load_config
-from bench.plan import make_plan
-from bench.records import (PHASES, default_baseline, pick_baseline, recorded_baseline, recorded_phases,
+from albench.cli import main
+from albench.validate import load_config
+from albench.plan import make_plan
+from albench.records import (PHASES, default_baseline, pick_baseline, recorded_baseline, recorded_phases,
                            recorded_quirk_docs)
-from bench.reports import figures as F
-from bench.reports import tables as T
-from bench.reports.data import load_sweep_runs
-from bench.reports.provenance import provenance
-from bench.reports.verify import load_reference, verify
+from albench.reports import figures as F
+from albench.reports import tables as T
+from albench.reports.data import load_sweep_runs
+from albench.reports.provenance import provenance
+from albench.reports.verify import load_reference, verify
 from tests.conftest import REPO, write_yaml
 from tests.report_synth import write_run
 
@@ -45,7 +45,7 @@ def test_a_run_records_baseline_phases_and_quirk_docs(tiny_raw, tmp_path, capsys
 
 
 def test_quirk_docs_are_the_strategy_declared_docs_of_the_active_quirks():
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     cfg = load_config(None, ["strategies=[pt4al]", "protocol=official"], check_data=False)
     rc = make_plan(cfg)[0]

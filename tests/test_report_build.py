@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from bench.cli import main
-from bench.reports.report import build_report
-from bench.reports.tsne import marked_cycles
+from albench.cli import main
+from albench.reports.report import build_report
+from albench.reports.tsne import marked_cycles
 from tests.report_synth import write_run
 
 N_POOL, N_TEST = 120, 80
@@ -115,8 +115,8 @@ def test_marked_cycles_are_first_middle_last():
 
 
 def test_tsne_points_keep_the_marked_queries(tmp_path):
-    from bench.reports.data import load_sweep_runs
-    from bench.reports.tsne import tsne_points
+    from albench.reports.data import load_sweep_runs
+    from albench.reports.tsne import tsne_points
 
     sweep = make_sweep(tmp_path / "res")
     run = next(r for r in load_sweep_runs(sweep).runs if r.label == "random" and r.seed == 0)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.reports import figures as F
-from bench.reports.output import save_figure
-from bench.reports.tables import class_distribution_data
+from albench.reports import figures as F
+from albench.reports.output import save_figure
+from albench.reports.tables import class_distribution_data
 
 
 @pytest.mark.slow

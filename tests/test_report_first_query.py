@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.reports import tables as T
-from bench.reports.data import class_counts, load_sweep_runs
-from bench.reports.output import to_markdown
-from bench.reports.report import build_report
+from albench.reports import tables as T
+from albench.reports.data import class_counts, load_sweep_runs
+from albench.reports.output import to_markdown
+from albench.reports.report import build_report
 from tests.report_synth import write_run
 
 ARTS = {

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.reports import tables as T
-from bench.reports.data import charged_pretext_seconds, class_counts, find_missing, load_sweep_runs
-from bench.reports.output import Table, to_csv, to_latex, to_markdown
-from bench.reports.provenance import provenance
+from albench.reports import tables as T
+from albench.reports.data import charged_pretext_seconds, class_counts, find_missing, load_sweep_runs
+from albench.reports.output import Table, to_csv, to_latex, to_markdown
+from albench.reports.provenance import provenance
 from tests.report_synth import write_run
 
 SQRT2 = math.sqrt(2)

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import pytest
 
-from bench.config import build_config
-from bench.engine.loop import execute_run
-from bench.plan import make_plan
-from bench.records import RunRecorder, read_artifact, read_cycles
+from albench.config import build_config
+from albench.engine.loop import execute_run
+from albench.plan import make_plan
+from albench.records import RunRecorder, read_artifact, read_cycles
 
 # columns that must match bit for bit on CPU (the seconds_* columns are wall times)
 SAME = ("cycle", "n_labeled", "metric", "value", "test_loss", "epochs", "selected_epoch")
@@ -204,12 +204,12 @@ def test_trainer_state_restores_the_global_rng_for_dropout():
     import torch
     from torch import nn
 
-    from bench.config import TrainConfig
-    from bench.data.augment import BatchTransform
-    from bench.engine.train import Trainer
-    from bench.tasks import make_task
-    from bench.toolkit.seeding import torch_generator
-    from models.base import ModelOutput
+    from albench.config import TrainConfig
+    from albench.data.augment import BatchTransform
+    from albench.engine.train import Trainer
+    from albench.tasks import make_task
+    from albench.toolkit.seeding import torch_generator
+    from albench.models.base import ModelOutput
 
     class DropNet(nn.Module):
         def __init__(self):
@@ -267,7 +267,7 @@ def test_resumed_cycle_records_the_whole_phase_time(tmp_path, monkeypatch):
 
 
 def test_phase_timer_counts_an_open_phase_so_far(monkeypatch):
-    from bench.engine import timer as timer_mod
+    from albench.engine import timer as timer_mod
 
     clock = iter([10.0, 12.5, 13.0, 14.0])  # enter train, so_far, leave train, (unused)
     monkeypatch.setattr(timer_mod, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: next(clock))}))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.records import read_artifact, read_cycles, read_status
+from albench.records import read_artifact, read_cycles, read_status
 
 REPO = Path(__file__).resolve().parent.parent
 SAME = ("cycle", "n_labeled", "metric", "value", "test_loss", "epochs", "selected_epoch")
@@ -68,7 +68,7 @@ class Sweep:
         return self.out / "kill" / "digits" / strategy / "seed-0"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "bench.cli", "run", str(self.cfg), "--out", str(self.out), "--quiet"]
+        return [sys.executable, "-m", "albench.cli", "run", str(self.cfg), "--out", str(self.out), "--quiet"]
 
     def launch(self) -> subprocess.Popen:
         self.launches += 1
@@ -130,7 +130,7 @@ def _assert_same(got: dict, want: dict) -> None:
 
 @pytest.mark.slow
 def test_sigkill_at_several_points_then_rerun_resumes_and_matches(tmp_path):
-    from bench.cli import main
+    from albench.cli import main
 
     base = tmp_path / "uninterrupted"
     base.mkdir()

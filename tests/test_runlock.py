@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from bench import runlock
-from bench.records import read_status
+from albench import runlock
+from albench.records import read_status
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +32,7 @@ def _config(tmp_path: Path, **al) -> Path:
 
 
 def _albench(cfg: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", "run", str(cfg), "--quiet"], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "albench.cli", "run", str(cfg), "--quiet"], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                             env={**os.environ, "PYTHONPATH": str(REPO)})
 

@@ -3,8 +3,8 @@ records as a plain in-process run."""
 
 from __future__ import annotations
 
-from bench.cli import main
-from bench.reports.data import load_sweep_runs
+from albench.cli import main
+from albench.reports.data import load_sweep_runs
 from tests.conftest import write_yaml
 
 

@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-import strategies.pt4al as pt
-from bench.config import DatasetConfig, build_config
-from bench.data.augment import BatchTransform
-from bench.data.registry import get_dataset
-from bench.engine.loop import execute_run
-from bench.errors import ConfigError
-from bench.plan import make_plan
-from bench.records import read_artifact, read_cycles
-from bench.validate import load_config
-from strategies.base import Inputs, Need, Outputs, PoolState, PrepareContext
-from strategies.pretext import PretextResult
-from strategies.registry import make_strategy
+import albench.strategies.pt4al as pt
+from albench.config import DatasetConfig, build_config
+from albench.data.augment import BatchTransform
+from albench.data.registry import get_dataset
+from albench.engine.loop import execute_run
+from albench.errors import ConfigError
+from albench.plan import make_plan
+from albench.records import read_artifact, read_cycles
+from albench.validate import load_config
+from albench.strategies.base import Inputs, Need, Outputs, PoolState, PrepareContext
+from albench.strategies.pretext import PretextResult
+from albench.strategies.registry import make_strategy
 
 SEG = {  # a few seconds per run on one CPU thread
     "name": "seg",
@@ -74,7 +74,7 @@ def test_digit_scenes_are_seeded_rgb_scenes_with_masks():
 
 
 def test_digit_scene_masks_follow_the_glyph_strokes():
-    from bench.data.segmentation import render_scenes
+    from albench.data.segmentation import render_scenes
 
     glyph = np.zeros((1, 8, 8))
     glyph[0, 2:6, 3] = 16.0  # a full-intensity bar: class 1 + digit
@@ -188,10 +188,10 @@ def test_joint_augmentation_moves_masks_with_their_images():
 
 
 def test_batch_size_one_trains_every_image():
-    from bench.config import TrainConfig
-    from bench.engine.train import Trainer
-    from bench.tasks import SegmentationTask
-    from models.registry import build_model
+    from albench.config import TrainConfig
+    from albench.engine.train import Trainer
+    from albench.tasks import SegmentationTask
+    from albench.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("small-seg", num_classes=3, in_channels=3, image_size=(8, 8), params={"width": 4})
@@ -251,7 +251,7 @@ def test_segmentation_sweep_records_miou_per_cycle(tmp_path):
 
 @pytest.mark.slow
 def test_segmentation_run_is_deterministic_and_resumes_equal(tmp_path, monkeypatch):
-    from bench.records import RunRecorder
+    from albench.records import RunRecorder
 
     raw = _raw(tmp_path, strategies=["least-confidence"])
     (rc,) = make_plan(build_config(raw))
@@ -287,9 +287,9 @@ def test_segmentation_run_is_deterministic_and_resumes_equal(tmp_path, monkeypat
 def test_engine_outputs_for_segmentation_are_one_row_per_image():
     """What least-confidence, PT4AL and Core-Set get on segmentation: (n,) mean pixel confidence and
     (n, D) pooled features, computed batch by batch (no (n, C, H, W) posteriors kept)."""
-    from bench.engine.inference import compute_outputs
-    from bench.tasks import SegmentationTask
-    from models.registry import build_model
+    from albench.engine.inference import compute_outputs
+    from albench.tasks import SegmentationTask
+    from albench.models.registry import build_model
 
     torch.manual_seed(0)
     model = build_model("small-seg", num_classes=3, in_channels=3, image_size=(8, 8), params={"width": 4}).eval()

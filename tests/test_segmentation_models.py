@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import build_config
-from bench.validate import validate_environment
-from bench.errors import ConfigError
-from models.registry import build_model, model_entry
+from albench.config import build_config
+from albench.validate import validate_environment
+from albench.errors import ConfigError
+from albench.models.registry import build_model, model_entry
 
 
 def test_small_seg_output_contract_at_odd_sizes():
@@ -50,7 +50,7 @@ def test_deeplab_forward_at_a_small_size(deeplab):
 
 @pytest.mark.slow
 def test_deeplab_loads_local_full_model_and_backbone_files(deeplab, tmp_path):
-    from models.deeplab import load_weights
+    from albench.models.deeplab import load_weights
 
     ref = {k: v.clone() for k, v in deeplab.state_dict().items()}
     # a torchvision DeepLab file of another class count (COCO: 21), with an aux head, wrapped

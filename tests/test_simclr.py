@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import strategies.pretext.features as features_mod
-from bench.config import DatasetConfig
-from bench.data.registry import load_dataset
-from strategies.pretext import PretextSpec, make_task, pretext_features, pretext_losses
-from strategies.pretext.features import features_key_fields
-from strategies.pretext.cache import cache_key
-from strategies.pretext.tasks import Normalizer, nt_xent
+import albench.strategies.pretext.features as features_mod
+from albench.config import DatasetConfig
+from albench.data.registry import load_dataset
+from albench.strategies.pretext import PretextSpec, make_task, pretext_features, pretext_losses
+from albench.strategies.pretext.features import features_key_fields
+from albench.strategies.pretext.cache import cache_key
+from albench.strategies.pretext.tasks import Normalizer, nt_xent
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_simclr_views_are_random_but_reproducible():
 
 
 def test_simclr_options_are_validated():
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         make_task("simclr", {"tau": 0})
@@ -96,7 +96,7 @@ def test_second_call_reads_the_cached_features_and_a_pt4al_loss_call_reuses_the_
     assert second.train_seconds == pytest.approx(first.train_seconds)
     with pytest.raises(AssertionError, match="retrained"):  # a changed width misses
         pretext_features(_spec(model_params={"width": 8}), **kw)
-    import strategies.pretext.losses as losses_mod
+    import albench.strategies.pretext.losses as losses_mod
 
     monkeypatch.setattr(losses_mod, "fit_pretext", no_training)
     losses = pretext_losses(_spec(), test_images=digits.x_test[:30], **kw)
@@ -119,7 +119,7 @@ def test_features_key_covers_every_param_that_changes_them():
 
 
 def test_every_task_embeds_with_its_backbone(digits, one_torch_thread):
-    from strategies.pretext.features import extract_embeddings
+    from albench.strategies.pretext.features import extract_embeddings
 
     x = digits.x_train[:10]
     for name in ("rotation", "jigsaw", "simsiam", "simclr"):

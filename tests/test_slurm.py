@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.cli import main
-from bench.records import read_artifact, read_cycles, read_status
+from albench.cli import main
+from albench.records import read_artifact, read_cycles, read_status
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import status as st
-from bench.errors import ConfigError
-from bench.records import RunRecorder, read_status
+from albench import status as st
+from albench.errors import ConfigError
+from albench.records import RunRecorder, read_status
 
 JOB_NAME = "albench-s-abc"
 
@@ -29,8 +29,8 @@ def _keep_usr2():
 @pytest.fixture
 def plan(tmp_path):
     """(config, [run]) of a one-run digits sweep under tmp_path/results."""
-    from bench.config import build_config
-    from bench.plan import make_plan
+    from albench.config import build_config
+    from albench.plan import make_plan
 
     cfg = build_config({"name": "s", "dataset": "digits", "model": {"name": "small-cnn", "params": {"width": 8}},
                         "train": {"epochs": 1, "batch_size": 32}, "al": {"initial": 20, "budget": 20, "cycles": 2},
@@ -47,7 +47,7 @@ def _ledger(cfg, rc, job_id: str) -> None:
 
 def _squeue(monkeypatch, *answers: dict) -> list:
     """Make live_jobs() give ``answers`` one per call (the last one repeats); returns the call log."""
-    from bench.runner import slurm
+    from albench.runner import slurm
 
     calls = []
 
@@ -66,7 +66,7 @@ def _squeue(monkeypatch, *answers: dict) -> list:
 
 
 def test_a_cancelled_task_still_completing_is_waited_out_then_resubmitted(plan, monkeypatch, capsys):
-    from bench.runner.slurm import queued_elsewhere
+    from albench.runner.slurm import queued_elsewhere
 
     cfg, (rc,) = plan
     _ledger(cfg, rc, "5_0")
@@ -78,7 +78,7 @@ def test_a_cancelled_task_still_completing_is_waited_out_then_resubmitted(plan, 
 
 
 def test_a_requeue_passing_through_completing_is_left_queued(plan, monkeypatch):
-    from bench.runner.slurm import queued_elsewhere
+    from albench.runner.slurm import queued_elsewhere
 
     cfg, (rc,) = plan
     _ledger(cfg, rc, "5_0")
@@ -89,7 +89,7 @@ def test_a_requeue_passing_through_completing_is_left_queued(plan, monkeypatch):
 
 
 def test_a_job_squeue_lists_as_over_is_not_live(plan, monkeypatch):
-    from bench.runner.slurm import queued_elsewhere
+    from albench.runner.slurm import queued_elsewhere
 
     cfg, (rc,) = plan
     _ledger(cfg, rc, "5_0")
@@ -98,7 +98,7 @@ def test_a_job_squeue_lists_as_over_is_not_live(plan, monkeypatch):
 
 
 def test_another_users_completing_job_with_a_reused_id_is_not_waited_on(plan, monkeypatch):
-    from bench.runner.slurm import queued_elsewhere
+    from albench.runner.slurm import queued_elsewhere
 
     cfg, (rc,) = plan
     _ledger(cfg, rc, "5_0")
@@ -107,7 +107,7 @@ def test_another_users_completing_job_with_a_reused_id_is_not_waited_on(plan, mo
 
 
 def test_a_task_completing_for_too_long_is_one_clear_line(plan, monkeypatch):
-    from bench.runner import slurm
+    from albench.runner import slurm
 
     cfg, (rc,) = plan
     _ledger(cfg, rc, "5_0")
@@ -122,7 +122,7 @@ def test_a_task_completing_for_too_long_is_one_clear_line(plan, monkeypatch):
 
 
 def test_a_finished_task_ignores_a_late_time_limit_signal(plan, monkeypatch):
-    from bench.runner import slurm
+    from albench.runner import slurm
 
     cfg, (rc,) = plan
     got = []
@@ -148,7 +148,7 @@ _SIGTERMED = ("sh", "-c", 'kill -TERM $$; exit 0', "sh")
 def test_requeue_command_survives_the_requeue_sigterm():
     import subprocess
 
-    from bench.runner.slurm import requeue_job
+    from albench.runner.slurm import requeue_job
 
     assert subprocess.run(list(_SIGTERMED)).returncode == -signal.SIGTERM  # unprotected, it dies
     requeue_job("7", command=_SIGTERMED)  # no CalledProcessError
@@ -159,7 +159,7 @@ def test_requeue_command_survives_the_requeue_sigterm():
 def test_slurm_tasks_requeue_through_the_sigterm_proof_command(monkeypatch):
     from submitit.slurm.slurm import SlurmJobEnvironment
 
-    from bench.runner import slurm
+    from albench.runner import slurm
 
     monkeypatch.setattr(SlurmJobEnvironment, "_requeue", SlurmJobEnvironment._requeue)  # restored afterwards
     calls = []
@@ -193,7 +193,7 @@ class _Job:
 def test_failure_text_has_no_submitit_result_path(tmp_path, plan):
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
-    from bench.runner.slurm import _job_failure
+    from albench.runner.slurm import _job_failure
 
     _, (rc,) = plan
     folder = tmp_path / "results" / "s" / ".slurm" / "20260101-abc"
@@ -215,7 +215,7 @@ def test_a_run_out_of_requeues_says_it_timed_out(plan, monkeypatch, one_torch_th
     checkpoint; status shows that reason, not 'ended COMPLETED (exit 0:0): UncompletedJobError'."""
     from submitit.core.utils import UncompletedJobError
 
-    from bench.runner.slurm import SlurmRun
+    from albench.runner.slurm import SlurmRun
 
     cfg, (rc,) = plan
     job = SlurmRun(rc.to_dict(), time_min=11, max_requeues=2)
@@ -265,7 +265,7 @@ class _RejectingExecutor:
 def test_a_rejected_submission_leaves_no_slurm_folder(plan, monkeypatch):
     import submitit
 
-    from bench.runner.slurm import submit
+    from albench.runner.slurm import submit
 
     cfg, runs = plan
     monkeypatch.setattr(submitit, "SlurmExecutor", _RejectingExecutor)
@@ -278,7 +278,7 @@ def test_a_rejected_submission_leaves_no_slurm_folder(plan, monkeypatch):
 def test_a_rejected_resubmission_keeps_what_was_there(plan, monkeypatch):
     import submitit
 
-    from bench.runner.slurm import submit
+    from albench.runner.slurm import submit
 
     cfg, runs = plan
     ledger = st.ledger_path(Path(cfg.output) / cfg.name)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.reports.stats import (aubc, min_attainable_p, paired_wilcoxon, pairwise_tests, spearman_rho,
+from albench.reports.stats import (aubc, min_attainable_p, paired_wilcoxon, pairwise_tests, spearman_rho,
                                  win_tie_loss)
 
 

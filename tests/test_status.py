@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import status as st
-from bench.cli import main
-from bench.config import SlurmConfig
-from bench.records import RunRecorder, atomic_write_json
+from albench import status as st
+from albench.cli import main
+from albench.config import SlurmConfig
+from albench.records import RunRecorder, atomic_write_json
 
 
 def _run_folder(root: Path, strategy: str, state: str | None, *, rows: int = 0, **status) -> Path:
@@ -155,7 +155,7 @@ def test_status_of_a_folder_without_runs_is_bad_input(tmp_path, capsys):
     ("sbatch: unrecognized option '--exclud=node1'\nTry \"sbatch --help\" for more information\n", "additional"),
 ])
 def test_sbatch_rejection_names_the_field(stderr, field):
-    from bench.runner.slurm import rejection_error
+    from albench.runner.slurm import rejection_error
 
     scfg = SlurmConfig(partition="gpu", gpus_per_task=1, additional={"exclud": "node1"})
     err = rejection_error(stderr, scfg)
@@ -166,7 +166,7 @@ def test_sbatch_rejection_names_the_field(stderr, field):
 
 
 def test_unrecognised_rejection_lists_the_request():
-    from bench.runner.slurm import rejection_error
+    from albench.runner.slurm import rejection_error
 
     err = rejection_error("sbatch: error: Batch job submission failed: Node count specification invalid\n",
                           SlurmConfig(cpus_per_task=4))
@@ -174,7 +174,7 @@ def test_unrecognised_rejection_lists_the_request():
 
 
 def test_sbatch_parameters_follow_the_config():
-    from bench.runner.slurm import sbatch_parameters
+    from albench.runner.slurm import sbatch_parameters
 
     scfg = SlurmConfig(partition="gpu", account="lab", qos="high", time_min=240, gpus_per_task=1, cpus_per_task=8,
                        mem_gb=31.5, constraint="a100", array_parallelism=16, signal_delay_s=300,
@@ -232,9 +232,9 @@ def test_executor_slurm_with_an_unreachable_controller_is_bad_input(tmp_path, mo
 
 
 def test_checkpointable_resubmits_the_same_run_and_notes_it_in_the_log(tmp_path):
-    from bench.validate import load_config
-    from bench.plan import make_plan
-    from bench.runner.slurm import SlurmRun
+    from albench.validate import load_config
+    from albench.plan import make_plan
+    from albench.runner.slurm import SlurmRun
 
     (rc,) = make_plan(load_config(_tiny_config(tmp_path)))
     job = SlurmRun(rc.to_dict())

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 
-from bench.cli import main
-from bench.records import RunRecorder, atomic_write_json, read_status
+from albench.cli import main
+from albench.records import RunRecorder, atomic_write_json, read_status
 from tests.conftest import write_yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def test_status_piped_into_head_ends_quietly(tmp_path):
         run_dir.mkdir(parents=True)
         (run_dir / "run.json").write_text(json.dumps({"dataset": "digits", "strategy": f"strategy-{i:04d}", "seed": 0}))
         (run_dir / "status.json").write_text(json.dumps({"state": "complete"}))
-    proc = subprocess.Popen(f"{sys.executable} -m bench.cli status {sweep} | head -n 2", shell=True, cwd=REPO,
+    proc = subprocess.Popen(f"{sys.executable} -m albench.cli status {sweep} | head -n 2", shell=True, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     out, err = proc.communicate(timeout=120)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from strategies.base import Inputs, Outputs, PoolState, top_k_highest, top_k_lowest
-from strategies.registry import make_strategy
-from strategies.uncertainty import entropy, margin
+from albench.strategies.base import Inputs, Outputs, PoolState, top_k_highest, top_k_lowest
+from albench.strategies.registry import make_strategy
+from albench.strategies.uncertainty import entropy, margin
 
 POST = torch.tensor([
     [0.90, 0.05, 0.05],  # idx 10: confident

@@ -1,4 +1,4 @@
-"""bench.toolkit: the seeding, batching, placement and best-epoch tools the engine and strategies share."""
+"""albench.toolkit: the seeding, batching, placement and best-epoch tools the engine and strategies share."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.toolkit import (DEVICE_DATA_LIMIT, BestEpoch, autocast, cpu_state, data_device, derive_seed, epoch_batches,
+from albench.toolkit import (DEVICE_DATA_LIMIT, BestEpoch, autocast, cpu_state, data_device, derive_seed, epoch_batches,
                            eval_batches, fit_with_selection, seeded_init, torch_generator)
 
 TOOLKIT = Path(__file__).resolve().parent.parent / "bench" / "toolkit"
@@ -22,7 +22,7 @@ def test_the_toolkit_imports_neither_the_engine_nor_strategies():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
-                assert not name.startswith(("bench.engine", "strategies")), f"{path.name} imports {name}"
+                assert not name.startswith(("albench.engine", "strategies")), f"{path.name} imports {name}"
 
 
 def test_derive_seed_is_stable_and_keyed():

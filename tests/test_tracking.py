@@ -12,12 +12,12 @@ import json
 
 import pytest
 
-from bench.cli import main
-from bench.config import build_config
-from bench.engine.loop import execute_run
-from bench.errors import ConfigError
-from bench.plan import make_plan
-from bench.records import RunRecorder, read_cycles
+from albench.cli import main
+from albench.config import build_config
+from albench.engine.loop import execute_run
+from albench.errors import ConfigError
+from albench.plan import make_plan
+from albench.records import RunRecorder, read_cycles
 from tests.conftest import TINY, write_yaml
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'albench[tensorboard]')")

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-import strategies.typiclust as tc
-from bench.config import StrategyConfig, TrainConfig, build_config
-from bench.errors import ConfigError
-from bench.plan import make_plan, resolve_strategy
-from strategies.registry import make_strategy
+import albench.strategies.typiclust as tc
+from albench.config import StrategyConfig, TrainConfig, build_config
+from albench.errors import ConfigError
+from albench.plan import make_plan, resolve_strategy
+from albench.strategies.registry import make_strategy
 
 
 def _plus(center, r=1.0):
@@ -134,8 +134,8 @@ def test_end_to_end_on_digits_shares_one_representation_across_seeds(tmp_path, o
            "al": {"initial": 20, "budget": 20, "cycles": 2}, "seeds": [0, 1], "threads": 1,
            "record": {"embeddings": 0}, "output": str(tmp_path),
            "strategies": [{"name": "typiclust", "params": copy.deepcopy(TINY_SIMCLR)}]}
-    from bench.engine.loop import execute_run
-    from bench.records import read_queries
+    from albench.engine.loop import execute_run
+    from albench.records import read_queries
 
     runs = make_plan(build_config(raw))
     for rc in runs:
@@ -166,8 +166,8 @@ def test_pt4al_first_cycle_strategy_is_validated_at_config_load():
 
 @pytest.mark.slow
 def test_pt4al_with_a_typiclust_first_cycle_queries_what_typiclust_queries(tmp_path, one_torch_thread):
-    from bench.engine.loop import execute_run
-    from bench.records import read_queries
+    from albench.engine.loop import execute_run
+    from albench.records import read_queries
 
     pretext = {"pretext_model": "small-cnn", "pretext_model_params": {"width": 4}, "pretext_epochs": 1,
                "pretext_batch_size": 256, "pretext_selection": "final"}

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.errors import ConfigError
-from strategies.base import Inputs, Need, Outputs, PoolState
-from strategies.gcn import GCN, UncertainGCN, gcn_loss, normalized_adjacency, select_nearest_margin, train_gcn
-from strategies.registry import make_strategy
+from albench.errors import ConfigError
+from albench.strategies.base import Inputs, Need, Outputs, PoolState
+from albench.strategies.gcn import GCN, UncertainGCN, gcn_loss, normalized_adjacency, select_nearest_margin, train_gcn
+from albench.strategies.registry import make_strategy
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny graphs: threads only add hand-offs
@@ -97,7 +97,7 @@ def test_select_refuses_before_building_an_oversized_adjacency(monkeypatch):
     def boom(x):
         raise AssertionError("the adjacency was built")
 
-    monkeypatch.setattr("strategies.gcn.normalized_adjacency", boom)
+    monkeypatch.setattr("albench.strategies.gcn.normalized_adjacency", boom)
     with pytest.raises(ConfigError) as err:
         s.select(cycle=1, budget=5, pool=pool, inputs=inputs, rng=np.random.default_rng(0))
     assert err.value.field == "params.subset"
@@ -105,7 +105,7 @@ def test_select_refuses_before_building_an_oversized_adjacency(monkeypatch):
 
 
 def test_cli_refuses_with_exit_code_2_before_queueing(tmp_path, capsys):
-    from bench.cli import main
+    from albench.cli import main
 
     code = main(["run", "--out", str(tmp_path), "--quiet", "--set", "strategies=uncertaingcn", "--set", "seeds=1",
                  "--set", "strategies.0.params.max_adjacency_gb=0.001"])

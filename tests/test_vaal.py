@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import StrategyConfig, TrainConfig
-from bench.errors import ConfigError
-from bench.plan import resolve_strategy
-from strategies.base import Inputs, Outputs, PoolState
-from strategies.registry import get_strategy, make_strategy
-from strategies.vaal import VAAL, VAE, Discriminator, pool_stats, vae_loss, vae_plan
+from albench.config import StrategyConfig, TrainConfig
+from albench.errors import ConfigError
+from albench.plan import resolve_strategy
+from albench.strategies.base import Inputs, Outputs, PoolState
+from albench.strategies.registry import get_strategy, make_strategy
+from albench.strategies.vaal import VAAL, VAE, Discriminator, pool_stats, vae_loss, vae_plan
 
 CPU = torch.device("cpu")
 
@@ -179,7 +179,7 @@ def test_iterations_follow_the_official_count_by_default():
 def test_subset_trains_on_labeled_plus_subset_and_scores_only_the_subset(monkeypatch):
     """The Sequential-GCN variant: 20 of the 48 unlabeled images are drawn; the VAE trains on the 12
     labeled and those 20 for epochs x 32 // batch iterations, and the query comes from the 20."""
-    import strategies.vaal as vaal_module
+    import albench.strategies.vaal as vaal_module
     seen, counted = [], []
     real_batches, real_count = vaal_module._batches, VAAL.num_iterations
 

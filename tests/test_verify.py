@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from bench.cli import main
-from bench.reports.data import load_sweep_runs
-from bench.reports.verify import FAIL, PASS, REFUSED, load_reference, verify
+from albench.cli import main
+from albench.reports.data import load_sweep_runs
+from albench.reports.verify import FAIL, PASS, REFUSED, load_reference, verify
 from tests.conftest import REPO
 from tests.report_synth import write_run
 

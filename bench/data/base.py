@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
+from albench.errors import ConfigError
 
 
 @dataclass
@@ -93,7 +93,7 @@ class DatasetSpec:
 
     def check(self, cfg, path: str) -> None:
         """Raise ConfigError when the config cannot load (missing root, unknown param)."""
-        from bench.data.pool import POOL_PARAMS, parse_pool_options
+        from albench.data.pool import POOL_PARAMS, parse_pool_options
 
         for key in cfg.params:
             if key in POOL_PARAMS and self.task != "classification":

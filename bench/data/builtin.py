@@ -1,3 +1,3 @@
 """Importing this module registers the built-in datasets."""
 
-from bench.data import byo, cifar, cifar100, digits, large, mnist, segmentation, stl10, svhn  # noqa: F401
+from albench.data import byo, cifar, cifar100, digits, large, mnist, segmentation, stl10, svhn  # noqa: F401

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.base import DatasetSpec, ImageDataset, channel_stats
-from bench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
-from bench.data.registry import register_dataset
-from bench.errors import ConfigError
+from albench.data.base import DatasetSpec, ImageDataset, channel_stats
+from albench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
+from albench.data.registry import register_dataset
+from albench.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 

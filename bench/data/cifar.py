@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.base import DatasetSpec, ImageDataset
-from bench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
-from bench.data.registry import register_dataset
-from bench.errors import ConfigError
+from albench.data.base import DatasetSpec, ImageDataset
+from albench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
+from albench.data.registry import register_dataset
+from albench.errors import ConfigError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # the usual CIFAR-10 train statistics (0..1 units)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.base import ImageDataset
-from bench.data.fetch import TorchvisionLayout, tv_download
-from bench.data.registry import register_dataset
-from bench.errors import ConfigError
+from albench.data.base import ImageDataset
+from albench.data.fetch import TorchvisionLayout, tv_download
+from albench.data.registry import register_dataset
+from albench.errors import ConfigError
 
 FOLDER = "cifar-100-python"
 # the usual CIFAR-100 train statistics (0..1 units)

@@ -145,7 +145,7 @@ def resolve_cache_dir(root: str | Path, value: str | None) -> Path | None:
 def check_cache_dir(folder: Path | None, field: str) -> None:
     """ConfigError unless ``folder`` (when set) is a folder or can be created (an existing read-only
     folder is accepted: it may already hold the cache files)."""
-    from bench.errors import ConfigError
+    from albench.errors import ConfigError
 
     if folder is None or folder.is_dir():
         return

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data.base import DatasetSpec, ImageDataset, channel_stats
-from bench.data.registry import register_dataset
+from albench.data.base import DatasetSpec, ImageDataset, channel_stats
+from albench.data.registry import register_dataset
 
 SPLIT_SEED = 0  # fixed, so every run and seed sees the same pool and test set
 TEST_SIZE = 297  # leaves a round 1,500-image pool

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 
-from bench.data.base import DatasetSpec
-from bench.errors import ConfigError
+from albench.data.base import DatasetSpec
+from albench.errors import ConfigError
 
 
 class TorchvisionLayout(DatasetSpec):

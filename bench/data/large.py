@@ -1,7 +1,7 @@
 """The paper's large-image classification datasets, both at 224 x 224: Caltech-101 and ImageNet-67.
 
 Images are decoded once (RGB, bilinear resize to ``image_size``, aspect ratio not kept: the paper
-"resizes into 224 x 224") by :mod:`bench.data.decoded`, into RAM or a memory-mapped ``.npy`` cache
+"resizes into 224 x 224") by :mod:`albench.data.decoded`, into RAM or a memory-mapped ``.npy`` cache
 under ``params.cache_dir`` (relative paths are under the data root; ``null`` = RAM, decoded again by
 every run). Disk cost of the cache: 150,528 bytes per 224 x 224 image: ~1.4 GB for Caltech-101,
 ~190 GB for ImageNet-67's train pool plus ~7.5 GB for its test set. Both normalise with the
@@ -44,13 +44,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.base import DatasetSpec, ImageDataset
-from bench.data.byo import IMAGE_SUFFIXES
-from bench.data.decoded import (IMAGENET_MEAN, IMAGENET_STD, cache_key, check_cache_dir, decoded_array,
+from albench.data.base import DatasetSpec, ImageDataset
+from albench.data.byo import IMAGE_SUFFIXES
+from albench.data.decoded import (IMAGENET_MEAN, IMAGENET_STD, cache_key, check_cache_dir, decoded_array,
                                 default_workers, read_rgb, resolve_cache_dir)
-from bench.data.registry import register_dataset
-from bench.data.segmentation import _positive_int, _size_param
-from bench.errors import ConfigError
+from albench.data.registry import register_dataset
+from albench.data.segmentation import _positive_int, _size_param
+from albench.errors import ConfigError
 
 CALTECH_IMAGES, CALTECH_TEST = 9144, 1098  # the paper's counts (background folder included)
 BACKGROUND = "BACKGROUND_Google"

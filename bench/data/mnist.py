@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.base import ImageDataset
-from bench.data.fetch import TorchvisionLayout, tv_download
-from bench.data.registry import register_dataset
+from albench.data.base import ImageDataset
+from albench.data.fetch import TorchvisionLayout, tv_download
+from albench.data.registry import register_dataset
 
 STEMS = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
          "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import ConfigError
+from albench.errors import ConfigError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
 

@@ -27,8 +27,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 
-from bench.data.base import ImageDataset
-from bench.errors import ConfigError
+from albench.data.base import ImageDataset
+from albench.errors import ConfigError
 
 POOL_PARAMS = ("subsample", "imbalance")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from bench.data.base import DatasetSpec, ImageDataset
+from albench.data.base import DatasetSpec, ImageDataset
 
 _REGISTRY: dict[str, type[DatasetSpec]] = {}
 _LOADED_PLUGINS = False
@@ -21,7 +21,7 @@ def register_dataset(cls: type[DatasetSpec]) -> type[DatasetSpec]:
 
 def _load_all() -> None:
     global _LOADED_PLUGINS
-    import bench.data.builtin  # noqa: F401  (registers the built-ins)
+    import albench.data.builtin  # noqa: F401  (registers the built-ins)
 
     if not _LOADED_PLUGINS:
         _LOADED_PLUGINS = True
@@ -40,8 +40,8 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def load_dataset(cfg) -> ImageDataset:
-    """Load the dataset a :class:`~bench.config.DatasetConfig` names, its pool options
+    """Load the dataset a :class:`~albench.config.DatasetConfig` names, its pool options
     (``subsample``, ``imbalance``) applied."""
-    from bench.data.pool import apply_pool_options
+    from albench.data.pool import apply_pool_options
 
     return apply_pool_options(get_dataset(cfg.name).load(cfg), cfg)

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.base import DatasetSpec, ImageDataset, channel_stats
-from bench.data.decoded import (IMAGENET_MEAN, IMAGENET_STD, cache_key, check_cache_dir, decoded_array,
+from albench.data.base import DatasetSpec, ImageDataset, channel_stats
+from albench.data.decoded import (IMAGENET_MEAN, IMAGENET_STD, cache_key, check_cache_dir, decoded_array,
                                 default_workers, read_label, read_rgb, resolve_cache_dir)
-from bench.data.registry import register_dataset
-from bench.errors import ConfigError
+from albench.data.registry import register_dataset
+from albench.errors import ConfigError
 
 IGNORE = 255
 

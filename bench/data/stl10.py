@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data.base import ImageDataset
-from bench.data.fetch import TorchvisionLayout, tv_download
-from bench.data.registry import register_dataset
+from albench.data.base import ImageDataset
+from albench.data.fetch import TorchvisionLayout, tv_download
+from albench.data.registry import register_dataset
 
 FOLDER = "stl10_binary"
 SIDE = 96

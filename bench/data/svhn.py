@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data.base import ImageDataset
-from bench.data.fetch import TorchvisionLayout, tv_download
-from bench.data.registry import register_dataset
-from bench.errors import ConfigError
+from albench.data.base import ImageDataset
+from albench.data.fetch import TorchvisionLayout, tv_download
+from albench.data.registry import register_dataset
+from albench.errors import ConfigError
 
 MEAN = (0.4377, 0.4438, 0.4728)  # the usual SVHN train statistics (0..1 units)
 STD = (0.1980, 0.2010, 0.1970)

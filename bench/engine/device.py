@@ -13,7 +13,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from bench.errors import ConfigError
+        from albench.errors import ConfigError
 
         raise ConfigError("device", "asks for CUDA but no GPU is visible", "set device: auto or cpu", name)
     return dev

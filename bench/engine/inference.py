@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.data.augment import BatchTransform
-from bench.divergence import check_finite
-from bench.toolkit.amp import autocast
-from bench.toolkit.batches import eval_batches
-from strategies.base import Need, Outputs, StochasticPasses
+from albench.data.augment import BatchTransform
+from albench.divergence import check_finite
+from albench.toolkit.amp import autocast
+from albench.toolkit.batches import eval_batches
+from albench.strategies.base import Need, Outputs, StochasticPasses
 
 # The most bytes of unreduced (n, passes, C) float32 posteriors a StochasticPasses need without a
 # ``reduce`` may return; above it the engine refuses (a strategy then supplies a per-chunk reduce).

@@ -1,10 +1,10 @@
 """The cycle loop of one run: initial query -> train -> evaluate -> query -> train -> ...
 
-The loop knows strategies only through the :class:`~strategies.base.Strategy` interface. It times
+The loop knows strategies only through the :class:`~albench.strategies.base.Strategy` interface. It times
 each phase, records every cycle atomically, checkpoints at every cycle boundary (and every
 ``train.checkpoint_every`` epochs) and resumes from the last checkpoint, ending equal to an
 uninterrupted run: every random draw comes from a generator derived from (seed, purpose, cycle).
-What a checkpoint holds, and its layout, is :class:`~bench.engine.state.LoopState`'s business.
+What a checkpoint holds, and its layout, is :class:`~albench.engine.state.LoopState`'s business.
 """
 
 from __future__ import annotations
@@ -18,26 +18,26 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.data.augment import BatchTransform
-from bench.data.registry import load_dataset
-from bench.divergence import at_cycle
-from bench.engine.device import configure_torch, resolve_device, use_amp
-from bench.engine.inference import compute_outputs, evaluate, seed_stochastic
-from bench.engine.malloc import tune_malloc
-from bench.engine.state import LoopState, PartialCycle
-from bench.engine.timer import PHASES, PhaseTimer
-from bench.engine.train import FitResult, Trainer, cycle_epochs, steps_per_epoch
-from bench.env import fingerprint
-from bench.errors import AlbenchError, ConfigError
-from bench.plan import RunConfig
-from bench.records import RunRecorder
-from bench.tasks import make_task
-from bench.toolkit.device import cpu_state, data_device
-from bench.toolkit.seeding import derive_seed, numpy_rng, seed_global, torch_generator
-from bench.tracking import Tracker, make_tracker
-from models.registry import build_model
-from strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
-from strategies.registry import make_strategy
+from albench.data.augment import BatchTransform
+from albench.data.registry import load_dataset
+from albench.divergence import at_cycle
+from albench.engine.device import configure_torch, resolve_device, use_amp
+from albench.engine.inference import compute_outputs, evaluate, seed_stochastic
+from albench.engine.malloc import tune_malloc
+from albench.engine.state import LoopState, PartialCycle
+from albench.engine.timer import PHASES, PhaseTimer
+from albench.engine.train import FitResult, Trainer, cycle_epochs, steps_per_epoch
+from albench.env import fingerprint
+from albench.errors import AlbenchError, ConfigError
+from albench.plan import RunConfig
+from albench.records import RunRecorder
+from albench.tasks import make_task
+from albench.toolkit.device import cpu_state, data_device
+from albench.toolkit.seeding import derive_seed, numpy_rng, seed_global, torch_generator
+from albench.tracking import Tracker, make_tracker
+from albench.models.registry import build_model
+from albench.strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
+from albench.strategies.registry import make_strategy
 
 EventFn = Callable[[dict], None]
 
@@ -183,8 +183,8 @@ def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
     """Run (or resume, or skip if complete) one run; never raises for a failure inside the run.
 
     State ``busy``: another live process holds the run's lock; ``damaged``/``changed``: the folder
-    cannot be resumed as this config (see :func:`bench.integrity.claim`); neither is touched."""
-    from bench.integrity import claim
+    cannot be resumed as this config (see :func:`albench.integrity.claim`); neither is touched."""
+    from albench.integrity import claim
 
     with claim(rc) as refused:
         if refused is not None:
@@ -438,7 +438,7 @@ def _query(ctx: RunContext, cycle: int, labeled: np.ndarray, prev: dict | None, 
 
 
 def _outputs(ctx: RunContext, model, aux, needs, indices: np.ndarray):
-    from strategies.base import Outputs
+    from albench.strategies.base import Outputs
 
     if model is None:
         return Outputs(indices=indices)

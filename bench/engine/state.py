@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.engine import checkpoint as codec
-from bench.errors import RecordError
+from albench.engine import checkpoint as codec
+from albench.errors import RecordError
 
 # Version 1: the layout below, unchanged since checkpoints were introduced. Bump it (and say why in
 # the commit) whenever a key is added, removed or changes meaning; old versions are then refused.

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from bench.records import PHASES  # the phase list is part of the records schema (run.json, cycles.csv)
+from albench.records import PHASES  # the phase list is part of the records schema (run.json, cycles.csv)
 
 __all__ = ["PHASES", "PhaseTimer"]
 

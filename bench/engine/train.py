@@ -13,13 +13,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from bench.config import OptimizerConfig, TrainConfig
-from bench.data.augment import BatchTransform
-from bench.divergence import check_finite
-from bench.toolkit.amp import autocast
-from bench.toolkit.batches import batches_per_epoch, epoch_batches
-from bench.toolkit.device import cpu_state
-from bench.toolkit.fit import BestEpoch, FitResult, fit_with_selection
+from albench.config import OptimizerConfig, TrainConfig
+from albench.data.augment import BatchTransform
+from albench.divergence import check_finite
+from albench.toolkit.amp import autocast
+from albench.toolkit.batches import batches_per_epoch, epoch_batches
+from albench.toolkit.device import cpu_state
+from albench.toolkit.fit import BestEpoch, FitResult, fit_with_selection
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:

@@ -1,8 +1,8 @@
 """Reports for paper authors (``albench report``) and checks against published numbers (``albench verify``).
 
-Modules: :mod:`~bench.reports.data` (reading runs, finding missing ones), :mod:`~bench.reports.tables`
-(pure table functions), :mod:`~bench.reports.stats` (AUBC, Wilcoxon, win/tie/loss),
-:mod:`~bench.reports.figures` and :mod:`~bench.reports.tsne` (plots), :mod:`~bench.reports.provenance`
-(the caption every artefact carries), :mod:`~bench.reports.output` (writers),
-:mod:`~bench.reports.report` (the report) and :mod:`~bench.reports.verify` (the reference checks).
+Modules: :mod:`~albench.reports.data` (reading runs, finding missing ones), :mod:`~albench.reports.tables`
+(pure table functions), :mod:`~albench.reports.stats` (AUBC, Wilcoxon, win/tie/loss),
+:mod:`~albench.reports.figures` and :mod:`~albench.reports.tsne` (plots), :mod:`~albench.reports.provenance`
+(the caption every artefact carries), :mod:`~albench.reports.output` (writers),
+:mod:`~albench.reports.report` (the report) and :mod:`~albench.reports.verify` (the reference checks).
 """

@@ -1,4 +1,4 @@
-"""The ``report`` and ``verify`` subcommands (parsers and handlers; ``bench/cli.py`` wires them in).
+"""The ``report`` and ``verify`` subcommands (parsers and handlers; ``albench/cli.py`` wires them in).
 
 Exit codes: ``report`` 0 when written (a partial sweep is reported, its missing runs listed), 2 on
 bad input. ``verify`` 1 when any check fails; 0 when at least one passes and none fails; 2 on bad
@@ -12,7 +12,7 @@ import fnmatch
 import sys
 from pathlib import Path
 
-from bench.errors import ConfigError
+from albench.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -37,15 +37,15 @@ def add_parsers(sub) -> None:
 
 
 def _expected(config: str) -> list[tuple[str, str, str, int]]:
-    from bench.validate import load_config
-    from bench.plan import make_plan
+    from albench.validate import load_config
+    from albench.plan import make_plan
 
     cfg = load_config(config, [])
     return [(rc.sweep, rc.dataset.name, rc.strategy.key, rc.seed) for rc in make_plan(cfg)]
 
 
 def cmd_report(args) -> int:
-    from bench.reports.report import build_report
+    from albench.reports.report import build_report
 
     root = Path(args.results_dir)
     if not root.is_dir():
@@ -76,8 +76,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from bench.reports.data import load_sweep_runs
-    from bench.reports.verify import FAIL, PASS, format_counts, format_outcome, load_reference, verify
+    from albench.reports.data import load_sweep_runs
+    from albench.reports.verify import FAIL, PASS, format_counts, format_outcome, load_reference, verify
 
     meta, checks = load_reference(args.reference)
     if args.only:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.errors import RecordError
-from bench.records import (find_runs, load_run, pick_baseline, read_artifact, read_queries, recorded_baseline,
+from albench.errors import RecordError
+from albench.records import (find_runs, load_run, pick_baseline, read_artifact, read_queries, recorded_baseline,
                            recorded_phases, recorded_quirk_docs)
 
 @dataclass
@@ -169,7 +169,7 @@ class Sweep:
         return [r for r in self.runs if r.dataset == dataset]
 
     def baseline(self, sweep: str, runs: list[Run] | None = None) -> str | None:
-        """The strategy label ``sweep``'s ratios divide by (see :func:`bench.records.pick_baseline`).
+        """The strategy label ``sweep``'s ratios divide by (see :func:`albench.records.pick_baseline`).
 
         ``runs`` (default: all) limits the runs consulted; None when there is no baseline.
         """

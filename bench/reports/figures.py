@@ -18,9 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bench.reports.output import add_caption  # noqa: E402
-from bench.reports.provenance import display_name  # noqa: E402
-from bench.reports.tables import baseline_name, fmt_duration, wallclock_phases  # noqa: E402
+from albench.reports.output import add_caption  # noqa: E402
+from albench.reports.provenance import display_name  # noqa: E402
+from albench.reports.tables import baseline_name, fmt_duration, wallclock_phases  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 
@@ -28,7 +28,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 def style_map(series: list[str], baselines=()) -> dict[str, dict]:
     """{series: {'color', 'marker', 'ls'}}, stable for a given sorted list of series.
 
-    Each series in ``baselines`` (a sweep's baseline, :func:`bench.reports.tables.baseline_series`) is
+    Each series in ``baselines`` (a sweep's baseline, :func:`albench.reports.tables.baseline_series`) is
     drawn black and dashed.
     """
     names = sorted(series)
@@ -65,7 +65,7 @@ def curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, caption: st
                   styles: dict[str, dict]):
     """Metric (%) vs labeled count, mean ± std band over seeds, one line per strategy (paper Fig. 3/5/6).
 
-    ``curve``: the output of :func:`bench.reports.tables.curve_data`.
+    ``curve``: the output of :func:`albench.reports.tables.curve_data`.
     """
     many = curve["series"].nunique() > 6
     with _style():
@@ -135,7 +135,7 @@ def class_distribution_figure(data: pd.DataFrame, *, dataset: str, caption: str,
                               unit: str = "images"):
     """Share of each class among each strategy's queried images (mean over seeds).
 
-    ``data``: the output of :func:`bench.reports.tables.class_distribution_data`. Grouped bars for up
+    ``data``: the output of :func:`albench.reports.tables.class_distribution_data`. Grouped bars for up
     to ``max_bars`` strategies; beyond that a strategy x class heatmap of shares (bars would be too
     thin to read), coloured by the deviation from a uniform share.
     """
@@ -260,7 +260,7 @@ def win_tie_loss_figure(wins: pd.DataFrame, ties: pd.DataFrame, losses: pd.DataF
 def wallclock_figure(data: pd.DataFrame, *, dataset: str, caption: str, flagged: set[str]):
     """Stacked horizontal bars: mean wall-clock per run by phase; the ratio to the baseline at each bar's end.
 
-    ``data``: the output of :func:`bench.reports.tables.wallclock_data`.
+    ``data``: the output of :func:`albench.reports.tables.wallclock_data`.
     """
     data = data.sort_values("series")
     biggest = float(data["total_s"].max()) if not data.empty else 0.0

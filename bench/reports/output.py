@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import atomic_write_text
+from albench.records import atomic_write_text
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from bench.reports.data import Run
+from albench.reports.data import Run
 
 DAGGER = "†"
 FLAG_MEANING = {

@@ -29,14 +29,14 @@ from typing import Callable
 
 import pandas as pd
 
-import bench
-from bench.records import atomic_write_json, atomic_write_text
-from bench.reports import figures as figs
-from bench.reports import tables as tabs
-from bench.reports.data import Missing, Run, Sweep, class_counts, find_missing, load_sweep_runs
-from bench.reports.output import Table, save_figure, write_table
-from bench.reports.provenance import DAGGER, FLAG_MEANING, flagged_series, provenance
-from bench.reports.stats import ALPHA, spearman_rho
+import albench
+from albench.records import atomic_write_json, atomic_write_text
+from albench.reports import figures as figs
+from albench.reports import tables as tabs
+from albench.reports.data import Missing, Run, Sweep, class_counts, find_missing, load_sweep_runs
+from albench.reports.output import Table, save_figure, write_table
+from albench.reports.provenance import DAGGER, FLAG_MEANING, flagged_series, provenance
+from albench.reports.stats import ALPHA, spearman_rho
 
 
 @dataclass
@@ -226,7 +226,7 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
                  f"spearman-{ds}", dataset, "pretext vs main-task loss ranks", cap)
 
     # t-SNE (Fig. 4) ------------------------------------------------------------------------------
-    from bench.reports.tsne import tsne_figure, tsne_points
+    from albench.reports.tsne import tsne_figure, tsne_points
 
     tsne_panels, used = [], []
     for series in sorted({r.series for r in complete}):
@@ -285,7 +285,7 @@ def write_index(index: ReportIndex, sweep: Sweep) -> None:
     """Write ``index.md`` (human) and ``report.json`` (machine) into the report folder."""
     out = index.out
     lines = [f"# albench report: {sweep.root}", "",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by albench {bench.__version__} from "
+             f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by albench {albench.__version__} from "
              f"{len(sweep.runs)} run(s): {sum(r.complete for r in sweep.runs)} complete.", ""]
     lines += ["## Missing or unfinished runs", ""]
     if index.missing:
@@ -323,7 +323,7 @@ def write_index(index: ReportIndex, sweep: Sweep) -> None:
               + "; ".join(f"{k}: {v}" for k, v in FLAG_MEANING.items()) + ".", ""]
     atomic_write_text(out / "index.md", "\n".join(lines))
     atomic_write_json(out / "report.json", {
-        "results_dir": str(sweep.root), "albench": bench.__version__,
+        "results_dir": str(sweep.root), "albench": albench.__version__,
         "artefacts": [{"kind": a.kind, "name": a.name, "dataset": a.dataset, "title": a.title, "caption": a.caption,
                        "files": [_rel(p, out) for p in a.files]} for a in index.artefacts],
         "skipped": [vars(s) for s in index.skipped],

@@ -1,6 +1,6 @@
 """Report tables as pure functions on DataFrames (unit-testable without any run on disk).
 
-Inputs are the tidy per-cycle frame of :meth:`bench.reports.data.Sweep.cycles` (one row per run x
+Inputs are the tidy per-cycle frame of :meth:`albench.reports.data.Sweep.cycles` (one row per run x
 finished cycle; ``value`` a fraction in [0, 1]) or small per-run frames built from artifacts.
 Metric values are shown in percent; standard deviations are sample standard deviations over seeds
 (ddof = 1; blank with a single seed); seconds are wall-clock seconds.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.records import PHASES, pick_baseline
-from bench.reports.output import Table
-from bench.reports.provenance import display_name
-from bench.reports.stats import ALPHA, aubc, pairwise_tests, win_tie_loss
+from albench.records import PHASES, pick_baseline
+from albench.reports.output import Table
+from albench.reports.provenance import display_name
+from albench.reports.stats import ALPHA, aubc, pairwise_tests, win_tie_loss
 
 PCT = 100.0
 
@@ -110,7 +110,7 @@ def cold_start_data(df: pd.DataFrame) -> pd.DataFrame:
 def first_query_data(counts: pd.DataFrame) -> pd.DataFrame:
     """Per series, the class counts of the cold-start query over seeds.
 
-    ``counts``: one row per (series, seed, class) with ``count`` (:func:`bench.reports.data.class_counts`
+    ``counts``: one row per (series, seed, class) with ``count`` (:func:`albench.reports.data.class_counts`
     with ``first_query=True``). Columns: series, n (seeds), per_class (mean count of each class over
     seeds, a list), min and max (the smallest and largest count of any class in any seed), missed (mean
     over seeds of the number of classes with count 0).
@@ -179,7 +179,7 @@ def cold_start_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: se
 def phases_of(df: pd.DataFrame) -> list[str]:
     """The timed phases of the runs in ``df``, in recorded order (the ``phases`` column, from run.json).
 
-    Runs older than the field record the engine's five (:data:`bench.records.PHASES`).
+    Runs older than the field record the engine's five (:data:`albench.records.PHASES`).
     """
     if "phases" not in df or df.empty:
         return list(PHASES)
@@ -216,7 +216,7 @@ def run_seconds(df: pd.DataFrame) -> pd.DataFrame:
 def baseline_series(df: pd.DataFrame, sweep: str) -> str | None:
     """The series of ``sweep``'s baseline among the runs in ``df``, or None.
 
-    The baseline is the strategy label run.json designates (:func:`bench.records.pick_baseline`;
+    The baseline is the strategy label run.json designates (:func:`albench.records.pick_baseline`;
     records older than the field: the strategy named random, as reports always did).
     """
     mine = df[df["sweep"] == sweep]
@@ -391,7 +391,7 @@ def aubc_table(df: pd.DataFrame, *, metric: str, caption: str, flagged: set[str]
 
 def small_sample_note(n: int, alpha: float = ALPHA) -> str:
     """A note for tests with ``n`` pairs that cannot reach significance at ``alpha``, else ''."""
-    from bench.reports.stats import min_attainable_p
+    from albench.reports.stats import min_attainable_p
 
     if n > 0 and min_attainable_p(n) >= alpha:
         return (f"With {n} paired seed{'s' if n != 1 else ''} the smallest two-sided p the exact Wilcoxon test can "

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from bench.reports.data import Run
+from albench.reports.data import Run
 
 ROLE_MARKERS = {"first": "o", "middle": "^", "last": "s"}
 ROLE_COLORS = {"first": "tab:blue", "middle": "tab:orange", "last": "tab:red"}
@@ -84,8 +84,8 @@ def tsne_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[
     import seaborn as sns
     from matplotlib.lines import Line2D
 
-    from bench.reports.output import add_caption
-    from bench.reports.provenance import display_name
+    from albench.reports.output import add_caption
+    from albench.reports.provenance import display_name
 
     n = len(panels)
     cols = min(3, math.ceil(math.sqrt(n)))

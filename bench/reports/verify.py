@@ -18,7 +18,7 @@ Quantities:
 - ``metric``: the run's metric at ``cycle`` (``first``, ``last`` or an index) in percent, and
   ``statistic`` over seeds: ``mean``, ``std`` (sample, ddof = 1), ``min`` or ``max``.
 - ``wallclock-ratio``: per seed, the run's total wall-clock (pretext charged in full when cached;
-  see :func:`bench.reports.data.charged_pretext_seconds`) divided by that of the sweep's baseline
+  see :func:`albench.reports.data.charged_pretext_seconds`) divided by that of the sweep's baseline
   run (the strategy label run.json designates; random for records older than that field) with the
   same seed in the same sweep and dataset; ours is the mean over seeds, and the outcome names the
   baseline. Complete runs only.
@@ -36,12 +36,12 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 import yaml
 
-from bench.errors import ConfigError
-from bench.typed import Bounds, from_dict, to_dict
-from bench.reports.data import Run, Sweep
-from bench.reports.provenance import DAGGER
-from bench.reports.stats import spearman_rho
-from bench.reports.tables import describe, fmt_mean_std, run_seconds
+from albench.errors import ConfigError
+from albench.typed import Bounds, from_dict, to_dict
+from albench.reports.data import Run, Sweep
+from albench.reports.provenance import DAGGER
+from albench.reports.stats import spearman_rho
+from albench.reports.tables import describe, fmt_mean_std, run_seconds
 
 Quantity = Literal["metric", "wallclock-ratio", "spearman-rho"]
 Statistic = Literal["mean", "std", "min", "max"]
@@ -191,7 +191,7 @@ class ReferenceSpec:
 def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
     """(file-level fields, checks) of a reference YAML, read by :class:`ReferenceSpec` and
     :class:`CheckSpec`; ConfigError names the bad field (``checks[i] (id).field``)."""
-    from bench.config import MAX_CONFIG_BYTES, YamlTooComplex, load_yaml_text
+    from albench.config import MAX_CONFIG_BYTES, YamlTooComplex, load_yaml_text
 
     path = Path(path)
     try:

@@ -1,5 +1,5 @@
 """Executors: turn a plan of runs into finished run folders (local processes, submitit, Slurm)."""
 
-from bench.runner.dispatch import execute_plan
+from albench.runner.dispatch import execute_plan
 
 __all__ = ["execute_plan"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.config import Config
-from bench.plan import RunConfig
-from bench.records import DamagedRecord, RunRecorder
+from albench.config import Config
+from albench.plan import RunConfig
+from albench.records import DamagedRecord, RunRecorder
 
 
 def pending_runs(plan: list[RunConfig]) -> tuple[list[RunConfig], list[RunConfig]]:
@@ -28,13 +28,13 @@ def execute_plan(cfg: Config, plan: list[RunConfig], *, progress: bool = True) -
         return []
     name = cfg.executor.name
     if name == "local":
-        from bench.runner.local import run_local
+        from albench.runner.local import run_local
 
         return run_local(todo, workers=cfg.executor.workers, progress=progress)
     if name == "debug":
-        from bench.runner.submit import run_debug
+        from albench.runner.submit import run_debug
 
         return run_debug(todo, Path(cfg.output) / cfg.name / ".submitit")
-    from bench.runner.slurm import run_slurm
+    from albench.runner.slurm import run_slurm
 
     return run_slurm(cfg, todo, progress=progress)

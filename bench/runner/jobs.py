@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.engine.loop import RunOutcome, execute_run
-from bench.plan import RunConfig
+from albench.engine.loop import RunOutcome, execute_run
+from albench.plan import RunConfig
 
 
 def run_job(rc_dict: dict, events=None) -> dict:

@@ -8,8 +8,8 @@ import time
 
 from tqdm import tqdm
 
-from bench.plan import RunConfig
-from bench.runner.jobs import run_job
+from albench.plan import RunConfig
+from albench.runner.jobs import run_job
 
 
 def _threads_per_run(workers: int) -> int:
@@ -54,7 +54,7 @@ class Progress:
 def run_local(plan: list[RunConfig], *, workers: int = 1, progress: bool = True) -> list[dict]:
     """Execute ``plan`` here; returns one outcome dict per run (state: complete | skipped | failed | busy ...).
 
-    With ``workers`` > 1 the runs go to that many worker processes (:mod:`bench.runner.workers`):
+    With ``workers`` > 1 the runs go to that many worker processes (:mod:`albench.runner.workers`):
     Ctrl-C stops them all within seconds, leaving the interrupted runs resumable (never marked
     failed), and workers die with this process however it ends.
     """
@@ -74,7 +74,7 @@ def run_local(plan: list[RunConfig], *, workers: int = 1, progress: bool = True)
                 outcomes.append(out)
                 bar.done(out)
         else:
-            from bench.runner.workers import run_in_workers
+            from albench.runner.workers import run_in_workers
 
             outcomes = run_in_workers(dicts, workers, on_event=bar.event, on_done=bar.done)
     finally:

@@ -1,10 +1,10 @@
 """The Slurm executor: the plan's runs as one submitit job array, requeued on preemption/time-out.
 
-Each array task runs one run through :func:`bench.runner.jobs.run_job`, wrapped in a submitit
+Each array task runs one run through :func:`albench.runner.jobs.run_job`, wrapped in a submitit
 ``Checkpointable``: when Slurm signals a time-out or preemption, submitit requeues the task, and
 the requeued task resumes from the run's own checkpoint file (the engine writes it at every cycle
 boundary and every ``train.checkpoint_every`` epochs). Submissions are logged in the sweep's
-ledger (see :mod:`bench.status`), so a resubmission skips runs whose job is still queued or
+ledger (see :mod:`albench.status`), so a resubmission skips runs whose job is still queued or
 running, and ``albench status`` can tell pending runs from dead ones.
 """
 
@@ -22,13 +22,13 @@ from pathlib import Path
 
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from bench.config import Config, SlurmConfig
-from bench.drift import compare, describe, fingerprint
-from bench.errors import ConfigError, RunFailed
-from bench.plan import RunConfig
-from bench.records import DamagedRecord, RunRecorder, read_cycles, read_status
-from bench.runner.jobs import run_job
-from bench.status import SlurmQueryError, append_ledger, live_jobs, read_ledgers
+from albench.config import Config, SlurmConfig
+from albench.drift import compare, describe, fingerprint
+from albench.errors import ConfigError, RunFailed
+from albench.plan import RunConfig
+from albench.records import DamagedRecord, RunRecorder, read_cycles, read_status
+from albench.runner.jobs import run_job
+from albench.status import SlurmQueryError, append_ledger, live_jobs, read_ledgers
 
 POLL_S = 2.0
 
@@ -388,8 +388,8 @@ def _job_failure(job, rc: RunConfig, exc: BaseException) -> str:
 
 def wait_for(pairs: list[tuple[RunConfig, object]], *, progress: bool = True) -> list[dict]:
     """Wait until every job is over; returns the outcome dicts (a job that died is a failed run)."""
-    from bench.errors import RunFailed
-    from bench.runner.local import Progress
+    from albench.errors import RunFailed
+    from albench.runner.local import Progress
 
     bar = Progress(len(pairs), sum(rc.al.cycles for rc, _ in pairs), progress)
     seen_rows = {rc.run_id: 0 for rc, _ in pairs}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.plan import RunConfig
-from bench.runner.jobs import run_job
+from albench.plan import RunConfig
+from albench.runner.jobs import run_job
 
 
 def run_debug(plan: list[RunConfig], folder: Path) -> list[dict]:

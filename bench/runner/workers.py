@@ -56,7 +56,7 @@ def _worker_main(parent_pid: int, wid: int, tasks, results) -> None:
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    from bench.runner.jobs import run_job
+    from albench.runner.jobs import run_job
 
     while True:
         item = tasks.get()

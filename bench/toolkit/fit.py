@@ -1,6 +1,6 @@
 """An epoch loop that keeps the weights of its best-scoring epoch (model selection).
 
-The engine's :class:`~bench.engine.train.Trainer` (best on validation, or flagged, on test) and the
+The engine's :class:`~albench.engine.train.Trainer` (best on validation, or flagged, on test) and the
 pretext training (best pretext score on the pool) select epochs the same way: score after every
 epoch, keep a CPU copy of the weights when the score beats every earlier one (ties keep the
 earlier epoch), and load the kept weights back at the end.
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from bench.toolkit.device import cpu_state
+from albench.toolkit.device import cpu_state
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import Any
 class Backend:
     """A tracker backend: where its class lives and the package (and extra) it needs."""
 
-    module: str  # bench.tracking.<module>, imported only when the backend is used
+    module: str  # albench.tracking.<module>, imported only when the backend is used
     cls: str
     package: str  # the importable package it needs
     extra: str  # the albench extra that installs it
@@ -118,7 +118,7 @@ def make_tracker(tracking, *, run_dir: Path, sweep: str, run_id: str) -> Tracker
         setting = getattr(tracking, name)
         if setting in (None, False):
             continue
-        cls = getattr(importlib.import_module(f"bench.tracking.{backend.module}"), backend.cls)
+        cls = getattr(importlib.import_module(f"albench.tracking.{backend.module}"), backend.cls)
         chosen.append(cls(setting, run_dir=Path(run_dir), sweep=sweep, run_id=run_id))
     if not chosen:
         return Tracker()

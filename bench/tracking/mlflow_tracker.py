@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bench.tracking import Tracker, cycle_scalars
-from bench.tracking.tensorboard_tracker import FOLDER as TB_FOLDER
-from bench.tracking.tensorboard_tracker import TRAIN_LOSS
+from albench.tracking import Tracker, cycle_scalars
+from albench.tracking.tensorboard_tracker import FOLDER as TB_FOLDER
+from albench.tracking.tensorboard_tracker import TRAIN_LOSS
 
 PARAM_MAX = 6000  # MLflow's limit on a param value (characters)
 # training state, other trackers' files, and status.json (still "running" here: the MLflow run's status says it)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.tracking import Tracker, cycle_scalars
+from albench.tracking import Tracker, cycle_scalars
 
 FOLDER = "tensorboard"
 TRAIN_LOSS = "train/loss"

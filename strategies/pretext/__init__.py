@@ -8,13 +8,13 @@ the trained network's pooled backbone embedding of every pool image instead (Typ
 cached the same way.
 """
 
-from bench.toolkit.seeding import derive_seed
-from strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
-from strategies.pretext.features import FeaturesResult, extract_embeddings, pretext_features
-from strategies.pretext.losses import PretextResult, key_fields, pretext_losses
-from strategies.pretext.spec import PretextSpec
-from strategies.pretext.tasks import TASKS, PretextInputError, PretextTask, make_task
-from strategies.pretext.train import PretextFit, extract_losses, fit_pretext
+from albench.toolkit.seeding import derive_seed
+from albench.strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
+from albench.strategies.pretext.features import FeaturesResult, extract_embeddings, pretext_features
+from albench.strategies.pretext.losses import PretextResult, key_fields, pretext_losses
+from albench.strategies.pretext.spec import PretextSpec
+from albench.strategies.pretext.tasks import TASKS, PretextInputError, PretextTask, make_task
+from albench.strategies.pretext.train import PretextFit, extract_losses, fit_pretext
 
 __all__ = [
     "FeaturesResult", "PretextCache", "PretextFit", "PretextInputError", "PretextResult", "PretextSpec",

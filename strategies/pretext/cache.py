@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from bench.records import atomic_write_bytes, atomic_write_text
+from albench.records import atomic_write_bytes, atomic_write_text
 
 CACHE_VERSION = 1  # bump when the loss computation changes, so old entries stop matching
 LOCK_POLL_S = 0.5

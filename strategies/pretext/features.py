@@ -1,7 +1,7 @@
 """Per-image representations from a pretext network, computed once per pool and reused from the cache.
 
 ``pretext_features(spec, pool_images=..., ...)`` trains the pretext network of ``spec`` (any task of
-:mod:`strategies.pretext.tasks`: ``simclr`` for TypiClust and ProbCover, or the rotation network
+:mod:`albench.strategies.pretext.tasks`: ``simclr`` for TypiClust and ProbCover, or the rotation network
 PT4AL trains) and returns the backbone's pooled embedding of every un-augmented pool image, before
 any task head, as float32 (N, D), *not* normalised (callers normalise, or not, as their protocol
 says). The entry is keyed by everything that determines the features: the full spec (task options,
@@ -9,7 +9,7 @@ epochs, batch size, optimiser, backbone and its width, selection rule, seed), th
 the normalisation, the device type, AMP and the torch version, plus a features version.
 
 When it trains, it also stores the per-image losses of the same network under the key
-:func:`strategies.pretext.pretext_losses` uses, so a PT4AL run with the same spec afterwards reads
+:func:`albench.strategies.pretext.pretext_losses` uses, so a PT4AL run with the same spec afterwards reads
 them instead of training again. (The converse is not possible: a loss entry holds no network. On
 CPU the retraining gives bit-identical weights.)
 """
@@ -27,12 +27,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from bench.records import atomic_write_bytes, atomic_write_text
-from strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
-from strategies.pretext.losses import key_fields
-from strategies.pretext.spec import PretextSpec
-from strategies.pretext.tasks import Normalizer, PretextTask, make_task
-from strategies.pretext.train import fit_pretext
+from albench.records import atomic_write_bytes, atomic_write_text
+from albench.strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
+from albench.strategies.pretext.losses import key_fields
+from albench.strategies.pretext.spec import PretextSpec
+from albench.strategies.pretext.tasks import Normalizer, PretextTask, make_task
+from albench.strategies.pretext.train import fit_pretext
 
 FEATURES_VERSION = 1  # bump when the embedding extraction changes, so old entries stop matching
 

@@ -10,10 +10,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from strategies.pretext.cache import CACHE_VERSION, PretextCache, cache_key, tensor_fingerprint
-from strategies.pretext.spec import PretextSpec
-from strategies.pretext.tasks import make_task
-from strategies.pretext.train import fit_pretext
+from albench.strategies.pretext.cache import CACHE_VERSION, PretextCache, cache_key, tensor_fingerprint
+from albench.strategies.pretext.spec import PretextSpec
+from albench.strategies.pretext.tasks import make_task
+from albench.strategies.pretext.train import fit_pretext
 
 
 @dataclass

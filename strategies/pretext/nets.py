@@ -1,6 +1,6 @@
 """Networks of the pretext tasks, built around any backbone of the model registry.
 
-Every backbone returns a :class:`models.base.ModelOutput` (logits, pooled embedding, stage maps),
+Every backbone returns a :class:`albench.models.base.ModelOutput` (logits, pooled embedding, stage maps),
 so image-level tasks use its logits, SimSiam its embedding and the pixel-level colorization head
 its stage maps, whatever the backbone is.
 """
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.registry import build_model
+from albench.models.registry import build_model
 
 
 def backbone(name: str, params: dict | None, *, outputs: int, in_channels: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from bench.toolkit.seeding import derive_seed  # noqa: F401  (re-exported: pretext code derived its seeds here)
+from albench.toolkit.seeding import derive_seed  # noqa: F401  (re-exported: pretext code derived its seeds here)
 
 
 @dataclass

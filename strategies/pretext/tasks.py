@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.typed import Bounds, validate_params
-from strategies.pretext.color import rgb_to_lab
-from strategies.pretext.nets import DenseHead, SimCLRNet, SimSiamNet, backbone
+from albench.errors import ConfigError
+from albench.typed import Bounds, validate_params
+from albench.strategies.pretext.color import rgb_to_lab
+from albench.strategies.pretext.nets import DenseHead, SimCLRNet, SimSiamNet, backbone
 
 
 class PretextInputError(ValueError):

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.toolkit.amp import autocast
-from bench.toolkit.batches import epoch_batches, eval_batches
-from bench.toolkit.device import data_device, synchronize
-from bench.toolkit.fit import BestEpoch, fit_with_selection
-from bench.toolkit.seeding import derive_seed, seeded_init, torch_generator
-from strategies.pretext.spec import PretextSpec
-from strategies.pretext.tasks import Normalizer, PretextTask
+from albench.toolkit.amp import autocast
+from albench.toolkit.batches import epoch_batches, eval_batches
+from albench.toolkit.device import data_device, synchronize
+from albench.toolkit.fit import BestEpoch, fit_with_selection
+from albench.toolkit.seeding import derive_seed, seeded_init, torch_generator
+from albench.strategies.pretext.spec import PretextSpec
+from albench.strategies.pretext.tasks import Normalizer, PretextTask
 
 
 @dataclass

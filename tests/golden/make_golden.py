@@ -56,10 +56,10 @@ def raw_config(output: str, strategies=None) -> dict:
 
 def run_sweep(output: str, strategies=None) -> dict:
     """``{label: {"queries": {...}, "cycles": [{value, test_loss, n_labeled, epochs, selected_epoch}]}}``."""
-    from bench.config import build_config
-    from bench.engine.loop import execute_run
-    from bench.plan import make_plan
-    from bench.records import read_cycles
+    from albench.config import build_config
+    from albench.engine.loop import execute_run
+    from albench.plan import make_plan
+    from albench.records import read_cycles
 
     out = {}
     for rc in make_plan(build_config(raw_config(output, strategies))):

@@ -1,16 +1,16 @@
-"""The strategy contract as pytest tests, one per check and registered strategy (see :mod:`strategies.testing`).
+"""The strategy contract as pytest tests, one per check and registered strategy (see :mod:`albench.testing`).
 
-    python -m pytest --pyargs strategies.testing                          # every registered strategy
-    ALBENCH_STRATEGY=my-strategy python -m pytest --pyargs strategies.testing   # just one
+    python -m pytest --pyargs albench.testing                          # every registered strategy
+    ALBENCH_STRATEGY=my-strategy python -m pytest --pyargs albench.testing   # just one
 
-Another test module may run the same tests with ``from strategies.testing.test_contract import *``.
+Another test module may run the same tests with ``from albench.testing.test_contract import *``.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from strategies.testing import checks, fast_params, selected_strategies
+from albench.testing import checks, fast_params, selected_strategies
 
 
 def pytest_generate_tests(metafunc):
@@ -25,7 +25,7 @@ def pytest_generate_tests(metafunc):
 def contract_params(strategy_name):
     """The strategy's fast params (``fast_params``); the suite's pool is classification, so a strategy
     without that task is skipped, saying so."""
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     tasks = get_strategy(strategy_name).tasks
     if "classification" not in tasks:

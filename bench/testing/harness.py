@@ -1,9 +1,9 @@
 """Drive one strategy through its hooks as the engine's cycle loop does, without training a model.
 
 :class:`SyntheticRun` builds a small seeded pool (``Schedule``: 60 random 1x8x8 images, 4 classes),
-calls ``prepare`` with a :class:`~strategies.base.PrepareContext`, the cold-start ``initial`` and
+calls ``prepare`` with a :class:`~albench.strategies.base.PrepareContext`, the cold-start ``initial`` and
 then, per cycle, ``candidates`` -> the declared model outputs -> ``select``, in the engine's order
-(``bench/engine/loop.py``: ``_query``). The model outputs come from a freshly initialised tiny
+(``albench/engine/loop.py``: ``_query``). The model outputs come from a freshly initialised tiny
 network per cycle (a fixed function of the schedule's seed and the cycle, so two runs see the same
 inputs) and the strategy's auxiliary module, through the engine's own ``compute_outputs``.
 
@@ -24,8 +24,8 @@ from typing import Callable, ContextManager
 import numpy as np
 import torch
 
-from strategies.base import Inputs, ModelInfo, Need, Outputs, PoolState, PrepareContext, Strategy
-from strategies.registry import make_strategy
+from albench.strategies.base import Inputs, ModelInfo, Need, Outputs, PoolState, PrepareContext, Strategy
+from albench.strategies.registry import make_strategy
 
 #: the environment variable choosing the device the suite hands strategies ("cpu", "cuda", "auto")
 DEVICE_ENV = "ALBENCH_CONTRACT_DEVICE"
@@ -146,7 +146,7 @@ def global_rng_guard(strategy_name: str) -> Callable[[str], ContextManager]:
 class SyntheticRun:
     """One strategy on the synthetic pool of ``schedule``, driven like the engine drives it.
 
-    ``params`` are validated by :func:`~strategies.registry.make_strategy`. ``workdir`` holds the
+    ``params`` are validated by :func:`~albench.strategies.registry.make_strategy`. ``workdir`` holds the
     prepare cache and run folder. Call :meth:`prepare` once, then :meth:`query` for cycles 0, 1, ...
     (:meth:`run` does both); each query is appended to :attr:`queries` and labeled.
     """
@@ -191,7 +191,7 @@ class SyntheticRun:
     def _model(self, cycle: int):
         """This cycle's network and the strategy's auxiliary module, freshly initialised from (seed, cycle)
         the way the engine builds them (global RNG seeded, then restored)."""
-        from models.registry import build_model
+        from albench.models.registry import build_model
 
         s = self.schedule
         with torch.random.fork_rng(devices=[]):
@@ -210,9 +210,9 @@ class SyntheticRun:
         """The declared outputs of this cycle's network for pool ``indices`` (indices only when none are needed)."""
         if not needs - {Need.LABELED}:
             return Outputs(indices=indices)
-        from bench.data.augment import BatchTransform
-        from bench.engine.inference import compute_outputs, seed_stochastic
-        from bench.tasks import make_task
+        from albench.data.augment import BatchTransform
+        from albench.engine.inference import compute_outputs, seed_stochastic
+        from albench.tasks import make_task
 
         if self._built is None or self._built[0] != cycle:
             self._built = (cycle, *self._model(cycle))

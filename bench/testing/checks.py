@@ -1,5 +1,5 @@
 """The contract checks, one function each: ``check_*(name, params, workdir)`` returns None or raises
-:class:`~strategies.testing.harness.ContractError` (an AssertionError) saying what is broken.
+:class:`~albench.testing.harness.ContractError` (an AssertionError) saying what is broken.
 
 ``name`` is a registered strategy, ``params`` its (fast) params, ``workdir`` an empty folder the
 check may write to. They need no pytest: call them from any test runner.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from strategies.testing.harness import SCHEDULE, ContractError, Schedule, SyntheticRun, global_rng_guard
+from albench.testing.harness import SCHEDULE, ContractError, Schedule, SyntheticRun, global_rng_guard
 
 UNKNOWN_PARAM = "albench_contract_no_such_param"
 
@@ -101,7 +101,7 @@ def check_queries_are_valid(name: str, params: dict, workdir: Path, *, schedule:
 def checkpoint_round_trip(state: Any) -> Any:
     """``state`` through the engine's checkpoint codec and ``torch.save`` / ``torch.load(weights_only=True)``,
     as a checkpoint and a resume carry a strategy's ``state_dict``."""
-    from bench.engine import checkpoint as codec
+    from albench.engine import checkpoint as codec
 
     buf = io.BytesIO()
     torch.save({"strategy": codec.encode(state)}, buf)
@@ -191,8 +191,8 @@ def check_state_dict_round_trip(name: str, params: dict, workdir: Path, *, resum
 # ---------------------------------------------------------------------- params
 def check_unknown_param_refused(name: str, params: dict, workdir: Path | None = None) -> None:
     """``make_strategy(name, {**params, <unknown>: 1})`` raises a ConfigError naming the unknown param."""
-    from bench.errors import ConfigError
-    from strategies.registry import make_strategy
+    from albench.errors import ConfigError
+    from albench.strategies.registry import make_strategy
 
     try:
         make_strategy(name, {**params, UNKNOWN_PARAM: 1})
@@ -215,10 +215,10 @@ def check_end_to_end(name: str, params: dict, workdir: Path) -> None:
     one row per cycle and queries of the scheduled sizes, all distinct."""
     import copy
 
-    from bench.config import build_config
-    from bench.engine.loop import execute_run
-    from bench.plan import make_plan
-    from bench.records import read_cycles
+    from albench.config import build_config
+    from albench.engine.loop import execute_run
+    from albench.plan import make_plan
+    from albench.records import read_cycles
 
     raw = copy.deepcopy(END_TO_END)
     raw["strategies"] = [{"name": name, "params": copy.deepcopy(params)}]

@@ -3,13 +3,13 @@
 Run it on every registered strategy (plugins installed through the ``albench.strategies`` entry
 points included)::
 
-    python -m pytest --pyargs strategies.testing
+    python -m pytest --pyargs albench.testing
 
 or on some of them, named in ``ALBENCH_STRATEGY`` (comma-separated)::
 
-    ALBENCH_STRATEGY=my-strategy python -m pytest --pyargs strategies.testing
+    ALBENCH_STRATEGY=my-strategy python -m pytest --pyargs albench.testing
 
-Each strategy is checked (:mod:`strategies.testing.checks`) for: the same ``rng`` giving the same
+Each strategy is checked (:mod:`albench.testing.checks`) for: the same ``rng`` giving the same
 query; torch's global generator (CPU, and CUDA when present), NumPy's and Python's left untouched
 by ``prepare`` / ``initial`` / ``candidates`` / ``select``; queries of exactly ``budget``
 (``initial``: ``size``) distinct, unlabeled, in-pool int64 indices; a ``state_dict`` that survives
@@ -17,7 +17,7 @@ the engine's checkpoint codec and a resumed strategy picking what an uninterrupt
 unknown param refused with a ConfigError naming it; a tiny end-to-end run on digits completing.
 
 The hooks run on a small synthetic pool driven like the engine's cycle loop
-(:class:`strategies.testing.harness.SyntheticRun`), with small "fast" params so that the whole
+(:class:`albench.testing.harness.SyntheticRun`), with small "fast" params so that the whole
 suite takes seconds. A strategy declares its own as a class attribute::
 
     class MyStrategy(Strategy):
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import os
 
-from strategies.testing.harness import ContractError, GlobalRNGTouched, Schedule, SyntheticRun, needs_of
+from albench.testing.harness import ContractError, GlobalRNGTouched, Schedule, SyntheticRun, needs_of
 
 #: the environment variable restricting the suite to some strategies (comma-separated names)
 STRATEGY_ENV = "ALBENCH_STRATEGY"
@@ -71,7 +71,7 @@ def fast_params(name: str) -> dict:
     one, else :data:`BUILTIN_TEST_PARAMS` [name], else ``{}`` (a copy; validated by ``make_strategy``)."""
     import copy
 
-    from strategies.registry import get_strategy
+    from albench.strategies.registry import get_strategy
 
     declared = getattr(get_strategy(name), "test_params", None)
     if declared is not None:
@@ -82,7 +82,7 @@ def fast_params(name: str) -> dict:
 def selected_strategies() -> list[str]:
     """The strategies to check: those named in ``$ALBENCH_STRATEGY`` (comma-separated), else every
     registered one. An unknown name raises ValueError listing the known ones."""
-    from strategies.registry import strategy_names
+    from albench.strategies.registry import strategy_names
 
     known = strategy_names()
     wanted = [n.strip() for n in os.environ.get(STRATEGY_ENV, "").split(",") if n.strip()]

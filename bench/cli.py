@@ -114,6 +114,10 @@ def _cmd_run(args) -> int:
         print(f"albench: damaged, left untouched: {rc.run_id}: {why}; fix: rerun with --restart-damaged to move "
               "it aside and run it again", file=sys.stderr)
     if args.dry_run:
+        from albench.cpu_reach import reach_warnings
+
+        for warning in reach_warnings(cfg):
+            print(f"albench: warning: {warning}", file=sys.stderr)
         moving = {rc.run_dir for rc in to_move}
         for rc in plan:
             state = ("restart" if rc.run_dir in moving else "damaged" if rc.run_dir in skip

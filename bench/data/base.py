@@ -129,5 +129,10 @@ class DatasetSpec:
         """Image channels when knowable without loading pixels (config-time checks), else None."""
         return None
 
+    def image_shape(self, cfg) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the images when knowable without loading pixels (``--dry-run``'s
+        cost estimates), else None."""
+        return None
+
     def load(self, cfg) -> ImageDataset:
         raise NotImplementedError

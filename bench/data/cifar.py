@@ -62,6 +62,9 @@ class _CifarBase(DatasetSpec):
     def channels(self, cfg) -> int:
         return 3
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 3, 32, 32
+
     def check(self, cfg, path: str) -> None:
         super().check(cfg, path)
         root = cfg.resolved_root()

@@ -49,6 +49,9 @@ class Stl10(TorchvisionLayout):
     def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
         return 3
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 3, 96, 96
+
     def files(self, cfg):
         return [(f"{FOLDER}/{f}",) for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")]
 

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show each run as done, running, pending or failed (records + Slurm)")
     status.add_argument("results_dir")
     status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
-    status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too")
+    status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too "
+                                          "(default: the configs 'albench run' recorded in the sweep folder)")
 
     from albench.reports.cli import add_parsers  # report, verify
 
@@ -79,6 +80,7 @@ def _cmd_run(args) -> int:
     from albench.runner import execute_plan
     from albench.runner.dispatch import pending_runs
     from albench.summary import sweep_summary
+    from albench.sweeps import record_config
     from albench.validate import load_config
 
     overrides = list(args.overrides)
@@ -126,6 +128,7 @@ def _cmd_run(args) -> int:
             print(f"{rc.run_id}\t{state}{extra}")
         return EXIT_OK
     check_output_writable(cfg.output)
+    record_config(cfg)  # albench status DIR plans the runs not started yet from it
     if to_move:
         when = integrity.stamp()
         for rc in to_move:

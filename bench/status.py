@@ -385,6 +385,10 @@ def status_command(root: str | Path, lines: int = 10, config: str | None = None)
 
         cfg = load_config(config, [], check_data=False)
         planned = make_plan(cfg)
+    else:  # the configs albench run recorded in the sweep folder (.sweep/)
+        from albench.sweeps import recorded_plan
+
+        planned = recorded_plan(root)
     statuses, answered = sweep_status(root, lines, planned)
     if not statuses:
         raise ConfigError("RESULTS_DIR", "holds no albench runs or Slurm submissions",

@@ -128,7 +128,7 @@ def _cmd_run(args) -> int:
             print(f"{rc.run_id}\t{state}{extra}")
         return EXIT_OK
     check_output_writable(cfg.output)
-    record_config(cfg)  # albench status DIR plans the runs not started yet from it
+    record_config(cfg, plan)  # albench status DIR plans the runs not started yet from it
     if to_move:
         when = integrity.stamp()
         for rc in to_move:
@@ -144,7 +144,8 @@ def _cmd_run(args) -> int:
     if sweep_dir.is_dir():
         mine = {rc.run_dir for rc in plan} - skip  # the skipped ones were named above
         sweep = load_sweep_runs(sweep_dir, allow_empty=True)
-        print(sweep_summary(sweep, {rc.run_dir for rc in plan}))
+        print(sweep_summary(sweep))  # the whole sweep's, earlier invocations' seeds and strategies included
+        _say_table_scope(sweep, plan)
         unreadable = _print_unreadable(sweep, mine)
     print(f"records: {sweep_dir}", file=sys.stderr)
     for o in busy:
@@ -155,6 +156,17 @@ def _cmd_run(args) -> int:
                   file=sys.stderr)
         return EXIT_RUN_FAILED
     return EXIT_OK
+
+
+def _say_table_scope(sweep, plan: list) -> None:
+    """Tell, when the sweep's table holds runs this invocation did not plan, which ones it ran."""
+    from albench.summary import fmt_seeds
+
+    planned = {Path(rc.run_dir) for rc in plan}
+    others = [r for r in sweep.runs if Path(r.dir) not in planned]
+    if others:
+        print(f"albench: the table is the sweep's: {len(sweep.runs)} runs, seeds {fmt_seeds(r.seed for r in sweep.runs)}; "
+              f"this command planned {len(plan)} of them (seeds {fmt_seeds(rc.seed for rc in plan)})", file=sys.stderr)
 
 
 def quirk_rows() -> list[tuple[str, str, str, str, str]]:

@@ -1,9 +1,9 @@
 """The configs a sweep folder was run with, so commands given only the folder know its plan.
 
 ``albench run`` writes the validated config (overrides applied) to
-``<output>/<name>/.sweep/config-<hash>.yaml`` before it queues anything: one file per distinct config
-(rerunning the same command writes nothing new; ``--set seeds=[1]`` after ``--set seeds=[0]`` adds a
-second file). The plan of a folder is the union of the plans of its recorded configs, so
+``<output>/<name>/.sweep/config-<hash>.yaml`` before it queues anything, when its plan holds a run the
+recorded ones do not (rerunning the same command writes nothing; ``--set seeds=[1]`` after
+``--set seeds=[0]`` adds a second file). The plan of a folder is the union of the plans of its recorded configs, so
 ``albench status DIR`` counts the runs that have not started yet without ``--config``, even when
 invocations split the seeds or the strategies between them. The configs are read back with the
 folder as it lies now (the output root is the sweep folder's parent, the sweep name its name), so a
@@ -29,10 +29,15 @@ def sweep_dir(cfg) -> Path:
     return Path(cfg.output) / cfg.name
 
 
-def record_config(cfg) -> Path:
-    """Write ``cfg`` (a validated :class:`~albench.config.Config`) into its sweep folder; returns the file."""
+def record_config(cfg, plan: list) -> Path | None:
+    """Write ``cfg`` (a validated :class:`~albench.config.Config`, whose runs are ``plan``) into its sweep
+    folder, unless the configs recorded there already plan every one of its runs (a rerun, or a change
+    of keys that name no run, such as ``threads``); returns the file written, or None."""
     from albench.config import config_to_dict
 
+    known = {Path(rc.run_dir).resolve() for rc in recorded_plan(sweep_dir(cfg), warn=lambda msg: None) or []}
+    if all(Path(rc.run_dir).resolve() in known for rc in plan):
+        return None
     data = config_to_dict(cfg)
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = sweep_dir(cfg) / RECORD_DIR / f"{PREFIX}{digest}.yaml"

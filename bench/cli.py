@@ -165,8 +165,9 @@ def _say_table_scope(sweep, plan: list) -> None:
     planned = {Path(rc.run_dir) for rc in plan}
     others = [r for r in sweep.runs if Path(r.dir) not in planned]
     if others:
-        print(f"albench: the table is the sweep's: {len(sweep.runs)} runs, seeds {fmt_seeds(r.seed for r in sweep.runs)}; "
-              f"this command planned {len(plan)} of them (seeds {fmt_seeds(rc.seed for rc in plan)})", file=sys.stderr)
+        seeds = fmt_seeds(r.seed for r in sweep.runs)
+        print(f"albench: the table is the sweep's: {len(sweep.runs)} runs, seeds {seeds}; this command planned "
+              f"{len(plan)} of them (seeds {fmt_seeds(rc.seed for rc in plan)})", file=sys.stderr)
 
 
 def quirk_rows() -> list[tuple[str, str, str, str, str]]:

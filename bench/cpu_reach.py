@@ -20,9 +20,10 @@ rest of a CPU sweep takes. The two constants are round figures measured on the d
 image, nearly all outside its MACs), so an estimate is good to a factor of about two, enough to tell
 minutes from hours, for a CPU whose cores the run has to itself. (The issue's report: TypiClust's
 default, 500 epochs of SimCLR on the ResNet-18, about 17 s an epoch on digits, 2.4 h; estimated
-here at 1.5 h with 2 cores to itself, 3.0 h with the quickstart's two workers sharing them.) Nothing is estimated when the runs will have a GPU (``device: cuda``, or
-``auto`` with CUDA present here) or run on a Slurm cluster with ``device: auto`` (its nodes may have
-one), nor for datasets whose image size is unknown before loading (``image_shape`` None).
+here at 1.5 h with 2 cores to itself, 3.0 h with the quickstart's two workers sharing them.)
+Nothing is estimated when the runs will have a GPU (``device: cuda``, or ``auto`` with CUDA present
+here) or run on a Slurm cluster with ``device: auto`` (its nodes may have one), nor for datasets
+whose image size is unknown before loading (``image_shape`` None).
 """
 
 from __future__ import annotations

@@ -197,7 +197,8 @@ def test_missing_idx_files_are_listed_under_both_accepted_names_with_the_layout(
     with pytest.raises(ConfigError) as err:
         get_dataset("fashion-mnist").check(DatasetConfig(name="fashion-mnist", root=str(tmp_path)), "datasets[0]")
     text = str(err.value)
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for stem in stems:
         assert f"FashionMNIST/raw/{stem}[.gz]" in text  # the missing files, gzipped or not
     assert "uncompressed or gzipped: both are read" in text
     assert "FashionMNIST/raw/ holding train-images-idx3-ubyte[.gz]" in err.value.fix  # the layout under the root

@@ -90,6 +90,9 @@ class DatasetSpec:
     task: ClassVar[str] = "classification"
     needs_root: ClassVar[bool] = True
     params: ClassVar[dict] = {}  # known params and their defaults
+    # the class names in class-id order when the dataset fixes them (known without its files): reports
+    # label records that predate run.json's 'classes' with them
+    class_names: ClassVar[list[str] | None] = None
 
     def check(self, cfg, path: str) -> None:
         """Raise ConfigError when the config cannot load (missing root, unknown param)."""

@@ -59,6 +59,8 @@ def read_batches(folder: Path) -> dict[str, np.ndarray]:
 
 
 class _CifarBase(DatasetSpec):
+    class_names = CLASSES
+
     def channels(self, cfg) -> int:
         return 3
 

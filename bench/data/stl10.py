@@ -42,6 +42,7 @@ def read_labels(path) -> np.ndarray:
 @register_dataset
 class Stl10(TorchvisionLayout):
     name = "stl10"
+    class_names = CLASSES  # also the order of the binary release's class_names.txt
     description = ("STL-10 labeled splits (5,000 / 8,000, 96x96) from torchvision's stl10_binary folder; "
                    "the unlabeled split is not read")
     published_train_size = 5000

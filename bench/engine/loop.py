@@ -238,6 +238,7 @@ def _identity(ctx: RunContext) -> dict:
                            "normalize": ctx.transform.normalize, "mean": list(ctx.mean), "std": list(ctx.std),
                            "channel_order": "bgr" if ctx.transform.bgr else "rgb"}
     identity["dataset_info"] = ctx.ds.info
+    identity["classes"] = [str(c) for c in ctx.ds.classes]  # reports label classes by name
     return identity
 
 

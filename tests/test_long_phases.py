@@ -110,3 +110,16 @@ def test_no_warning_within_reach_or_off_the_cpu(tiny_raw, change):
         tiny_raw["device"] = "auto"
         tiny_raw["executor"] = {"name": "slurm"}
     assert reach_warnings(build_config(tiny_raw)) == []
+
+
+def test_status_shows_the_pretext_epoch_of_a_run_still_in_its_prepare_phase(tmp_path):
+    from albench.status import _progress
+
+    run_dir = tmp_path / "digits" / "typiclust" / "seed-0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("al: {cycles: 4}\n")
+    lines = [f"2026-01-01 00:00:{e:02d} pretext simclr epoch {e}/500: train loss 5.1" for e in range(1, 38)]
+    (run_dir / "run.log").write_text("2026-01-01 00:00:00 start\n" + "\n".join(lines) + "\n")
+    assert _progress(run_dir) == "0/4 cycles, pretext simclr epoch 37/500"
+    (run_dir / "run.log").write_text("2026-01-01 00:00:00 start\n")
+    assert _progress(run_dir) == "0/4 cycles"

@@ -32,14 +32,16 @@ from pathlib import Path
 VARIANTS = {"before": ["--tsne-points", "3000", "--tsne-jobs", "1"], "after": []}
 
 
-def time_report(results: str, variant: str, *, pythonpath: str | None) -> dict:
-    """One report of ``results`` with the variant's flags; its wall and CPU seconds."""
+def time_report(results: str, variant: str, *, pythonpath: str | None, keep: str | None = None) -> dict:
+    """One report of ``results`` with the variant's flags; its wall and CPU seconds. The report is
+    written under ``keep``/<variant> when given, else to a temporary folder removed afterwards."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     flags = [] if (variant == "before" and pythonpath) else VARIANTS[variant]  # an old tree has the old defaults
-    out = Path(tempfile.mkdtemp(prefix=f"report-{variant}-"))
+    out = Path(keep) / variant if keep else Path(tempfile.mkdtemp(prefix=f"report-{variant}-"))
+    shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "albench.cli", "report", results, "--out", str(out), "--quiet", *flags]
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -47,7 +49,8 @@ def time_report(results: str, variant: str, *, pythonpath: str | None) -> dict:
     proc = subprocess.run(cmd, env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    shutil.rmtree(out, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(f"{variant}: exit {proc.returncode}: {proc.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -61,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1, help="before/after pairs, alternating (default 1)")
     ap.add_argument("--before-pythonpath", help="run 'before' with the albench package under this folder")
     ap.add_argument("--json", help="write the timings here")
+    ap.add_argument("--keep", help="keep each variant's report under KEEP/<variant>")
     args = ap.parse_args(argv)
     rows = []
     for r in range(args.rounds):
         order = ("before", "after") if r % 2 == 0 else ("after", "before")
         for v in order:
-            rows.append(time_report(args.results_dir, v, pythonpath=args.before_pythonpath if v == "before" else None))
+            rows.append(time_report(args.results_dir, v, pythonpath=args.before_pythonpath if v == "before" else None,
+                                    keep=args.keep))
             print(json.dumps(rows[-1]), flush=True)
     summary = {}
     for key in ("wall_s", "cpu_s"):

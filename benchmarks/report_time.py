@@ -42,7 +42,8 @@ def time_report(results: str, variant: str, *, pythonpath: str | None, keep: str
     flags = [] if (variant == "before" and pythonpath) else VARIANTS[variant]  # an old tree has the old defaults
     out = Path(keep) / variant if keep else Path(tempfile.mkdtemp(prefix=f"report-{variant}-"))
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [sys.executable, "-m", "albench.cli", "report", str(Path(results).resolve()), "--out", str(out), "--quiet", *flags]
+    cmd = [sys.executable, "-m", "albench.cli", "report", str(Path(results).resolve()), "--out", str(out), "--quiet",
+           *flags]
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()

@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from albench import runlock
-from albench.records import DamagedRecord, load_run, read_cycles, read_queries, read_status
+from albench.records import (DamagedRecord, load_run, read_config_record, read_cycles, read_identity, read_queries,
+                             read_status, record_text)
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -68,14 +69,27 @@ def read_ledgers(root: str | Path) -> dict[Path, dict]:
             paths.append(cand)
     latest: dict[Path, dict] = {}
     for path in paths:
-        for line in path.read_text().splitlines():
+        try:
+            text = record_text(path) or ""
+        except DamagedRecord:
+            continue  # not a file albench wrote (a folder, a link, not UTF-8): no submissions to follow
+        for line in text.splitlines():
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue  # a torn last line from a crashed submitter
-            run_dir = Path(entry["run_dir"]).resolve()
+            if not (isinstance(entry, dict) and isinstance(entry.get("run_dir"), str)
+                    and isinstance(entry.get("job_id"), str) and "\0" not in entry["run_dir"]):
+                continue  # a line of another shape: not one albench wrote
+            try:
+                run_dir = Path(entry["run_dir"]).resolve()
+            except (OSError, RuntimeError):
+                continue
             if run_dir != root.resolve() and root.resolve() not in run_dir.parents:
                 continue
+            when = entry.get("submitted")
+            if isinstance(when, bool) or not isinstance(when, (int, float)) or when != when:
+                entry["submitted"] = 0
             if run_dir not in latest or entry.get("submitted", 0) >= latest[run_dir].get("submitted", 0):
                 latest[run_dir] = entry
     return latest
@@ -185,19 +199,19 @@ def _tail(path: Path, lines: int) -> list[str]:
 
 
 def _run_id(run_dir: Path, entry: dict | None) -> str:
-    if entry and entry.get("run_id"):
+    if entry and isinstance(entry.get("run_id"), str):
         return entry["run_id"]
     try:
-        ident = json.loads((run_dir / "run.json").read_text())
+        ident = read_identity(run_dir)
         return f"{ident['dataset']}/{ident['strategy']}/seed-{ident['seed']}"
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):  # a damaged run.json: the run is named by its folder
         return "/".join(run_dir.parts[-3:])
 
 
 def _cycles_total(run_dir: Path) -> int | None:
     try:
-        return int(yaml.safe_load((run_dir / "config.yaml").read_text())["al"]["cycles"])
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return (read_config_record(run_dir).get("al") or {}).get("cycles")
+    except (OSError, ValueError):  # a damaged config.yaml (named where the run's state is decided)
         return None
 
 

@@ -59,6 +59,8 @@ def cmd_report(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
     index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
                          tsne_threads=args.tsne_threads or None, log=log)
+    for d, why in index.unreadable:
+        print(f"albench: damaged run left out of the report: {d}: {why}", file=sys.stderr)
     n_fig = sum(a.kind == "figure" for a in index.artefacts)
     n_tab = sum(a.kind == "table" for a in index.artefacts)
     if index.missing:

@@ -21,9 +21,10 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from albench.errors import ConfigError
-from albench.typed import Bounds, from_dict, to_dict
+from albench.typed import MAX_IMAGES, SEED, Bounds, from_dict, to_dict
 
 DATA_ENV = "ALBENCH_DATA"
+MAX_WORKERS = 1024  # local worker processes (as threads: more than any one machine's cores)
 
 
 @dataclass
@@ -140,7 +141,14 @@ class ValidationConfig:
     """
 
     source: Literal["train", "labeled"] = "train"
-    size: Annotated[float, Bounds(gt=0, finite=True)] = 0.1  # < 1: a fraction; >= 1: a count
+    size: Annotated[float, Bounds(gt=0, le=MAX_IMAGES)] = 0.1  # < 1: a fraction; >= 1: a count
+
+    def check(self, path: str) -> None:
+        if self.size >= 1 and not float(self.size).is_integer():  # 2.5 images would be cut to 2
+            raise ConfigError(f"{path}.size", "is at least 1, so it counts images, and must be a whole number "
+                              "(below 1 it is a fraction of the train set)",
+                              f"set {path}.size to a whole count such as {int(self.size)}, or a fraction below 1",
+                              self.size)
 
 
 @dataclass
@@ -194,8 +202,8 @@ class ALConfig:
     initial + budget * (cycles - 1).
     """
 
-    initial: int = 1000
-    budget: int = 1000
+    initial: Annotated[int, Bounds(le=MAX_IMAGES)] = 1000  # images (the >= 1 check is check()'s)
+    budget: Annotated[int, Bounds(le=MAX_IMAGES)] = 1000
     cycles: int = 10
 
     def check(self, path: str) -> None:
@@ -271,7 +279,7 @@ class SlurmConfig:
 @dataclass
 class ExecutorConfig:
     name: Literal["local", "debug", "slurm"] = "local"
-    workers: int = 1
+    workers: Annotated[int, Bounds(ge=1, le=MAX_WORKERS)] = 1  # worker processes: one machine's worth
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def check(self, path: str) -> None:
@@ -284,7 +292,7 @@ class ExecutorConfig:
 class RecordConfig:
     """What each run saves beyond its per-cycle rows and queries."""
 
-    embeddings: int = 5000  # final-model embeddings of this many random pool images (+ all labeled) for t-SNE; 0: none
+    embeddings: Annotated[int, Bounds(le=MAX_IMAGES)] = 5000  # final-model embeddings of this many random pool images (+ all labeled) for t-SNE; 0: none
     test_losses: bool = True  # per-test-image main-task loss of every cycle (artifacts/test_loss.npy)
 
     def check(self, path: str) -> None:
@@ -329,7 +337,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     al: ALConfig = field(default_factory=ALConfig)
     strategies: list[StrategyConfig] = field(default_factory=lambda: [StrategyConfig("random")])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[SEED] = field(default_factory=lambda: [0, 1, 2])
     output: str = "results"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     record: RecordConfig = field(default_factory=RecordConfig)

@@ -13,6 +13,7 @@ from albench.data.base import DatasetSpec, ImageDataset
 from albench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
 from albench.data.registry import register_dataset
 from albench.errors import ConfigError
+from albench.typed import INT64_MAX
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # the usual CIFAR-10 train statistics (0..1 units)
@@ -21,6 +22,7 @@ STD = (0.2470, 0.2435, 0.2616)
 BATCH_DIR = "cifar-10-batches-py"
 NPZ_NAME = "cifar10.npz"
 # the paper's class-imbalanced composition, in CIFAR-10's class order (section 5.3)
+PER_CLASS = 5000  # train images of each class
 IMBALANCED_COUNTS = [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]
 
 
@@ -151,9 +153,13 @@ class Cifar10Imbalanced(_CifarBase):
         super().check(cfg, path)
         counts = self.param(cfg, "counts")
         if not (isinstance(counts, list) and len(counts) == len(CLASSES)
-                and all(isinstance(c, int) and c > 0 for c in counts)):
-            raise ConfigError(f"{path}.params.counts", "must list 10 positive per-class counts",
+                and all(isinstance(c, int) and not isinstance(c, bool) and 0 < c <= PER_CLASS for c in counts)):
+            raise ConfigError(f"{path}.params.counts", f"must list 10 per-class counts, each 1..{PER_CLASS}",
                               "list one count per CIFAR-10 class, airplane first", counts)
+        seed = self.param(cfg, "subsample_seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= INT64_MAX:
+            raise ConfigError(f"{path}.params.subsample_seed", "must be an integer in 0..2**63-1",
+                              f"set {path}.params.subsample_seed: 0", seed)
 
     def train_size(self, cfg) -> int:
         return int(sum(self.param(cfg, "counts")))

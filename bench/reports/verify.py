@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 from albench.errors import ConfigError
-from albench.typed import Bounds, from_dict, to_dict
+from albench.typed import MAX_IMAGES, Bounds, from_dict, to_dict
 from albench.reports.data import Run, Sweep
 from albench.reports.provenance import DAGGER
 from albench.reports.stats import spearman_rho
@@ -120,8 +120,8 @@ class ScaleSpec:
     model: str | None = None
     epochs: Annotated[int | None, Bounds(ge=1)] = None
     batch_size: Annotated[int | None, Bounds(ge=1)] = None
-    initial: Annotated[int | None, Bounds(ge=1)] = None
-    budget: Annotated[int | None, Bounds(ge=1)] = None
+    initial: Annotated[int | None, Bounds(ge=1, le=MAX_IMAGES)] = None
+    budget: Annotated[int | None, Bounds(ge=1, le=MAX_IMAGES)] = None
     cycles: Annotated[int | None, Bounds(ge=1)] = None
 
 
@@ -211,10 +211,10 @@ def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
     if not isinstance(raw, dict) or not isinstance(raw.get("checks"), list):
         raise ConfigError("--reference", "holds no 'checks' list", "use a file like results/reference/"
                           "pt4al-eccv2022.yaml", str(path))
-    ref = from_dict(ReferenceSpec, raw)
+    ref = from_dict(ReferenceSpec, {**raw, "checks": []})  # each check is read below, its id in the path
     scales = {name: to_dict(s) for name, s in (ref.scales or {}).items()}
     checks, seen = [], set()
-    for i, c in enumerate(ref.checks):
+    for i, c in enumerate(raw["checks"]):
         where = f"checks[{i}]"
         if not isinstance(c, dict):
             raise ConfigError(where, "must be a mapping", "write each check as key: value lines", c)

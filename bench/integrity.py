@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from albench import drift, runlock
+from albench.paths import run_folder_links
 from albench.records import DamagedRecord, read_status
 
 REPLACED = ".replaced"
@@ -83,6 +84,8 @@ def clean_tmp(run_dir: Path) -> list[Path]:
     returns them. Call only while holding the run's lock or when no live process holds it."""
     removed = []
     for folder in (Path(run_dir), Path(run_dir) / "artifacts"):
+        if os.path.islink(folder):  # never delete in a link's target
+            continue
         try:
             names = os.listdir(folder)
         except OSError:
@@ -114,6 +117,11 @@ def claim(rc) -> Iterator[tuple[str, str] | None]:
     fingerprint unreadable), ``changed`` (started with another config) or ``failed`` (the folder
     cannot be written). The folder is left untouched in every refused case."""
     run_dir = Path(rc.run_dir)
+    links = run_folder_links(Path(rc.output), run_dir)  # before the lock: taking it creates the folders
+    if links:
+        yield "damaged", (f"{links[0]} is a symbolic link; albench never writes through links; fix: replace the "
+                          "link by what it points to")
+        return
     try:
         cm = runlock.hold(run_dir)
         lock = cm.__enter__()

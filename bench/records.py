@@ -165,6 +165,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` in one write, creating it (0666 less the umask) if needed; the file is
+    opened without following links (OSError ELOOP for a symbolic link, which is never written through)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(text)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -202,6 +210,9 @@ class RunRecorder:
         return bool(st and st.get("state") == "complete")
 
     def _guard(self) -> None:
+        for folder in (self.dir, self.dir / "artifacts"):  # never write through a link (claim checked them
+            if os.path.islink(folder):                     # too; this holds should one appear since)
+                raise RecordError(f"{folder} is a symbolic link; albench never writes records through links")
         if self.is_complete():
             raise RecordError(f"{self.dir} holds a complete run; it is never rewritten "
                               "(choose another output folder or sweep name to run it again)")
@@ -258,9 +269,10 @@ class RunRecorder:
         atomic_write_json(self.dir / f"env.resume-{resumes}.json", env)
 
     def log(self, message: str) -> None:
+        """Append a line to run.log (opened without following links: a run.log linked elsewhere is
+        refused with OSError, never appended to)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "run.log", "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        append_text(self.dir / "run.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def finish(self) -> None:
         """Mark complete and drop the checkpoint; from here on the folder is read-only to us."""
@@ -630,7 +642,7 @@ def find_runs(root: str | Path) -> list[Path]:
 
 def read_config_record(run_dir: Path) -> dict:
     """The run's config.yaml ({} when absent), checked against :data:`CONFIG_YAML`."""
-    from albench.config import YamlTooComplex, load_yaml_text
+    from albench.config import YamlRefused, load_yaml_text
 
     p = Path(run_dir) / "config.yaml"
     text = record_text(p)
@@ -638,7 +650,7 @@ def read_config_record(run_dir: Path) -> dict:
         return {}
     try:
         data = load_yaml_text(text)
-    except (yaml.YAMLError, YamlTooComplex) as exc:
+    except (yaml.YAMLError, YamlRefused) as exc:
         raise DamagedRecord(p, f"not valid YAML: {str(exc).splitlines()[0][:120]}") from None
     return check_record(p, {} if data is None else data, CONFIG_YAML)
 

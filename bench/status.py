@@ -25,6 +25,7 @@ import yaml
 from albench import runlock
 from albench.records import (DamagedRecord, load_run, read_config_record, read_cycles, read_identity, read_queries,
                              read_status, record_text)
+from albench.records import append_text
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -55,8 +56,7 @@ def append_ledger(sweep_dir: str | Path, entries: list[dict]) -> None:
     path = ledger_path(sweep_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
-    with open(path, "a") as fh:  # one write: concurrent submitters do not interleave lines
-        fh.write(text)
+    append_text(path, text)  # one write: concurrent submitters do not interleave lines
 
 
 def read_ledgers(root: str | Path) -> dict[Path, dict]:
@@ -388,10 +388,11 @@ def status_command(root: str | Path, lines: int = 10, config: str | None = None)
     (interrupted runs are not failures: rerunning the sweep resumes them)."""
     from albench.errors import ConfigError
 
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart",
-                          str(root))
+    from albench.paths import check_folder_arg
+
+    if not 0 <= lines <= 10_000:
+        raise ConfigError("--lines", "must be in 0..10000", "use e.g. --lines 10", lines)
+    root = check_folder_arg(str(root), "RESULTS_DIR", "pass a sweep folder such as results/quickstart")
     planned = None
     if config is not None:
         from albench.validate import load_config

@@ -72,7 +72,7 @@ BAD = [
     ("device cuda:", {"device": "cuda:"}, ["device", "'cuda:'"]),
     ("NUL byte in the sweep name", {"name": "sweep\0x"}, ["name:", "NUL"]),
     ("NUL byte in the output", {"output": "res\0ults"}, ["output:", "NUL"]),
-    ("empty output", {"output": ""}, ["output:", "not empty", "--out"]),
+    ("empty output", {"output": ""}, ["output:", "is empty", "--out"]),
     # path traversal: names that become folders must be single components (issue 16 item 1)
     ("strategy label climbing out", {"strategies": [{"name": "random", "label": "../../../escaped"}]},
      ["strategies[0].label", "single folder name", "'../../../escaped'"]),

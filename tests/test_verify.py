@@ -214,7 +214,7 @@ def test_malformed_scales_and_file_fields_are_refused(tmp_path, capsys):
 def test_verify_missing_reference_file_and_unknown_only(tmp_path, capsys):
     res = pt4al_runs(tmp_path, [0.552], [0.9513])
     assert run_verify(res, reference=tmp_path / "none.yaml") == 2
-    assert "--reference: no such file" in capsys.readouterr().err
+    assert "--reference: file not found" in capsys.readouterr().err
     assert run_verify(res, "no-such-id") == 2
     assert "--only: matches no check id" in capsys.readouterr().err
 

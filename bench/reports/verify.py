@@ -191,18 +191,17 @@ class ReferenceSpec:
 def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
     """(file-level fields, checks) of a reference YAML, read by :class:`ReferenceSpec` and
     :class:`CheckSpec`; ConfigError names the bad field (``checks[i] (id).field``)."""
-    from albench.config import MAX_CONFIG_BYTES, YamlTooComplex, load_yaml_text
+    from albench.config import MAX_CONFIG_BYTES, YamlRefused, load_yaml_text
+    from albench.paths import read_input_file
 
+    # a regular file, bounded like a config and checked before reading: a folder or a FIFO (which
+    # would block the reader forever) is refused unopened
+    blob = read_input_file(path, "--reference", MAX_CONFIG_BYTES,
+                           "pass a reference file such as results/reference/pt4al-eccv2022.yaml")
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:  # bounded like a config: checked before reading
-            raise ConfigError("--reference", f"is larger than {MAX_CONFIG_BYTES // 1024} KiB",
-                              "pass a reference file like results/reference/pt4al-eccv2022.yaml", str(path))
-        raw = load_yaml_text(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("--reference", "no such file", "pass e.g. results/reference/pt4al-eccv2022.yaml",
-                          str(path)) from None
-    except (YamlTooComplex, UnicodeDecodeError) as exc:  # an alias bomb, deep nesting, not UTF-8
+        raw = load_yaml_text(blob.decode("utf-8"))
+    except (YamlRefused, UnicodeDecodeError) as exc:  # an alias bomb, deep nesting, a key twice, not UTF-8
         raise ConfigError("--reference", str(exc).splitlines()[0][:200], "write the file as plain YAML",
                           str(path)) from None
     except yaml.YAMLError as exc:

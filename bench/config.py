@@ -372,7 +372,8 @@ class Config:
             raise ConfigError("strategies", "is empty", "list at least one strategy, e.g. strategies: [random]")
         for i, st in enumerate(self.strategies):  # the key names the run's folder
             field_ = f"strategies[{i}].label" if st.label is not None else f"strategies[{i}].name"
-            check_folder_name(st.key, field_, f"set strategies[{i}].label to e.g. 'entropy-10k'")
+            check_folder_name(st.label if st.label is not None else st.name, field_,  # an empty label too
+                              f"set strategies[{i}].label to e.g. 'entropy-10k', or remove it")
         keys = [s.key for s in self.strategies]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:

@@ -23,9 +23,8 @@ from pathlib import Path
 import yaml
 
 from albench import runlock
-from albench.records import (DamagedRecord, load_run, read_config_record, read_cycles, read_identity, read_queries,
-                             read_status, record_text)
-from albench.records import append_text
+from albench.records import (DamagedRecord, append_text, load_run, read_config_record, read_cycles, read_identity,
+                             read_queries, read_status, record_text)
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"

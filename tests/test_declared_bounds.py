@@ -17,7 +17,6 @@ from albench.cli import main
 from albench.config import Config, build_config
 from albench.errors import ConfigError
 from albench.typed import INT64_MAX, MAX_COUNT, Bounds, coerce, param_spec
-from albench.validate import load_config
 
 
 def _arms(tp: Any) -> tuple[set, float | None]:

@@ -89,6 +89,20 @@ def _class_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, files
 
 
+def _check_decodable(files: list[tuple[Path, int]], field: str) -> None:
+    """ConfigError naming the first file PIL cannot identify as an image (its header is read, not its
+    pixels: a few microseconds a file), so a stray non-image is refused at load, not mid-run."""
+    from PIL import Image, UnidentifiedImageError
+
+    for f, _ in files:
+        try:
+            with Image.open(f) as img:
+                img.size  # noqa: B018 - the header parsed
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ConfigError(field, f"image {f} cannot be decoded ({type(exc).__name__})",
+                              "remove or replace the file", str(f)) from None
+
+
 def _decode(files: list[tuple[Path, int]], size: tuple[int, int], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     from PIL import Image, UnidentifiedImageError
 
@@ -157,7 +171,11 @@ class ImageFolderDataset(DatasetSpec):
         mode = self.param(cfg, "mode")
         if mode not in ("RGB", "L"):
             raise ConfigError(f"{path}.params.mode", "must be 'RGB' or 'L'", "set mode: RGB", mode)
-        n = sum(len(_class_files(s)[1]) for s in ((train, test) if test.is_dir() else (train,)))
+        n = 0
+        for split in (train, test) if test.is_dir() else (train,):
+            files = _class_files(split)[1]
+            n += len(files)
+            _check_decodable(files, f"{path}.root")
         check_memory(n * h * w * len(mode), f"{path}.params.image_size", f"{n} images decoded at {h}x{w}",
                      "lower image_size (the images are held in memory)")
 

@@ -413,6 +413,7 @@ CONFIG_YAML = {
 ENV_JSON = {"device": str | None, "device_name": str | None, "torch": str | None, "cuda": str | None,
             "threads": _COUNT, "git": {"sha": str | None, "dirty": bool | None}}
 STATUS_JSON = {"state": str, "error": str | None}
+FINGERPRINT_JSON = {"keys": dict, "sha256": str | None, "version": int | None}
 
 
 def check_record(p: Path, data: Any, schema: dict, required: tuple[str, ...] = (), where: str = "") -> dict:
@@ -640,19 +641,35 @@ def find_runs(root: str | Path) -> list[Path]:
                   if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def read_config_record(run_dir: Path) -> dict:
-    """The run's config.yaml ({} when absent), checked against :data:`CONFIG_YAML`."""
+def read_json_record(p: Path) -> Any:
+    """The JSON value in record file ``p``; DamagedRecord when missing, a link, not a regular file,
+    not UTF-8 or not valid JSON."""
+    return _read_json_record(Path(p))
+
+
+def read_yaml_record(p: Path) -> Any:
+    """The YAML document in record file ``p`` (bounded and duplicate-free, as configs are read);
+    DamagedRecord when missing, a link, not a regular file, not UTF-8, empty or not valid YAML."""
     from albench.config import YamlRefused, load_yaml_text
 
-    p = Path(run_dir) / "config.yaml"
     text = record_text(p)
     if text is None:
-        return {}
+        raise DamagedRecord(p, "missing")
     try:
         data = load_yaml_text(text)
     except (yaml.YAMLError, YamlRefused) as exc:
         raise DamagedRecord(p, f"not valid YAML: {str(exc).splitlines()[0][:120]}") from None
-    return check_record(p, {} if data is None else data, CONFIG_YAML)
+    if data is None:
+        raise DamagedRecord(p, "empty")
+    return data
+
+
+def read_config_record(run_dir: Path) -> dict:
+    """The run's config.yaml ({} when absent), checked against :data:`CONFIG_YAML`."""
+    p = Path(run_dir) / "config.yaml"
+    if not os.path.lexists(p):
+        return {}
+    return check_record(p, read_yaml_record(p), CONFIG_YAML)
 
 
 def read_env(run_dir: Path) -> dict:
@@ -684,4 +701,10 @@ def load_run(run_dir: Path) -> dict:
         "rows": read_cycles(run_dir),
         "artifacts": check_artifacts(run_dir),
     }
+    fp = run_dir / "fingerprint.json"  # what a rerun is checked against: 'run' leaves a run with a damaged
+    if os.path.lexists(fp):             # one alone, so every reader names it too
+        check_record(fp, _read_json_record(fp), FINGERPRINT_JSON, ("keys",))
+    planned = (out["config"].get("al") or {}).get("cycles")
+    if out["status"]["state"] == "complete" and planned is not None and len(out["rows"]) != planned:
+        raise DamagedRecord(run_dir / "cycles.csv", f"holds {len(out['rows'])} of the {planned} cycles of a complete run")
     return out

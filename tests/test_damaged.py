@@ -5,6 +5,7 @@ a run folder that cannot be written fails that run only."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -195,6 +196,15 @@ WRONG = {
     "artifact-truncated": (_cut_artifact, "labeled_targets.npy: damaged (truncated: its header declares int64 (40,)"),
     "artifact-garbage": (lambda d: (d / "artifacts" / "labeled_targets.npy").write_bytes(b"\x93NUMPY garbage" * 9),
                          "labeled_targets.npy: damaged (not an .npy array"),
+    # found by the malformed-input probe (benchmarks/malformed_probe.py)
+    "config-empty": (lambda d: (d / "config.yaml").write_text(""), "config.yaml: damaged (empty)"),
+    "cycles-header-only": (lambda d: (d / "cycles.csv").write_text((d / "cycles.csv").read_text().splitlines()[0] + "\n"),
+                           "cycles.csv: damaged (holds 0 of the 2 cycles of a complete run)"),
+    "fingerprint-garbled": (lambda d: _garble(d / "fingerprint.json"), "fingerprint.json: damaged (not UTF-8 text"),
+    "fingerprint-a-fifo": (lambda d: ((d / "fingerprint.json").unlink(), os.mkfifo(d / "fingerprint.json")),
+                           "fingerprint.json: damaged (is not a regular file (a FIFO))"),
+    "fingerprint-deep-json": (lambda d: (d / "fingerprint.json").write_text("[" * 100000 + "]" * 100000),
+                              "fingerprint.json: damaged (not valid JSON"),
 }
 
 

@@ -22,7 +22,7 @@ from typing import Iterator
 
 from albench import drift, runlock
 from albench.paths import run_folder_links
-from albench.records import DamagedRecord, read_status
+from albench.records import DamagedRecord, check_records
 
 REPLACED = ".replaced"
 TMP_MIN_AGE_S = 0.0  # only ever cleaned under the run's lock, so no live writer owns them
@@ -48,7 +48,7 @@ def survey(plan: list) -> Survey:
         if holder is not None:
             out.busy.append((rc, holder))
         try:
-            read_status(run_dir)
+            check_records(run_dir)
         except DamagedRecord as exc:
             out.damaged.append((rc, str(exc)))
             continue
@@ -133,7 +133,7 @@ def claim(rc) -> Iterator[tuple[str, str] | None]:
             yield "busy", f"another albench process is writing it ({runlock.describe_holder(lock.holder)})"
             return
         try:
-            read_status(run_dir)
+            check_records(run_dir)
             changes = drift.changed_keys(rc.to_dict(), run_dir)
         except (DamagedRecord, drift.DamagedFingerprint) as exc:
             yield "damaged", f"{exc}; fix: rerun with --restart-damaged to move it aside and run it again"

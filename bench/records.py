@@ -539,6 +539,12 @@ def read_queries(run_dir: Path) -> dict[int, np.ndarray]:
         raise DamagedRecord(p, f"not {{cycle: [indices]}}: {exc}") from None
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (at most 120 characters), or its type's name when it has no text."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
 def _npy_header(p: Path, fh) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) of the .npy file open as ``fh``, checked against its size; DamagedRecord when
     the header is not an .npy header, declares objects (pickles), or another size than the file's."""
@@ -549,7 +555,7 @@ def _npy_header(p: Path, fh) -> tuple[tuple[int, ...], np.dtype]:
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
-        raise DamagedRecord(p, f"not an .npy array: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+        raise DamagedRecord(p, f"not an .npy array: {_first_line(exc)}") from None
     if dtype.hasobject:
         raise DamagedRecord(p, "declares Python objects; albench saves plain arrays only")
     want = int(np.prod(shape, dtype=object)) * dtype.itemsize
@@ -591,7 +597,8 @@ def _artifacts_dir(run_dir: Path) -> Path | None:
     if stat.S_ISLNK(st.st_mode):
         raise DamagedRecord(folder, "is a symbolic link; albench never follows links inside a run folder")
     if not stat.S_ISDIR(st.st_mode):
-        raise DamagedRecord(folder, f"is not a folder (a {_file_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'file'})")
+        kind = "file" if stat.S_ISREG(st.st_mode) else _file_kind(st.st_mode)
+        raise DamagedRecord(folder, f"is not a folder (a {kind})")
     return folder
 
 
@@ -626,7 +633,7 @@ def read_artifact(run_dir: Path, name: str) -> np.ndarray | None:
         try:
             return np.load(fh, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise DamagedRecord(p, f"cannot be read: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+            raise DamagedRecord(p, f"cannot be read: {_first_line(exc)}") from None
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -686,6 +693,22 @@ def read_identity(run_dir: Path) -> dict:
     return check_record(p, _read_json_record(p), RUN_JSON, RUN_JSON_REQUIRED)
 
 
+def check_records(run_dir: Path) -> dict | None:
+    """The run's status (as :func:`read_status`) once every identity record it holds reads through its
+    schema (run.json, config.yaml, env.json, fingerprint.json; absent ones pass): what must hold before
+    a run folder is resumed or counted. DamagedRecord naming the first damaged one."""
+    run_dir = Path(run_dir)
+    st = read_status(run_dir)
+    if os.path.lexists(run_dir / "run.json"):
+        read_identity(run_dir)
+    read_config_record(run_dir)
+    read_env(run_dir)
+    fp = run_dir / "fingerprint.json"
+    if os.path.lexists(fp):
+        check_record(fp, _read_json_record(fp), FINGERPRINT_JSON, ("keys",))
+    return st
+
+
 def load_run(run_dir: Path) -> dict:
     """Identity, status, config, environment and rows of one run, each record read through its schema
     (:data:`RUN_JSON`, :data:`STATUS_JSON`, :data:`CONFIG_YAML`, :data:`ENV_JSON`) and every artifact's
@@ -701,10 +724,9 @@ def load_run(run_dir: Path) -> dict:
         "rows": read_cycles(run_dir),
         "artifacts": check_artifacts(run_dir),
     }
-    fp = run_dir / "fingerprint.json"  # what a rerun is checked against: 'run' leaves a run with a damaged
-    if os.path.lexists(fp):             # one alone, so every reader names it too
-        check_record(fp, _read_json_record(fp), FINGERPRINT_JSON, ("keys",))
+    check_records(run_dir)  # fingerprint.json too: 'run' leaves a run with a damaged one alone, so readers say so
     planned = (out["config"].get("al") or {}).get("cycles")
     if out["status"]["state"] == "complete" and planned is not None and len(out["rows"]) != planned:
-        raise DamagedRecord(run_dir / "cycles.csv", f"holds {len(out['rows'])} of the {planned} cycles of a complete run")
+        raise DamagedRecord(run_dir / "cycles.csv",
+                            f"holds {len(out['rows'])} of the {planned} cycles of a complete run")
     return out

@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 
 from albench import runlock
-from albench.records import (DamagedRecord, append_text, load_run, read_config_record, read_cycles, read_identity,
-                             read_queries, read_status, record_text)
+from albench.records import (DamagedRecord, append_text, check_records, load_run, read_config_record, read_cycles,
+                             read_identity, read_queries, record_text)
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -265,7 +265,7 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
     """The state of one run from its status.json, its latest submission and Slurm's answer."""
     rid = _run_id(run_dir, entry)
     try:
-        st = read_status(run_dir) or {}
+        st = check_records(run_dir) or {}  # a damaged identity record is damage whatever the state
     except DamagedRecord as exc:
         return RunStatus(rid, run_dir, "damaged", f"{exc}; fix: rerun with --restart-damaged to move it aside "
                          "and run it again")

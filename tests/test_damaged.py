@@ -267,3 +267,26 @@ def test_a_complete_run_with_an_unknown_state_is_not_started_over(built, tmp_pat
     assert read_status(bad)["state"] == "complete"
     moved = list((sweep / ".replaced").glob("*/digits/random/seed-0/status.json"))
     assert len(moved) == 1 and moved[0].read_text() == '{"state": "exploded"}'
+
+
+@pytest.mark.parametrize("name,content,why", [
+    ("run.json", '{"dataset": "digits", "strategy": "random", "seed": "abc"}', "'seed' must be an integer"),
+    ("config.yaml", "- 1\n", "the record is a list, not a mapping"),
+])
+def test_an_unfinished_run_with_a_damaged_identity_is_not_resumed(built, tmp_path, capsys, name, content, why,
+                                                                  one_torch_thread):
+    """Resuming would carry the damaged record on (run.json is updated in place): it is named instead."""
+    cfg, sweep = _copy(built, tmp_path)
+    bad = sweep / "digits" / "random" / "seed-0"
+    from albench.records import atomic_write_json
+
+    atomic_write_json(bad / "status.json", {**read_status(bad), "state": "failed", "error": "boom"})
+    (bad / name).write_text(content)
+    before = _snapshot(bad)
+    capsys.readouterr()
+    assert main(["status", str(sweep)]) == 1
+    assert why in capsys.readouterr().out
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "damaged, left untouched: digits/random/seed-0" in err and why in err
+    assert _snapshot(bad) == before

@@ -9,12 +9,13 @@ back.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from albench.config import Config, build_config, quickstart_path, read_yaml
 from albench.errors import ConfigError
-from albench.paths import (ROOT_DOT_FOLDERS, SWEEP_DOT_FOLDERS, first_link, path_problem, refuse_links,
+from albench.paths import (MAX_PATH_BYTES, ROOT_DOT_FOLDERS, SWEEP_DOT_FOLDERS, first_link, refuse_links,
                            run_folder_links)
 from albench.plan import resolve_strategy
 
@@ -127,10 +128,10 @@ def check_run_paths(cfg: Config, plan: list) -> None:
     run folder, artifacts/, tensorboard/ and the records in them."""
     output = Path(cfg.output)
     for rc in plan:
-        problem = path_problem(str(Path(rc.run_dir) / ("x" * RUN_PATH_MARGIN)))
-        if problem is not None:
+        longest = len(os.fsencode(str(rc.run_dir))) + RUN_PATH_MARGIN
+        if longest > MAX_PATH_BYTES:
             raise ConfigError("output", f"makes run folders such as {str(rc.run_dir)[:60]}... whose records' paths "
-                              f"{problem.removeprefix('is ')}",
+                              f"would be up to {longest} bytes long; paths stop at {MAX_PATH_BYTES}",
                               "shorten output (--out), the sweep name or the strategy labels", cfg.output)
     links = [p for rel in ROOT_DOT_FOLDERS if (p := first_link(output, rel)) is not None]
     links += [p for rel in SWEEP_DOT_FOLDERS if (p := first_link(output, Path(cfg.name) / rel)) is not None]

@@ -63,6 +63,28 @@ class PathText:
             check_path_text(value, path, self.fix or f"set {path} to a valid path of fewer bytes")
 
 
+# pseudo file systems: no run folder nor tracking store can be written there (os.access cannot
+# tell: root may "write" /proc)
+PSEUDO_FS = ("/proc", "/sys", "/dev")
+
+
+def check_creatable(p: str | Path, field: str, fix: str, value: Any, *, folder: bool = True) -> None:
+    """ConfigError naming ``field`` unless ``p`` (a folder, or with ``folder=False`` a file) exists as
+    such or can be created: not under a file, not in a pseudo file system (/proc, /sys, /dev), its
+    nearest existing parent a folder this user may write in."""
+    absolute = Path(os.path.abspath(p))
+    fs = next((f for f in PSEUDO_FS if absolute == Path(f) or Path(f) in absolute.parents), None)
+    if fs is not None:
+        raise ConfigError(field, f"points into {fs}, a pseudo file system where nothing can be stored", fix, value)
+    if folder and absolute.exists() and not absolute.is_dir():
+        raise ConfigError(field, f"{absolute} is a file, not a folder", fix, value)
+    probe = absolute if folder else absolute.parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"cannot be created: {probe} is not a folder this user may write in", fix, value)
+
+
 def _kind(mode: int) -> str:
     for test, word in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):

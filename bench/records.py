@@ -697,15 +697,25 @@ def check_records(run_dir: Path) -> dict | None:
     """The run's status (as :func:`read_status`) once every identity record it holds reads through its
     schema (run.json, config.yaml, env.json, fingerprint.json; absent ones pass): what must hold before
     a run folder is resumed or counted. DamagedRecord naming the first damaged one."""
+    from albench.drift import fingerprint, holds_results
+
     run_dir = Path(run_dir)
     st = read_status(run_dir)
     if os.path.lexists(run_dir / "run.json"):
         read_identity(run_dir)
-    read_config_record(run_dir)
+    config = read_config_record(run_dir)
     read_env(run_dir)
     fp = run_dir / "fingerprint.json"
     if os.path.lexists(fp):
-        check_record(fp, _read_json_record(fp), FINGERPRINT_JSON, ("keys",))
+        recorded = check_record(fp, _read_json_record(fp), FINGERPRINT_JSON, ("keys",))
+        # once a run holds results, both were written from the same run config (before its first
+        # result; neither is rewritten after): a config.yaml whose result keys no longer hash to the
+        # fingerprint's was cut or edited, and would misstate what produced the numbers. Before
+        # that, a start killed between the two writes may leave them apart, harmlessly.
+        if config and recorded.get("sha256") and holds_results(run_dir) \
+                and fingerprint(config)["sha256"] != recorded["sha256"]:
+            raise DamagedRecord(run_dir / "config.yaml", "its result keys differ from those fingerprint.json "
+                                "recorded when the run started (the file was cut or edited)")
     return st
 
 

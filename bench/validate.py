@@ -15,7 +15,7 @@ from pathlib import Path
 
 from albench.config import Config, build_config, quickstart_path, read_yaml
 from albench.errors import ConfigError
-from albench.paths import (MAX_PATH_BYTES, ROOT_DOT_FOLDERS, SWEEP_DOT_FOLDERS, first_link, refuse_links,
+from albench.paths import (MAX_PATH_BYTES, PSEUDO_FS, ROOT_DOT_FOLDERS, SWEEP_DOT_FOLDERS, first_link, refuse_links,
                            run_folder_links)
 from albench.plan import resolve_strategy
 
@@ -60,10 +60,13 @@ def validate_environment(cfg: Config) -> None:
 
 def check_output(output: str) -> None:
     """ConfigError naming ``output`` unless runs can be written under it: it is a folder, or its nearest
-    existing parent is a folder this user may create folders in."""
-    import os
-
+    existing parent is a folder this user may create folders in, outside the pseudo file systems."""
     p = Path(output).expanduser()
+    absolute = Path(os.path.abspath(p))
+    fs = next((f for f in PSEUDO_FS if absolute == Path(f) or Path(f) in absolute.parents), None)
+    if fs is not None:  # os.access cannot tell: root may "write" /proc
+        raise ConfigError("output", f"points into {fs}, a pseudo file system where no run can be written",
+                          "point output (or --out) at a folder you can write", output)
     if p.exists() and not p.is_dir():
         raise ConfigError("output", "is a file, not a folder", "point output (or --out) at a folder", output)
     probe = p

@@ -665,7 +665,9 @@ def data_cases(work: Path) -> list[Case]:
                 sio.savemat(r / name, {"X": x, "y": y})
         return write
 
-    data_case("svhn-wrong-shape", "svhn", savemat(np.zeros((8, 8, 3, 4), np.uint8), np.ones((4, 1), np.uint8)))
+    data_case("svhn-wrong-shape", "svhn", savemat(np.zeros((8, 8, 3, 60), np.uint8), np.ones((60, 1), np.uint8)))
+    data_case("svhn-float-images", "svhn", savemat(np.zeros((32, 32, 3, 60)), np.ones((60, 1), np.uint8)))
+    data_case("svhn-count-mismatch", "svhn", savemat(np.zeros((32, 32, 3, 50), np.uint8), np.ones((60, 1), np.uint8)))
     data_case("svhn-label-0", "svhn", savemat(np.zeros((32, 32, 3, 4), np.uint8), np.zeros((4, 1), np.uint8)))
     data_case("svhn-no-y", "svhn", lambda r: [__import__("scipy.io").io.savemat(r / n, {"X": np.zeros((2, 2))})
                                               for n in ("train_32x32.mat", "test_32x32.mat")])

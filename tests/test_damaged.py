@@ -198,6 +198,10 @@ WRONG = {
                          "labeled_targets.npy: damaged (not an .npy array"),
     # found by the malformed-input probe (benchmarks/malformed_probe.py)
     "config-empty": (lambda d: (d / "config.yaml").write_text(""), "config.yaml: damaged (empty)"),
+    "config-cut": (lambda d: (d / "config.yaml").write_text((d / "config.yaml").read_text()[:700].rsplit("\n", 1)[0]),
+                   "config.yaml: damaged (its result keys differ from those fingerprint.json recorded"),
+    "config-edited": (lambda d: (d / "config.yaml").write_text((d / "config.yaml").read_text().replace(
+        "epochs: 2", "epochs: 200", 1)), "config.yaml: damaged (its result keys differ"),
     "cycles-header-only": (lambda d: (d / "cycles.csv").write_text((d / "cycles.csv").read_text().splitlines()[0] + "\n"),
                            "cycles.csv: damaged (holds 0 of the 2 cycles of a complete run)"),
     "fingerprint-garbled": (lambda d: _garble(d / "fingerprint.json"), "fingerprint.json: damaged (not UTF-8 text"),

@@ -108,6 +108,8 @@ def test_too_long_paths_and_names_are_bad_input_for_every_command(tmp_path, caps
     _refused(capsys, ["run", "--dry-run", "--out", str(tmp_path / ("o" * 5000))], "output:", "paths stop at 4095")
     _refused(capsys, ["run", "--dry-run", "--out", str(tmp_path / ("o" * 300))], "output:", "a file or folder name stops "
              "at 255")
+    _refused(capsys, ["run", "--dry-run", "--out", "/proc/results"], "output:", "points into /proc, a pseudo file "
+             "system")  # root's os.access says it could write there
     # an output whose run folders (output/sweep/dataset/strategy/seed-N/...) would exceed PATH_MAX
     deep = str(tmp_path / "/".join(["p" * 250] * 15))
     deep += "/" + "q" * (3990 - len(deep) - 1)  # a valid path of 3,990 bytes
@@ -221,6 +223,13 @@ def _svhn_garbage(root: Path) -> None:
         (root / name).write_bytes(b"MATLAB 5.0 MAT-file, but not really" + b"\x00\xff" * 100)
 
 
+def _svhn_wrong_images(root: Path) -> None:
+    import scipy.io as sio
+
+    for name in ("train_32x32.mat", "test_32x32.mat"):  # labels fine, X of another shape (not read at load)
+        sio.savemat(root / name, {"X": np.zeros((8, 8, 3, 60), np.uint8), "y": np.ones((60, 1), np.uint8)})
+
+
 def _imagefolder(root: Path) -> None:
     from PIL import Image
 
@@ -237,6 +246,7 @@ DATA = {
     "npz-label-2-40": ("npz", _npz_label_2_40, {"file": "data.npz"}, ["holds label 1099511627776", "at most 100000"]),
     "mnist-8-byte-idx": ("mnist", _mnist_8_bytes, {}, ["is truncated: 8 bytes"]),
     "svhn-garbage-mat": ("svhn", _svhn_garbage, {}, ["train_32x32.mat is not a readable .mat file"]),
+    "svhn-wrong-images": ("svhn", _svhn_wrong_images, {}, ["declares X as uint8 (8, 8, 3, 60); SVHN's is uint8 (32, 32, 3, 60)"]),
     "imagefolder-image-size-1e6": ("imagefolder", _imagefolder, {"image_size": [10 ** 6, 10 ** 6]},
                                    ["image_size: must be [height, width] in pixels, each 1..8192"]),
 }

@@ -50,6 +50,22 @@ def read_mat(path, labels_only: bool = False, field: str = "dataset.root") -> tu
     return x, y
 
 
+def check_mat_images(path, n: int, field: str) -> None:
+    """ConfigError unless the .mat file at ``path`` declares X as uint8 (32, 32, 3, n), read from its
+    variable headers (scipy's whosmat), not its data."""
+    import scipy.io as sio
+
+    try:
+        found = {name: (shape, cls) for name, shape, cls in sio.whosmat(path)}
+    except Exception as exc:  # noqa: BLE001 - as read_mat: scipy raises several kinds on garbage
+        raise ConfigError(field, f"{Path(path).name} is not a readable .mat file ({type(exc).__name__})",
+                          "replace it with torchvision's original SVHN file (or set download: true)", str(path)) from None
+    shape, cls = found.get("X", (None, None))
+    if shape is None or tuple(shape) != (32, 32, 3, n) or cls != "uint8":
+        raise ConfigError(field, f"{Path(path).name} declares X as {cls} {shape}; SVHN's is uint8 (32, 32, 3, {n}), "
+                          "one image per label", "replace it with torchvision's original SVHN file", str(path))
+
+
 @register_dataset
 class Svhn(TorchvisionLayout):
     name = "svhn"
@@ -75,9 +91,10 @@ class Svhn(TorchvisionLayout):
             raise ConfigError(f"{path}.params.extra", "must be true or false", "set extra: false",
                               self.param(cfg, "extra"))
         super().check(cfg, path)
-        if not self.missing(cfg):  # every file's labels (cheap: X is skipped), so garbage is refused at load
+        if not self.missing(cfg):  # every file's labels and X's declared shape (cheap: X is not read)
             for f in [*self._train_files(cfg), "test_32x32.mat"]:
-                read_mat(self.path(cfg, f), labels_only=True, field=f"{path}.root")
+                _, y = read_mat(self.path(cfg, f), labels_only=True, field=f"{path}.root")
+                check_mat_images(self.path(cfg, f), len(y), f"{path}.root")
 
     def read_train_labels(self, cfg) -> np.ndarray:
         return np.concatenate([read_mat(self.path(cfg, f), labels_only=True)[1] for f in self._train_files(cfg)])

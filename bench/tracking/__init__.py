@@ -54,8 +54,6 @@ def missing_package(name: str) -> str | None:
 
 # URI schemes MLflow's tracking client takes (a database URI may name its driver: postgresql+psycopg2)
 MLFLOW_SCHEMES = ("file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql")
-# pseudo file systems: nothing of a tracking store can be written there
-PSEUDO_FS = ("/proc", "/sys", "/dev")
 # Each MLflow request gets MLFLOW_TRIES tries of at most MLFLOW_TIMEOUT_S seconds, with a backoff of
 # MLFLOW_BACKOFF_S x 2**k between them, unless the MLFLOW_HTTP_REQUEST_* environment variables say
 # otherwise: an unreachable server fails the run within about MLFLOW_MAX_WAIT_S seconds (MLflow's
@@ -106,21 +104,9 @@ def check_mlflow_uri(uri: str, field: str) -> None:
 
 
 def _check_creatable(p: Path, field: str, fix: str, uri: str, *, folder: bool) -> None:
-    import os
+    from albench.paths import check_creatable
 
-    from albench.errors import ConfigError
-
-    absolute = Path(os.path.abspath(p))
-    fs = next((f for f in PSEUDO_FS if absolute == Path(f) or Path(f) in absolute.parents), None)
-    if fs is not None:
-        raise ConfigError(field, f"points into {fs}, a pseudo file system where nothing can be stored", fix, uri)
-    if absolute.exists() and folder and not absolute.is_dir():
-        raise ConfigError(field, f"{absolute} is a file, not a folder", fix, uri)
-    probe = absolute if folder else absolute.parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(field, f"cannot be created: {probe} is not a folder this user may write in", fix, uri)
+    check_creatable(p, field, fix, uri, folder=folder)
 
 
 def check_mlflow_reachable(uri: str, field: str) -> None:

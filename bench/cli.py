@@ -81,7 +81,7 @@ def _cmd_run(args) -> int:
     from albench.runner.dispatch import pending_runs
     from albench.summary import sweep_summary
     from albench.sweeps import record_config
-    from albench.validate import load_config
+    from albench.validate import check_run, load_config
 
     overrides = list(args.overrides)
     if args.out is not None:
@@ -92,6 +92,7 @@ def _cmd_run(args) -> int:
         overrides.append(f"executor.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     plan = make_plan(cfg)
+    check_run(cfg, plan)  # device, executor, run folders' paths and links: before --dry-run answers
     sweep_dir = Path(cfg.output) / cfg.name
     found = integrity.survey(plan)  # before anything is queued or written
     if found.changed and not args.restart_changed:
@@ -219,14 +220,15 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_show(args) -> int:
+    from albench.paths import check_folder_arg
     from albench.records import find_runs
     from albench.reports.data import load_sweep_runs
     from albench.summary import sweep_summary
 
-    root = Path(args.results_dir)
-    if not root.is_dir() or not find_runs(root):
-        raise ConfigError("RESULTS_DIR", "holds no albench runs", "pass a sweep folder such as results/quickstart",
-                          str(root))
+    fix = "pass a sweep folder such as results/quickstart"
+    root = check_folder_arg(args.results_dir, "RESULTS_DIR", fix)
+    if not find_runs(root):
+        raise ConfigError("RESULTS_DIR", "holds no albench runs", fix, str(root))
     sweep = load_sweep_runs(root)
     print(sweep_summary(sweep))
     _print_unreadable(sweep)

@@ -21,9 +21,11 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from albench.errors import ConfigError
-from albench.typed import Bounds, from_dict, to_dict
+from albench.paths import PathText
+from albench.typed import MAX_IMAGES, SEED, Bounds, from_dict, to_dict
 
 DATA_ENV = "ALBENCH_DATA"
+MAX_WORKERS = 1024  # local worker processes (as threads: more than any one machine's cores)
 
 
 @dataclass
@@ -31,7 +33,7 @@ class DatasetConfig:
     """Which dataset, where its files are, and loader options (see ``albench list datasets``)."""
 
     name: str = "digits"
-    root: str | None = None  # None: $ALBENCH_DATA; not needed by embedded datasets
+    root: Annotated[str | None, PathText()] = None  # None: $ALBENCH_DATA; not needed by embedded datasets
     download: bool = False  # only ever download when asked
     params: dict = field(default_factory=dict)
 
@@ -140,7 +142,14 @@ class ValidationConfig:
     """
 
     source: Literal["train", "labeled"] = "train"
-    size: Annotated[float, Bounds(gt=0, finite=True)] = 0.1  # < 1: a fraction; >= 1: a count
+    size: Annotated[float, Bounds(gt=0, le=MAX_IMAGES)] = 0.1  # < 1: a fraction; >= 1: a count
+
+    def check(self, path: str) -> None:
+        if self.size >= 1 and not float(self.size).is_integer():  # 2.5 images would be cut to 2
+            raise ConfigError(f"{path}.size", "is at least 1, so it counts images, and must be a whole number "
+                              "(below 1 it is a fraction of the train set)",
+                              f"set {path}.size to a whole count such as {int(self.size)}, or a fraction below 1",
+                              self.size)
 
 
 @dataclass
@@ -194,8 +203,8 @@ class ALConfig:
     initial + budget * (cycles - 1).
     """
 
-    initial: int = 1000
-    budget: int = 1000
+    initial: Annotated[int, Bounds(le=MAX_IMAGES)] = 1000  # images (the >= 1 check is check()'s)
+    budget: Annotated[int, Bounds(le=MAX_IMAGES)] = 1000
     cycles: int = 10
 
     def check(self, path: str) -> None:
@@ -271,7 +280,7 @@ class SlurmConfig:
 @dataclass
 class ExecutorConfig:
     name: Literal["local", "debug", "slurm"] = "local"
-    workers: int = 1
+    workers: Annotated[int, Bounds(ge=1, le=MAX_WORKERS)] = 1  # worker processes: one machine's worth
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def check(self, path: str) -> None:
@@ -284,7 +293,7 @@ class ExecutorConfig:
 class RecordConfig:
     """What each run saves beyond its per-cycle rows and queries."""
 
-    embeddings: int = 5000  # final-model embeddings of this many random pool images (+ all labeled) for t-SNE; 0: none
+    embeddings: Annotated[int, Bounds(le=MAX_IMAGES)] = 5000  # final-model embeddings of this many random pool images (+ all labeled) for t-SNE; 0: none
     test_losses: bool = True  # per-test-image main-task loss of every cycle (artifacts/test_loss.npy)
 
     def check(self, path: str) -> None:
@@ -311,6 +320,10 @@ class TrackingConfig:
         if self.mlflow is not None and not self.mlflow.strip():
             raise ConfigError(f"{path}.mlflow", "is empty", f"set {path}.mlflow to a tracking URI such as "
                               "'mlruns' (a local folder) or 'http://host:5000', or remove it", self.mlflow)
+        if self.mlflow is not None:
+            from albench.tracking import check_mlflow_uri
+
+            check_mlflow_uri(self.mlflow, f"{path}.mlflow")
         for name, on in (("tensorboard", self.tensorboard), ("mlflow", self.mlflow is not None)):
             fix = missing_package(name) if on else None
             if fix is not None:
@@ -329,8 +342,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     al: ALConfig = field(default_factory=ALConfig)
     strategies: list[StrategyConfig] = field(default_factory=lambda: [StrategyConfig("random")])
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    output: str = "results"
+    seeds: list[SEED] = field(default_factory=lambda: [0, 1, 2])
+    output: Annotated[str, PathText("set output to e.g. 'results' (or pass --out DIR)")] = "results"
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -359,7 +372,8 @@ class Config:
             raise ConfigError("strategies", "is empty", "list at least one strategy, e.g. strategies: [random]")
         for i, st in enumerate(self.strategies):  # the key names the run's folder
             field_ = f"strategies[{i}].label" if st.label is not None else f"strategies[{i}].name"
-            check_folder_name(st.key, field_, f"set strategies[{i}].label to e.g. 'entropy-10k'")
+            check_folder_name(st.label if st.label is not None else st.name, field_,  # an empty label too
+                              f"set strategies[{i}].label to e.g. 'entropy-10k', or remove it")
         keys = [s.key for s in self.strategies]
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
@@ -409,9 +423,52 @@ MAX_SEEDS = 1000  # seeds per sweep: each is one run per dataset and strategy
 MAX_YAML_NODES = 100_000  # nodes of the document with every alias expanded where it is used
 
 
-class YamlTooComplex(ValueError):
+class YamlRefused(ValueError):
+    """A YAML document albench refuses to read (the subclasses say why)."""
+
+
+class YamlTooComplex(YamlRefused):
     """A YAML document whose alias expansion (or plain size) exceeds :data:`MAX_YAML_NODES`, or whose
     aliases refer to themselves, or that nests too deeply to parse."""
+
+
+class DuplicateKey(YamlRefused):
+    """A mapping that gives one key twice: YAML loaders keep the last silently, so the config would not
+    be what runs (a second ``al:`` block without ``cycles`` would reset it to the default)."""
+
+    def __init__(self, key: str, first: int, second: int) -> None:
+        self.key, self.first, self.second = key, first, second
+        super().__init__(f"gives the key {key!r} twice (lines {first} and {second}); YAML would keep the "
+                         "second silently")
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def check_duplicate_keys(root: yaml.Node) -> None:
+    """DuplicateKey for the first mapping of the composed document ``root`` that holds a scalar key
+    twice (merge keys ``<<`` excepted: keys they bring in may be overridden); the key is named by its
+    dotted path."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    seen_nodes: set[int] = set()
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:  # an alias: its anchor was checked once
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[tuple[str, str], int] = {}
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
+                    ident = (key.tag, key.value)
+                    line = key.start_mark.line + 1
+                    if ident in first_line:
+                        raise DuplicateKey(f"{where}.{name}" if where else name, first_line[ident], line)
+                    first_line[ident] = line
+                stack.append((value, f"{where}.{name}" if where else name))
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -457,19 +514,21 @@ class _BoundedLoader(yaml.SafeLoader):
         node = super().compose_document()
         if node is not None:
             expanded_node_count(node)
+            check_duplicate_keys(node)
         return node
 
 
 def load_yaml_text(text: str) -> Any:
     """``yaml.safe_load(text)``, refusing (YamlTooComplex) documents that expand beyond
-    :data:`MAX_YAML_NODES` nodes, recursive aliases and nesting too deep to parse."""
+    :data:`MAX_YAML_NODES` nodes, recursive aliases and nesting too deep to parse, and (DuplicateKey)
+    mappings that give a key twice."""
     try:
         # the pure-Python SafeLoader on purpose: libyaml's composer recurses in C and crashes the
         # process on deeply nested input, where Python's raises RecursionError
         return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
         raise YamlTooComplex("nests too deeply to parse") from None
-    except YamlTooComplex:
+    except YamlRefused:
         raise
     except (ValueError, OverflowError) as exc:  # e.g. an integer of more than 4300 digits
         raise YamlTooComplex(f"holds a value that cannot be read ({str(exc).splitlines()[0][:100]})") from None
@@ -490,7 +549,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError("--set", "has an empty key", "write e.g. --set train.epochs=10", item)
     try:
         value = load_yaml_text(raw) if raw.strip() else ""
-    except YamlTooComplex as exc:
+    except YamlRefused as exc:
         raise ConfigError(f"--set {key}", str(exc), "pass a plain value", raw[:80]) from None
     except yaml.YAMLError:
         value = raw
@@ -561,26 +620,15 @@ def _normalise(raw: dict) -> dict:
 def read_yaml(path: str | Path) -> dict:
     """The mapping in a YAML config file; ConfigError when missing, oversized or malformed.
 
-    The file's size is checked before it is read (at most :data:`MAX_CONFIG_BYTES`), and the document
-    is parsed by :func:`load_yaml_text`, which refuses alias bombs and recursive aliases.
+    The file must be a regular file of at most :data:`MAX_CONFIG_BYTES` (checked before it is read;
+    a folder or a FIFO is refused unopened), and the document is parsed by :func:`load_yaml_text`,
+    which refuses alias bombs, recursive aliases and keys given twice.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError("CONFIG", f"file not found: {p}", "pass the path of a YAML config, or none for the quickstart")
-    if not p.is_file():
-        raise ConfigError("CONFIG", f"is not a regular file: {p}", "pass the path of a YAML config file")
-    too_big = ConfigError("CONFIG", f"is larger than {MAX_CONFIG_BYTES // 1024} KiB, far more than any sweep config",
-                          f"pass the YAML config itself (is {p} the right file?)", str(p))
-    try:
-        if p.stat().st_size > MAX_CONFIG_BYTES:
-            raise too_big
-        with open(p, "rb") as fh:  # bounded even if the file grows between stat and read
-            blob = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError("CONFIG", f"cannot be read ({exc.strerror or exc})", f"check the permissions of {p}",
-                          str(p)) from None
-    if len(blob) > MAX_CONFIG_BYTES:
-        raise too_big
+    from albench.paths import read_input_file
+
+    p = Path(path) if not isinstance(path, str) else path
+    blob = read_input_file(p, "CONFIG", MAX_CONFIG_BYTES, "pass the path of a YAML config, or none for the quickstart")
+    p = Path(p)
     try:
         text = blob.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -588,6 +636,9 @@ def read_yaml(path: str | Path) -> dict:
                           str(p)) from None
     try:
         data = load_yaml_text(text)
+    except DuplicateKey as exc:
+        raise ConfigError("CONFIG", f"{p} {exc}", f"keep one '{exc.key.rsplit('.', 1)[-1]}:' (merge the two "
+                          "blocks into one)") from None
     except YamlTooComplex as exc:
         raise ConfigError("CONFIG", str(exc), f"write {p} as plain 'key: value' lines (no aliases that multiply, "
                           "no deep nesting)", str(p)) from None

@@ -91,26 +91,31 @@ def fingerprint(run_config: dict) -> dict:
 def recorded_keys(run_dir: Path) -> dict[str, Any] | None:
     """The result keys a folder was started with: from fingerprint.json, else (older folders) from
     config.yaml; None when the folder records neither. DamagedFingerprint when unreadable."""
+    import os
+
+    from albench.records import DamagedRecord, read_json_record, read_yaml_record
+
     run_dir = Path(run_dir)
     fp = run_dir / FINGERPRINT
-    if fp.exists():
+    if os.path.lexists(fp):  # read without following links; a folder or a FIFO is damage, never opened
         try:
-            data = json.loads(fp.read_text())
-            keys = data["keys"]
-            if not isinstance(keys, dict):
-                raise TypeError("'keys' is not a mapping")
-            return keys
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DamagedFingerprint(f"{fp}: {type(exc).__name__}: {exc}") from None
+            data = read_json_record(fp)
+            if not isinstance(data, dict) or "keys" not in data:
+                raise DamagedRecord(fp, "no 'keys' mapping")
+            if not isinstance(data["keys"], dict):
+                raise DamagedRecord(fp, "'keys' is not a mapping")
+            return data["keys"]
+        except DamagedRecord as exc:
+            raise DamagedFingerprint(str(exc)) from None
     cfg = run_dir / "config.yaml"
-    if not cfg.exists():
+    if not os.path.lexists(cfg):
         return None
     try:
-        raw = yaml.safe_load(cfg.read_text())
+        raw = read_yaml_record(cfg)
         if not isinstance(raw, dict):
-            raise TypeError("not a mapping")
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as exc:
-        raise DamagedFingerprint(f"{cfg}: {type(exc).__name__}: {exc}") from None
+            raise DamagedRecord(cfg, "not a mapping")
+    except DamagedRecord as exc:
+        raise DamagedFingerprint(str(exc)) from None
     try:  # fill defaults of keys added since, so only real differences count
         from albench.plan import RunConfig
 

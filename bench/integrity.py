@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Iterator
 
 from albench import drift, runlock
-from albench.records import DamagedRecord, read_status
+from albench.paths import run_folder_links
+from albench.records import DamagedRecord, check_records
 
 REPLACED = ".replaced"
 TMP_MIN_AGE_S = 0.0  # only ever cleaned under the run's lock, so no live writer owns them
@@ -47,7 +48,7 @@ def survey(plan: list) -> Survey:
         if holder is not None:
             out.busy.append((rc, holder))
         try:
-            read_status(run_dir)
+            check_records(run_dir)
         except DamagedRecord as exc:
             out.damaged.append((rc, str(exc)))
             continue
@@ -83,6 +84,8 @@ def clean_tmp(run_dir: Path) -> list[Path]:
     returns them. Call only while holding the run's lock or when no live process holds it."""
     removed = []
     for folder in (Path(run_dir), Path(run_dir) / "artifacts"):
+        if os.path.islink(folder):  # never delete in a link's target
+            continue
         try:
             names = os.listdir(folder)
         except OSError:
@@ -114,6 +117,11 @@ def claim(rc) -> Iterator[tuple[str, str] | None]:
     fingerprint unreadable), ``changed`` (started with another config) or ``failed`` (the folder
     cannot be written). The folder is left untouched in every refused case."""
     run_dir = Path(rc.run_dir)
+    links = run_folder_links(Path(rc.output), run_dir)  # before the lock: taking it creates the folders
+    if links:
+        yield "damaged", (f"{links[0]} is a symbolic link; albench never writes through links; fix: replace the "
+                          "link by what it points to")
+        return
     try:
         cm = runlock.hold(run_dir)
         lock = cm.__enter__()
@@ -125,7 +133,7 @@ def claim(rc) -> Iterator[tuple[str, str] | None]:
             yield "busy", f"another albench process is writing it ({runlock.describe_holder(lock.holder)})"
             return
         try:
-            read_status(run_dir)
+            check_records(run_dir)
             changes = drift.changed_keys(rc.to_dict(), run_dir)
         except (DamagedRecord, drift.DamagedFingerprint) as exc:
             yield "damaged", f"{exc}; fix: rerun with --restart-damaged to move it aside and run it again"

@@ -15,7 +15,7 @@ from albench.config import (ALConfig, Config, DatasetConfig, ModelConfig, Record
                           TrainConfig, apply_override)
 from albench.errors import ConfigError
 from albench.records import PHASES, default_baseline
-from albench.typed import NO_DEFAULT, from_dict, to_dict
+from albench.typed import NO_DEFAULT, SEED, from_dict, to_dict
 
 FLAG_BEST_ON_TEST = "best-on-test"  # the reported number was selected on the test set
 
@@ -31,7 +31,7 @@ class RunConfig:
     train: TrainConfig
     al: ALConfig
     strategy: StrategyConfig
-    seed: int
+    seed: SEED
     protocol: str = "paper"
     quirks: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)

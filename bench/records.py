@@ -32,16 +32,18 @@ import io
 import json
 import os
 import socket
+import stat
 import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import yaml
 
 from albench.errors import RecordError
+from albench.typed import INT64_MAX, Bounds
 
 # The phases the engine times, in order (bench/engine/timer.py charges each cycle's seconds to them).
 PHASES = ("pretext", "train", "inference", "select", "evaluate")
@@ -163,6 +165,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` to ``path`` in one write, creating it (0666 less the umask) if needed; the file is
+    opened without following links (OSError ELOOP for a symbolic link, which is never written through)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    with os.fdopen(fd, "a") as fh:
+        fh.write(text)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
@@ -200,6 +210,9 @@ class RunRecorder:
         return bool(st and st.get("state") == "complete")
 
     def _guard(self) -> None:
+        for folder in (self.dir, self.dir / "artifacts"):  # never write through a link (claim checked them
+            if os.path.islink(folder):                     # too; this holds should one appear since)
+                raise RecordError(f"{folder} is a symbolic link; albench never writes records through links")
         if self.is_complete():
             raise RecordError(f"{self.dir} holds a complete run; it is never rewritten "
                               "(choose another output folder or sweep name to run it again)")
@@ -256,9 +269,10 @@ class RunRecorder:
         atomic_write_json(self.dir / f"env.resume-{resumes}.json", env)
 
     def log(self, message: str) -> None:
+        """Append a line to run.log (opened without following links: a run.log linked elsewhere is
+        refused with OSError, never appended to)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "run.log", "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        append_text(self.dir / "run.log", f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
     def finish(self) -> None:
         """Mark complete and drop the checkpoint; from here on the folder is read-only to us."""
@@ -319,23 +333,132 @@ class RunRecorder:
 # reading
 
 
-def _read_json_record(p: Path) -> Any:
+# The states status.json may hold; anything else is a damaged record (never a run to start over).
+RECORDED_STATES = ("running", "complete", "failed")
+# No record albench writes comes near this (an ImageNet-scale queries.json is a few MB); a larger
+# file is not one of ours, and is refused before it is read into memory.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+
+def record_bytes(p: Path, limit: int = MAX_RECORD_BYTES) -> bytes | None:
+    """The bytes of record file ``p``, or None when it does not exist.
+
+    DamagedRecord when it is a symbolic link, a folder, a FIFO or another non-regular file (checked
+    before opening, and opened without following links, so a FIFO cannot block), larger than
+    ``limit`` bytes, or unreadable."""
+    if not os.path.lexists(p):
+        return None
+    with _open_record(Path(p)) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > limit:
+            raise DamagedRecord(p, f"holds {size} bytes, more than any albench record ({limit})")
+        try:
+            return fh.read(limit + 1)[:limit]
+        except OSError as exc:
+            raise DamagedRecord(p, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, word in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return word
+    return "special file"
+
+
+def record_text(p: Path) -> str | None:
+    """Record file ``p`` as UTF-8 text (None when absent); DamagedRecord as :func:`record_bytes`, or
+    when it is not UTF-8."""
+    data = record_bytes(p)
+    if data is None:
+        return None
     try:
-        return json.loads(p.read_text())
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DamagedRecord(p, f"not UTF-8 text: {exc.reason}") from None
+        raise DamagedRecord(p, f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
+def _read_json_record(p: Path) -> Any:
+    text = record_text(p)
+    if text is None:
+        raise DamagedRecord(p, "missing")
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DamagedRecord(p, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits, deep nesting
+        raise DamagedRecord(p, f"not valid JSON: {str(exc)[:100]}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# record schemas: the fields readers use, with their types (other fields pass unchecked, so a
+# record of a newer albench still reads). A nested dict is a sub-mapping's schema.
+
+_SEED = Annotated[int, Bounds(ge=0, le=INT64_MAX)]
+_COUNT = Annotated[int | None, Bounds(ge=0, le=INT64_MAX)]
+RUN_JSON = {
+    "sweep": str, "dataset": str, "strategy": str, "seed": _SEED, "strategy_name": str | None,
+    "protocol": str | None, "quirks": list[str] | None, "flags": list[str] | None, "metric": str | None,
+    "baseline": str | None, "phases": list[str] | None, "quirk_docs": dict[str, str] | None, "task": str | None,
+    "augment": dict | None, "dataset_info": dict | None, "prepare": dict | None, "tracking": dict | None,
+}
+RUN_JSON_REQUIRED = ("dataset", "strategy", "seed")
+CONFIG_YAML = {
+    "al": {"initial": _COUNT, "budget": _COUNT, "cycles": _COUNT},
+    "train": {"epochs": _COUNT, "batch_size": _COUNT, "min_steps": _COUNT},
+    "model": {"name": str | None, "params": dict | None},
+    "strategy": {"name": str | None, "params": dict | None},
+    "dataset": {"name": str | None, "params": dict | None},
+}
+ENV_JSON = {"device": str | None, "device_name": str | None, "torch": str | None, "cuda": str | None,
+            "threads": _COUNT, "git": {"sha": str | None, "dirty": bool | None}}
+STATUS_JSON = {"state": str, "error": str | None}
+FINGERPRINT_JSON = {"keys": dict, "sha256": str | None, "version": int | None}
+
+
+def check_record(p: Path, data: Any, schema: dict, required: tuple[str, ...] = (), where: str = "") -> dict:
+    """``data`` (read from record file ``p``) checked against ``schema``: a mapping whose fields in
+    the schema have the declared types (read by :func:`albench.typed.coerce`); returns it with those
+    fields typed. DamagedRecord naming the file and the field otherwise."""
+    from albench.errors import ConfigError
+    from albench.typed import coerce
+
+    if not isinstance(data, dict):
+        kind = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false",
+                type(None): "empty"}.get(type(data), type(data).__name__)
+        raise DamagedRecord(p, f"{where.rstrip('.') or 'the record'} is {kind}, not a mapping")
+    out = dict(data)
+    for key in required:
+        if key not in data:
+            raise DamagedRecord(p, f"no '{where}{key}' field")
+    for key, tp in schema.items():
+        if key not in data:
+            continue
+        if isinstance(tp, dict):
+            if data[key] is not None:
+                out[key] = check_record(p, data[key], tp, where=f"{where}{key}.")
+            continue
+        try:
+            out[key] = coerce(tp, data[key], f"{where}{key}")
+        except ConfigError as exc:
+            got = repr(exc.value if exc.value is not ... else data[key])
+            raise DamagedRecord(p, f"'{exc.field}' {exc.problem} (got {got[:80]})") from None
+    return out
 
 
 def read_status(run_dir: Path) -> dict | None:
-    """status.json, or None before the run wrote one; DamagedRecord when it cannot be read."""
+    """status.json, or None before the run wrote one; DamagedRecord when it cannot be read, or holds
+    a state albench never writes (only running, complete and failed are records; any other is
+    damage, and a damaged run is never started over)."""
     p = Path(run_dir) / "status.json"
-    if not p.exists():
+    if not os.path.lexists(p):
         return None
     st = _read_json_record(p)
-    if not isinstance(st, dict) or not isinstance(st.get("state"), str):
+    if not isinstance(st, dict) or "state" not in st:
         raise DamagedRecord(p, "no 'state' field")
+    st = check_record(p, st, STATUS_JSON)
+    if st["state"] not in RECORDED_STATES:
+        raise DamagedRecord(p, f"unknown state {st['state'][:40]!r} (albench writes {', '.join(RECORDED_STATES)})")
     return st
 
 
@@ -358,12 +481,9 @@ def read_cycles(run_dir: Path) -> list[dict]:
     without its newline (a truncated file must never pass for real values).
     """
     p = Path(run_dir) / "cycles.csv"
-    if not p.exists():
+    text = record_text(p)
+    if text is None:
         return []
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError as exc:
-        raise DamagedRecord(p, f"not UTF-8 text: {exc.reason}") from None
     if not text.endswith("\n"):
         raise DamagedRecord(p, "truncated: the last line is incomplete" if text else "empty")
     reader = csv.reader(io.StringIO(text))
@@ -397,22 +517,123 @@ def read_cycles(run_dir: Path) -> list[dict]:
 
 
 def read_queries(run_dir: Path) -> dict[int, np.ndarray]:
-    """{cycle: train-set indices queried at that cycle}."""
+    """{cycle: train-set indices queried at that cycle}; DamagedRecord unless it is a mapping of
+    cycle numbers to lists of non-negative integers."""
     p = Path(run_dir) / "queries.json"
-    if not p.exists():
+    if not os.path.lexists(p):
         return {}
     data = _read_json_record(p)
     try:
         if not isinstance(data, dict):
-            raise TypeError("not a mapping")
-        return {int(c): np.asarray(q, dtype=np.int64) for c, q in data.items()}
+            raise TypeError(f"a {type(data).__name__}, not a mapping")
+        out = {}
+        for c, q in data.items():
+            if not isinstance(q, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in q):
+                raise TypeError(f"cycle {c[:20]!r} holds {str(q)[:40]}, not a list of indices")
+            arr = np.asarray(q, dtype=np.int64)
+            if arr.size and arr.min() < 0:
+                raise ValueError(f"cycle {c[:20]!r} holds a negative index")
+            out[int(c)] = arr
+        return out
     except (TypeError, ValueError, OverflowError) as exc:
         raise DamagedRecord(p, f"not {{cycle: [indices]}}: {exc}") from None
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (at most 120 characters), or its type's name when it has no text."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
+
+
+def _npy_header(p: Path, fh) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the .npy file open as ``fh``, checked against its size; DamagedRecord when
+    the header is not an .npy header, declares objects (pickles), or another size than the file's."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise DamagedRecord(p, f"not an .npy array: {_first_line(exc)}") from None
+    if dtype.hasobject:
+        raise DamagedRecord(p, "declares Python objects; albench saves plain arrays only")
+    want = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    have = os.fstat(fh.fileno()).st_size - fh.tell()
+    if want != have:
+        raise DamagedRecord(p, f"{'truncated' if have < want else 'has trailing bytes'}: its header declares "
+                            f"{dtype} {tuple(shape)} ({want} bytes of data) but the file holds {have}")
+    return tuple(shape), dtype
+
+
+def _open_record(p: Path):
+    """``p`` opened for reading without following links; DamagedRecord when it is a link, not a
+    regular file, or cannot be opened."""
+    try:
+        st = os.lstat(p)
+    except OSError as exc:
+        raise DamagedRecord(p, f"cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise DamagedRecord(p, "is a symbolic link; albench writes its records as plain files and never "
+                            "follows links inside a run folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise DamagedRecord(p, f"is not a regular file (a {_file_kind(st.st_mode)})")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise DamagedRecord(p, f"cannot be read: {exc.strerror or exc}") from None
+    return os.fdopen(fd, "rb")
+
+
+def _artifacts_dir(run_dir: Path) -> Path | None:
+    """The run's artifacts/ folder, None when there is none; DamagedRecord when it is a link or no folder."""
+    folder = Path(run_dir) / "artifacts"
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DamagedRecord(folder, f"cannot be read: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise DamagedRecord(folder, "is a symbolic link; albench never follows links inside a run folder")
+    if not stat.S_ISDIR(st.st_mode):
+        kind = "file" if stat.S_ISREG(st.st_mode) else _file_kind(st.st_mode)
+        raise DamagedRecord(folder, f"is not a folder (a {kind})")
+    return folder
+
+
+def check_artifacts(run_dir: Path) -> list[str]:
+    """The names of the run's artifacts (``artifacts/<name>.npy``), each header checked against its
+    file's size without reading the data; DamagedRecord naming the first damaged one."""
+    folder = _artifacts_dir(run_dir)
+    if folder is None:
+        return []
+    names = []
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith(".") or not entry.endswith(".npy"):
+            continue  # temp files of a write in progress, or foreign files
+        with _open_record(folder / entry) as fh:
+            _npy_header(folder / entry, fh)
+        names.append(entry[:-4])
+    return names
+
+
 def read_artifact(run_dir: Path, name: str) -> np.ndarray | None:
-    p = Path(run_dir) / "artifacts" / f"{name}.npy"
-    return np.load(p, allow_pickle=False) if p.exists() else None
+    """The run's ``artifacts/<name>.npy`` array, or None when it was not recorded; DamagedRecord
+    (naming the file) when it is truncated, garbled or not a plain array."""
+    folder = _artifacts_dir(run_dir)
+    if folder is None:
+        return None
+    p = folder / f"{name}.npy"
+    if not os.path.lexists(p):
+        return None
+    with _open_record(p) as fh:
+        _npy_header(p, fh)  # before anything is allocated: a header may declare terabytes
+        fh.seek(0)
+        try:
+            return np.load(fh, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DamagedRecord(p, f"cannot be read: {_first_line(exc)}") from None
 
 
 def find_runs(root: str | Path) -> list[Path]:
@@ -427,17 +648,95 @@ def find_runs(root: str | Path) -> list[Path]:
                   if not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def load_run(run_dir: Path) -> dict:
-    """Identity, status, config and rows of one run."""
+def read_json_record(p: Path) -> Any:
+    """The JSON value in record file ``p``; DamagedRecord when missing, a link, not a regular file,
+    not UTF-8 or not valid JSON."""
+    return _read_json_record(Path(p))
+
+
+def read_yaml_record(p: Path) -> Any:
+    """The YAML document in record file ``p`` (bounded and duplicate-free, as configs are read);
+    DamagedRecord when missing, a link, not a regular file, not UTF-8, empty or not valid YAML."""
+    from albench.config import YamlRefused, load_yaml_text
+
+    text = record_text(p)
+    if text is None:
+        raise DamagedRecord(p, "missing")
+    try:
+        data = load_yaml_text(text)
+    except (yaml.YAMLError, YamlRefused) as exc:
+        raise DamagedRecord(p, f"not valid YAML: {str(exc).splitlines()[0][:120]}") from None
+    if data is None:
+        raise DamagedRecord(p, "empty")
+    return data
+
+
+def read_config_record(run_dir: Path) -> dict:
+    """The run's config.yaml ({} when absent), checked against :data:`CONFIG_YAML`."""
+    p = Path(run_dir) / "config.yaml"
+    if not os.path.lexists(p):
+        return {}
+    return check_record(p, read_yaml_record(p), CONFIG_YAML)
+
+
+def read_env(run_dir: Path) -> dict:
+    """The run's env.json ({} when absent), checked against :data:`ENV_JSON`."""
+    p = Path(run_dir) / "env.json"
+    if not os.path.lexists(p):
+        return {}
+    return check_record(p, _read_json_record(p), ENV_JSON)
+
+
+def read_identity(run_dir: Path) -> dict:
+    """The run's run.json, checked against :data:`RUN_JSON` (DamagedRecord naming the file and field)."""
+    p = Path(run_dir) / "run.json"
+    return check_record(p, _read_json_record(p), RUN_JSON, RUN_JSON_REQUIRED)
+
+
+def check_records(run_dir: Path) -> dict | None:
+    """The run's status (as :func:`read_status`) once every identity record it holds reads through its
+    schema (run.json, config.yaml, env.json, fingerprint.json; absent ones pass): what must hold before
+    a run folder is resumed or counted. DamagedRecord naming the first damaged one."""
+    from albench.drift import fingerprint, holds_results
+
     run_dir = Path(run_dir)
-    ident = _read_json_record(run_dir / "run.json")
-    if not isinstance(ident, dict):
-        raise DamagedRecord(run_dir / "run.json", "not a mapping")
-    cfg_path = run_dir / "config.yaml"
-    return {
+    st = read_status(run_dir)
+    if os.path.lexists(run_dir / "run.json"):
+        read_identity(run_dir)
+    config = read_config_record(run_dir)
+    read_env(run_dir)
+    fp = run_dir / "fingerprint.json"
+    if os.path.lexists(fp):
+        recorded = check_record(fp, _read_json_record(fp), FINGERPRINT_JSON, ("keys",))
+        # once a run holds results, both were written from the same run config (before its first
+        # result; neither is rewritten after): a config.yaml whose result keys no longer hash to the
+        # fingerprint's was cut or edited, and would misstate what produced the numbers. Before
+        # that, a start killed between the two writes may leave them apart, harmlessly.
+        if config and recorded.get("sha256") and holds_results(run_dir) \
+                and fingerprint(config)["sha256"] != recorded["sha256"]:
+            raise DamagedRecord(run_dir / "config.yaml", "its result keys differ from those fingerprint.json "
+                                "recorded when the run started (the file was cut or edited)")
+    return st
+
+
+def load_run(run_dir: Path) -> dict:
+    """Identity, status, config, environment and rows of one run, each record read through its schema
+    (:data:`RUN_JSON`, :data:`STATUS_JSON`, :data:`CONFIG_YAML`, :data:`ENV_JSON`) and every artifact's
+    header checked against its size; DamagedRecord naming the file and what is wrong."""
+    run_dir = Path(run_dir)
+    ident = read_identity(run_dir)
+    out = {
         "dir": run_dir,
         "identity": ident,
         "status": read_status(run_dir) or {"state": "unknown"},
-        "config": yaml.safe_load(cfg_path.read_text()) if cfg_path.exists() else {},
+        "config": read_config_record(run_dir),
+        "env": read_env(run_dir),
         "rows": read_cycles(run_dir),
+        "artifacts": check_artifacts(run_dir),
     }
+    check_records(run_dir)  # fingerprint.json too: 'run' leaves a run with a damaged one alone, so readers say so
+    planned = (out["config"].get("al") or {}).get("cycles")
+    if out["status"]["state"] == "complete" and planned is not None and len(out["rows"]) != planned:
+        raise DamagedRecord(run_dir / "cycles.csv",
+                            f"holds {len(out['rows'])} of the {planned} cycles of a complete run")
+    return out

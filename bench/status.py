@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from albench import runlock
-from albench.records import DamagedRecord, load_run, read_cycles, read_queries, read_status
+from albench.records import (DamagedRecord, append_text, check_records, load_run, read_config_record, read_cycles,
+                             read_identity, read_queries, record_text)
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -55,8 +56,7 @@ def append_ledger(sweep_dir: str | Path, entries: list[dict]) -> None:
     path = ledger_path(sweep_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
-    with open(path, "a") as fh:  # one write: concurrent submitters do not interleave lines
-        fh.write(text)
+    append_text(path, text)  # one write: concurrent submitters do not interleave lines
 
 
 def read_ledgers(root: str | Path) -> dict[Path, dict]:
@@ -69,14 +69,27 @@ def read_ledgers(root: str | Path) -> dict[Path, dict]:
             paths.append(cand)
     latest: dict[Path, dict] = {}
     for path in paths:
-        for line in path.read_text().splitlines():
+        try:
+            text = record_text(path) or ""
+        except DamagedRecord:
+            continue  # not a file albench wrote (a folder, a link, not UTF-8): no submissions to follow
+        for line in text.splitlines():
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue  # a torn last line from a crashed submitter
-            run_dir = Path(entry["run_dir"]).resolve()
+            if not (isinstance(entry, dict) and isinstance(entry.get("run_dir"), str)
+                    and isinstance(entry.get("job_id"), str) and "\0" not in entry["run_dir"]):
+                continue  # a line of another shape: not one albench wrote
+            try:
+                run_dir = Path(entry["run_dir"]).resolve()
+            except (OSError, RuntimeError):
+                continue
             if run_dir != root.resolve() and root.resolve() not in run_dir.parents:
                 continue
+            when = entry.get("submitted")
+            if isinstance(when, bool) or not isinstance(when, (int, float)) or when != when:
+                entry["submitted"] = 0
             if run_dir not in latest or entry.get("submitted", 0) >= latest[run_dir].get("submitted", 0):
                 latest[run_dir] = entry
     return latest
@@ -186,19 +199,19 @@ def _tail(path: Path, lines: int) -> list[str]:
 
 
 def _run_id(run_dir: Path, entry: dict | None) -> str:
-    if entry and entry.get("run_id"):
+    if entry and isinstance(entry.get("run_id"), str):
         return entry["run_id"]
     try:
-        ident = json.loads((run_dir / "run.json").read_text())
+        ident = read_identity(run_dir)
         return f"{ident['dataset']}/{ident['strategy']}/seed-{ident['seed']}"
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):  # a damaged run.json: the run is named by its folder
         return "/".join(run_dir.parts[-3:])
 
 
 def _cycles_total(run_dir: Path) -> int | None:
     try:
-        return int(yaml.safe_load((run_dir / "config.yaml").read_text())["al"]["cycles"])
-    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError):
+        return (read_config_record(run_dir).get("al") or {}).get("cycles")
+    except (OSError, ValueError):  # a damaged config.yaml (named where the run's state is decided)
         return None
 
 
@@ -272,7 +285,7 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
     """The state of one run from its status.json, its latest submission and Slurm's answer."""
     rid = _run_id(run_dir, entry)
     try:
-        st = read_status(run_dir) or {}
+        st = check_records(run_dir) or {}  # a damaged identity record is damage whatever the state
     except DamagedRecord as exc:
         return RunStatus(rid, run_dir, "damaged", f"{exc}; fix: rerun with --restart-damaged to move it aside "
                          "and run it again")
@@ -394,10 +407,11 @@ def status_command(root: str | Path, lines: int = 10, config: str | None = None)
     (interrupted runs are not failures: rerunning the sweep resumes them)."""
     from albench.errors import ConfigError
 
-    root = Path(root)
-    if not root.is_dir():
-        raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart",
-                          str(root))
+    from albench.paths import check_folder_arg
+
+    if not 0 <= lines <= 10_000:
+        raise ConfigError("--lines", "must be in 0..10000", "use e.g. --lines 10", lines)
+    root = check_folder_arg(str(root), "RESULTS_DIR", "pass a sweep folder such as results/quickstart")
     planned = None
     if config is not None:
         from albench.validate import load_config

@@ -5,6 +5,14 @@ one), wrong types and bad literals, and lets each dataclass add range checks in 
 
 Bounds are declared next to the type, ``Annotated[int, Bounds(ge=1)]``, and enforced by
 :func:`coerce` (a ``None`` allowed by an ``Optional`` passes unchecked).
+
+What every value gets from :func:`coerce`, declared bounds or not (so a field added anywhere inherits
+it): a float must be finite (NaN and +-inf are refused); an integer must fit in 64 bits and, unless
+its field declares an upper (lower) bound of its own, lie at most :data:`MAX_COUNT` above (below)
+zero, a sane maximum for any count (epochs, steps, batch sizes, widths); a string must be valid
+Unicode text without NUL bytes. Values under an untyped ``dict``, ``list`` or ``Any`` (free-form
+params) get the same checks (:func:`check_plain`). A field whose values may legitimately exceed
+:data:`MAX_COUNT` (a seed, a memory cap in bytes) declares its own ``le``.
 """
 
 from __future__ import annotations
@@ -19,10 +27,22 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from albench.errors import ConfigError
 
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+# The default ceiling of a declared integer without an upper bound of its own: far above any real
+# count (epochs, optimizer steps, batch size, hidden width, MC passes), far below the values that
+# make a run never end or a buffer overflow (a typo such as 1e30, or 10**9 epochs).
+MAX_COUNT = 1_000_000
+# A count of images (a labeled budget, a pool subset) may exceed MAX_COUNT (ImageNet's train set holds
+# 1.28 M); such fields declare this ceiling instead (:data:`IMAGES`): more images than any dataset.
+MAX_IMAGES = 2 ** 31 - 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Bounds:
-    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above;
-    ``finite`` also refuses +-inf (NaN is refused by every bound)."""
+    """A numeric range for an ``Annotated`` config field: ``ge``/``gt`` below, ``le``/``lt`` above.
+    ``finite`` is kept for older declarations: :func:`coerce` refuses NaN and +-inf in every float.
+    Declaring ``le``/``lt`` (``ge``/``gt``) on an integer replaces the default :data:`MAX_COUNT`
+    ceiling (floor)."""
 
     ge: float | None = None
     gt: float | None = None
@@ -30,9 +50,17 @@ class Bounds:
     lt: float | None = None
     finite: bool = False
 
+    @property
+    def has_upper(self) -> bool:
+        return self.le is not None or self.lt is not None
+
+    @property
+    def has_lower(self) -> bool:
+        return self.ge is not None or self.gt is not None
+
     def describe(self) -> str:
         """The range in words, e.g. ``>= 1 and < 10``."""
-        parts = [f"{op} {v:g}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        parts = [f"{op} {_num(v)}" for op, v in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
                  if v is not None]
         if self.finite:
             parts.append("finite")
@@ -49,6 +77,75 @@ class Bounds:
             raise ConfigError(path, f"must be {self.describe()}", f"set {path} to a value {self.describe()}", value)
 
 
+def _num(v: float) -> str:
+    """A bound in words: whole numbers in full (``9223372036854775807``), others by %g."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e19 else f"{v:g}"
+
+
+# The type of every seed: any non-negative 64-bit integer (a seed is a name, not a count).
+SEED = Annotated[int, Bounds(ge=0, le=INT64_MAX)]
+# The type of a count of images: at least 1, at most MAX_IMAGES.
+IMAGES = Annotated[int, Bounds(ge=1, le=MAX_IMAGES)]
+
+
+def check_plain(value: Any, path: str) -> None:
+    """ConfigError naming ``path`` (or the nested key) unless every number in ``value`` (a plain YAML
+    value, nested lists and mappings included) is a finite float or an integer that fits in 64 bits,
+    and every string (keys included) is valid Unicode without NUL bytes: the checks :func:`coerce`
+    makes of typed fields, for free-form values (``model.params``, ``dataset.params``, ...)."""
+    stack = [(value, path)]
+    while stack:  # explicit stack: a deeply nested value cannot exhaust the recursion limit
+        v, where = stack.pop()
+        if isinstance(v, bool) or v is None:
+            continue
+        if isinstance(v, int):
+            _check_int64(v, where)
+        elif isinstance(v, float):
+            _check_finite(v, where)
+        elif isinstance(v, str):
+            _check_text(v, where)
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                stack.append((k, f"{where} key {str(k)[:40]!r}"))
+                stack.append((item, f"{where}.{k}"))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(v))
+
+
+def _check_int64(value: int, path: str) -> None:
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ConfigError(path, "is too large: integers must fit in 64 bits (|value| < 2**63)",
+                          f"set {path} to a realistic value", value)
+
+
+def _check_finite(value: float, path: str) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(path, "must be a finite number (NaN and infinity are refused)",
+                          f"set {path} to a finite number", value)
+
+
+def _check_text(value: str, path: str) -> None:
+    if "\0" in value:
+        raise ConfigError(path, "holds a NUL byte", f"remove it from {path}", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        raise ConfigError(path, f"holds {bad!r} (U+{ord(bad):04X}, a lone surrogate), which is not valid Unicode "
+                          "text and cannot be written to a record or a folder name",
+                          f"remove it from {path}", value.encode("utf-8", "backslashreplace").decode()) from None
+
+
+def _check_count(value: int, path: str, lower: bool, upper: bool) -> None:
+    """The bounds every integer gets: 64 bits, and +-MAX_COUNT on each side its field leaves undeclared."""
+    _check_int64(value, path)
+    if not upper and value > MAX_COUNT:
+        raise ConfigError(path, f"must be at most {MAX_COUNT} (a sane maximum for a count)",
+                          f"set {path} to a smaller value", value)
+    if not lower and value < -MAX_COUNT:
+        raise ConfigError(path, f"must be at least -{MAX_COUNT}", f"set {path} to a larger value", value)
+
+
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
@@ -63,7 +160,13 @@ def _describe(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) if a is not type(None) else "null" for a in get_args(tp))
     if origin is list:
-        return f"a list of {_describe(get_args(tp)[0])}s" if get_args(tp) else "a list"
+        if not get_args(tp):
+            return "a list"
+        item = _describe(get_args(tp)[0])
+        for article in ("a ", "an "):
+            if item.startswith(article) and " or " not in item:
+                return f"a list of {item[len(article):]}s"
+        return f"a list of items each {item}"
     if origin is dict or tp is dict:
         return "a mapping"
     if dataclasses.is_dataclass(tp):
@@ -82,14 +185,37 @@ def _example(tp: Any) -> str:
     return {int: "1", float: "0.1", bool: "true", str: "'name'"}.get(tp, "a value of that type")
 
 
-def coerce(tp: Any, value: Any, path: str) -> Any:
-    """Return ``value`` converted to type ``tp``; raise ConfigError naming ``path`` otherwise."""
+def _has_shape(tp: Any, value: Any) -> bool:
+    """Whether ``value`` is of the plain kind type ``tp`` takes (a number for a number, text for
+    text), so that refusing it is about its value, not its kind."""
+    if get_origin(tp) is Annotated:
+        return _has_shape(get_args(tp)[0], value)
+    if isinstance(value, bool):
+        return tp is bool
+    if tp is int:
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if tp is float:
+        return isinstance(value, (int, float))
+    if tp is str:
+        return isinstance(value, str)
+    return False
+
+
+def coerce(tp: Any, value: Any, path: str, *, _declared: tuple[bool, bool] = (False, False)) -> Any:
+    """Return ``value`` converted to type ``tp``; raise ConfigError naming ``path`` otherwise.
+
+    Beyond ``tp`` and its declared bounds, every value gets the checks of the module docstring
+    (finite floats, 64-bit integers within :data:`MAX_COUNT` unless bounded otherwise, clean text).
+    ``_declared``: whether an enclosing ``Annotated`` declares a (lower, upper) bound."""
     origin = get_origin(tp)
     if tp is Any:
+        check_plain(value, path)
         return value
     if origin is Annotated:
         base, *meta = get_args(tp)
-        value = coerce(base, value, path)
+        declared = (any(getattr(m, "has_lower", False) for m in meta) or _declared[0],
+                    any(getattr(m, "has_upper", False) for m in meta) or _declared[1])
+        value = coerce(base, value, path, _declared=declared)
         for m in meta:
             if hasattr(m, "check"):
                 try:
@@ -109,14 +235,17 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return coerce(arg, value, path)
+                return coerce(arg, value, path, _declared=_declared)
             except ConfigError as exc:
                 errors.append(exc)
-        # the value had the shape of one arm and failed inside it (a nested key): that arm's own
-        # message names the field and the fix best
+        # the value had the shape of one arm and failed inside it (a nested key, or a number out of
+        # range): that arm's own message names the field and the fix best
         nested = [e for e in errors if e.field != path]
         if nested:
             raise nested[0]
+        shaped = [e for arm, e in zip([a for a in args if a is not type(None)], errors) if _has_shape(arm, value)]
+        if shaped:
+            raise shaped[0]
         raise ConfigError(path, f"must be {_describe(tp)}", f"set {path} to e.g. {_example(tp)}", value)
     if origin is Literal:
         allowed = get_args(tp)
@@ -138,6 +267,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(path, "must be a mapping", f"write {path} as 'key: value' lines", value)
         args = get_args(tp)
         if not args:
+            check_plain(value, path)
             return dict(value)
         return {coerce(args[0], k, f"{path} key {k!r}"): coerce(args[1], v, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
@@ -147,16 +277,22 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(path, "must be an integer", f"set {path} to a whole number", value)
+                value = int(value)
+            else:
+                raise ConfigError(path, "must be an integer", f"set {path} to a whole number", value)
+        _check_count(value, path, *_declared)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, "must be a number", f"set {path} to a number such as 0.1", value)
+        if isinstance(value, int):
+            _check_int64(value, path)
+        _check_finite(float(value), path)
         return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(path, "must be a string", f"set {path} to a quoted string", value)
+        _check_text(value, path)
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")  # a bug in our schema, not user input
 

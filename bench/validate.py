@@ -9,10 +9,14 @@ back.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from albench.config import Config, build_config, quickstart_path, read_yaml
 from albench.errors import ConfigError
+from albench.paths import (MAX_PATH_BYTES, PSEUDO_FS, ROOT_DOT_FOLDERS, SWEEP_DOT_FOLDERS, first_link, refuse_links,
+                           run_folder_links)
 from albench.plan import resolve_strategy
 
 
@@ -56,10 +60,13 @@ def validate_environment(cfg: Config) -> None:
 
 def check_output(output: str) -> None:
     """ConfigError naming ``output`` unless runs can be written under it: it is a folder, or its nearest
-    existing parent is a folder this user may create folders in."""
-    import os
-
+    existing parent is a folder this user may create folders in, outside the pseudo file systems."""
     p = Path(output).expanduser()
+    absolute = Path(os.path.abspath(p))
+    fs = next((f for f in PSEUDO_FS if absolute == Path(f) or Path(f) in absolute.parents), None)
+    if fs is not None:  # os.access cannot tell: root may "write" /proc
+        raise ConfigError("output", f"points into {fs}, a pseudo file system where no run can be written",
+                          "point output (or --out) at a folder you can write", output)
     if p.exists() and not p.is_dir():
         raise ConfigError("output", "is a file, not a folder", "point output (or --out) at a folder", output)
     probe = p
@@ -68,6 +75,72 @@ def check_output(output: str) -> None:
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError("output", f"cannot be written: {probe} is not a folder this user may write in",
                           "point output (or --out) at a folder you can write", output)
+
+
+# bytes a run folder's path leaves for the names albench writes in it (artifacts/<name>.npy and the
+# temp file of its atomic write)
+RUN_PATH_MARGIN = 128
+
+
+def check_run(cfg: Config, plan: list) -> None:
+    """What only ``albench run`` needs, checked before anything is queued or written (``--dry-run``
+    included): the device exists where the runs execute, the executor can be used, every run
+    folder's path fits the OS's limits and no folder or record albench would write is a link."""
+    check_device(cfg)
+    if cfg.executor.name == "slurm":
+        from albench.runner.slurm import check_slurm
+
+        check_slurm("executor.name")
+    check_run_paths(cfg, plan)
+    if cfg.tracking.mlflow is not None:
+        from albench.tracking import check_mlflow_reachable
+
+        check_mlflow_reachable(cfg.tracking.mlflow, "tracking.mlflow")
+
+
+def check_device(cfg: Config) -> None:
+    """ConfigError naming ``device`` unless the CUDA device it names exists where the runs execute:
+    here for the local and debug executors; on a Slurm task, among the ``gpus_per_task`` GPUs it is
+    given (a login node may have none)."""
+    m = re.fullmatch(r"cuda(?::(\d+))?", cfg.device)
+    if m is None:
+        return
+    index = int(m.group(1) or 0)
+    if cfg.executor.name == "slurm":
+        gpus = cfg.executor.slurm.gpus_per_task
+        if index >= gpus:
+            raise ConfigError("device", f"asks for {cfg.device}, but each Slurm task gets {gpus} GPU(s) "
+                              "(executor.slurm.gpus_per_task)",
+                              "set executor.slurm.gpus_per_task to 1 or more, or device: auto", cfg.device)
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ConfigError("device", "asks for CUDA but no GPU is visible here", "set device: auto or cpu",
+                          cfg.device)
+    if index >= count:
+        raise ConfigError("device", f"asks for GPU {index}, but this machine has {count} (cuda:0..cuda:{count - 1})",
+                          f"set device: cuda:0 .. cuda:{count - 1}, or auto", cfg.device)
+
+
+def check_run_paths(cfg: Config, plan: list) -> None:
+    """ConfigError naming ``output`` when a run folder's path would be too long for the OS, or when a
+    folder or record albench would write under the output root is a symbolic link (records would land
+    in its target): the sweep folder and its dot-folders, the pretext cache, any folder down to a
+    run folder, artifacts/, tensorboard/ and the records in them."""
+    output = Path(cfg.output)
+    for rc in plan:
+        longest = len(os.fsencode(str(rc.run_dir))) + RUN_PATH_MARGIN
+        if longest > MAX_PATH_BYTES:
+            raise ConfigError("output", f"makes run folders such as {str(rc.run_dir)[:60]}... whose records' paths "
+                              f"would be up to {longest} bytes long; paths stop at {MAX_PATH_BYTES}",
+                              "shorten output (--out), the sweep name or the strategy labels", cfg.output)
+    links = [p for rel in ROOT_DOT_FOLDERS if (p := first_link(output, rel)) is not None]
+    links += [p for rel in SWEEP_DOT_FOLDERS if (p := first_link(output, Path(cfg.name) / rel)) is not None]
+    for rc in plan:
+        links += run_folder_links(output, Path(rc.run_dir))
+    refuse_links(sorted(set(links)))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:

@@ -30,7 +30,7 @@ from torch import nn
 
 from albench.divergence import check_finite
 from albench.errors import ConfigError
-from albench.typed import NO_DEFAULT, Bounds, param_spec, signature_spec, validate_params
+from albench.typed import MAX_IMAGES, NO_DEFAULT, Bounds, param_spec, signature_spec, validate_params
 
 
 class Need(str, Enum):
@@ -349,7 +349,7 @@ def top_k_highest(scores: torch.Tensor | np.ndarray, k: int) -> np.ndarray:
 
 
 # ``subset`` params: how many random unlabeled images to score (None: all of them)
-Subset = Annotated[int | None, Bounds(ge=1)]
+Subset = Annotated[int | None, Bounds(ge=1, le=MAX_IMAGES)]
 
 
 def check_model_params(params: dict, model_key: str, params_key: str, path: str) -> None:

@@ -57,7 +57,7 @@ from torch.nn import functional as F
 from albench.data.augment import BatchTransform
 from albench.toolkit.batches import epoch_batches, eval_batches
 from albench.toolkit.seeding import seeded_init
-from albench.typed import Bounds
+from albench.typed import MAX_IMAGES, Bounds
 from albench.strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
                              top_k_highest)
 from albench.strategies.registry import register_strategy
@@ -120,7 +120,7 @@ class PALParams:
     lambda_rot: Annotated[float, Bounds(ge=0)] = 1.0
     lambda_kl: Annotated[float, Bounds(ge=0)] = 1.0
     lambda_div: Annotated[float, Bounds(ge=0)] = 1.0
-    sub_query: Annotated[int, Bounds(ge=1)] = 512
+    sub_query: Annotated[int, Bounds(ge=1, le=MAX_IMAGES)] = 512
     finetune_epochs: Annotated[int, Bounds(ge=0)] = 5  # 0: no diversity fine-tune
     crop_padding: Annotated[int, Bounds(ge=0)] = 4
     hflip: bool = True

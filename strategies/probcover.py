@@ -187,7 +187,7 @@ class ProbCoverParams(RepresentationParams):
     delta: Annotated[float | None, Bounds(gt=0)] = None
     alpha: Annotated[float, Bounds(gt=0, le=1)] = 0.95
     delta_grid: list[float] | None = None
-    max_edges: Annotated[int, Bounds(ge=1)] = DEFAULT_MAX_EDGES
+    max_edges: Annotated[int, Bounds(ge=1, le=10 ** 11)] = DEFAULT_MAX_EDGES  # a memory cap, not a count of work
     chunk_rows: Annotated[int, Bounds(ge=1)] = 1000
 
 

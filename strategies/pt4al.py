@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from albench.errors import ConfigError
-from albench.typed import Bounds
+from albench.typed import INT64_MAX, Bounds
 from albench.strategies.base import (Inputs, Need, PoolState, PrepareContext, Quirk, Strategy, check_model_params,
                              top_k_highest)
 from albench.strategies.pretext import TASKS, PretextSpec, derive_seed, pretext_losses
@@ -396,7 +396,7 @@ class PretextParams:
     pretext_model: str = "resnet18-cifar"
     pretext_model_params: dict | None = None
     pretext_selection: Literal["best", "final"] = "best"
-    pretext_seed: Annotated[int | None, Bounds(ge=0)] = 0
+    pretext_seed: Annotated[int | None, Bounds(ge=0, le=INT64_MAX)] = 0
     pretext_options: dict | None = None
 
 

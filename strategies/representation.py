@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from albench.errors import ConfigError
-from albench.typed import Bounds
+from albench.typed import INT64_MAX, Bounds
 from albench.strategies.base import PrepareContext
 from albench.strategies.pretext import TASKS, PretextSpec, pretext_features
 
@@ -52,7 +52,7 @@ class RepresentationParams:
     pretext_width: Annotated[int | None, Bounds(ge=1)] = None
     pretext_model: str | None = None
     pretext_lr: Annotated[float | None, Bounds(gt=0)] = None
-    pretext_seed: Annotated[int | None, Bounds(ge=0)] = 0
+    pretext_seed: Annotated[int | None, Bounds(ge=0, le=INT64_MAX)] = 0
     pretext_options: dict | None = None
 
 

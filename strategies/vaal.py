@@ -62,7 +62,7 @@ from torch.nn import functional as F
 from albench.data.augment import BatchTransform
 from albench.toolkit.batches import epoch_batches, eval_batches
 from albench.toolkit.seeding import seeded_init
-from albench.typed import Bounds
+from albench.typed import MAX_COUNT, Bounds
 from albench.strategies.base import (Inputs, PoolState, PrepareContext, Quirk, Strategy, Subset, random_subset,
                              top_k_lowest)
 from albench.strategies.registry import register_strategy
@@ -199,7 +199,7 @@ class VAALParams:
     network). The flags after ``score_batch_size`` are the official-code switches (see the module
     docstring)."""
 
-    epochs: Annotated[float, Bounds(gt=0)] = 100.0
+    epochs: Annotated[float, Bounds(gt=0, le=MAX_COUNT)] = 100.0
     iterations: Annotated[int | None, Bounds(ge=1)] = None
     subset: Subset = None
     batch_size: Annotated[int, Bounds(ge=1)] = 128

@@ -5,6 +5,7 @@ a run folder that cannot be written fails that run only."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -152,3 +153,144 @@ def test_a_run_folder_that_cannot_be_written_fails_that_run_only(tiny_raw, tmp_p
     err = capsys.readouterr().err
     assert "run failed: digits/random/seed-0: cannot write the run folder" in err and "Traceback" not in err
     assert read_status(tmp_path / "results" / "tiny" / "digits" / GOOD / "seed-0")["state"] == "complete"
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 29: records of the right syntax but the wrong content are damaged, never rewritten
+
+
+def _edit_json(name, **fields):
+    def edit(run_dir):
+        import json
+
+        data = json.loads((run_dir / name).read_text())
+        data.update(fields)
+        (run_dir / name).write_text(json.dumps(data))
+    return edit
+
+
+def _status_folder(run_dir):
+    (run_dir / "status.json").unlink()
+    (run_dir / "status.json").mkdir()
+
+
+def _cut_artifact(run_dir):
+    p = run_dir / "artifacts" / "labeled_targets.npy"
+    p.write_bytes(p.read_bytes()[:-5])
+
+
+WRONG = {
+    "status-exploded": (_edit_json("status.json", state="exploded"), "status.json: damaged (unknown state 'exploded'"),
+    "status-state-number": (_edit_json("status.json", state=7), "status.json: damaged ('state' must be a string"),
+    "status-a-folder": (_status_folder, "status.json: damaged (is not a regular file (a folder))"),
+    "run-seed-abc": (_edit_json("run.json", seed="abc"), "run.json: damaged ('seed' must be an integer"),
+    "run-seed-null": (_edit_json("run.json", seed=None), "run.json: damaged ('seed' must be an integer"),
+    "run-quirks-abc": (_edit_json("run.json", quirks="abc"), "run.json: damaged ('quirks' must be a list of strings"),
+    "run-quirks-nested": (_edit_json("run.json", quirks=[[]]), "run.json: damaged ('quirks[0]' must be a string"),
+    "config-a-list": (lambda d: (d / "config.yaml").write_text("- 1\n- 2\n"), "config.yaml: damaged (the record is a list, not a mapping"),
+    "config-train-5": (lambda d: (d / "config.yaml").write_text((d / "config.yaml").read_text().replace(
+        "train:\n", "train: 5\nold_train:\n", 1)), "config.yaml: damaged (train is a number, not a mapping)"),
+    "env-latin-1": (lambda d: (d / "env.json").write_bytes('{"cpu": "Intel® Xeon®"}'.encode("latin-1")),
+                    "env.json: damaged (not UTF-8 text"),
+    "env-a-list": (lambda d: (d / "env.json").write_text("[1, 2]"), "env.json: damaged (the record is a list, not a mapping"),
+    "artifact-truncated": (_cut_artifact, "labeled_targets.npy: damaged (truncated: its header declares int64 (40,)"),
+    "artifact-garbage": (lambda d: (d / "artifacts" / "labeled_targets.npy").write_bytes(b"\x93NUMPY garbage" * 9),
+                         "labeled_targets.npy: damaged (not an .npy array"),
+    # found by the malformed-input probe (benchmarks/malformed_probe.py)
+    "config-empty": (lambda d: (d / "config.yaml").write_text(""), "config.yaml: damaged (empty)"),
+    "config-cut": (lambda d: (d / "config.yaml").write_text((d / "config.yaml").read_text()[:700].rsplit("\n", 1)[0]),
+                   "config.yaml: damaged (its result keys differ from those fingerprint.json recorded"),
+    "config-edited": (lambda d: (d / "config.yaml").write_text((d / "config.yaml").read_text().replace(
+        "epochs: 2", "epochs: 200", 1)), "config.yaml: damaged (its result keys differ"),
+    "cycles-header-only": (lambda d: (d / "cycles.csv").write_text((d / "cycles.csv").read_text().splitlines()[0] + "\n"),
+                           "cycles.csv: damaged (holds 0 of the 2 cycles of a complete run)"),
+    "fingerprint-garbled": (lambda d: _garble(d / "fingerprint.json"), "fingerprint.json: damaged (not UTF-8 text"),
+    "fingerprint-a-fifo": (lambda d: ((d / "fingerprint.json").unlink(), os.mkfifo(d / "fingerprint.json")),
+                           "fingerprint.json: damaged (is not a regular file (a FIFO))"),
+    "fingerprint-deep-json": (lambda d: (d / "fingerprint.json").write_text("[" * 100000 + "]" * 100000),
+                              "fingerprint.json: damaged (not valid JSON"),
+}
+
+
+REPORTED = {"artifact-truncated", "artifact-garbage", "run-seed-abc", "env-latin-1", "config-train-5", "status-a-folder"}
+
+
+@pytest.mark.parametrize("case", list(WRONG))
+def test_wrong_typed_records_name_the_damaged_run_and_are_never_rewritten(built, tmp_path, capsys, case,
+                                                                         one_torch_thread):
+    damage, why = WRONG[case]
+    cfg, sweep = _copy(built, tmp_path)
+    bad = sweep / "digits" / "random" / "seed-0"
+    damage(bad)
+    before = _snapshot(bad)
+    capsys.readouterr()
+
+    assert main(["show", str(sweep)]) == 0
+    out, err = capsys.readouterr()
+    assert GOOD in out and "Traceback" not in err
+    assert f"damaged run left out of the table: {bad}" in err and why in err, err
+
+    assert main(["status", str(sweep)]) == 1
+    out, err = capsys.readouterr()
+    table = {ln.split()[1]: ln for ln in out.splitlines()[1:3]}
+    damaged = [ln for ln in table.values() if ln.startswith("damaged ")]
+    assert len(damaged) == 1 and str(bad) in damaged[0] and why in damaged[0], out
+    assert table[f"digits/{GOOD}/seed-0"].startswith("done "), out
+
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert str(bad) in err and why in err and "Traceback" not in err, err
+    assert GOOD in out
+    assert _snapshot(bad) == before
+
+    if case in REPORTED:  # report reads every record 'show' reads, and the artifacts
+        assert main(["report", str(sweep), "--quiet", "--tsne-points", "10", "--out", str(tmp_path / "rep")]) == 0
+        out, err = capsys.readouterr()
+        assert f"damaged run left out of the report: {bad}" in err and why in err and "Traceback" not in err
+        assert _snapshot(bad) == before
+
+
+def test_a_complete_run_with_an_unknown_state_is_not_started_over(built, tmp_path, capsys, one_torch_thread):
+    """The data-loss bug of issue 29: {"state": "exploded"} on a complete run made 'run' start it over."""
+    cfg, sweep = _copy(built, tmp_path)
+    bad = sweep / "digits" / "random" / "seed-0"
+    (bad / "status.json").write_text('{"state": "exploded"}')
+    before = _snapshot(bad)
+    with pytest.raises(DamagedRecord, match="unknown state 'exploded'"):
+        read_status(bad)
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "digits/random/seed-0\tdamaged" in out and "unknown state 'exploded'" in err
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "damaged, left untouched: digits/random/seed-0" in err and "unknown state 'exploded'" in err
+    assert _snapshot(bad) == before
+    # only --restart-damaged moves it aside (kept, never deleted) and runs it again
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet", "--restart-damaged"]) == 0
+    assert read_status(bad)["state"] == "complete"
+    moved = list((sweep / ".replaced").glob("*/digits/random/seed-0/status.json"))
+    assert len(moved) == 1 and moved[0].read_text() == '{"state": "exploded"}'
+
+
+@pytest.mark.parametrize("name,content,why", [
+    ("run.json", '{"dataset": "digits", "strategy": "random", "seed": "abc"}', "'seed' must be an integer"),
+    ("config.yaml", "- 1\n", "the record is a list, not a mapping"),
+])
+def test_an_unfinished_run_with_a_damaged_identity_is_not_resumed(built, tmp_path, capsys, name, content, why,
+                                                                  one_torch_thread):
+    """Resuming would carry the damaged record on (run.json is updated in place): it is named instead."""
+    cfg, sweep = _copy(built, tmp_path)
+    bad = sweep / "digits" / "random" / "seed-0"
+    from albench.records import atomic_write_json
+
+    atomic_write_json(bad / "status.json", {**read_status(bad), "state": "failed", "error": "boom"})
+    (bad / name).write_text(content)
+    before = _snapshot(bad)
+    capsys.readouterr()
+    assert main(["status", str(sweep)]) == 1
+    assert why in capsys.readouterr().out
+    assert main(["run", str(cfg), "--out", str(sweep.parent), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "damaged, left untouched: digits/random/seed-0" in err and why in err
+    assert _snapshot(bad) == before

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from albench.cli import main
+from albench.errors import ConfigError
 from albench.config import DatasetConfig
 from albench.data.registry import dataset_names, get_dataset, load_dataset
 from albench.errors import ConfigError
@@ -165,11 +166,14 @@ def test_idx_with_a_wrong_magic_or_size_is_refused(tmp_path):
     from albench.data.mnist import read_idx
 
     (tmp_path / "bad").write_bytes(b"\x00\x00\x0d\x01" + struct.pack(">i", 3) + b"abc")
-    with pytest.raises(ValueError, match="not an unsigned-byte idx file"):
+    with pytest.raises(ConfigError, match="not an unsigned-byte idx file"):
         read_idx(tmp_path / "bad")
     (tmp_path / "short").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">i", 5) + b"abc")
-    with pytest.raises(ValueError, match="header says"):
+    with pytest.raises(ConfigError, match="header says"):
         read_idx(tmp_path / "short")
+    (tmp_path / "eight").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">i", 5))  # 3 sizes announced, 1 given
+    with pytest.raises(ConfigError, match="eight is truncated: 8 bytes, too short for the 3 sizes"):
+        read_idx(tmp_path / "eight")
 
 
 def test_stl10_reads_the_labeled_binaries_and_never_the_unlabeled_split(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 
 from albench.errors import ConfigError
+from albench.typed import MAX_COUNT
 
 
 @dataclass
@@ -68,6 +70,41 @@ class ImageDataset:
         """Images per class in a split (classification only), in class-id order."""
         y = getattr(self, f"y_{split}")
         return torch.bincount(y, minlength=self.num_classes).tolist()
+
+
+# The largest image side a dataset param may ask images to be resized to: four times Cityscapes' full
+# 2048-pixel width; anything larger is a typo (an image_size of [10**6, 10**6] is 1 TB a picture).
+MAX_IMAGE_SIDE = 8192
+
+
+def param_int(spec: "DatasetSpec", cfg, path: str, key: str, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
+    """Dataset param ``key`` as an integer in ``minimum..maximum``; ConfigError naming it otherwise."""
+    v = spec.param(cfg, key)
+    if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+        raise ConfigError(f"{path}.params.{key}", f"must be an integer in {minimum}..{maximum}",
+                          f"set {path}.params.{key} to e.g. {spec.params[key]}", v)
+    return v
+
+
+def param_image_size(spec: "DatasetSpec", cfg, path: str, key: str = "image_size") -> tuple[int, int]:
+    """Dataset param ``key`` as (height, width), each 1..:data:`MAX_IMAGE_SIDE` pixels."""
+    v = spec.param(cfg, key)
+    if not (isinstance(v, (list, tuple)) and len(v) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and 0 < s <= MAX_IMAGE_SIDE for s in v)):
+        raise ConfigError(f"{path}.params.{key}", f"must be [height, width] in pixels, each 1..{MAX_IMAGE_SIDE}",
+                          f"set e.g. {key}: {list(spec.params[key])}", v)
+    return int(v[0]), int(v[1])
+
+
+def check_memory(n_bytes: int, field: str, what: str, fix: str) -> None:
+    """ConfigError naming ``field`` when holding ``n_bytes`` in memory would exceed this machine's RAM."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return  # not knowable here: the loader's own allocation decides
+    if n_bytes > ram:
+        raise ConfigError(field, f"{what} need {n_bytes / 2 ** 30:.1f} GiB in memory, more than this machine's "
+                          f"{ram / 2 ** 30:.1f} GiB", fix)
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albench.data.base import DatasetSpec, ImageDataset, channel_stats
+from albench.data.base import (MAX_IMAGE_SIDE, DatasetSpec, ImageDataset, channel_stats, check_memory,
+                               param_image_size, param_int)
+from albench.typed import INT64_MAX
 from albench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
 from albench.data.registry import register_dataset
 from albench.errors import ConfigError
@@ -26,6 +28,14 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def _augment_params(spec: DatasetSpec, cfg) -> dict:
     return {"crop_padding": int(spec.param(cfg, "crop_padding")), "hflip": bool(spec.param(cfg, "hflip"))}
+
+
+def check_augment_params(spec: DatasetSpec, cfg, path: str) -> None:
+    """ConfigError unless ``crop_padding`` is 0..MAX_IMAGE_SIDE pixels and ``hflip`` true or false."""
+    param_int(spec, cfg, path, "crop_padding", minimum=0, maximum=MAX_IMAGE_SIDE)
+    if not isinstance(spec.param(cfg, "hflip"), bool):
+        raise ConfigError(f"{path}.params.hflip", "must be true or false", f"set {path}.params.hflip: true",
+                          spec.param(cfg, "hflip"))
 
 
 @register_dataset
@@ -46,6 +56,7 @@ class NpzDataset(DatasetSpec):
 
     def check(self, cfg, path: str) -> None:
         super().check(cfg, path)
+        check_augment_params(self, cfg, path)
         p = self._path(cfg)
         if not p.is_file():
             raise ConfigError(f"{path}.root", f"no npz file at {p}", "point root (or params.file) at your .npz", str(p))
@@ -78,6 +89,20 @@ def _class_files(folder: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, files
 
 
+def _check_decodable(files: list[tuple[Path, int]], field: str) -> None:
+    """ConfigError naming the first file PIL cannot identify as an image (its header is read, not its
+    pixels: a few microseconds a file), so a stray non-image is refused at load, not mid-run."""
+    from PIL import Image, UnidentifiedImageError
+
+    for f, _ in files:
+        try:
+            with Image.open(f) as img:
+                img.size  # noqa: B018 - the header parsed
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise ConfigError(field, f"image {f} cannot be decoded ({type(exc).__name__})",
+                              "remove or replace the file", str(f)) from None
+
+
 def _decode(files: list[tuple[Path, int]], size: tuple[int, int], mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     from PIL import Image, UnidentifiedImageError
 
@@ -103,6 +128,8 @@ class ImageFolderDataset(DatasetSpec):
 
     def check(self, cfg, path: str) -> None:
         super().check(cfg, path)
+        check_augment_params(self, cfg, path)
+        param_int(self, cfg, path, "split_seed", minimum=0, maximum=INT64_MAX)
         train = Path(cfg.resolved_root()) / "train"
         if not train.is_dir() or not any(p.is_dir() for p in train.iterdir()):
             raise ConfigError(f"{path}.root", f"has no train/<class>/ folders under {train.parent}",
@@ -140,12 +167,17 @@ class ImageFolderDataset(DatasetSpec):
         if test.is_dir() and _class_files(test)[0] != _class_files(train)[0]:
             raise ConfigError(f"{path}.root", "train/ and test/ hold different class folders",
                               "give test/ the same class folders as train/", str(train.parent))
-        size = self.param(cfg, "image_size")
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
-            raise ConfigError(f"{path}.params.image_size", "must be [height, width]", "set e.g. image_size: [32, 32]",
-                              size)
-        if self.param(cfg, "mode") not in ("RGB", "L"):
-            raise ConfigError(f"{path}.params.mode", "must be 'RGB' or 'L'", "set mode: RGB", self.param(cfg, "mode"))
+        h, w = param_image_size(self, cfg, path)
+        mode = self.param(cfg, "mode")
+        if mode not in ("RGB", "L"):
+            raise ConfigError(f"{path}.params.mode", "must be 'RGB' or 'L'", "set mode: RGB", mode)
+        n = 0
+        for split in (train, test) if test.is_dir() else (train,):
+            files = _class_files(split)[1]
+            n += len(files)
+            _check_decodable(files, f"{path}.root")
+        check_memory(n * h * w * len(mode), f"{path}.params.image_size", f"{n} images decoded at {h}x{w}",
+                     "lower image_size (the images are held in memory)")
 
     def _split(self, cfg):
         root = Path(cfg.resolved_root())

@@ -3,16 +3,17 @@ composition of it."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from albench.data.base import DatasetSpec, ImageDataset
+from albench.data.pickled import read_batch
 from albench.data.npzfile import check_npz, load_npz_arrays, npz_shapes, to_nchw_uint8
 from albench.data.registry import register_dataset
 from albench.errors import ConfigError
+from albench.typed import INT64_MAX
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # the usual CIFAR-10 train statistics (0..1 units)
@@ -21,6 +22,7 @@ STD = (0.2470, 0.2435, 0.2616)
 BATCH_DIR = "cifar-10-batches-py"
 NPZ_NAME = "cifar10.npz"
 # the paper's class-imbalanced composition, in CIFAR-10's class order (section 5.3)
+PER_CLASS = 5000  # train images of each class
 IMBALANCED_COUNTS = [500, 1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]
 
 
@@ -38,18 +40,19 @@ def locate(root: str | Path) -> tuple[str, Path] | None:
     return None
 
 
-def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as fh:
-        entry = pickle.load(fh, encoding="latin1")
-    data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    labels = np.asarray(entry.get("labels", entry.get("fine_labels")), dtype=np.int64)
-    return data, labels
+def _read_batch(path: Path, field: str = "dataset.root") -> tuple[np.ndarray, np.ndarray]:
+    return read_batch(path, ("labels", "fine_labels"), len(CLASSES), field)
 
 
-def read_batches(folder: Path) -> dict[str, np.ndarray]:
-    """torchvision's pickled layout: data_batch_1..5 and test_batch, rows of 3072 bytes (R, G, B planes)."""
-    parts = [_read_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-    x_test, y_test = _read_batch(folder / "test_batch")
+def read_batches(folder: Path, field: str = "dataset.root") -> dict[str, np.ndarray]:
+    """torchvision's pickled layout: data_batch_1..5 and test_batch, rows of 3072 bytes (R, G, B planes);
+    ConfigError naming ``field`` and the file for a missing, garbled or foreign one."""
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        if not (folder / name).is_file():
+            raise ConfigError(field, f"{folder} lacks {name}", "copy the whole cifar-10-batches-py folder there",
+                              str(folder))
+    parts = [_read_batch(folder / f"data_batch_{i}", field) for i in range(1, 6)]
+    x_test, y_test = _read_batch(folder / "test_batch", field)
     return {
         "x_train": np.concatenate([p[0] for p in parts]),
         "y_train": np.concatenate([p[1] for p in parts]),
@@ -78,6 +81,8 @@ class _CifarBase(DatasetSpec):
         found = locate(root)
         if found is not None and found[0] == "npz":  # labels 0..9, uint8 images: refused now, not mid-run
             check_npz(found[1], f"{path}.root", n_classes=len(CLASSES), dense_classes=False)
+        if found is not None and found[0] == "batches":  # every batch read (about a second): garbage now
+            read_batches(found[1], f"{path}.root")
 
     def _arrays(self, cfg) -> dict[str, np.ndarray]:
         root = cfg.resolved_root()
@@ -156,9 +161,13 @@ class Cifar10Imbalanced(_CifarBase):
         super().check(cfg, path)
         counts = self.param(cfg, "counts")
         if not (isinstance(counts, list) and len(counts) == len(CLASSES)
-                and all(isinstance(c, int) and c > 0 for c in counts)):
-            raise ConfigError(f"{path}.params.counts", "must list 10 positive per-class counts",
+                and all(isinstance(c, int) and not isinstance(c, bool) and 0 < c <= PER_CLASS for c in counts)):
+            raise ConfigError(f"{path}.params.counts", f"must list 10 per-class counts, each 1..{PER_CLASS}",
                               "list one count per CIFAR-10 class, airplane first", counts)
+        seed = self.param(cfg, "subsample_seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= INT64_MAX:
+            raise ConfigError(f"{path}.params.subsample_seed", "must be an integer in 0..2**63-1",
+                              f"set {path}.params.subsample_seed: 0", seed)
 
     def train_size(self, cfg) -> int:
         return int(sum(self.param(cfg, "counts")))

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 from albench.data.base import ImageDataset
 from albench.data.fetch import TorchvisionLayout, tv_download
+from albench.data.pickled import read_batch, read_pickle
 from albench.data.registry import register_dataset
 from albench.errors import ConfigError
 
@@ -23,8 +23,7 @@ STD = (0.2673, 0.2564, 0.2762)
 
 
 def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="latin1")
+    return read_pickle(path)
 
 
 @register_dataset
@@ -56,19 +55,25 @@ class Cifar100(TorchvisionLayout):
     def _key(self, cfg) -> str:
         return f"{self.param(cfg, 'labels')}_labels"
 
+    def _classes(self, cfg) -> int:
+        return 100 if self.param(cfg, "labels") == "fine" else 20
+
     def read_train_labels(self, cfg) -> np.ndarray:
-        return np.asarray(_unpickle(self.path(cfg, f"{FOLDER}/train"))[self._key(cfg)], dtype=np.int64)
+        return read_batch(self.path(cfg, f"{FOLDER}/train"), self._key(cfg), self._classes(cfg))[1]
 
     def load(self, cfg) -> ImageDataset:
         self.ensure(cfg)
         key = self._key(cfg)
         splits = {}
         for split in ("train", "test"):
-            entry = _unpickle(self.path(cfg, f"{FOLDER}/{split}"))
-            x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            splits[split] = (torch.from_numpy(x), torch.from_numpy(np.asarray(entry[key], dtype=np.int64)))
+            x, y = read_batch(self.path(cfg, f"{FOLDER}/{split}"), key, self._classes(cfg))
+            splits[split] = (torch.from_numpy(x), torch.from_numpy(y))
         meta = _unpickle(self.path(cfg, f"{FOLDER}/meta"))
-        classes = [str(c) for c in meta[f"{self.param(cfg, 'labels')}_label_names"]]
+        names = meta.get(f"{self.param(cfg, 'labels')}_label_names")
+        if not isinstance(names, list) or len(names) != self._classes(cfg):
+            raise ConfigError("dataset.root", f"{FOLDER}/meta lacks the {self._classes(cfg)} class names",
+                              "replace it with torchvision's original file", cfg.resolved_root())
+        classes = [str(c) for c in names]
         return ImageDataset(name=self.name, x_train=splits["train"][0], y_train=splits["train"][1],
                             x_test=splits["test"][0], y_test=splits["test"][1], classes=classes,
                             mean=MEAN, std=STD, crop_padding=4, hflip=True,

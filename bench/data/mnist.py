@@ -6,6 +6,7 @@ uncompressed (as torchvision leaves them) or gzipped (``.gz``, as downloaded).""
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,24 +15,41 @@ import torch
 from albench.data.base import ImageDataset
 from albench.data.fetch import TorchvisionLayout, tv_download
 from albench.data.registry import register_dataset
+from albench.errors import ConfigError
 
 STEMS = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
          "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 
 
-def read_idx(path: Path) -> np.ndarray:
+# the largest idx file albench reads: MNIST's train images are 47 MB; decompression stops beyond this
+MAX_IDX_BYTES = 1 << 31
+
+
+def read_idx(path: Path, field: str = "dataset.root") -> np.ndarray:
     """The uint8 array of an idx file (gzipped when the name ends in .gz): magic 0x0000 08 <ndim>,
-    then ndim big-endian int32 sizes, then the bytes."""
+    then ndim big-endian int32 sizes, then the bytes. ConfigError naming ``field`` and the file when
+    it is not such a file (a short, truncated, garbled or oversized one included)."""
+    def bad(problem: str) -> ConfigError:
+        return ConfigError(field, f"{path.name} {problem}", "replace it with the original file (torchvision's "
+                           "download, or set download: true)", str(path))
+
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read(MAX_IDX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise bad(f"cannot be read ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise bad(f"is larger than {MAX_IDX_BYTES} bytes, not an MNIST idx file")
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file (magic {raw[:4].hex()}, expected 000008nn)")
+        raise bad(f"is not an unsigned-byte idx file (magic {raw[:4].hex()}, expected 000008nn)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise bad(f"is truncated: {len(raw)} bytes, too short for the {ndim} sizes its header announces")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but holds {data.size} bytes")
+    if any(d < 0 for d in dims) or data.size != int(np.prod(dims, dtype=object)):
+        raise bad(f"header says {dims} but the file holds {data.size} bytes of data")
     return data.reshape(dims)
 
 
@@ -56,9 +74,27 @@ class _IdxDataset(TorchvisionLayout):
     def fetch(self, root: str) -> None:
         tv_download(self.tv_class, root, {"train": True}, {"train": False})
 
-    def _read(self, cfg, key: str) -> np.ndarray:
+    def _read(self, cfg, key: str, field: str = "dataset.root") -> np.ndarray:
         s = STEMS[key]
-        return read_idx(self.path(cfg, f"{self.folder}/raw/{s}", f"{self.folder}/raw/{s}.gz"))
+        return read_idx(self.path(cfg, f"{self.folder}/raw/{s}", f"{self.folder}/raw/{s}.gz"), field)
+
+    def check(self, cfg, path: str) -> None:
+        """Also reads the four idx files: a short, garbled or mismatched one is refused at load."""
+        super().check(cfg, path)
+        if self.missing(cfg):
+            return  # download: true, not fetched yet
+        a = {k: self._read(cfg, k, f"{path}.root") for k in STEMS}
+        for split in ("train", "test"):
+            x, y = a[f"x_{split}"], a[f"y_{split}"]
+            stem = STEMS[f"x_{split}"]
+            if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+                raise ConfigError(f"{path}.root", f"{stem} holds {x.shape} and {STEMS[f'y_{split}']} {y.shape}; they "
+                                  "must be (N, H, W) images and N labels", "replace them with the original files",
+                                  cfg.resolved_root())
+            if y.size and y.max() >= len(self.class_names):
+                raise ConfigError(f"{path}.root", f"{STEMS[f'y_{split}']} holds label {int(y.max())}; "
+                                  f"{self.name} has {len(self.class_names)} classes",
+                                  "replace it with the original file", cfg.resolved_root())
 
     def read_train_labels(self, cfg) -> np.ndarray:
         return self._read(cfg, "y_train").astype(np.int64)

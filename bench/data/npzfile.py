@@ -11,11 +11,20 @@ import torch
 from albench.errors import ConfigError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
+MAX_CLASSES = 100_000  # more than any classification benchmark (ImageNet-21k has 21,841)
+
+
+# deflate cannot compress better than about 1032:1; an entry claiming more holds a lie
+MAX_DEFLATE_RATIO = 1100
 
 
 def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """(shape, dtype) of each array in an npz, read from the headers without loading the data.
-    Raises zipfile.BadZipFile / ValueError / OSError for a file that is not an npz."""
+
+    Each header is checked against the zip entry holding it before anything would be allocated: the
+    declared data must be exactly what the entry holds, and no more than its compressed bytes can
+    hold (an npz whose headers declare 10**12 images is refused here, not by a 7 TiB allocation).
+    Raises zipfile.BadZipFile / ValueError / OSError for a file that is not such an npz."""
     headers = {}
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
@@ -27,7 +36,17 @@ def npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                     shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-            headers[info.filename[:-4]] = (shape, dtype)
+                offset = fh.tell()
+            name = info.filename[:-4]
+            if dtype.hasobject:
+                raise ValueError(f"array {name!r} holds Python objects (a pickle), which cannot be read safely")
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            ratio = 1 if info.compress_type == zipfile.ZIP_STORED else MAX_DEFLATE_RATIO
+            if declared != info.file_size - offset or declared > ratio * info.compress_size + 4096:
+                raise ValueError(f"array {name!r} is truncated or damaged: it declares {dtype} {tuple(shape)} "
+                                 f"({declared} bytes), but its entry holds {info.file_size - offset} bytes "
+                                 f"({info.compress_size} compressed)")
+            headers[name] = (shape, dtype)
     return headers
 
 
@@ -91,6 +110,10 @@ def check_npz(path: Path, field: str, *, n_classes: int | None = None, dense_cla
         if n_classes is not None and len(classes) != n_classes:
             raise bad("classes", f"lists {len(classes)} classes; this dataset has {n_classes}",
                       f"list the {n_classes} class names, or leave classes out")
+    for split, y in labels.items():
+        if y.max() > MAX_CLASSES:  # before K is derived from it: a label of 2**40 would mean 2**40 classes
+            raise bad(f"y_{split}", f"holds label {int(y.max())}; albench takes at most {MAX_CLASSES} classes",
+                      "relabel the classes 0..K-1")
     k = n_classes if n_classes is not None else len(classes) if classes is not None else \
         int(max(labels["train"].max(), labels["test"].max())) + 1
     for split, y in labels.items():
@@ -107,7 +130,7 @@ def check_npz(path: Path, field: str, *, n_classes: int | None = None, dense_cla
         raise bad("y_train", f"holds a single class ({int(present[0])}); active learning needs at least two",
                   "include images of at least two classes")
     if dense_classes and len(present) < k:
-        absent = sorted(set(range(k)) - set(int(c) for c in present))
+        absent = np.setdiff1d(np.arange(k), present).tolist()
         raise bad("y_train", f"has no image of class(es) {absent[:10]}{' ...' if len(absent) > 10 else ''} "
                   f"of 0..{k - 1}", "relabel the classes that occur 0..K-1 (and list only those in 'classes')")
 
@@ -137,6 +160,7 @@ def to_nchw_uint8(x: np.ndarray, what: str) -> torch.Tensor:
 
 def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an npz in the documented layout (x_train, y_train, x_test, y_test, [classes])."""
+    npz_headers(path)  # each header against its entry's size, before anything is allocated
     with np.load(path, allow_pickle=False) as data:
         missing = [k for k in REQUIRED if k not in data.files]
         if missing:

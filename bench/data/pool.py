@@ -29,6 +29,7 @@ import torch
 
 from albench.data.base import ImageDataset
 from albench.errors import ConfigError
+from albench.typed import IMAGES, SEED, coerce
 
 POOL_PARAMS = ("subsample", "imbalance")
 
@@ -36,14 +37,14 @@ POOL_PARAMS = ("subsample", "imbalance")
 def _int(value, field: str, fix: str) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise ConfigError(field, "must be a positive integer", fix, value)
-    return int(value)
+    return coerce(IMAGES, int(value), field)
 
 
 def _seed(spec: dict, field: str) -> int:
     seed = spec.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
         raise ConfigError(f"{field}.seed", "must be a non-negative integer", "set seed: 0", seed)
-    return int(seed)
+    return coerce(SEED, int(seed), f"{field}.seed")
 
 
 def parse_pool_options(params: dict, path: str) -> dict:

@@ -14,29 +14,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albench.data.base import DatasetSpec, ImageDataset, channel_stats
+from albench.data.base import DatasetSpec, ImageDataset, channel_stats, param_image_size, param_int
 from albench.data.decoded import (IMAGENET_MEAN, IMAGENET_STD, cache_key, check_cache_dir, decoded_array,
                                 default_workers, read_label, read_rgb, resolve_cache_dir)
 from albench.data.registry import register_dataset
 from albench.errors import ConfigError
+from albench.typed import INT64_MAX, MAX_COUNT
 
 IGNORE = 255
 
 
 def _positive_int(spec: DatasetSpec, cfg, path: str, key: str, minimum: int = 1) -> int:
-    v = spec.param(cfg, key)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ConfigError(f"{path}.params.{key}", f"must be an integer >= {minimum}",
-                          f"set {path}.params.{key} to e.g. {spec.params[key]}", v)
-    return v
+    maximum = INT64_MAX if key.endswith("seed") else MAX_COUNT  # a seed is a name, not a count
+    return param_int(spec, cfg, path, key, minimum, maximum)
 
 
-def _size_param(spec: DatasetSpec, cfg, path: str, key: str = "image_size") -> tuple[int, int]:
-    v = spec.param(cfg, key)
-    if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(s, int) and s > 0 for s in v)):
-        raise ConfigError(f"{path}.params.{key}", "must be [height, width] in pixels",
-                          f"set e.g. {key}: {list(spec.params[key])}", v)
-    return int(v[0]), int(v[1])
+_size_param = param_image_size
 
 
 # ------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ torchvision, labels are mapped to 0..9 with 10 -> 0."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -17,19 +19,51 @@ MEAN = (0.4377, 0.4438, 0.4728)  # the usual SVHN train statistics (0..1 units)
 STD = (0.1980, 0.2010, 0.1970)
 
 
-def read_mat(path, labels_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
+def read_mat(path, labels_only: bool = False, field: str = "dataset.root") -> tuple[np.ndarray | None, np.ndarray]:
     """(images uint8 (N, 3, 32, 32) or None, labels int64 (N,) in 0..9) from one SVHN .mat file."""
     import scipy.io as sio
 
-    mat = sio.loadmat(path, variable_names=["y"] if labels_only else ["X", "y"])
-    y = np.asarray(mat["y"], dtype=np.int64).reshape(-1)
+    def bad(problem: str) -> ConfigError:
+        return ConfigError(field, f"{Path(path).name} {problem}", "replace it with torchvision's original "
+                           "SVHN file (or set download: true)", str(path))
+
+    try:
+        mat = sio.loadmat(path, variable_names=["y"] if labels_only else ["X", "y"])
+    except Exception as exc:  # noqa: BLE001 - scipy raises MatReadError, ValueError, TypeError ... on garbage
+        raise bad(f"is not a readable .mat file ({type(exc).__name__}: {str(exc)[:80]})") from None
+    try:
+        y = np.asarray(mat["y"], dtype=np.int64).reshape(-1)
+        if not labels_only:
+            xm = np.asarray(mat["X"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise bad(f"does not hold SVHN's X and y arrays ({type(exc).__name__}: {str(exc)[:60]})") from None
+    if y.size == 0 or y.min() < 1 or y.max() > 10:
+        raise bad("holds labels outside 1..10 (SVHN's, 10 for the digit 0)")
     y[y == 10] = 0
     if labels_only:
         return None, y
-    x = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))
+    if xm.ndim != 4 or xm.shape[:3] != (32, 32, 3) or xm.dtype != np.uint8:
+        raise bad(f"holds X of {xm.dtype} {xm.shape}; SVHN's is uint8 (32, 32, 3, N)")
+    x = np.ascontiguousarray(xm.transpose(3, 2, 0, 1))
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{path}: {x.shape[0]} images but {y.shape[0]} labels")
+        raise bad(f"holds {x.shape[0]} images but {y.shape[0]} labels")
     return x, y
+
+
+def check_mat_images(path, n: int, field: str) -> None:
+    """ConfigError unless the .mat file at ``path`` declares X as uint8 (32, 32, 3, n), read from its
+    variable headers (scipy's whosmat), not its data."""
+    import scipy.io as sio
+
+    try:
+        found = {name: (shape, cls) for name, shape, cls in sio.whosmat(path)}
+    except Exception as exc:  # noqa: BLE001 - as read_mat: scipy raises several kinds on garbage
+        raise ConfigError(field, f"{Path(path).name} is not a readable .mat file ({type(exc).__name__})",
+                          "replace it with torchvision's original SVHN file (or set download: true)", str(path)) from None
+    shape, cls = found.get("X", (None, None))
+    if shape is None or tuple(shape) != (32, 32, 3, n) or cls != "uint8":
+        raise ConfigError(field, f"{Path(path).name} declares X as {cls} {shape}; SVHN's is uint8 (32, 32, 3, {n}), "
+                          "one image per label", "replace it with torchvision's original SVHN file", str(path))
 
 
 @register_dataset
@@ -60,6 +94,10 @@ class Svhn(TorchvisionLayout):
             raise ConfigError(f"{path}.params.extra", "must be true or false", "set extra: false",
                               self.param(cfg, "extra"))
         super().check(cfg, path)
+        if not self.missing(cfg):  # every file's labels and X's declared shape (cheap: X is not read)
+            for f in [*self._train_files(cfg), "test_32x32.mat"]:
+                _, y = read_mat(self.path(cfg, f), labels_only=True, field=f"{path}.root")
+                check_mat_images(self.path(cfg, f), len(y), f"{path}.root")
 
     def read_train_labels(self, cfg) -> np.ndarray:
         return np.concatenate([read_mat(self.path(cfg, f), labels_only=True)[1] for f in self._train_files(cfg)])

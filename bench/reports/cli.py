@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from albench.errors import ConfigError
+from albench.typed import MAX_COUNT
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -51,21 +52,30 @@ def _expected(config: str) -> list[tuple[str, str, str, int]]:
 def cmd_report(args) -> int:
     from albench.reports.report import build_report
 
-    root = Path(args.results_dir)
-    if not root.is_dir():
-        raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart", str(root))
-    if args.tsne_points < 10:
-        raise ConfigError("--tsne-points", "must be at least 10", "use e.g. --tsne-points 3000", args.tsne_points)
-    if args.tsne_jobs < 0:
-        raise ConfigError("--tsne-jobs", "must be >= 0", "use 1 (one panel at a time), or 0 for one per core",
+    from albench.paths import check_folder_arg, check_path_text, first_link, links_in, refuse_links
+
+    root = check_folder_arg(args.results_dir, "RESULTS_DIR", "pass a sweep folder such as results/quickstart")
+    if not 10 <= args.tsne_points <= MAX_COUNT:
+        raise ConfigError("--tsne-points", f"must be in 10..{MAX_COUNT}", "use e.g. --tsne-points 3000",
+                          args.tsne_points)
+    if not 0 <= args.tsne_jobs <= 1024:
+        raise ConfigError("--tsne-jobs", "must be in 0..1024", "use 1 (one panel at a time), or 0 for one per core",
                           args.tsne_jobs)
-    if args.tsne_threads < 0:
-        raise ConfigError("--tsne-threads", "must be >= 0", "use 1, or 0 for the library default", args.tsne_threads)
+    if not 0 <= args.tsne_threads <= 1024:
+        raise ConfigError("--tsne-threads", "must be in 0..1024", "use 1, or 0 for the library default",
+                          args.tsne_threads)
+    if args.out is not None:
+        check_path_text(args.out, "--out", "pass a report folder of a shorter path")
     out = Path(args.out) if args.out else root / "report"
+    if args.out is None:  # inside the results folder: never written through a link
+        refuse_links([p for rel in ("report", "report/figures", "report/tables")
+                      if (p := first_link(root, rel)) is not None] + links_in(out), "--out")
     expected = _expected(args.config) if args.config else None
     log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
     index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
                          tsne_threads=args.tsne_threads or None, tsne_jobs=args.tsne_jobs or None, log=log)
+    for d, why in index.unreadable:
+        print(f"albench: damaged run left out of the report: {d}: {why}", file=sys.stderr)
     n_fig = sum(a.kind == "figure" for a in index.artefacts)
     n_tab = sum(a.kind == "table" for a in index.artefacts)
     if index.missing:
@@ -91,6 +101,9 @@ def cmd_verify(args) -> int:
         checks = [c for c in checks if any(fnmatch.fnmatchcase(c.id, pat) for pat in args.only)]
         if not checks:
             raise ConfigError("--only", "matches no check id", "list the ids in the reference file", args.only)
+    from albench.paths import check_folder_arg
+
+    check_folder_arg(args.results_dir, "RESULTS_DIR", "pass a sweep folder such as results/quickstart")
     sweep = load_sweep_runs(args.results_dir)
     outcomes = verify(sweep, checks)
     print(f"reference: {meta.get('paper') or meta.get('name') or args.reference} ({len(checks)} checks)")

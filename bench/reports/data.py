@@ -204,13 +204,6 @@ class Sweep:
         return df.sort_values(["dataset", "series", "seed", "cycle"], kind="stable").reset_index(drop=True)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def load_sweep_runs(root: str | Path, *, allow_empty: bool = False) -> Sweep:
     """Every run folder under ``root`` (a run, a sweep, or an output root holding several sweeps).
 
@@ -233,7 +226,7 @@ def load_sweep_runs(root: str | Path, *, allow_empty: bool = False) -> Sweep:
             bad.append((d, f"{type(exc).__name__}: {exc}"))
             continue
         runs.append(Run(dir=d, identity=raw["identity"], status=raw["status"], config=raw["config"] or {},
-                        env=_read_json(d / "env.json"), rows=raw["rows"]))
+                        env=raw["env"], rows=raw["rows"]))
     sweeps = {r.sweep for r in runs}
     for r in runs:
         r.series = f"{r.sweep}/{r.label}" if len(sweeps) > 1 else r.label

@@ -37,7 +37,7 @@ import numpy as np
 import yaml
 
 from albench.errors import ConfigError
-from albench.typed import Bounds, from_dict, to_dict
+from albench.typed import MAX_IMAGES, Bounds, from_dict, to_dict
 from albench.reports.data import Run, Sweep
 from albench.reports.provenance import DAGGER
 from albench.reports.stats import spearman_rho
@@ -120,8 +120,8 @@ class ScaleSpec:
     model: str | None = None
     epochs: Annotated[int | None, Bounds(ge=1)] = None
     batch_size: Annotated[int | None, Bounds(ge=1)] = None
-    initial: Annotated[int | None, Bounds(ge=1)] = None
-    budget: Annotated[int | None, Bounds(ge=1)] = None
+    initial: Annotated[int | None, Bounds(ge=1, le=MAX_IMAGES)] = None
+    budget: Annotated[int | None, Bounds(ge=1, le=MAX_IMAGES)] = None
     cycles: Annotated[int | None, Bounds(ge=1)] = None
 
 
@@ -191,18 +191,17 @@ class ReferenceSpec:
 def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
     """(file-level fields, checks) of a reference YAML, read by :class:`ReferenceSpec` and
     :class:`CheckSpec`; ConfigError names the bad field (``checks[i] (id).field``)."""
-    from albench.config import MAX_CONFIG_BYTES, YamlTooComplex, load_yaml_text
+    from albench.config import MAX_CONFIG_BYTES, YamlRefused, load_yaml_text
+    from albench.paths import read_input_file
 
+    # a regular file, bounded like a config and checked before reading: a folder or a FIFO (which
+    # would block the reader forever) is refused unopened
+    blob = read_input_file(path, "--reference", MAX_CONFIG_BYTES,
+                           "pass a reference file such as results/reference/pt4al-eccv2022.yaml")
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:  # bounded like a config: checked before reading
-            raise ConfigError("--reference", f"is larger than {MAX_CONFIG_BYTES // 1024} KiB",
-                              "pass a reference file like results/reference/pt4al-eccv2022.yaml", str(path))
-        raw = load_yaml_text(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("--reference", "no such file", "pass e.g. results/reference/pt4al-eccv2022.yaml",
-                          str(path)) from None
-    except (YamlTooComplex, UnicodeDecodeError) as exc:  # an alias bomb, deep nesting, not UTF-8
+        raw = load_yaml_text(blob.decode("utf-8"))
+    except (YamlRefused, UnicodeDecodeError) as exc:  # an alias bomb, deep nesting, a key twice, not UTF-8
         raise ConfigError("--reference", str(exc).splitlines()[0][:200], "write the file as plain YAML",
                           str(path)) from None
     except yaml.YAMLError as exc:
@@ -211,10 +210,10 @@ def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
     if not isinstance(raw, dict) or not isinstance(raw.get("checks"), list):
         raise ConfigError("--reference", "holds no 'checks' list", "use a file like results/reference/"
                           "pt4al-eccv2022.yaml", str(path))
-    ref = from_dict(ReferenceSpec, raw)
+    ref = from_dict(ReferenceSpec, {**raw, "checks": []})  # each check is read below, its id in the path
     scales = {name: to_dict(s) for name, s in (ref.scales or {}).items()}
     checks, seen = [], set()
-    for i, c in enumerate(ref.checks):
+    for i, c in enumerate(raw["checks"]):
         where = f"checks[{i}]"
         if not isinstance(c, dict):
             raise ConfigError(where, "must be a mapping", "write each check as key: value lines", c)

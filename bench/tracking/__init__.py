@@ -49,6 +49,87 @@ def missing_package(name: str) -> str | None:
     return f"pip install 'albench[{b.extra}]'"
 
 
+# ---------------------------------------------------------------------------------------------
+# MLflow tracking URIs, checked when the config is loaded
+
+# URI schemes MLflow's tracking client takes (a database URI may name its driver: postgresql+psycopg2)
+MLFLOW_SCHEMES = ("file", "http", "https", "databricks", "sqlite", "postgresql", "mysql", "mssql")
+# Each MLflow request gets MLFLOW_TRIES tries of at most MLFLOW_TIMEOUT_S seconds, with a backoff of
+# MLFLOW_BACKOFF_S x 2**k between them, unless the MLFLOW_HTTP_REQUEST_* environment variables say
+# otherwise: an unreachable server fails the run within about MLFLOW_MAX_WAIT_S seconds (MLflow's
+# own defaults retry for over four minutes). The server is also tried once at load time.
+MLFLOW_TRIES = 3
+MLFLOW_TIMEOUT_S = 10
+MLFLOW_BACKOFF_S = 1
+MLFLOW_MAX_WAIT_S = MLFLOW_TRIES * MLFLOW_TIMEOUT_S + sum(MLFLOW_BACKOFF_S * 2 ** k for k in range(MLFLOW_TRIES - 1))
+REACH_TIMEOUT_S = 5  # the load-time connection test
+
+
+def check_mlflow_uri(uri: str, field: str) -> None:
+    """ConfigError naming ``field`` unless ``uri`` is a tracking URI MLflow can use: a local folder
+    (a path or ``file:`` URI) that can be created (not under a file, not in /proc, /sys or /dev), an
+    ``http(s)://host`` server, ``databricks``, or a database URI (sqlite, postgresql, mysql, mssql)
+    whose local file, if any, can be created."""
+    from urllib.parse import urlparse
+
+    from albench.errors import ConfigError
+    from albench.paths import check_path_text
+
+    fix = (f"set {field} to a local folder such as 'mlruns', a server such as 'http://host:5000', or a "
+           "database URI such as 'sqlite:///mlflow.db'")
+    if any(ord(c) < 32 for c in uri):
+        raise ConfigError(field, "holds a control character (a NUL byte, a newline)", fix, uri)
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower().split("+", 1)[0]
+    if scheme == "" or (scheme == "file"):
+        folder = parsed.path if scheme == "file" else uri
+        check_path_text(folder, field, fix)
+        _check_creatable(Path(folder).expanduser(), field, fix, uri, folder=True)
+        return
+    if scheme not in MLFLOW_SCHEMES:
+        raise ConfigError(field, f"uses the scheme '{parsed.scheme}:', which MLflow cannot track to", fix, uri)
+    if scheme in ("http", "https"):
+        try:
+            port = parsed.port
+        except ValueError:
+            raise ConfigError(field, "has a port that is not a number in 0..65535", fix, uri) from None
+        if not parsed.hostname:
+            raise ConfigError(field, "names no host", fix, uri)
+        del port
+    if scheme == "sqlite":
+        db = parsed.path[1:] if parsed.path.startswith("//") else parsed.path  # sqlite:////abs or sqlite:///rel
+        if db and db != ":memory:":
+            check_path_text(db, field, fix)
+            _check_creatable(Path(db).expanduser(), field, fix, uri, folder=False)
+
+
+def _check_creatable(p: Path, field: str, fix: str, uri: str, *, folder: bool) -> None:
+    from albench.paths import check_creatable
+
+    check_creatable(p, field, fix, uri, folder=folder)
+
+
+def check_mlflow_reachable(uri: str, field: str) -> None:
+    """ConfigError naming ``field`` when ``uri`` names an http(s) server that does not accept a
+    connection within :data:`REACH_TIMEOUT_S` seconds (other URIs pass)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from albench.errors import ConfigError
+
+    parsed = urlparse(uri)
+    if parsed.scheme.lower() not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme.lower() == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=REACH_TIMEOUT_S):
+            pass
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(field, f"names a server that cannot be reached: {parsed.hostname}:{port} "
+                          f"({getattr(exc, 'strerror', None) or exc or 'timed out'}; tried for up to "
+                          f"{REACH_TIMEOUT_S} s)", f"start the MLflow server, fix {field}, or remove it", uri) from None
+
+
 def cycle_scalars(row: dict) -> dict[str, float]:
     """The scalars of one cycles.csv row, by tag: ``cycle/<metric>``, ``cycle/n_labeled``,
     ``cycle/test_loss`` (nats) and ``seconds/<phase>`` (wall seconds, ``seconds/total`` included)."""

@@ -16,13 +16,37 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from albench.tracking import Tracker, cycle_scalars
+from albench.errors import AlbenchError
+from albench.tracking import MLFLOW_BACKOFF_S, MLFLOW_TIMEOUT_S, MLFLOW_TRIES, Tracker, cycle_scalars
 from albench.tracking.tensorboard_tracker import FOLDER as TB_FOLDER
 from albench.tracking.tensorboard_tracker import TRAIN_LOSS
 
 PARAM_MAX = 6000  # MLflow's limit on a param value (characters)
 # training state, other trackers' files, and status.json (still "running" here: the MLflow run's status says it)
 NOT_RECORDS = {"checkpoint.pt", "status.json", TB_FOLDER}
+
+
+class TrackingError(AlbenchError):
+    """The tracking server or store failed; the run fails (resumable) with this one-line reason."""
+
+
+RETRY_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": MLFLOW_TRIES - 1, "MLFLOW_HTTP_REQUEST_TIMEOUT": MLFLOW_TIMEOUT_S,
+             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": MLFLOW_BACKOFF_S}
+
+
+def bound_retries() -> None:
+    """Bound MLflow's HTTP retries (see :data:`albench.tracking.MLFLOW_MAX_WAIT_S`) unless the user set
+    the MLFLOW_HTTP_REQUEST_* environment variables."""
+    for key, value in RETRY_ENV.items():
+        os.environ.setdefault(key, str(value))
+
+
+def retry_statement() -> str:
+    """How long albench lets MLflow retry a request, as configured now."""
+    tries = int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", MLFLOW_TRIES - 1)) + 1
+    timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", MLFLOW_TIMEOUT_S)
+    return (f"each request gets {tries} tries of at most {timeout} s; set MLFLOW_HTTP_REQUEST_MAX_RETRIES and "
+            "MLFLOW_HTTP_REQUEST_TIMEOUT to change that")
 
 
 def resolve_uri(uri: str) -> str:
@@ -64,6 +88,14 @@ class MLflowTracker(Tracker):
     def open(self, *, config: dict, identity: dict, rows: list[dict], resumed: bool) -> dict:
         if urlparse(self.uri).scheme == "file":
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        bound_retries()
+        try:
+            return self._open(config=config, identity=identity, rows=rows, resumed=resumed)
+        except Exception as exc:  # noqa: BLE001 - MlflowException, requests' errors, OSError ...
+            raise TrackingError(f"MLflow tracking at {self.uri} failed: {type(exc).__name__}: "
+                                f"{(str(exc).strip().splitlines() or [''])[0][:200]} ({retry_statement()})") from exc
+
+    def _open(self, *, config: dict, identity: dict, rows: list[dict], resumed: bool) -> dict:
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.uri)

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from albench.cached import collect_uses
 from albench.data.augment import BatchTransform
 from albench.data.registry import load_dataset
 from albench.divergence import at_cycle
@@ -280,7 +281,7 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     rc, rec, al = ctx.rc, ctx.recorder, ctx.rc.al
     timer = PhaseTimer(ctx.device)
     at_cycle(None)  # divergence checks name the phase before the first cycle
-    with timer.phase("pretext"):
+    with collect_uses("pretext") as uses, timer.phase("pretext"):
         prep = PrepareContext(
             pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.mean,
             std=ctx.std, channel_order="bgr" if ctx.transform.bgr else "rgb", device=ctx.device, seed=rc.seed,
@@ -291,9 +292,14 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     if info is not None and not isinstance(info, dict):
         raise AlbenchError(f"strategy {rc.strategy.name!r}: prepare() returned {type(info).__name__}; it must "
                            "return a dict of plain data (recorded in run.json under 'prepare') or None")
+    # the cache entries prepare used, with their compute times (albench.cached): recorded with the phase
+    # seconds cycle 0 will carry, i.e. on a fresh start, or on a resume that redoes cycle 0 from its start
+    redo_cycle0 = state is not None and state.next_cycle == 0 and (state.partial is None or state.partial.cycle != 0)
     if state is None:
-        rec.update_identity(prepare=info or {})
-    else:
+        rec.update_identity(prepare=info or {}, cache_uses=[u.to_record() for u in uses])
+    elif redo_cycle0:
+        rec.update_identity(cache_uses=[u.to_record() for u in uses])
+    if state is not None:
         ctx.strategy.load_state_dict(state.strategy)
         if state.rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
             rec.write_cycles(state.rows, state.queries)

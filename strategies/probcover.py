@@ -128,46 +128,87 @@ def ball_graph(features, delta: float, *, max_edges: int = DEFAULT_MAX_EDGES,
     return indptr, targets
 
 
+def uncovered_degrees(indptr: np.ndarray, targets: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """(N,) int64: each row's count of targets not ``covered``: one pass over the edges (a gather and a
+    segment sum per row; an empty row counts 0)."""
+    n = len(indptr) - 1
+    if len(targets) == 0:
+        return np.zeros(n, dtype=np.int64)
+    free = ~covered[targets]
+    starts = np.asarray(indptr[:-1])
+    nonempty = starts < np.asarray(indptr[1:])
+    out = np.zeros(n, dtype=np.int64)
+    # reduceat sums free[start_i : start_{i+1}]; an empty row would read one element, so only nonempty rows
+    out[nonempty] = np.add.reduceat(free, starts[nonempty], dtype=np.int64)
+    return out
+
+
 def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k: int,
-                 rng: np.random.Generator) -> np.ndarray:
+                 rng: np.random.Generator, *, silent: np.ndarray | None = None) -> np.ndarray:
     """``k`` pool indices (int64, pick order) by greedy max coverage of the graph (see the module doc):
     labeled points' out-neighbours start covered; each step takes the node with the most uncovered
-    out-neighbours (ties: lowest index); once all is covered the rest is uniform from ``rng``."""
+    out-neighbours (ties: lowest index); once all is covered the rest is uniform from ``rng``.
+
+    ``silent``: pool indices whose out-edges are ignored (they cover nothing, so they are never
+    picked and, if labeled, cover nothing at the start): the ``graph_row_blocks_floor`` quirk.
+
+    Lazy evaluation gives exactly the greedy's picks without a reverse index: a node's count of
+    uncovered out-neighbours only falls as points get covered, so a count computed earlier is an
+    upper bound. A heap holds (-bound, index); the top is recounted (a pass over its out-edges) and
+    taken when its true count still leads the next bound in that order, which makes it the first
+    argmax of the true counts. The only pass over every edge is the initial count
+    (:func:`uncovered_degrees`); memory beyond the graph is O(N) plus one byte per edge, briefly.
+    """
+    import heapq
+
     n = len(indptr) - 1
-    idx = np.int32 if n < 2**31 else np.int64  # 4 bytes per edge and per array where they suffice
-    targets = np.asarray(targets).astype(idx, copy=False)
-    sources = np.repeat(np.arange(n, dtype=idx), np.diff(indptr))
     labeled = np.asarray(labeled, dtype=np.int64)
     chosen = np.zeros(n, dtype=bool)
     chosen[labeled] = True
     if k > n - int(chosen.sum()):
         raise ValueError(f"only {n - int(chosen.sum())} unlabeled points are left; {k} were asked for")
+    muted = np.zeros(n, dtype=bool)
+    if silent is not None:
+        muted[np.asarray(silent, dtype=np.int64)] = True
     covered = np.zeros(n, dtype=bool)
-    covered[targets[chosen[sources]]] = True
-    # reverse index: for each target y, the sources x with an edge x -> y
-    by_target = np.argsort(targets, kind="stable")
-    in_sources = sources[by_target]
-    del by_target
-    in_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(targets, minlength=n), out=in_ptr[1:])
-    degree = np.bincount(sources[~covered[targets]], minlength=n)
-    del sources
+    for x in labeled[~muted[labeled]]:
+        covered[targets[indptr[x]:indptr[x + 1]]] = True
+    degree = uncovered_degrees(indptr, targets, covered)
+    degree[muted] = 0
+    live = np.flatnonzero(degree > 0)
+    heap = list(zip((-degree[live]).tolist(), live.tolist()))
+    heapq.heapify(heap)
     picks: list[int] = []
-    while len(picks) < k:
-        x = int(np.argmax(degree))  # first maximum: the lowest index on ties
-        if degree[x] == 0:
-            break
+    while len(picks) < k and heap:
+        bound, x = heapq.heappop(heap)
+        out = targets[indptr[x]:indptr[x + 1]]
+        free = out[~covered[out]]
+        if len(free) == 0:
+            continue  # covers nothing any more: out of the race for good
+        key = (-len(free), x)
+        if heap and heap[0] < key:  # another bound leads: x goes back with its true count
+            heapq.heappush(heap, key)
+            continue
         picks.append(x)
         chosen[x] = True
-        out = targets[indptr[x]:indptr[x + 1]]
-        new = out[~covered[out]]
-        covered[new] = True
-        srcs = np.concatenate([in_sources[in_ptr[y]:in_ptr[y + 1]] for y in new])
-        degree -= np.bincount(srcs, minlength=n)
+        covered[free] = True
     if len(picks) < k:  # everything covered: uniform over the rest (the official code repeats index 0)
         rest = rng.choice(np.flatnonzero(~chosen), size=k - len(picks), replace=False)
         picks.extend(int(i) for i in rest)
     return np.asarray(picks, dtype=np.int64)
+
+
+def official_row_tail(labeled: np.ndarray, unlabeled: np.ndarray, block: int) -> np.ndarray:
+    """Pool indices whose rows the official graph leaves out: it orders the points as [labeled;
+    unlabeled] and builds ``range(N // block)`` row blocks, so the last N mod ``block`` of that order
+    get no out-edges. ValueError when N < ``block`` (no block at all: the official code fails)."""
+    order = np.concatenate([np.asarray(labeled, dtype=np.int64), np.asarray(unlabeled, dtype=np.int64)])
+    if len(order) < block:
+        raise ValueError(f"the graph_row_blocks_floor quirk builds the graph in {len(order)} // {block} = 0 row "
+                         f"blocks for a pool of {len(order)} points, so no point has an edge (the official code "
+                         "fails here): use a pool of at least that many points, or drop the quirk (list the "
+                         "others under strategies[i].quirks)")
+    return order[(len(order) // block) * block:]
 
 
 OFFICIAL_DELTA = Quirk(
@@ -175,13 +216,22 @@ OFFICIAL_DELTA = Quirk(
     "delta = 0.6, the command-line default of the official deep-al/tools/train_al.py (avihu111/TypiClust, "
     "69ca863 through 4097a71; the code has no purity rule), instead of the paper's purity rule",
     params={"delta": 0.6}, source="avihu111/TypiClust@4097a71 deep-al/tools/train_al.py")
+GRAPH_ROW_BLOCKS_FLOOR = Quirk(
+    "graph_row_blocks_floor",
+    "the delta-graph is built in row blocks of 500 over the points ordered [labeled; unlabeled], for i in "
+    "range(N // 500) (construct_graph in deep-al/pycls/al/prob_cover.py, 830be3f through 4097a71), so the last "
+    "N mod 500 points of that order get no out-edges: they are never picked and, if labeled, cover nothing. "
+    "albench's unlabeled order is ascending pool index (the official remainSet is sorted after each query; "
+    "before the first one it is the framework's shuffled split)",
+    params={"row_block": 500}, source="avihu111/TypiClust@4097a71 deep-al/pycls/al/prob_cover.py")
 
 
 @dataclass(frozen=True)
 class ProbCoverParams(RepresentationParams):
     """``delta``: a fixed ball radius (None: the purity rule over ``delta_grid``, None for 0.01,
     0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 20
-    bytes each). ``chunk_rows``: rows per distance block (chunk_rows x N floats). The representation
+    bytes each). ``chunk_rows``: rows per distance block (chunk_rows x N floats). ``row_block``: the
+    ``graph_row_blocks_floor`` quirk's block (None: every row has its edges). The representation
     params are in :class:`~albench.strategies.representation.RepresentationParams`."""
 
     delta: Annotated[float | None, Bounds(gt=0)] = None
@@ -189,6 +239,7 @@ class ProbCoverParams(RepresentationParams):
     delta_grid: list[float] | None = None
     max_edges: Annotated[int, Bounds(ge=1)] = DEFAULT_MAX_EDGES
     chunk_rows: Annotated[int, Bounds(ge=1)] = 1000
+    row_block: Annotated[int | None, Bounds(ge=1)] = None
 
 
 @register_strategy
@@ -197,7 +248,7 @@ class ProbCover(RepresentationMixin, Strategy):
     description = ("greedy max coverage of delta-balls in a self-supervised representation, delta by the purity "
                    "rule (params: representation, delta, alpha, max_edges, pretext_*)")
     needs: frozenset = frozenset()
-    quirks = (OFFICIAL_DELTA,)
+    quirks = (OFFICIAL_DELTA, GRAPH_ROW_BLOCKS_FLOOR)
 
     Params = ProbCoverParams
 
@@ -248,7 +299,8 @@ class ProbCover(RepresentationMixin, Strategy):
     def _query(self, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         if self._graph is None:
             raise RuntimeError("probcover has no graph: prepare() has not run")
-        return max_coverage(*self._graph, pool.labeled, size, rng)
+        silent = None if self.row_block is None else official_row_tail(pool.labeled, pool.unlabeled, self.row_block)
+        return max_coverage(*self._graph, pool.labeled, size, rng, silent=silent)
 
     def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return self._query(size, pool, rng)
@@ -258,5 +310,5 @@ class ProbCover(RepresentationMixin, Strategy):
         return self._query(budget, pool, rng)
 
 
-__all__ = ["GraphTooLarge", "ProbCover", "ball_graph", "kmeans_labels", "max_coverage", "other_label_distance",
-           "purity", "purity_delta"]
+__all__ = ["GraphTooLarge", "ProbCover", "ball_graph", "kmeans_labels", "max_coverage", "official_row_tail",
+           "other_label_distance", "purity", "purity_delta", "uncovered_degrees"]

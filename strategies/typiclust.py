@@ -15,7 +15,8 @@ Each query (the cold start included) picks from a self-supervised representation
    Ties go to the lowest pool index.
 5. If no kept cluster has an unlabeled point left, the rest is drawn uniformly from ``rng``.
 
-Features are L2-normalised (the official code since d1b93d5).
+Features are L2-normalised, as the official code since 2e14a16 (d1b93d5 meant to add the
+normalisation but its line reads an undefined name; 2e14a16, the same day, is the working fix).
 
 Cost bound. k-means (K <= 50): 10 restarts x at most 300 Lloyd iterations x N x K x d. Mini-batch
 k-means (K > 50): 3 k-means++ seedings on scikit-learn's 15,000-point init sample (K (2 + ln K)
@@ -26,10 +27,11 @@ neighbours are computed per cluster, in row blocks of at most 2^24 distances (64
 never as an N x N matrix: O(sum of n_c^2 d) over the clusters picked from, once per cluster (the
 ``candidate_density`` quirk recomputes per pick). Measured times: README, Speed.
 
-The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches, all on under
-``protocol: official`` (file ``deep-al/pycls/al/typiclust.py`` at avihu111/TypiClust 4097a71 unless
-stated): ``squared_distances``, ``fixed_cluster_order``, ``candidate_density`` and
-``unnormalized_features``.
+The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches. ``protocol:
+official`` means the current code, avihu111/TypiClust 4097a71 (file ``deep-al/pycls/al/typiclust.py``),
+and switches on ``squared_distances``, ``fixed_cluster_order`` and ``candidate_density``. A behaviour
+the authors' code has since dropped is its own commit-named quirk, off under ``official``:
+``unnormalized_features_250a41d`` (the raw embeddings of the ICML 2022 code).
 """
 
 from __future__ import annotations
@@ -167,11 +169,16 @@ CANDIDATE_DENSITY = Quirk(
     "measure each candidate's kNN distance among the cluster's unlabeled, not-yet-picked points only, "
     "recomputed after every pick, k = min(20, n_candidates // 2) (select_samples, 4097a71)",
     params={"density": "candidates"}, source="avihu111/TypiClust@4097a71 deep-al/pycls/al/typiclust.py")
-UNNORMALIZED_FEATURES = Quirk(
-    "unnormalized_features",
-    "cluster the raw SimCLR embeddings, not L2-normalised: the code of the ICML 2022 paper (250a41d), before "
-    "d1b93d5 (October 2022, 'typiclust didn't normalize features') added the normalisation to pycls/al/typiclust.py",
-    params={"normalize": False}, source="avihu111/TypiClust@250a41d deep-al/pycls/al/typiclust.py")
+UNNORMALIZED_FEATURES_250A41D = Quirk(
+    "unnormalized_features_250a41d",
+    "the superseded official code of the ICML 2022 paper (250a41d and before): cluster and measure typicality "
+    "on the raw SimCLR embeddings, not L2-normalised. d1b93d5 (27 Oct 2022, 'typiclust didn't normalize "
+    "features') added the normalisation with a line that reads an undefined name (features, not "
+    "self.features), so that commit fails; 2e14a16 (the same day) is the working fix: pycls/datasets/utils/"
+    "features.py load_features normalises by default, as 4097a71 still does. Off under protocol official, "
+    "for numbers made with the older code",
+    params={"normalize": False}, source="avihu111/TypiClust@250a41d deep-al/pycls/al/typiclust.py",
+    official=False)
 
 
 @dataclass(frozen=True)
@@ -195,7 +202,7 @@ class TypiClust(RepresentationMixin, Strategy):
     description = ("most typical point of the least-labeled clusters of a self-supervised representation "
                    "(params: representation, max_clusters, pretext_*)")
     needs: frozenset = frozenset()  # no model output: the representation is computed in prepare
-    quirks = (SQUARED_DISTANCES, FIXED_CLUSTER_ORDER, CANDIDATE_DENSITY, UNNORMALIZED_FEATURES)
+    quirks = (SQUARED_DISTANCES, FIXED_CLUSTER_ORDER, CANDIDATE_DENSITY, UNNORMALIZED_FEATURES_250A41D)
 
     Params = TypiClustParams
 

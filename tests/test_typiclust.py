@@ -117,9 +117,14 @@ def test_params_are_validated_and_official_switches_every_quirk():
         make_strategy("typiclust", {"pretext_options": {"tau": -1}})
     assert err.value.field == "params.pretext_options.tau"
     st, _, quirks, flags = resolve_strategy(StrategyConfig("typiclust"), "official", TrainConfig(), "s")
-    assert set(quirks) == {"squared_distances", "fixed_cluster_order", "candidate_density", "unnormalized_features"}
-    assert st.params["squared_distances"] and not st.params["resort"] and not st.params["normalize"]
+    # official = the current code (4097a71), which normalises the features
+    assert set(quirks) == {"squared_distances", "fixed_cluster_order", "candidate_density"}
+    assert st.params["squared_distances"] and not st.params["resort"] and st.params["normalize"]
     assert st.params["density"] == "candidates" and flags == []
+    # the superseded code of the ICML 2022 paper: its own commit-named quirk
+    st, _, quirks, _ = resolve_strategy(StrategyConfig("typiclust", quirks=["unnormalized_features_250a41d"]),
+                                        "official", TrainConfig(), "s")
+    assert quirks == ["unnormalized_features_250a41d"] and not st.params["normalize"]
     st, *_ = resolve_strategy(StrategyConfig("typiclust"), "paper", TrainConfig(), "s")
     assert st.params["normalize"] and st.params["resort"] and not st.params["squared_distances"]
 

@@ -22,7 +22,7 @@ from albench.cached import collect_uses
 from albench.data.augment import BatchTransform
 from albench.data.registry import load_dataset
 from albench.divergence import at_cycle
-from albench.engine.device import configure_torch, resolve_device, use_amp
+from albench.engine.device import configure_torch, limit_thread_pools, resolve_device, use_amp
 from albench.engine.inference import compute_outputs, evaluate, seed_stochastic
 from albench.engine.malloc import tune_malloc
 from albench.engine.state import LoopState, PartialCycle
@@ -90,6 +90,7 @@ class RunContext:
         self.recorder = RunRecorder(rc.run_dir)
         self.device = resolve_device(rc.device)
         self.threads = configure_torch(self.device, rc.threads)
+        self.thread_pools = limit_thread_pools(self.threads)  # BLAS and OpenMP too (env.json thread_pools)
         tune_malloc()  # process-wide: later runs in this process reuse freed buffers too
         self.amp = use_amp(self.device, rc.train.amp)
         self.ds = load_dataset(rc.dataset)
@@ -250,7 +251,7 @@ def _begin(ctx: RunContext) -> LoopState | None:
     rc, rec = ctx.rc, ctx.recorder
     payload = rec.load_checkpoint()
     state = None if payload is None else LoopState.from_checkpoint(payload, source=rec.checkpoint_path)
-    env = fingerprint(ctx.device, ctx.threads)
+    env = fingerprint(ctx.device, ctx.threads, thread_pools=ctx.thread_pools)
     if state is None:
         rec.start(_identity(ctx), rc.to_dict(), env)
         rec.log(f"start {rc.run_id} on {env['device_name']} ({ctx.device})")

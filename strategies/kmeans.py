@@ -69,11 +69,12 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
         raise ValueError(f"k-means++ needs 1 <= k <= n, got k={k}, n={n}")
     trials = 2 + int(math.log(k))
     x_sq = (x * x).sum(1)
+    x_t = x.T.contiguous()  # (d, n): each step is a (trials, d) x (d, n) product, rows contiguous
     chosen = torch.empty(k, dtype=torch.int64)
     chosen[0] = int(torch.randint(n, (1,), generator=generator))
-    first = x[chosen[:1]]
-    closest = _sq_dist(x, x_sq, first, x_sq[chosen[:1]])[:, 0].clamp_(min=0.0)
     with _one_thread():
+        closest = torch.addmm(x_sq[None, :], x[chosen[:1]], x_t, alpha=-2.0).add_(x_sq[chosen[:1], None])
+        closest = closest[0].clamp_(min=0.0)
         for i in range(1, k):
             cum = torch.cumsum(closest, 0, dtype=torch.float64)
             total = float(cum[-1])
@@ -85,11 +86,11 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, generator: torch.Generator) -> tor
                 break
             draws = torch.rand(trials, generator=generator, dtype=torch.float64) * total
             cand = torch.searchsorted(cum, draws, right=True).clamp_(max=n - 1)
-            d = _sq_dist(x, x_sq, x[cand], x_sq[cand]).clamp_(min=0.0)
-            torch.minimum(d, closest[:, None], out=d)
-            best = int(torch.argmin(d.sum(0, dtype=torch.float64)))
+            d = torch.addmm(x_sq[None, :], x[cand], x_t, alpha=-2.0).add_(x_sq[cand, None]).clamp_(min=0.0)
+            torch.minimum(d, closest[None, :], out=d)  # (trials, n): the distances if each were added
+            best = int(torch.argmin(d.sum(1, dtype=torch.float64)))
             chosen[i] = cand[best]
-            closest = d[:, best].contiguous()
+            closest = d[best]
     return x[chosen].clone()
 
 

@@ -69,15 +69,15 @@ def cluster_pool(features: np.ndarray, k: int, rng: np.random.Generator, *,
     mini-batch k-means: :func:`albench.strategies.kmeans.minibatch_kmeans` (``kmeans="albench"``), or
     scikit-learn's MiniBatchKMeans with the official code's batch of 5,000 and its pinned 1.0.2
     default of 3 seedings (``kmeans="sklearn"``, the ``sklearn_minibatch_kmeans`` quirk)."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-    from threadpoolctl import threadpool_limits
-
     seed = int(rng.integers(0, 2**31 - 1))
     x = np.ascontiguousarray(features, dtype=np.float32)
+    if k > KMEANS_MAX_K and kmeans == "albench":
+        return minibatch_kmeans(x, k, seed=seed, batch_size=MINIBATCH_SIZE)
+    from sklearn.cluster import KMeans, MiniBatchKMeans  # imported here: about 1 s, needed only here
+    from threadpoolctl import threadpool_limits
+
     if k <= KMEANS_MAX_K:
         return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x).astype(np.int64)
-    if kmeans == "albench":
-        return minibatch_kmeans(x, k, seed=seed, batch_size=MINIBATCH_SIZE)
     # k-means++ there multiplies 2 + int(ln k) candidate rows by the init sample: from k = 404 on that
     # is 8 rows, which OpenBLAS splits across threads; on a busy machine each such product then waits
     # for a descheduled thread (40x slower at 2 threads). scikit-learn already runs its steps on one

@@ -29,7 +29,7 @@ at most 100 N / 5,000 steps of 5,000 x K x d, stopped after 10 steps without imp
 size about 0.1 T of seeding and up to 1.3 T of steps. Nearest
 neighbours are computed per cluster, in row blocks of at most 2^24 distances (64 MiB float32),
 never as an N x N matrix: O(sum of n_c^2 d) over the clusters picked from, once per cluster (the
-``candidate_density`` quirk recomputes per pick). Measured times: README, Speed.
+``candidate_density`` quirk recomputes per pick). Measured times: docs/speed.md.
 
 The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches. ``protocol:
 official`` means the current code, avihu111/TypiClust 4097a71 (file ``deep-al/pycls/al/typiclust.py``),

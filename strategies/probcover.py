@@ -13,11 +13,13 @@ default, L2-normalised as the official code loads it), with no trained classifie
 2. The graph: an edge x → y when ‖x − y‖ < δ (strict; self-loops included), built in blocks of
    ``chunk_rows`` rows against the whole pool, stored as compressed rows (int32 targets). It is
    refused, naming the params to change, as soon as its edge count passes ``max_edges`` (default
-   10^8; building and the greedy hold about 20 bytes per edge, so about 2 GB).
+   10^8; building it peaks at about 8 bytes per edge, so about 0.8 GB).
 3. Each query (the cold start included): points covered by the labeled set (the out-neighbours of
    labeled points) are removed; then, B times, the node with the most uncovered out-neighbours is
-   taken (ties to the lowest pool index) and what it covers is removed. Each step costs the in-edges
-   of the newly covered points plus O(N), so a query is O(E + B * N).
+   taken (ties to the lowest pool index) and what it covers is removed. One pass over every edge
+   counts the uncovered out-neighbours at the start; when a point gets covered, the nodes with an
+   edge into it lose one, and since the graph is symmetric those are its own out-neighbours, so no
+   reverse index is built: a query is O(E + B N) and holds the graph plus O(N).
 4. Once everything is covered, the rest of the query is drawn uniformly from ``rng`` among the
    unlabeled points not yet chosen. The official code has no such fallback: every degree is then
    0 and its argmax returns position 0 again and again (the first labeled point, or the first
@@ -41,7 +43,7 @@ from albench.strategies.registry import register_strategy
 from albench.strategies.representation import RepresentationMixin, RepresentationParams
 
 DEFAULT_GRID = tuple(round(0.01 * i, 2) for i in range(1, 201))  # 0.01 .. 2.00
-BYTES_PER_EDGE = 20  # int32 target + int32 source + int64 sort index while building the reverse index
+BYTES_PER_EDGE = 8  # peak while building: the int32 targets in blocks and their concatenation
 DEFAULT_MAX_EDGES = 100_000_000
 
 
@@ -98,48 +100,91 @@ def ball_graph(features, delta: float, *, max_edges: int = DEFAULT_MAX_EDGES,
     """(indptr (N+1,) int64, targets (E,) int32): edges x -> y with ‖x − y‖ < ``delta``, self-loops
     included, rows in pool order and each row's targets ascending (compressed sparse rows).
 
-    Built ``chunk_rows`` rows at a time; raises :class:`GraphTooLarge` as soon as the edge count
-    passes ``max_edges``.
+    Symmetric by construction (x -> y exactly when y -> x): each pair is decided once, from the
+    distance computed for the lower of its two rows, so rounding cannot put an edge in one direction
+    only. Rows are processed ``chunk_rows`` at a time against the columns from the block on (half of
+    the N^2 distances); the other half of the graph is the transpose of what is found. Raises
+    :class:`GraphTooLarge` as soon as the edge count passes ``max_edges``.
     """
+    import scipy.sparse as sp
+
     x = _as_tensor(features)
     n = x.shape[0]
     sq = (x * x).sum(1)
     d2max = float(delta) ** 2
-    counts = np.zeros(n, dtype=np.int64)
+    upper_counts = np.zeros(n, dtype=np.int64)  # per row: its targets y >= x, itself included
     parts: list[np.ndarray] = []
     total = 0
     for s in range(0, n, chunk_rows):
         e = min(s + chunk_rows, n)
-        d2 = _sq_dist_block(x[s:e], x, sq[s:e], sq)
-        d2[torch.arange(e - s), torch.arange(s, e)] = 0.0  # rounding can put a point off its own ball
+        d2 = _sq_dist_block(x[s:e], x[s:], sq[s:e], sq[s:])
+        local = torch.arange(e - s)
+        d2[local, local] = 0.0  # rounding can put a point off its own ball
         hit = d2 < d2max
+        hit[:, :e - s].triu_()  # within the block's own columns, only y >= x: y < x is decided by y's row
         r, c = torch.nonzero(hit, as_tuple=True)  # row-major: targets ascending within a row
-        total += int(c.numel())
+        total += 2 * int(c.numel()) - (e - s)  # each off-diagonal pair is two edges, each self-loop one
         if total > max_edges:
             raise GraphTooLarge(
-                f"the delta-ball graph at delta={delta:g} passes {max_edges:,} edges (already {total:,} after "
-                f"{e:,} of {n:,} rows; about {BYTES_PER_EDGE} bytes each): set params.delta lower, or raise "
+                f"the delta-ball graph at delta={delta:g} passes {max_edges:,} edges (already {total:,} found "
+                f"after {e:,} of {n:,} rows; about {BYTES_PER_EDGE} bytes each): set params.delta lower, or raise "
                 f"params.max_edges if the memory is there")
-        counts[s:e] = np.bincount(r.numpy(), minlength=e - s)
-        parts.append(c.numpy().astype(np.int32))
+        upper_counts[s:e] = np.bincount(r.numpy(), minlength=e - s)
+        parts.append((c + s).numpy().astype(np.int32))
+        del d2, hit, r, c
+    up_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(upper_counts, out=up_ptr[1:])
+    up = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    del parts
+    # the transpose: for each y, the rows x <= y with an edge x -> y, ascending (a counting sort)
+    tr = sp.csr_matrix((np.ones(len(up), dtype=np.int8), up, up_ptr), shape=(n, n)).tocsc()
+    low_ptr, low = tr.indptr.astype(np.int64), tr.indices.astype(np.int32, copy=False)
+    del tr
+    # row x: the rows below it (from the transpose, ending with x itself), then its targets above x
+    low_counts = np.diff(low_ptr)
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    targets = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    np.cumsum(low_counts + upper_counts - 1, out=indptr[1:])
+    targets = np.empty(int(indptr[-1]), dtype=np.int32)
+    _place(targets, low, low_ptr[:-1], indptr[:-1], low_counts)
+    _place(targets, up, up_ptr[:-1] + 1, indptr[:-1] + low_counts, upper_counts - 1)  # past x itself
     return indptr, targets
 
 
-def uncovered_degrees(indptr: np.ndarray, targets: np.ndarray, covered: np.ndarray) -> np.ndarray:
+def _place(out: np.ndarray, src: np.ndarray, src_start: np.ndarray, dst_start: np.ndarray,
+           lengths: np.ndarray, *, block: int = 1 << 22) -> None:
+    """For every row i, copy ``src[src_start[i] : src_start[i] + lengths[i]]`` to ``out[dst_start[i]:]``,
+    rows grouped so that about ``block`` values move at a time (bounded index arrays)."""
+    n = len(lengths)
+    ends = np.cumsum(lengths)
+    a = 0
+    while a < n:
+        done = int(ends[a - 1]) if a else 0
+        b = min(n, max(a + 1, int(np.searchsorted(ends, done + block, side="right"))))
+        lens = lengths[a:b]
+        total = int(ends[b - 1]) - done
+        if total:
+            within = np.arange(total, dtype=np.int64) - np.repeat(ends[a:b] - lens - done, lens)
+            out[np.repeat(dst_start[a:b], lens) + within] = src[np.repeat(src_start[a:b], lens) + within]
+        a = b
+
+
+def uncovered_degrees(indptr: np.ndarray, targets: np.ndarray, covered: np.ndarray, *,
+                      block: int = 1 << 22) -> np.ndarray:
     """(N,) int64: each row's count of targets not ``covered``: one pass over the edges (a gather and a
-    segment sum per row; an empty row counts 0)."""
+    segment sum per row; an empty row counts 0), about ``block`` edges at a time."""
     n = len(indptr) - 1
-    if len(targets) == 0:
-        return np.zeros(n, dtype=np.int64)
-    free = ~covered[targets]
-    starts = np.asarray(indptr[:-1])
-    nonempty = starts < np.asarray(indptr[1:])
     out = np.zeros(n, dtype=np.int64)
-    # reduceat sums free[start_i : start_{i+1}]; an empty row would read one element, so only nonempty rows
-    out[nonempty] = np.add.reduceat(free, starts[nonempty], dtype=np.int64)
+    a = 0
+    while a < n:
+        b = min(n, max(a + 1, int(np.searchsorted(indptr, indptr[a] + block, side="right")) - 1))
+        lo, hi = int(indptr[a]), int(indptr[b])
+        if hi > lo:
+            free = (~covered[targets[lo:hi]]).view(np.int8)
+            starts = indptr[a:b] - lo
+            nonempty = indptr[a:b] < indptr[a + 1:b + 1]
+            # reduceat sums free[start_i : start_{i+1}]; an empty row would read one element: nonempty rows only
+            out[a:b][nonempty] = np.add.reduceat(free, starts[nonempty], dtype=np.int64)
+        a = b
     return out
 
 
@@ -149,18 +194,15 @@ def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k
     labeled points' out-neighbours start covered; each step takes the node with the most uncovered
     out-neighbours (ties: lowest index); once all is covered the rest is uniform from ``rng``.
 
-    ``silent``: pool indices whose out-edges are ignored (they cover nothing, so they are never
-    picked and, if labeled, cover nothing at the start): the ``graph_row_blocks_floor`` quirk.
+    The graph must be symmetric (x -> y exactly when y -> x), as :func:`ball_graph` builds it: the
+    nodes that lose a count when y gets covered are then y's own out-neighbours, so no reverse index
+    is needed. ``silent``: pool indices whose out-edges are ignored (they cover nothing, so they are
+    never picked and, if labeled, cover nothing at the start): the ``graph_row_blocks_floor`` quirk.
 
-    Lazy evaluation gives exactly the greedy's picks without a reverse index: a node's count of
-    uncovered out-neighbours only falls as points get covered, so a count computed earlier is an
-    upper bound. A heap holds (-bound, index); the top is recounted (a pass over its out-edges) and
-    taken when its true count still leads the next bound in that order, which makes it the first
-    argmax of the true counts. The only pass over every edge is the initial count
-    (:func:`uncovered_degrees`); memory beyond the graph is O(N) plus one byte per edge, briefly.
+    Cost: one pass over every edge for the starting counts (:func:`uncovered_degrees`), the rows of
+    the points that get covered (each at most once: at most the edges again), and O(N) per pick;
+    memory beyond the graph O(N) plus the rows of one pick's newly covered points.
     """
-    import heapq
-
     n = len(indptr) - 1
     labeled = np.asarray(labeled, dtype=np.int64)
     chosen = np.zeros(n, dtype=bool)
@@ -174,24 +216,21 @@ def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k
     for x in labeled[~muted[labeled]]:
         covered[targets[indptr[x]:indptr[x + 1]]] = True
     degree = uncovered_degrees(indptr, targets, covered)
-    degree[muted] = 0
-    live = np.flatnonzero(degree > 0)
-    heap = list(zip((-degree[live]).tolist(), live.tolist()))
-    heapq.heapify(heap)
+    degree[muted] = -1  # never the maximum; the decrements below only lower it further
     picks: list[int] = []
-    while len(picks) < k and heap:
-        bound, x = heapq.heappop(heap)
-        out = targets[indptr[x]:indptr[x + 1]]
-        free = out[~covered[out]]
-        if len(free) == 0:
-            continue  # covers nothing any more: out of the race for good
-        key = (-len(free), x)
-        if heap and heap[0] < key:  # another bound leads: x goes back with its true count
-            heapq.heappush(heap, key)
-            continue
+    while len(picks) < k:
+        x = int(np.argmax(degree))  # first maximum: the lowest index on ties
+        if degree[x] <= 0:
+            break
         picks.append(x)
         chosen[x] = True
-        covered[free] = True
+        out = targets[indptr[x]:indptr[x + 1]]
+        new = out[~covered[out]]
+        covered[new] = True
+        # every node with an edge into a newly covered point covers one point less: by symmetry, that
+        # point's own out-neighbours
+        rows = np.concatenate([targets[indptr[y]:indptr[y + 1]] for y in new.tolist()])
+        degree -= np.bincount(rows, minlength=n)
     if len(picks) < k:  # everything covered: uniform over the rest (the official code repeats index 0)
         rest = rng.choice(np.flatnonzero(~chosen), size=k - len(picks), replace=False)
         picks.extend(int(i) for i in rest)
@@ -229,8 +268,8 @@ GRAPH_ROW_BLOCKS_FLOOR = Quirk(
 @dataclass(frozen=True)
 class ProbCoverParams(RepresentationParams):
     """``delta``: a fixed ball radius (None: the purity rule over ``delta_grid``, None for 0.01,
-    0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 20
-    bytes each). ``chunk_rows``: rows per distance block (chunk_rows x N floats). ``row_block``: the
+    0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 8
+    bytes each at peak). ``chunk_rows``: rows per distance block (chunk_rows x N floats). ``row_block``: the
     ``graph_row_blocks_floor`` quirk's block (None: every row has its edges). The representation
     params are in :class:`~albench.strategies.representation.RepresentationParams`."""
 

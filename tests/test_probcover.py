@@ -61,7 +61,7 @@ def _plain_greedy(indptr, targets, labeled, k, silent=()):
 
 
 @pytest.mark.parametrize("seed", range(40))
-def test_lazy_greedy_takes_exactly_the_plain_greedys_picks(seed):
+def test_greedy_takes_exactly_the_plain_greedys_picks(seed):
     # integer points: many equal counts, so ties (to the lowest index) decide most steps
     r = np.random.default_rng(seed)
     n = int(r.integers(20, 150))
@@ -81,7 +81,25 @@ def test_uncovered_degrees_count_per_row_and_skip_empty_rows():
     indptr = np.array([0, 2, 2, 5, 6])  # row 1 empty
     targets = np.array([0, 1, 0, 2, 3, 3], dtype=np.int32)
     covered = np.array([True, False, False, False])
-    assert pc.uncovered_degrees(indptr, targets, covered).tolist() == [1, 0, 2, 1]
+    for block in (1, 2, 3, 100):  # rows grouped into blocks of about that many edges
+        assert pc.uncovered_degrees(indptr, targets, covered, block=block).tolist() == [1, 0, 2, 1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ball_graph_is_the_definition_and_symmetric(seed, monkeypatch):
+    r = np.random.default_rng(seed)
+    n = int(r.integers(2, 200))
+    x = r.normal(size=(n, int(r.integers(1, 5)))).astype(np.float32)
+    delta = float(r.uniform(0.3, 2.0))
+    d = np.sqrt(((x[:, None].astype(np.float64) - x[None].astype(np.float64)) ** 2).sum(-1))
+    assert np.abs(d - delta).min() > 1e-5  # no pair at the ball's edge, where float32 may decide otherwise
+    want = [np.flatnonzero(row < delta).tolist() for row in d]
+    real = pc._place
+    monkeypatch.setattr(pc, "_place", lambda *a, **k: real(*a, **{**k, "block": 7}))  # many small copies
+    for chunk in (1, 3, 64, 1000):
+        indptr, targets = pc.ball_graph(x, delta, chunk_rows=chunk)
+        assert [targets[indptr[i]:indptr[i + 1]].tolist() for i in range(n)] == want
+        assert targets.dtype == np.int32 and indptr.dtype == np.int64
 
 
 def test_official_row_tail_is_the_last_n_mod_block_of_labeled_then_unlabeled():

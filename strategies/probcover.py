@@ -11,9 +11,10 @@ default, L2-normalised as the official code loads it), with no trained classifie
    gives the purity of every δ. A fixed ``delta`` overrides the rule. (The official code has no
    purity code: δ is a command-line value, default 0.6: the ``official_delta`` quirk.)
 2. The graph: an edge x → y when ‖x − y‖ < δ (strict; self-loops included), built in blocks of
-   ``chunk_rows`` rows against the whole pool, stored as compressed rows (int32 targets). It is
+   ``chunk_rows`` rows against the pool's later points (each pair's distance is computed once, so
+   the graph is symmetric by construction), stored as compressed rows (int32 targets). It is
    refused, naming the params to change, as soon as its edge count passes ``max_edges`` (default
-   10^8; building it peaks at about 8 bytes per edge, so about 0.8 GB).
+   10^8; building it peaks at about 9 bytes per edge, so about 0.9 GB).
 3. Each query (the cold start included): points covered by the labeled set (the out-neighbours of
    labeled points) are removed; then, B times, the node with the most uncovered out-neighbours is
    taken (ties to the lowest pool index) and what it covers is removed. One pass over every edge
@@ -43,7 +44,7 @@ from albench.strategies.registry import register_strategy
 from albench.strategies.representation import RepresentationMixin, RepresentationParams
 
 DEFAULT_GRID = tuple(round(0.01 * i, 2) for i in range(1, 201))  # 0.01 .. 2.00
-BYTES_PER_EDGE = 8  # peak while building: the int32 targets in blocks and their concatenation
+BYTES_PER_EDGE = 9  # peak while building: the upper half (4 B per pair), its transpose (4 + 1) and the rows (4 B per edge)
 DEFAULT_MAX_EDGES = 100_000_000
 
 
@@ -169,9 +170,10 @@ def _place(out: np.ndarray, src: np.ndarray, src_start: np.ndarray, dst_start: n
 
 
 def uncovered_degrees(indptr: np.ndarray, targets: np.ndarray, covered: np.ndarray, *,
-                      block: int = 1 << 22) -> np.ndarray:
+                      block: int = 1 << 20) -> np.ndarray:
     """(N,) int64: each row's count of targets not ``covered``: one pass over the edges (a gather and a
-    segment sum per row; an empty row counts 0), about ``block`` edges at a time."""
+    segment sum per row; an empty row counts 0), about ``block`` edges at a time (numpy's segment sum
+    widens its input to the sum's type, 4 bytes per edge of a block)."""
     n = len(indptr) - 1
     out = np.zeros(n, dtype=np.int64)
     a = 0
@@ -183,7 +185,7 @@ def uncovered_degrees(indptr: np.ndarray, targets: np.ndarray, covered: np.ndarr
             starts = indptr[a:b] - lo
             nonempty = indptr[a:b] < indptr[a + 1:b + 1]
             # reduceat sums free[start_i : start_{i+1}]; an empty row would read one element: nonempty rows only
-            out[a:b][nonempty] = np.add.reduceat(free, starts[nonempty], dtype=np.int64)
+            out[a:b][nonempty] = np.add.reduceat(free, starts[nonempty], dtype=np.int32)
         a = b
     return out
 
@@ -268,7 +270,7 @@ GRAPH_ROW_BLOCKS_FLOOR = Quirk(
 @dataclass(frozen=True)
 class ProbCoverParams(RepresentationParams):
     """``delta``: a fixed ball radius (None: the purity rule over ``delta_grid``, None for 0.01,
-    0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 8
+    0.02, ..., 2.00, at purity ``alpha``). ``max_edges``: refuse a graph with more edges (about 9
     bytes each at peak). ``chunk_rows``: rows per distance block (chunk_rows x N floats). ``row_block``: the
     ``graph_row_blocks_floor`` quirk's block (None: every row has its edges). The representation
     params are in :class:`~albench.strategies.representation.RepresentationParams`."""

@@ -202,8 +202,8 @@ def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k
     never picked and, if labeled, cover nothing at the start): the ``graph_row_blocks_floor`` quirk.
 
     Cost: one pass over every edge for the starting counts (:func:`uncovered_degrees`), the rows of
-    the points that get covered (each at most once: at most the edges again), and O(N) per pick;
-    memory beyond the graph O(N) plus the rows of one pick's newly covered points.
+    the points that get covered (each at most once: at most the edges again), and an argmax over the
+    N counts per pick; memory beyond the graph O(N) plus the rows of one pick's newly covered points.
     """
     n = len(indptr) - 1
     labeled = np.asarray(labeled, dtype=np.int64)
@@ -232,7 +232,7 @@ def max_coverage(indptr: np.ndarray, targets: np.ndarray, labeled: np.ndarray, k
         # every node with an edge into a newly covered point covers one point less: by symmetry, that
         # point's own out-neighbours
         rows = np.concatenate([targets[indptr[y]:indptr[y + 1]] for y in new.tolist()])
-        degree -= np.bincount(rows, minlength=n)
+        np.subtract.at(degree, rows, 1)  # O(len(rows)); a bincount over all N nodes each pick costs more
     if len(picks) < k:  # everything covered: uniform over the rest (the official code repeats index 0)
         rest = rng.choice(np.flatnonzero(~chosen), size=k - len(picks), replace=False)
         picks.extend(int(i) for i in rest)

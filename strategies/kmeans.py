@@ -46,6 +46,15 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _row_sq(x: torch.Tensor, rows: int = ASSIGN_ROWS) -> torch.Tensor:
+    """(N,) squared row norms, in blocks (``(x * x).sum(1)`` would hold a copy of the whole pool)."""
+    out = torch.empty(x.shape[0], dtype=x.dtype)
+    for s in range(0, x.shape[0], rows):
+        xb = x[s:s + rows]
+        out[s:s + rows] = (xb * xb).sum(1)
+    return out
+
+
 def _sq_dist(x: torch.Tensor, x_sq: torch.Tensor, c: torch.Tensor, c_sq: torch.Tensor) -> torch.Tensor:
     """(len(x), len(c)) squared distances, not clamped (only compared)."""
     return torch.addmm(c_sq[None, :], x, c.T, alpha=-2.0).add_(x_sq[:, None])
@@ -112,7 +121,7 @@ def minibatch_kmeans(features, k: int, *, seed: int, batch_size: int = 5000, min
     centres = kmeans_plus_plus(sample, k, g).double()
     counts = torch.zeros(k, dtype=torch.float64)
     b = min(batch_size, n)
-    x_sq = (x * x).sum(1)
+    x_sq = _row_sq(x)
     per_epoch = -(-n // b)
     steps = max(int(min_steps), per_epoch)
     for e in range(-(-steps // per_epoch)):

@@ -192,7 +192,8 @@ SKLEARN_MINIBATCH_KMEANS = Quirk(
     "scikit-learn the official environment pins (1.0.2, typiclust-env.txt): 3 k-means++ seedings on 15,000 "
     "points, the best kept, then mini-batch steps until scikit-learn's early stopping (kmeans in "
     "pycls/al/typiclust.py, 4097a71; the official code sets no seed, albench seeds it from the query's rng; "
-    "today's scikit-learn runs the same parameters). About 5-30x the time of albench's mini-batch k-means",
+    "today's scikit-learn runs the same parameters). 7-13x the time of albench's mini-batch k-means in the "
+    "cold-start benchmark (500 clusters of 8,000 or 50,000 points)",
     params={"kmeans": "sklearn"}, source="avihu111/TypiClust@4097a71 deep-al/pycls/al/typiclust.py")
 UNNORMALIZED_FEATURES_250A41D = Quirk(
     "unnormalized_features_250a41d",

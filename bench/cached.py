@@ -38,8 +38,11 @@ A cache that cannot go through ``load_or_compute`` calls :func:`note_use` with t
 entries (the SimCLR features run also stores the same network's pretext losses): a run that uses
 two entries of one origin is charged that computation once.
 
-The engine records every use made while a phase runs (today the ``pretext`` phase, a strategy's
-``prepare``, charged to cycle 0); a use made elsewhere is recorded with the phase the engine names.
+The engine records every use made while a strategy's ``prepare`` runs (phase ``pretext``, charged to
+cycle 0). Engine code that uses a cache before that (say, a frozen backbone's features) wraps the work
+in ``collect_uses("<its phase>")``, times that phase into cycle 0, and appends the uses to
+``RunContext.cache_uses``: they are recorded with prepare's, and reports charge each use to the
+cycle-0 seconds of its phase.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from albench.cached import collect_uses
+from albench.cached import CacheUse, collect_uses
 from albench.data.augment import BatchTransform
 from albench.data.registry import load_dataset
 from albench.divergence import at_cycle
@@ -91,6 +91,9 @@ class RunContext:
         self.device = resolve_device(rc.device)
         self.threads = configure_torch(self.device, rc.threads)
         self.thread_pools = limit_thread_pools(self.threads)  # BLAS and OpenMP too (env.json thread_pools)
+        # cache entries the engine itself uses before prepare (albench.cached.collect_uses around the work,
+        # in a phase charged to cycle 0); recorded in run.json cache_uses with prepare's own
+        self.cache_uses: list[CacheUse] = []
         tune_malloc()  # process-wide: later runs in this process reuse freed buffers too
         self.amp = use_amp(self.device, rc.train.amp)
         self.ds = load_dataset(rc.dataset)
@@ -296,10 +299,11 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     # the cache entries prepare used, with their compute times (albench.cached): recorded with the phase
     # seconds cycle 0 will carry, i.e. on a fresh start, or on a resume that redoes cycle 0 from its start
     redo_cycle0 = state is not None and state.next_cycle == 0 and (state.partial is None or state.partial.cycle != 0)
+    used = [u.to_record() for u in [*ctx.cache_uses, *uses]]
     if state is None:
-        rec.update_identity(prepare=info or {}, cache_uses=[u.to_record() for u in uses])
+        rec.update_identity(prepare=info or {}, cache_uses=used)
     elif redo_cycle0:
-        rec.update_identity(cache_uses=[u.to_record() for u in uses])
+        rec.update_identity(cache_uses=used)
     if state is not None:
         ctx.strategy.load_state_dict(state.strategy)
         if state.rows:  # a crash between the checkpoint and the records: the checkpoint is the truth

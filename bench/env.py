@@ -41,8 +41,10 @@ def git_state(path: Path | None = None) -> dict:
         return {"sha": None, "dirty": None}
 
 
-def fingerprint(device: torch.device, threads: int | None = None) -> dict:
-    """Python, torch, CUDA and cuDNN versions, the device model, host name, CPU threads, the malloc
+def fingerprint(device: torch.device, threads: int | None = None, *, thread_pools: list[dict] | None = None) -> dict:
+    """Python, torch, CUDA and cuDNN versions, the device model, host name, CPU threads, the thread
+    pools as set for the run (``thread_pools``: torch's and each BLAS / OpenMP runtime's thread
+    count, see :func:`albench.engine.device.limit_thread_pools`; None when not given), the malloc
     settings (see albench.engine.malloc), git state."""
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
@@ -59,6 +61,7 @@ def fingerprint(device: torch.device, threads: int | None = None) -> dict:
         "device_name": dev_name,
         "cpu": cpu_model(),
         "threads": threads if threads is not None else torch.get_num_threads(),
+        "thread_pools": thread_pools,
         "malloc": malloc_state(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),

@@ -7,7 +7,9 @@ Layout of a run folder (``<output>/<sweep>/<dataset>/<strategy>/seed-<n>/``):
   sweep's ratios divide by, or null), ``phases`` (the timed phases, in order; each is a
   ``seconds_<phase>`` column of cycles.csv) and ``quirk_docs`` ({quirk name: its documentation} for
   every active quirk). Runs recorded before these fields existed read with the old defaults: see
-  :func:`recorded_phases`, :func:`recorded_quirk_docs` and :func:`recorded_baseline`.
+  :func:`recorded_phases`, :func:`recorded_quirk_docs` and :func:`recorded_baseline`. ``prepare``: what
+  the strategy's prepare phase reported; ``cache_uses``: every cached artifact the run used (entry,
+  miss/hit/off, its compute time, the wait), see :mod:`albench.cached`.
 - ``config.yaml``: the resolved config of this run (every default filled in)
 - ``env.json``: environment fingerprint (python, torch, CUDA, device model, host, git SHA + dirty)
 - ``cycles.csv``: one row per cycle (cycle, n_labeled, metric, value, test_loss, seconds per phase)

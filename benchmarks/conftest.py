@@ -6,7 +6,9 @@ Run (from the repo root; the default ``pytest`` run never collects this folder, 
 
 Results are written as pytest-benchmark JSON to ``results/benchmarks/bench-<UTC time>.json``
 unless ``--benchmark-json=PATH`` is given. Select a subset with ``-k``, e.g. ``-k coreset``.
-Everything runs on the CPU with ``torch.set_num_threads(ALBENCH_BENCH_THREADS or os.cpu_count())``.
+Everything runs on the CPU with every thread pool (torch's, and each BLAS and OpenMP runtime's, as a
+run sets them: :func:`albench.engine.device.limit_thread_pools`) at ``ALBENCH_BENCH_THREADS`` threads
+(default ``os.cpu_count()``).
 
 What a benchmark file gets from here:
 
@@ -49,6 +51,7 @@ import numpy as np
 import pytest
 import torch
 
+from albench.engine.device import limit_thread_pools
 from albench.strategies.base import Inputs, Need, Outputs, PoolState, StochasticPasses, Strategy
 from albench.strategies.registry import make_strategy
 
@@ -63,7 +66,7 @@ def pytest_configure(config):
         RESULTS.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         config.option.benchmark_json = open(RESULTS / f"bench-{stamp}.json", "wb")  # the plugin closes it
-    torch.set_num_threads(THREADS)
+    limit_thread_pools(THREADS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +199,7 @@ def _trim_heap() -> None:
 
 def _probe(spec: dict) -> dict:
     """Runs in the child: warm up, reset the peak-RSS counter, run one select, report the delta."""
-    torch.set_num_threads(spec["threads"])
+    limit_thread_pools(spec["threads"])
     kw = dict(spec["case"])
     warm = make_case(spec["strategy"], spec["params"], min(spec["pool_size"], 2000),
                      **{**kw, "labeled": min(kw.get("labeled", 1000), 200), "budget": min(kw.get("budget", 1000), 50)})

@@ -3,10 +3,12 @@
 Each query (the cold start included) picks from a self-supervised representation of the pool
 (:mod:`albench.strategies.representation`; SimCLR by default), with no trained classifier:
 
-1. Cluster the whole pool into K = min(|L| + B, ``max_clusters`` = 500) clusters: k-means (k-means++,
-   10 restarts) for K <= 50, mini-batch k-means (batch 5,000, 3 restarts) above, both seeded from the
-   query's ``rng``. (The official code sets no seed; its pinned scikit-learn 1.0.2 uses these
-   restart counts.)
+1. Cluster the whole pool into K = min(|L| + B, ``max_clusters`` = 500) clusters, as the official code
+   splits it: scikit-learn's k-means (k-means++, 10 restarts) for K <= 50; mini-batch k-means above,
+   :func:`albench.strategies.kmeans.minibatch_kmeans` (one k-means++ seeding on a sample, at least 10
+   steps of 5,000 points and one epoch, a final assignment). Both are seeded from the query's ``rng``
+   (the official code sets none). Under ``official`` the mini-batch k-means is scikit-learn's, with the
+   3 seedings of the pinned 1.0.2 (``sklearn_minibatch_kmeans``).
 2. Drop clusters of ``min_cluster_size`` = 5 points or fewer (labeled points count).
 3. Each pick goes to the cluster with the fewest labeled points (picks so far included), then the
    largest, then the lowest cluster id; clusters with no unlabeled point left are skipped.
@@ -15,21 +17,26 @@ Each query (the cold start included) picks from a self-supervised representation
    Ties go to the lowest pool index.
 5. If no kept cluster has an unlabeled point left, the rest is drawn uniformly from ``rng``.
 
-Features are L2-normalised (the official code since d1b93d5).
+Features are L2-normalised, as the official code since 2e14a16 (d1b93d5 meant to add the
+normalisation but its line reads an undefined name; 2e14a16, the same day, is the working fix).
 
 Cost bound. k-means (K <= 50): 10 restarts x at most 300 Lloyd iterations x N x K x d. Mini-batch
-k-means (K > 50): 3 k-means++ seedings on scikit-learn's 15,000-point init sample (K (2 + ln K)
-candidate distance passes over it) plus at most 100 N / 5,000 steps of 5,000 x K x d, stopped after
-10 steps without improvement; at N = 50k, K = 500, d = 512 that is at most about 0.1 T multiply-adds of
-seeding and 1.3 T of steps. Its memory is O(N + 5,000 K + K d) beyond the features. Nearest
+k-means (K > 50): the seeding, K (2 + ln K) x min(N, 3 max(K, 1,024)) x d multiply-adds, then
+max(50,000, N) x K x d for the steps and N x K x d for the labels: at N = 50k, K = 500, d = 512 about
+0.01 T + 2 x 0.013 T; linear in K. Its memory is O(N + 5,000 K + K d) beyond the features. The
+``sklearn_minibatch_kmeans`` quirk's: 3 seedings on 15,000 points (K (2 + ln K) passes over them) plus
+at most 100 N / 5,000 steps of 5,000 x K x d, stopped after 10 steps without improvement; at the same
+size about 0.1 T of seeding and up to 1.3 T of steps. Nearest
 neighbours are computed per cluster, in row blocks of at most 2^24 distances (64 MiB float32),
 never as an N x N matrix: O(sum of n_c^2 d) over the clusters picked from, once per cluster (the
 ``candidate_density`` quirk recomputes per pick). Measured times: docs/speed.md.
 
-The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches, all on under
-``protocol: official`` (file ``deep-al/pycls/al/typiclust.py`` at avihu111/TypiClust 4097a71 unless
-stated): ``squared_distances``, ``fixed_cluster_order``, ``candidate_density`` and
-``unnormalized_features``.
+The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches. ``protocol:
+official`` means the current code, avihu111/TypiClust 4097a71 (file ``deep-al/pycls/al/typiclust.py``),
+and switches on ``squared_distances``, ``fixed_cluster_order``, ``candidate_density`` and
+``sklearn_minibatch_kmeans``. A behaviour
+the authors' code has since dropped is its own commit-named quirk, off under ``official``:
+``unnormalized_features_250a41d`` (the raw embeddings of the ICML 2022 code).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import torch
 
 from albench.typed import Bounds
 from albench.strategies.base import Inputs, PoolState, PrepareContext, Quirk, Strategy
+from albench.strategies.kmeans import minibatch_kmeans
 from albench.strategies.registry import register_strategy
 from albench.strategies.representation import RepresentationMixin, RepresentationParams
 
@@ -55,17 +63,28 @@ def cluster_count(labeled: int, budget: int, max_clusters: int, pool_size: int) 
     return max(1, min(labeled + budget, max_clusters, pool_size))
 
 
-def cluster_pool(features: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """(N,) int64 cluster ids in 0..k-1: k-means for k <= 50, mini-batch k-means above, seeded from ``rng``."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
+def cluster_pool(features: np.ndarray, k: int, rng: np.random.Generator, *,
+                 kmeans: Literal["albench", "sklearn"] = "albench") -> np.ndarray:
+    """(N,) int64 cluster ids in 0..k-1, seeded from ``rng``: scikit-learn's k-means for k <= 50; above,
+    mini-batch k-means: :func:`albench.strategies.kmeans.minibatch_kmeans` (``kmeans="albench"``), or
+    scikit-learn's MiniBatchKMeans with the official code's batch of 5,000 and its pinned 1.0.2
+    default of 3 seedings (``kmeans="sklearn"``, the ``sklearn_minibatch_kmeans`` quirk)."""
     seed = int(rng.integers(0, 2**31 - 1))
     x = np.ascontiguousarray(features, dtype=np.float32)
+    if k > KMEANS_MAX_K and kmeans == "albench":
+        return minibatch_kmeans(x, k, seed=seed, batch_size=MINIBATCH_SIZE)
+    from sklearn.cluster import KMeans, MiniBatchKMeans  # imported here: about 1 s, needed only here
+    from threadpoolctl import threadpool_limits
+
     if k <= KMEANS_MAX_K:
-        km = KMeans(n_clusters=k, n_init=10, random_state=seed)
-    else:
+        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x).astype(np.int64)
+    # k-means++ there multiplies 2 + int(ln k) candidate rows by the init sample: from k = 404 on that
+    # is 8 rows, which OpenBLAS splits across threads; on a busy machine each such product then waits
+    # for a descheduled thread (40x slower at 2 threads). scikit-learn already runs its steps on one
+    # BLAS thread; the seeding does too here (the products are too small to gain from threads).
+    with threadpool_limits(limits=1, user_api="blas"):
         km = MiniBatchKMeans(n_clusters=k, batch_size=MINIBATCH_SIZE, n_init=3, random_state=seed)
-    return km.fit_predict(x).astype(np.int64)
+        return km.fit_predict(x).astype(np.int64)
 
 
 def mean_knn_distance(x: torch.Tensor | np.ndarray, k: int, *, squared: bool = False) -> np.ndarray:
@@ -167,17 +186,31 @@ CANDIDATE_DENSITY = Quirk(
     "measure each candidate's kNN distance among the cluster's unlabeled, not-yet-picked points only, "
     "recomputed after every pick, k = min(20, n_candidates // 2) (select_samples, 4097a71)",
     params={"density": "candidates"}, source="avihu111/TypiClust@4097a71 deep-al/pycls/al/typiclust.py")
-UNNORMALIZED_FEATURES = Quirk(
-    "unnormalized_features",
-    "cluster the raw SimCLR embeddings, not L2-normalised: the code of the ICML 2022 paper (250a41d), before "
-    "d1b93d5 (October 2022, 'typiclust didn't normalize features') added the normalisation to pycls/al/typiclust.py",
-    params={"normalize": False}, source="avihu111/TypiClust@250a41d deep-al/pycls/al/typiclust.py")
+SKLEARN_MINIBATCH_KMEANS = Quirk(
+    "sklearn_minibatch_kmeans",
+    "above 50 clusters, cluster with scikit-learn's MiniBatchKMeans(batch_size=5000) at the defaults of the "
+    "scikit-learn the official environment pins (1.0.2, typiclust-env.txt): 3 k-means++ seedings on 15,000 "
+    "points, the best kept, then mini-batch steps until scikit-learn's early stopping (kmeans in "
+    "pycls/al/typiclust.py, 4097a71; the official code sets no seed, albench seeds it from the query's rng; "
+    "today's scikit-learn runs the same parameters). 7-13x the time of albench's mini-batch k-means in the "
+    "cold-start benchmark (500 clusters of 8,000 or 50,000 points)",
+    params={"kmeans": "sklearn"}, source="avihu111/TypiClust@4097a71 deep-al/pycls/al/typiclust.py")
+UNNORMALIZED_FEATURES_250A41D = Quirk(
+    "unnormalized_features_250a41d",
+    "the superseded official code of the ICML 2022 paper (250a41d and before): cluster and measure typicality "
+    "on the raw SimCLR embeddings, not L2-normalised. d1b93d5 (27 Oct 2022, 'typiclust didn't normalize "
+    "features') added the normalisation with a line that reads an undefined name (features, not "
+    "self.features), so that commit fails; 2e14a16 (the same day) is the working fix: pycls/datasets/utils/"
+    "features.py load_features normalises by default, as 4097a71 still does. Off under protocol official, "
+    "for numbers made with the older code",
+    params={"normalize": False}, source="avihu111/TypiClust@250a41d deep-al/pycls/al/typiclust.py",
+    official=False)
 
 
 @dataclass(frozen=True)
 class TypiClustParams(RepresentationParams):
     """``max_clusters``, ``min_cluster_size``, ``knn``: the paper's 500, 5 and 20. ``normalize``,
-    ``squared_distances``, ``resort``, ``density``: see the quirks. The representation params are in
+    ``squared_distances``, ``resort``, ``density``, ``kmeans``: see the quirks. The representation params are in
     :class:`~albench.strategies.representation.RepresentationParams`."""
 
     max_clusters: Annotated[int, Bounds(ge=1)] = 500
@@ -187,6 +220,7 @@ class TypiClustParams(RepresentationParams):
     squared_distances: bool = False
     resort: bool = True
     density: Literal["cluster", "candidates"] = "cluster"
+    kmeans: Literal["albench", "sklearn"] = "albench"
 
 
 @register_strategy
@@ -195,7 +229,8 @@ class TypiClust(RepresentationMixin, Strategy):
     description = ("most typical point of the least-labeled clusters of a self-supervised representation "
                    "(params: representation, max_clusters, pretext_*)")
     needs: frozenset = frozenset()  # no model output: the representation is computed in prepare
-    quirks = (SQUARED_DISTANCES, FIXED_CLUSTER_ORDER, CANDIDATE_DENSITY, UNNORMALIZED_FEATURES)
+    quirks = (SQUARED_DISTANCES, FIXED_CLUSTER_ORDER, CANDIDATE_DENSITY, SKLEARN_MINIBATCH_KMEANS,
+              UNNORMALIZED_FEATURES_250A41D)
 
     Params = TypiClustParams
 
@@ -213,7 +248,7 @@ class TypiClust(RepresentationMixin, Strategy):
     def _query(self, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         feats = self._require_features()
         k = cluster_count(len(pool.labeled), size, self.max_clusters, pool.size)
-        clusters = cluster_pool(feats, k, rng)
+        clusters = cluster_pool(feats, k, rng, kmeans=self.kmeans)
         return typiclust_select(feats, clusters, pool.labeled, size, rng=rng, min_cluster_size=self.min_cluster_size,
                                 knn=self.knn, resort=self.resort, squared=self.squared_distances,
                                 density=self.density)

@@ -32,7 +32,10 @@ Differences from the official code, each switchable back as a named quirk (all o
   (``flip-training``);
 - images are normalised with the run's mean and std (the harness's test transform); the official
   code normalises with mean 0.5 and std 0.5 (custom_datasets.py), so the VAE sees [-1, 1] pixels
-  (``symmetric-pixels``; the MSE term is then on the official scale against the summed KL).
+  (``symmetric-pixels``; the MSE term is then on the official scale against the summed KL);
+- training batches of unlabeled images are all full (a short last batch of each pass is dropped,
+  as for the labeled ones); the official unlabeled loader keeps it (``drop_last=False`` in main.py,
+  whose loader solver.py trains on), so one batch a pass is small (``unlabeled-short-batch``).
 
 The task model's own normalisation is the separate ``official-normalization`` quirk (the run's
 ``train.augment`` mean and std set to 0.5).
@@ -167,11 +170,18 @@ def vae_loss(x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: tor
     return F.mse_loss(recon, x) + beta * kl
 
 
-def _batches(indices: np.ndarray, size: int, gen: torch.Generator) -> Iterator[np.ndarray]:
-    """Endless batches of ``size`` from ``indices``, reshuffled every pass, a short last batch dropped."""
+def _batches(indices: np.ndarray, size: int, gen: torch.Generator, *, drop_last: bool = True) -> Iterator[np.ndarray]:
+    """Endless batches of ``size`` from ``indices``, reshuffled every pass (one ``torch.randperm`` from
+    ``gen`` per pass). ``drop_last``: a short last batch is dropped; otherwise every pass ends with
+    its short batch, whatever its size (as a DataLoader with ``drop_last=False``, one image included)."""
     while True:
-        for idx in epoch_batches(len(indices), size, gen, drop_last=True):
-            yield indices[idx.numpy()]
+        if drop_last:
+            for idx in epoch_batches(len(indices), size, gen, drop_last=True):
+                yield indices[idx.numpy()]
+        else:
+            perm = torch.randperm(len(indices), generator=gen).numpy()
+            for start in range(0, len(indices), size):
+                yield indices[perm[start:start + size]]
 
 
 def pool_stats(images: torch.Tensor, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -196,7 +206,7 @@ class VAALParams:
     counts them as the official code, ``epochs`` x images trained on // ``batch_size``.
     ``subset``: unlabeled images drawn per query to train on and score (None: the whole unlabeled
     pool). ``width``: channels of the first encoder conv, doubling per stage (128: the official
-    network). The flags after ``score_batch_size`` are the official-code switches (see the module
+    network). The fields after ``score_batch_size`` are the official-code switches (see the module
     docstring)."""
 
     epochs: Annotated[float, Bounds(gt=0, le=MAX_COUNT)] = 100.0
@@ -214,6 +224,7 @@ class VAALParams:
     train_flip: bool = False
     score_flip: bool = False
     score_train_mode: bool = False
+    unlabeled_drop_last: bool = True
 
 
 @register_strategy
@@ -235,6 +246,10 @@ class VAAL(Strategy):
         Quirk("symmetric-pixels", "the VAE sees pixels normalised with mean 0.5 and std 0.5, in [-1, 1], instead of "
               "the run's normalisation", params={"input_norm": "symmetric"},
               source=f"{VAAL_REPO} custom_datasets.py"),
+        Quirk("unlabeled-short-batch", "the VAE and discriminator train on unlabeled batches from a loader with "
+              "drop_last=False, so each pass over the unlabeled images ends with a short batch (its size: their "
+              "count mod the batch size, one image included); the labeled loader drops its short batch in both",
+              params={"unlabeled_drop_last": False}, source=f"{VAAL_REPO} main.py"),
         Quirk("official-normalization", "the task model's images are normalised with mean 0.5 and std 0.5 (in "
               "[-1, 1]) instead of the dataset's mean and std", train={"augment.mean": [0.5, 0.5, 0.5],
                                                                       "augment.std": [0.5, 0.5, 0.5]},
@@ -290,7 +305,7 @@ class VAAL(Strategy):
         tf = self._transform(pool.images, device)
         # a set smaller than a batch is used whole at each step (the official loader assumes >= 128 labels)
         lab_it = _batches(labeled, min(self.batch_size, len(labeled)), order)
-        unl_it = _batches(unlabeled, min(self.batch_size, len(unlabeled)), order)
+        unl_it = _batches(unlabeled, min(self.batch_size, len(unlabeled)), order, drop_last=self.unlabeled_drop_last)
 
         def load(idx: np.ndarray) -> torch.Tensor:
             x = pool.images[torch.from_numpy(idx)].to(device, non_blocking=True)

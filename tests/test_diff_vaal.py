@@ -10,7 +10,9 @@ under test). Random flips at scoring (``flip-at-scoring``) draw from a generator
 share, so that quirk is left off here; the others of ``protocol: official`` are on.
 
 Measured agreement: 60/60 picks equal for each of 2 seeds (300 unlabeled 16x16 images), and the
-VAE's input equals the reference's [-1, 1] tensor exactly. No float near-tie was met (a failure
+VAE's input equals the reference's [-1, 1] tensor exactly. The unlabeled training batches follow
+main.py's ``drop_last=False`` loader under ``official`` (quirk ``unlabeled-short-batch``): passes of
+128, 128 and 44 images, each image once per pass, a batch of one image kept (asserted batch by batch). No float near-tie was met (a failure
 prints the gap between the K-th and (K+1)-th reference score).
 """
 
@@ -86,3 +88,45 @@ def test_the_vaes_input_is_the_official_minus_one_to_one():
     # the quirk off (paper): the run's dataset normalisation, not [-1, 1]
     paper = make_strategy("vaal", SMALL)
     assert not torch.allclose(paper._transform(pool.images, torch.device("cpu")).to_float(x).double(), ref, atol=1e-3)
+
+
+def _unlabeled_batch_sizes(monkeypatch, params: dict, pool: PoolState) -> tuple[list[int], list[np.ndarray]]:
+    """Sizes (and indices) of the unlabeled batches ``train_networks`` trains on, in order."""
+    import albench.strategies.vaal as vaal_mod
+
+    real, seen = vaal_mod._batches, []
+
+    def spy(indices, size, gen, **kw):
+        it = real(indices, size, gen, **kw)
+        is_unlabeled = len(indices) and indices[0] >= N_L  # the labeled images are the first N_L
+        for batch in it:
+            if is_unlabeled:
+                seen.append(batch)
+            yield batch
+
+    monkeypatch.setattr(vaal_mod, "_batches", spy)
+    make_strategy("vaal", params).train_networks(pool, torch.device("cpu"), np.random.default_rng(0))
+    return [len(b) for b in seen], seen
+
+
+def test_official_unlabeled_loader_keeps_its_short_last_batch(monkeypatch):
+    """main.py's unlabeled DataLoader has drop_last=False: 300 unlabeled images at batch 128 give passes
+    of 128, 128 and 44, each image once per pass; the paper protocol drops the 44 (and so never trains
+    on 44 images of each pass)."""
+    pool = _pool(0)
+    sizes, batches = _unlabeled_batch_sizes(monkeypatch, _official_params(), pool)
+    assert sizes == [128, 128, 44] * 4  # 6 iterations x 2 VAE steps
+    for p in range(4):
+        assert sorted(np.concatenate(batches[3 * p:3 * p + 3]).tolist()) == pool.unlabeled.tolist()
+    paper_sizes, _ = _unlabeled_batch_sizes(monkeypatch, SMALL, pool)
+    assert paper_sizes == [128, 128] * 6
+
+
+def test_official_short_batch_of_one_image_trains(monkeypatch):
+    # 129 unlabeled images: every pass ends with a batch of one, which the official loader keeps
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (N_L + 129, 3, 16, 16), generator=g, dtype=torch.uint8)
+    pool = PoolState(images=images, labeled=np.arange(N_L), labeled_targets=torch.zeros(N_L, dtype=torch.long),
+                     num_classes=2)
+    sizes, _ = _unlabeled_batch_sizes(monkeypatch, _official_params(), pool)
+    assert sizes == [128, 1] * 6

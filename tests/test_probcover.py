@@ -44,6 +44,75 @@ def test_once_all_is_covered_the_rest_is_uniform_and_never_repeats():
     assert draws == {(2,), (4,)}  # drawn from rng, not always the same index
 
 
+def _plain_greedy(indptr, targets, labeled, k, silent=()):
+    """The greedy written the obvious way: recount every node's uncovered out-neighbours each step."""
+    n = len(indptr) - 1
+    rows = [set(targets[indptr[i]:indptr[i + 1]].tolist()) if i not in set(silent) else set() for i in range(n)]
+    covered = set().union(*(rows[i] for i in labeled)) if len(labeled) else set()
+    picks = []
+    for _ in range(k):
+        counts = [len(r - covered) for r in rows]
+        best = max(range(n), key=lambda i: (counts[i], -i))
+        if counts[best] == 0:
+            break
+        picks.append(best)
+        covered |= rows[best]
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_greedy_takes_exactly_the_plain_greedys_picks(seed):
+    # integer points: many equal counts, so ties (to the lowest index) decide most steps
+    r = np.random.default_rng(seed)
+    n = int(r.integers(20, 150))
+    x = r.integers(0, 6, size=(n, int(r.integers(1, 4)))).astype(np.float32)
+    g = pc.ball_graph(x, float(r.uniform(0.5, 3.0)))
+    labeled = r.choice(n, size=int(r.integers(0, n // 3)), replace=False)
+    silent = r.choice(n, size=int(r.integers(0, n // 4)), replace=False) if seed % 2 else np.zeros(0, dtype=int)
+    k = int(r.integers(1, n - len(labeled) + 1))
+    want = _plain_greedy(*g, labeled, k, silent.tolist())
+    got = pc.max_coverage(*g, labeled, k, np.random.default_rng(0), silent=silent).tolist()
+    assert got[:len(want)] == want
+    assert not set(got[len(want):]) & set(labeled.tolist()) and len(set(got)) == k  # the uniform rest
+    assert not set(want) & set(silent.tolist())
+
+
+def test_uncovered_degrees_count_per_row_and_skip_empty_rows():
+    indptr = np.array([0, 2, 2, 5, 6])  # row 1 empty
+    targets = np.array([0, 1, 0, 2, 3, 3], dtype=np.int32)
+    covered = np.array([True, False, False, False])
+    for block in (1, 2, 3, 100):  # rows grouped into blocks of about that many edges
+        assert pc.uncovered_degrees(indptr, targets, covered, block=block).tolist() == [1, 0, 2, 1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ball_graph_is_the_definition_and_symmetric(seed, monkeypatch):
+    r = np.random.default_rng(seed)
+    n = int(r.integers(2, 200))
+    x = r.normal(size=(n, int(r.integers(1, 5)))).astype(np.float32)
+    delta = float(r.uniform(0.3, 2.0))
+    d = np.sqrt(((x[:, None].astype(np.float64) - x[None].astype(np.float64)) ** 2).sum(-1))
+    assert np.abs(d - delta).min() > 1e-5  # no pair at the ball's edge, where float32 may decide otherwise
+    want = [np.flatnonzero(row < delta).tolist() for row in d]
+    real = pc._place
+    monkeypatch.setattr(pc, "_place", lambda *a, **k: real(*a, **{**k, "block": 7}))  # many small copies
+    for chunk in (1, 3, 64, 1000):
+        indptr, targets = pc.ball_graph(x, delta, chunk_rows=chunk)
+        assert [targets[indptr[i]:indptr[i + 1]].tolist() for i in range(n)] == want
+        assert targets.dtype == np.int32 and indptr.dtype == np.int64
+
+
+def test_official_row_tail_is_the_last_n_mod_block_of_labeled_then_unlabeled():
+    labeled, unlabeled = np.array([7, 2]), np.array([0, 1, 3, 4, 5, 6, 8, 9, 10, 11, 12])
+    assert pc.official_row_tail(labeled, unlabeled, 5).tolist() == [10, 11, 12]  # 13 points: 2 blocks of 5
+    assert pc.official_row_tail(labeled, unlabeled, 13).tolist() == []
+    assert pc.official_row_tail(np.arange(4), np.arange(4, 6), 2).tolist() == []
+    assert pc.official_row_tail(np.array([5, 4, 3]), np.array([0]), 3).tolist() == [0]
+    assert pc.official_row_tail(np.array([5, 4, 3, 2]), np.array([], dtype=int), 3).tolist() == [2]  # a labeled one
+    with pytest.raises(ValueError, match="0 row blocks"):
+        pc.official_row_tail(labeled, unlabeled, 14)
+
+
 def test_graph_refuses_past_the_edge_limit_naming_the_params():
     with pytest.raises(pc.GraphTooLarge, match="params.delta.*params.max_edges"):
         pc.ball_graph(LINE, 1.5, max_edges=10, chunk_rows=2)  # 12 edges
@@ -78,7 +147,8 @@ def test_params_are_validated_and_official_switches_the_delta():
             make_strategy("probcover", bad)
         assert err.value.field == field, bad
     st, _, quirks, _ = resolve_strategy(StrategyConfig("probcover"), "official", TrainConfig(), "s")
-    assert quirks == ["official_delta"] and st.params["delta"] == 0.6
+    assert quirks == ["official_delta", "graph_row_blocks_floor"] and st.params["delta"] == 0.6
+    assert st.params["row_block"] == 500
     st, *_ = resolve_strategy(StrategyConfig("probcover"), "paper", TrainConfig(), "s")
     assert st.params["delta"] is None and st.params["alpha"] == 0.95
 

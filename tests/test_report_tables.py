@@ -106,7 +106,8 @@ def test_wallclock_totals_phases_and_ratio_to_random(df):
     assert _row(per_run, series="random", seed=0)["total"] == pytest.approx(4.5)
     # seed 0 of pt4al: recorded 6.5 s, pretext 2 s recorded, 100 s charged for the cached training
     r0 = _row(per_run, series="pt4al", seed=0)
-    assert r0["pretext"] == pytest.approx(100.0) and r0["total"] == pytest.approx(104.5) and r0["pretext_cached"]
+    assert r0["pretext"] == pytest.approx(100.0) and r0["total"] == pytest.approx(104.5) and r0["cache_reused"]
+    assert r0["incurred"] == pytest.approx(6.5) and r0["cached_artifacts"] == "pretext-losses"
     assert _row(per_run, series="pt4al", seed=1)["total"] == pytest.approx(6.5)
     data = T.wallclock_data(df)
     pt = _row(data, series="pt4al")
@@ -122,7 +123,8 @@ def test_wallclock_totals_phases_and_ratio_to_random(df):
     t = T.wallclock_table(df, caption="cap", flagged=set(), name="wc")
     assert t.display.loc["pt4al", "× Random"] == "12.33"
     assert t.display.loc["random", "evaluate"] == "1.5 s"
-    assert any("cached pretext" in n for n in t.notes)
+    assert t.display.loc["pt4al", "incurred"] == T.fmt_duration(pt["incurred_s"])
+    assert any(n.startswith("Charged time:") and "pretext-losses" in n and "pt4al 1 of 2" in n for n in t.notes)
 
 
 def test_wallclock_without_random_has_no_ratio(df):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import albench.strategies.typiclust as tc
+from albench.strategies.kmeans import minibatch_kmeans
 from albench.config import StrategyConfig, TrainConfig, build_config
 from albench.errors import ConfigError
 from albench.plan import make_plan, resolve_strategy
@@ -99,8 +100,16 @@ def test_cluster_count_and_seeded_kmeans():
     a = tc.cluster_pool(pts, 3, np.random.default_rng(1))
     b = tc.cluster_pool(pts, 3, np.random.default_rng(1))
     assert np.array_equal(a, b) and len(np.unique(a[:6])) == 1 and len(np.unique(a[6:13])) == 1
-    many = tc.cluster_pool(np.random.default_rng(0).normal(size=(300, 2)), 60, np.random.default_rng(0))
+    pool = np.random.default_rng(0).normal(size=(300, 2))
+    many = tc.cluster_pool(pool, 60, np.random.default_rng(0))
     assert many.shape == (300,) and many.max() < 60  # mini-batch k-means above 50
+    # albench's by default, the same labels as minibatch_kmeans from the seed the rng draws first
+    seed = int(np.random.default_rng(0).integers(0, 2**31 - 1))
+    assert np.array_equal(many, minibatch_kmeans(pool.astype(np.float32), 60, seed=seed, batch_size=5000))
+    # scikit-learn's (the official quirk), seeded the same way: reproducible, and other labels
+    sk = tc.cluster_pool(pool, 60, np.random.default_rng(0), kmeans="sklearn")
+    assert np.array_equal(sk, tc.cluster_pool(pool, 60, np.random.default_rng(0), kmeans="sklearn"))
+    assert sk.max() < 60 and not np.array_equal(sk, many)
 
 
 def test_params_are_validated_and_official_switches_every_quirk():
@@ -117,11 +126,18 @@ def test_params_are_validated_and_official_switches_every_quirk():
         make_strategy("typiclust", {"pretext_options": {"tau": -1}})
     assert err.value.field == "params.pretext_options.tau"
     st, _, quirks, flags = resolve_strategy(StrategyConfig("typiclust"), "official", TrainConfig(), "s")
-    assert set(quirks) == {"squared_distances", "fixed_cluster_order", "candidate_density", "unnormalized_features"}
-    assert st.params["squared_distances"] and not st.params["resort"] and not st.params["normalize"]
+    # official = the current code (4097a71), which normalises the features
+    assert set(quirks) == {"squared_distances", "fixed_cluster_order", "candidate_density", "sklearn_minibatch_kmeans"}
+    assert st.params["squared_distances"] and not st.params["resort"] and st.params["normalize"]
+    assert st.params["kmeans"] == "sklearn"
     assert st.params["density"] == "candidates" and flags == []
+    # the superseded code of the ICML 2022 paper: its own commit-named quirk
+    st, _, quirks, _ = resolve_strategy(StrategyConfig("typiclust", quirks=["unnormalized_features_250a41d"]),
+                                        "official", TrainConfig(), "s")
+    assert quirks == ["unnormalized_features_250a41d"] and not st.params["normalize"]
     st, *_ = resolve_strategy(StrategyConfig("typiclust"), "paper", TrainConfig(), "s")
     assert st.params["normalize"] and st.params["resort"] and not st.params["squared_distances"]
+    assert st.params["kmeans"] == "albench"
 
 
 TINY_SIMCLR = {"pretext_model": "small-cnn", "pretext_width": 4, "pretext_epochs": 1, "pretext_batch_size": 256}

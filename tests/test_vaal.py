@@ -183,9 +183,9 @@ def test_subset_trains_on_labeled_plus_subset_and_scores_only_the_subset(monkeyp
     seen, counted = [], []
     real_batches, real_count = vaal_module._batches, VAAL.num_iterations
 
-    def spy_batches(indices, size, gen):
+    def spy_batches(indices, size, gen, **kw):
         seen.append(np.sort(indices).tolist())
-        return real_batches(indices, size, gen)
+        return real_batches(indices, size, gen, **kw)
 
     def spy_count(self, n_images):
         counted.append(n_images)
@@ -230,8 +230,10 @@ def test_bad_params_name_the_field(params, field):
 def test_official_protocol_switches_on_every_quirk():
     st, _, quirks, flags = resolve_strategy(StrategyConfig("vaal"), "official", TrainConfig(), "s")
     assert quirks == ["bn-batch-stats", "flip-at-scoring", "flip-training", "symmetric-pixels",
-                      "official-normalization"]
+                      "unlabeled-short-batch", "official-normalization"]
     assert st.params["score_train_mode"] and st.params["score_flip"] and st.params["train_flip"]
+    assert not st.params["unlabeled_drop_last"]
     assert st.params["input_norm"] == "symmetric" and flags == []
     st, _, quirks, _ = resolve_strategy(StrategyConfig("vaal"), "paper", TrainConfig(), "s")
     assert quirks == [] and not st.params["score_train_mode"] and not st.params["score_flip"]
+    assert st.params["unlabeled_drop_last"]

@@ -18,10 +18,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from albench.cached import CacheUse, collect_uses
 from albench.data.augment import BatchTransform
 from albench.data.registry import load_dataset
 from albench.divergence import at_cycle
-from albench.engine.device import configure_torch, resolve_device, use_amp
+from albench.engine.device import configure_torch, limit_thread_pools, resolve_device, use_amp
 from albench.engine.inference import compute_outputs, evaluate, seed_stochastic
 from albench.engine.malloc import tune_malloc
 from albench.engine.state import LoopState, PartialCycle
@@ -89,6 +90,10 @@ class RunContext:
         self.recorder = RunRecorder(rc.run_dir)
         self.device = resolve_device(rc.device)
         self.threads = configure_torch(self.device, rc.threads)
+        self.thread_pools = limit_thread_pools(self.threads)  # BLAS and OpenMP too (env.json thread_pools)
+        # cache entries the engine itself uses before prepare (albench.cached.collect_uses around the work,
+        # in a phase charged to cycle 0); recorded in run.json cache_uses with prepare's own
+        self.cache_uses: list[CacheUse] = []
         tune_malloc()  # process-wide: later runs in this process reuse freed buffers too
         self.amp = use_amp(self.device, rc.train.amp)
         self.ds = load_dataset(rc.dataset)
@@ -250,7 +255,7 @@ def _begin(ctx: RunContext) -> LoopState | None:
     rc, rec = ctx.rc, ctx.recorder
     payload = rec.load_checkpoint()
     state = None if payload is None else LoopState.from_checkpoint(payload, source=rec.checkpoint_path)
-    env = fingerprint(ctx.device, ctx.threads)
+    env = fingerprint(ctx.device, ctx.threads, thread_pools=ctx.thread_pools)
     if state is None:
         rec.start(_identity(ctx), rc.to_dict(), env)
         rec.log(f"start {rc.run_id} on {env['device_name']} ({ctx.device})")
@@ -281,7 +286,7 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     rc, rec, al = ctx.rc, ctx.recorder, ctx.rc.al
     timer = PhaseTimer(ctx.device)
     at_cycle(None)  # divergence checks name the phase before the first cycle
-    with timer.phase("pretext"):
+    with collect_uses("pretext") as uses, timer.phase("pretext"):
         prep = PrepareContext(
             pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.mean,
             std=ctx.std, channel_order="bgr" if ctx.transform.bgr else "rgb", device=ctx.device, seed=rc.seed,
@@ -292,9 +297,15 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     if info is not None and not isinstance(info, dict):
         raise AlbenchError(f"strategy {rc.strategy.name!r}: prepare() returned {type(info).__name__}; it must "
                            "return a dict of plain data (recorded in run.json under 'prepare') or None")
+    # the cache entries prepare used, with their compute times (albench.cached): recorded with the phase
+    # seconds cycle 0 will carry, i.e. on a fresh start, or on a resume that redoes cycle 0 from its start
+    redo_cycle0 = state is not None and state.next_cycle == 0 and (state.partial is None or state.partial.cycle != 0)
+    used = [u.to_record() for u in [*ctx.cache_uses, *uses]]
     if state is None:
-        rec.update_identity(prepare=info or {})
-    else:
+        rec.update_identity(prepare=info or {}, cache_uses=used)
+    elif redo_cycle0:
+        rec.update_identity(cache_uses=used)
+    if state is not None:
         ctx.strategy.load_state_dict(state.strategy)
         if state.rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
             rec.write_cycles(state.rows, state.queries)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from albench.cached import CacheUse, charged_seconds, legacy_uses
 from albench.errors import RecordError
 from albench.records import (find_runs, load_run, pick_baseline, read_artifact, read_queries, recorded_baseline,
                            recorded_phases, recorded_quirk_docs)
@@ -108,6 +109,22 @@ class Run:
     def prepare(self) -> dict:
         return dict(self.identity.get("prepare") or {})
 
+    @property
+    def cache_uses(self) -> list[CacheUse]:
+        """The cached artifacts the run used (run.json ``cache_uses``, see :mod:`albench.cached`); for
+        runs recorded before that field, what ``prepare``'s pretext_* and representation_* fields say.
+        A record that cannot be read as a use is skipped."""
+        recs = self.identity.get("cache_uses")
+        if not isinstance(recs, list):
+            return legacy_uses(self.prepare)
+        out = []
+        for rec in recs:
+            try:
+                out.append(CacheUse.from_record(rec))
+            except (ValueError, AttributeError):
+                continue
+        return out
+
     def artifact(self, name: str) -> np.ndarray | None:
         """The run's ``artifacts/<name>.npy`` array, or None when it was not recorded."""
         return read_artifact(self.dir, name)
@@ -128,29 +145,10 @@ class Run:
 
 
 def charged_pretext_seconds(recorded: float, prepare: dict) -> tuple[float, bool]:
-    """(pretext seconds to charge the run, whether the charge comes from a cached pretext cost).
-
-    A run whose pretext losses came from the cross-seed cache (run.json ``prepare.pretext_cache`` is
-    ``"hit"``) did not pay for the pretext training; its recorded pretext phase holds the cache read
-    and, when another seed was training the entry at the time, the wait for it. Wall-clock tables
-    charge every run what a single run of the method pays, using ``prepare.pretext_train_seconds``
-    (the cached training's own cost, which PT4AL records even on a hit):
-
-    - with ``prepare.pretext_wait_seconds`` recorded: recorded - wait + train (exact);
-    - without it: max(recorded, train): a wait overlaps the training being waited for, so adding the
-      two would count it twice; the cost of reading the cache (well under a second) is dropped when
-      the training is longer.
-
-    Without a cache hit the recorded time stands (it includes the training).
-    """
-    cache = str(prepare.get("pretext_cache", "")).lower()
-    trained = prepare.get("pretext_train_seconds")
-    if cache == "hit" and isinstance(trained, (int, float)) and np.isfinite(trained):
-        wait = prepare.get("pretext_wait_seconds")
-        if isinstance(wait, (int, float)) and np.isfinite(wait):
-            return max(0.0, float(recorded) - float(wait)) + float(trained), True
-        return max(float(recorded), float(trained)), True
-    return float(recorded), False
+    """(pretext seconds to charge, whether a reused entry's compute time is in them) for a run
+    recorded before run.json ``cache_uses``, from its ``prepare`` dict: :func:`albench.cached.charged_seconds`
+    of the uses :func:`albench.cached.legacy_uses` reads from it."""
+    return charged_seconds(recorded, legacy_uses(prepare))
 
 
 @dataclass
@@ -179,9 +177,13 @@ class Sweep:
     def cycles(self, dataset: str | None = None) -> pd.DataFrame:
         """One row per run x finished cycle: identity columns, series, state and the cycles.csv columns.
 
-        ``value`` is the metric as a fraction in [0, 1]; ``seconds_pretext_charged`` adds a cached
-        pretext cost (see :func:`charged_pretext_seconds`) to cycle 0. From run.json: ``phases`` (the
-        timed phases, comma-joined), ``baseline_designated`` and ``baseline`` (see :meth:`Run.baseline`).
+        ``value`` is the metric as a fraction in [0, 1]. ``seconds_<phase>_charged`` (for ``pretext`` and
+        every phase a cache use fell in) is that phase's charged time: on cycle 0 the incurred
+        ``seconds_<phase>`` adjusted by :func:`albench.cached.charged_seconds` for the run's cache uses
+        (:attr:`Run.cache_uses`), so every run is charged the compute time of each cached entry it used;
+        ``cache_reused``: whether that includes an entry another run computed; ``cached_artifacts``: the
+        artifacts the run used (comma-joined). From run.json: ``phases`` (the timed phases,
+        comma-joined), ``baseline_designated`` and ``baseline`` (see :meth:`Run.baseline`).
         """
         recs = []
         for run in self.runs if dataset is None else self.runs_of(dataset):
@@ -192,11 +194,15 @@ class Sweep:
                        "complete": run.complete, "cycles_planned": run.cycles_planned, "run_dir": str(run.dir),
                        "phases": ",".join(run.phases), "baseline_designated": run.baseline[0],
                        "baseline": run.baseline[1], **row}
-                pre, cached = float(row.get("seconds_pretext") or 0.0), False
-                if int(row.get("cycle", -1)) == 0:
-                    pre, cached = charged_pretext_seconds(pre, run.prepare)
-                rec["seconds_pretext_charged"] = pre
-                rec["pretext_cached"] = cached
+                uses = run.cache_uses if int(row.get("cycle", -1)) == 0 else []
+                reused = False
+                for ph in dict.fromkeys(("pretext", *(u.phase for u in uses))):
+                    incurred = float(row.get(f"seconds_{ph}") or 0.0)
+                    charged, r = charged_seconds(incurred, [u for u in uses if u.phase == ph])
+                    rec[f"seconds_{ph}_charged"] = charged
+                    reused = reused or r
+                rec["cache_reused"] = reused
+                rec["cached_artifacts"] = ",".join(sorted({u.artifact for u in uses}))
                 recs.append(rec)
         df = pd.DataFrame.from_records(recs)
         if df.empty:

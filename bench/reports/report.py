@@ -330,8 +330,9 @@ def write_index(index: ReportIndex, sweep: Sweep) -> None:
               f"win/loss when p < α = {ALPHA}. With n non-zero differences the exact test cannot go below "
               "p = 2/2^n (0.25 for 3 seeds, 0.0625 for 5): with fewer than 6 seeds every outcome is a tie.",
               "- Win/tie/loss matrix: one paired Wilcoxon test per labeled count; cell = W/T/L of row vs column.",
-              "- Wall-clock: seconds summed over a run's cycles (pretext charged in full when its result came "
-              "from the cross-seed cache), mean over complete runs; × Random divides by the mean total of the "
+              "- Wall-clock: seconds summed over a run's cycles, mean over complete runs, charged: each run pays "
+              "the compute time of every cached artifact it used (pretext losses, a representation), whether it "
+              "computed the entry or reused it; 'incurred' is the run's own clock; × Random divides by the mean total of the "
               "sweep's baseline (the strategy label run.json names; random unless the sweep's config sets "
               "'baseline').",
               f"- {DAGGER} marks strategies whose runs carry flags: "

@@ -190,27 +190,35 @@ def phases_of(df: pd.DataFrame) -> list[str]:
 
 
 def run_seconds(df: pd.DataFrame) -> pd.DataFrame:
-    """Per complete run: seconds per phase summed over cycles (pretext charged) and the total.
+    """Per complete run: seconds per phase summed over cycles, charged, and the total, charged and incurred.
 
-    Columns sweep, series, strategy_name, seed, one per phase (:func:`phases_of`), total, pretext_cached
-    (whether a cached pretext cost was charged). Only runs with ``complete`` True count: an unfinished
-    run's time is not the method's cost. A phase a run's cycles.csv lacks counts 0 s.
+    Columns sweep, series, strategy_name, seed, one per phase (:func:`phases_of`), total, incurred,
+    cache_reused, cached_artifacts. A phase's and the total's seconds are *charged*: each run pays the
+    compute time of every cached artifact it used, whether it computed the entry or reused it
+    (:mod:`albench.cached`); ``incurred`` is the total the run's own clock measured. ``cache_reused``:
+    whether the charge includes an entry another run computed; ``cached_artifacts``: the artifacts
+    used (comma-joined). Only runs with ``complete`` True count: an unfinished run's time is not the
+    method's cost. A phase a run's cycles.csv lacks counts 0 s.
     """
     phases = phases_of(df)
     done = df[df["complete"].astype(bool)]
     rows = []
     for (sweep, series, seed), part in done.groupby(["sweep", "series", "seed"], sort=True):
         rec = {"sweep": sweep, "series": series, "strategy_name": part["strategy_name"].iloc[0], "seed": int(seed)}
+        extra = 0.0
         for ph in phases:
-            col = "seconds_pretext_charged" if ph == "pretext" else f"seconds_{ph}"
-            rec[ph] = float(part[col].fillna(0).sum()) if col in part else 0.0
-        recorded_pre = float(part["seconds_pretext"].fillna(0).sum()) if "seconds_pretext" in part else 0.0
-        charged_pre = rec.get("pretext", recorded_pre)
-        rec["total"] = float(part["seconds_total"].fillna(0).sum()) + (charged_pre - recorded_pre)
-        rec["pretext_cached"] = bool(part["pretext_cached"].any()) if "pretext_cached" in part else False
+            incurred = part[f"seconds_{ph}"].fillna(0) if f"seconds_{ph}" in part else pd.Series(0.0, part.index)
+            charged = part[f"seconds_{ph}_charged"].fillna(incurred) if f"seconds_{ph}_charged" in part else incurred
+            rec[ph] = float(charged.sum())
+            extra += float(charged.sum() - incurred.sum())
+        rec["incurred"] = float(part["seconds_total"].fillna(0).sum())
+        rec["total"] = rec["incurred"] + extra
+        rec["cache_reused"] = bool(part["cache_reused"].fillna(False).any()) if "cache_reused" in part else False
+        arts = part["cached_artifacts"].dropna() if "cached_artifacts" in part else []
+        rec["cached_artifacts"] = ",".join(sorted({a for j in arts for a in str(j).split(",") if a}))
         rows.append(rec)
-    return pd.DataFrame(rows, columns=["sweep", "series", "strategy_name", "seed", *phases, "total",
-                                       "pretext_cached"])
+    return pd.DataFrame(rows, columns=["sweep", "series", "strategy_name", "seed", *phases, "total", "incurred",
+                                       "cache_reused", "cached_artifacts"])
 
 
 def baseline_series(df: pd.DataFrame, sweep: str) -> str | None:
@@ -240,7 +248,9 @@ def baseline_name(series: str | None) -> str:
 
 
 def wallclock_data(df: pd.DataFrame) -> pd.DataFrame:
-    """Per series: runs, mean seconds per phase and in total, std of the total, and ratio to the baseline.
+    """Per series: runs, mean charged seconds per phase and in total, std of the total, the mean incurred
+    total, how many runs were charged an entry another run computed, the cached artifacts used, and
+    the ratio to the baseline (of charged totals; see :func:`run_seconds`).
 
     ``ratio_to_random`` (the name kept from when the baseline was always random) divides the mean
     total by the mean total of the same sweep's baseline series, named in ``baseline`` (see
@@ -257,10 +267,13 @@ def wallclock_data(df: pd.DataFrame) -> pd.DataFrame:
             rec[f"{ph}_s"] = float(part[ph].mean())
         rec["total_s"] = float(part["total"].mean())
         rec["total_std_s"] = float(part["total"].std(ddof=1)) if len(part) > 1 else np.nan
-        rec["pretext_cached_runs"] = int(part["pretext_cached"].sum())
+        rec["incurred_s"] = float(part["incurred"].mean())
+        rec["cache_reused_runs"] = int(part["cache_reused"].sum())
+        rec["cached_artifacts"] = ",".join(sorted({a for j in part["cached_artifacts"] for a in j.split(",") if a}))
         rows.append(rec)
     out = pd.DataFrame(rows, columns=["series", "sweep", "strategy_name", "runs", *[f"{p}_s" for p in phases],
-                                      "total_s", "total_std_s", "pretext_cached_runs"])
+                                      "total_s", "total_std_s", "incurred_s", "cache_reused_runs",
+                                      "cached_artifacts"])
     bases = {sw: baseline_series(done, sw) for sw in out["sweep"].unique()}
     ratios = []
     for r in out.itertuples():
@@ -273,7 +286,7 @@ def wallclock_data(df: pd.DataFrame) -> pd.DataFrame:
 
 def wallclock_phases(data: pd.DataFrame) -> list[str]:
     """The phases of a :func:`wallclock_data` frame, in column order."""
-    return [c[:-2] for c in data.columns if c.endswith("_s") and c not in ("total_s", "total_std_s")]
+    return [c[:-2] for c in data.columns if c.endswith("_s") and c not in ("total_s", "total_std_s", "incurred_s")]
 
 
 def wallclock_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: str) -> Table:
@@ -286,6 +299,9 @@ def wallclock_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: 
         disp[ph] = [fmt_duration(v) for v in data[f"{ph}_s"]]
     disp["total"] = [fmt_duration(v) + (f" ± {fmt_duration(s)}" if np.isfinite(s) else "")
                      for v, s in zip(data["total_s"], data["total_std_s"])]
+    cached = data["cached_artifacts"].astype(bool)
+    if cached.any():
+        disp["incurred"] = [fmt_duration(v) for v in data["incurred_s"]]
     bases = sorted({b for b in data["baseline"] if b})
     labels = sorted({b.split("/")[-1] for b in bases})
     head = f"× {baseline_name(bases[0])}" if len(labels) == 1 else "× baseline"
@@ -299,10 +315,17 @@ def wallclock_table(df: pd.DataFrame, *, caption: str, flagged: set[str], name: 
                  "designate different ones, or the baseline has no complete run).")
     notes = ["Seconds of wall-clock per run, summed over its cycles, mean over complete runs (± std of the total);"
              f" {head} divides the mean total by {whose}"]
-    if data["pretext_cached_runs"].sum() > 0:
-        cached = data.loc[data["pretext_cached_runs"] > 0, "series"].tolist()
-        notes.append(f"Pretext time of {', '.join(cached)} includes the training time of its cached pretext model "
-                     "(charged to every run that reused it).")
+    if cached.any():
+        arts = sorted({a for j in data["cached_artifacts"] for a in j.split(",") if a})
+        users = data.loc[cached, "series"].tolist()
+        reused = data.loc[data["cache_reused_runs"] > 0]
+        notes.append(
+            f"Charged time: the phases and total of {', '.join(users)} include the compute time of each cached "
+            f"artifact the run used ({', '.join(arts)}), whether the run computed the entry or reused it, so a "
+            "method's cost does not depend on which run came first; incurred is the run's own wall-clock total "
+            "(a run that reused an entry spent only the read). "
+            + (f"Runs charged for an entry another run computed: {', '.join(f'{r.series} {r.cache_reused_runs} of {r.runs}' for r in reused.itertuples())}."
+               if len(reused) else "No run reused an entry another run computed."))
     return Table(name=name, title="Wall-clock time per run, total and per phase", caption=caption, data=data,
                  display=disp, notes=notes)
 

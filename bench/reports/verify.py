@@ -17,8 +17,8 @@ Quantities:
 
 - ``metric``: the run's metric at ``cycle`` (``first``, ``last`` or an index) in percent, and
   ``statistic`` over seeds: ``mean``, ``std`` (sample, ddof = 1), ``min`` or ``max``.
-- ``wallclock-ratio``: per seed, the run's total wall-clock (pretext charged in full when cached;
-  see :func:`albench.reports.data.charged_pretext_seconds`) divided by that of the sweep's baseline
+- ``wallclock-ratio``: per seed, the run's charged total wall-clock (each cached artifact's compute
+  time charged in full, computed or reused; see :mod:`albench.cached`) divided by that of the sweep's baseline
   run (the strategy label run.json designates; random for records older than that field) with the
   same seed in the same sweep and dataset; ours is the mean over seeds, and the outcome names the
   baseline. Complete runs only.

@@ -3,7 +3,8 @@
 An entry is ``<root>/<key>.npz`` (pool losses, test losses, a JSON meta string) plus a readable
 ``<key>.json``; the key hashes everything that determines the losses. Entries are written
 atomically. Runs that need the same entry at the same time (the seeds of a sweep, started together)
-serialise on ``<key>.lock``: the first trains, the others wait and read its entry.
+serialise on ``<key>.lock``: the first trains, the others wait and read its entry. What a run records
+about the entry it used, and what reports charge it, follow :mod:`albench.cached`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import socket
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
+from albench.cached import entry_lock
 from albench.records import atomic_write_bytes, atomic_write_text
 
 CACHE_VERSION = 1  # bump when the loss computation changes, so old entries stop matching
-LOCK_POLL_S = 0.5
-LOCK_MAX_AGE_S = 48 * 3600.0  # a lock older than this is abandoned, whoever wrote it
 
 
 def tensor_fingerprint(x: torch.Tensor) -> str:
@@ -73,63 +69,7 @@ class PretextCache:
         atomic_write_bytes(self.path(key), buf.getvalue())
         atomic_write_text(self.root / f"{key}.json", json.dumps(meta, indent=1, default=str) + "\n")
 
-    # ------------------------------------------------------------------ cross-process lock
-    def _lock_is_stale(self, lock: Path) -> bool:
-        try:
-            info = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            # unreadable: either being written right now or junk; judge by age
-            try:
-                return time.time() - lock.stat().st_mtime > 60.0
-            except OSError:
-                return False
-        if time.time() - float(info.get("time", 0)) > LOCK_MAX_AGE_S:
-            return True
-        if info.get("host") == socket.gethostname():
-            try:
-                os.kill(int(info["pid"]), 0)
-            except ProcessLookupError:
-                return True  # its owner died without cleaning up
-            except (PermissionError, ValueError, KeyError):
-                return False
-        return False
-
-    @contextmanager
-    def lock(self, key: str, *, log: Callable[[str], None] = print, timeout_s: float | None = None) -> Iterator[bool]:
-        """Hold ``<key>.lock`` while inside; yields True when held, False when ``timeout_s`` ran out
-        waiting for another holder (the caller then goes on without it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        lock = self.root / f"{key}.lock"
-        waited_since = time.monotonic()
-        told = False
-        held = False
-        while True:
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._lock_is_stale(lock):
-                    try:
-                        lock.unlink()
-                    except FileNotFoundError:
-                        pass
-                    continue
-                if timeout_s is not None and time.monotonic() - waited_since > timeout_s:
-                    log(f"pretext cache: gave up waiting for {lock.name} after {timeout_s:.0f}s; training anyway")
-                    break
-                if not told:
-                    log(f"pretext cache: another run is computing entry {key}; waiting for it")
-                    told = True
-                time.sleep(LOCK_POLL_S)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, fh)
-            held = True
-            break
-        try:
-            yield held
-        finally:
-            if held:
-                try:
-                    lock.unlink()
-                except FileNotFoundError:
-                    pass
+    def lock(self, key: str, *, log: Callable[[str], None] = print, timeout_s: float | None = None):
+        """Hold ``<key>.lock`` while inside (see :func:`albench.cached.entry_lock`); yields True when held,
+        False when ``timeout_s`` ran out waiting for another holder."""
+        return entry_lock(self.root, key, log=log, timeout_s=timeout_s, what="pretext cache")

@@ -11,7 +11,8 @@ the normalisation, the device type, AMP and the torch version, plus a features v
 When it trains, it also stores the per-image losses of the same network under the key
 :func:`albench.strategies.pretext.pretext_losses` uses, so a PT4AL run with the same spec afterwards reads
 them instead of training again. (The converse is not possible: a loss entry holds no network. On
-CPU the retraining gives bit-identical weights.)
+CPU the retraining gives bit-identical weights.) The use is reported as artifact ``representation``
+(:mod:`albench.cached`); the loss entry written alongside names the features entry as its origin.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from albench.cached import Entry, load_or_compute
 from albench.records import atomic_write_bytes, atomic_write_text
 from albench.strategies.pretext.cache import PretextCache, cache_key, tensor_fingerprint
 from albench.strategies.pretext.losses import key_fields
@@ -140,7 +142,11 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
     fields = features_key_fields(spec, pool_fingerprint=pool_fp, mean=mean, std=std, device=device, amp=amp)
     key = cache_key(fields)
 
-    def fit() -> tuple[np.ndarray, float, int, list, np.ndarray, np.ndarray | None]:
+    cache = PretextCache(cache_dir) if cache_dir is not None else None
+
+    def compute() -> Entry:
+        if cache is not None:
+            log(f"pretext features cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
         cap = _Capture(task)
         f = fit_pretext(cap, spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
                         device=device, amp=amp, log=log, progress=progress)
@@ -148,40 +154,38 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
         feats = extract_embeddings(task, cap.net, pool_images, mean=mean, std=std, device=device, amp=amp,
                                    batch_size=2 * spec.batch_size)
         secs = f.seconds + time.perf_counter() - t0
-        return feats, secs, f.selected_epoch, f.history, f.pool_loss, f.test_loss
+        return Entry({"features": feats, "selected_epoch": f.selected_epoch, "history": f.history,
+                      "pool_loss": f.pool_loss, "test_loss": f.test_loss}, secs)
 
-    if cache_dir is None:
-        feats, secs, sel, hist, _, _ = fit()
-        return FeaturesResult(feats, "off", key, secs, sel, hist)
-    cache = PretextCache(cache_dir)
-
-    def from_entry(entry: dict, wait: float = 0.0) -> FeaturesResult:
-        m = entry["meta"]
+    def load() -> Entry | None:
+        stored = _load(cache, key)
+        if stored is None:
+            return None
+        m = stored["meta"]
         log(f"pretext features cache hit {key} ({spec.task}; trained in {m['train_seconds']:.1f}s)")
-        return FeaturesResult(entry["features"], "hit", key, float(m["train_seconds"]), int(m["selected_epoch"]),
-                              list(m.get("history", [])), wait)
+        return Entry({"features": stored["features"], "selected_epoch": int(m["selected_epoch"]),
+                      "history": list(m.get("history", []))}, float(m["train_seconds"]), m.get("origin"))
 
-    entry = _load(cache, key)
-    if entry is not None:
-        return from_entry(entry)
-    asked = time.perf_counter()
-    with cache.lock(key, log=log):
-        wait = time.perf_counter() - asked
-        entry = _load(cache, key)
-        if entry is not None:
-            return from_entry(entry, wait)
-        log(f"pretext features cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
-        feats, secs, sel, hist, pool_loss, test_loss = fit()
-        meta = {"key": key, "fields": fields, "train_seconds": secs, "selected_epoch": sel, "history": hist,
-                "created": time.time(), "pool_size": int(pool_images.shape[0]), "dim": int(feats.shape[1])}
-        _store(cache, key, feats, meta)
-        # the same network's losses, where pretext_losses would look for them
+    def store(entry: Entry) -> None:
+        v, secs = entry.value, entry.compute_seconds
+        meta = {"key": key, "fields": fields, "train_seconds": secs, "selected_epoch": v["selected_epoch"],
+                "history": v["history"], "created": time.time(), "pool_size": int(pool_images.shape[0]),
+                "dim": int(v["features"].shape[1])}
+        _store(cache, key, v["features"], meta)
+        # the same network's losses, where pretext_losses would look for them; one training fills both
+        # entries, so a run that reads both is charged it once (the entry's origin)
         loss_fields = key_fields(spec, pool_fingerprint=pool_fp,
                                  test_fingerprint=None if test_images is None else tensor_fingerprint(test_images),
                                  mean=mean, std=std, device=device, amp=amp)
         loss_key = cache_key(loss_fields)
         if cache.load(loss_key) is None:
-            cache.store(loss_key, pool_loss, test_loss,
-                        {"key": loss_key, "fields": loss_fields, "train_seconds": secs, "selected_epoch": sel,
-                         "history": hist, "created": time.time(), "pool_size": int(pool_images.shape[0])})
-    return FeaturesResult(feats, "miss", key, secs, sel, hist, wait)
+            cache.store(loss_key, v["pool_loss"], v["test_loss"],
+                        {"key": loss_key, "fields": loss_fields, "train_seconds": secs,
+                         "selected_epoch": v["selected_epoch"], "history": v["history"], "created": time.time(),
+                         "pool_size": int(pool_images.shape[0]), "origin": key})
+
+    entry, use = load_or_compute("representation", key, lock_dir=None if cache is None else cache.root, load=load,
+                                 compute=compute, store=store, log=log)
+    v = entry.value
+    return FeaturesResult(v["features"], use.status, key, entry.compute_seconds, v["selected_epoch"], v["history"],
+                          float(use.wait_seconds or 0.0))

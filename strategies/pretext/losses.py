@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from albench.cached import Entry, load_or_compute
 from albench.strategies.pretext.cache import CACHE_VERSION, PretextCache, cache_key, tensor_fingerprint
 from albench.strategies.pretext.spec import PretextSpec
 from albench.strategies.pretext.tasks import make_task
@@ -50,6 +51,7 @@ def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images:
     With ``cache_dir``, a stored entry with the same key is returned without training; otherwise
     the pretext network is trained and the entry stored. Concurrent callers with the same key wait
     for the first one instead of training twice. ``progress(done, total)``: epochs, when it trains.
+    The use is reported as artifact ``pretext-losses`` (:mod:`albench.cached`).
     """
     device = torch.device(device)
     task = make_task(spec.task, spec.options)
@@ -58,35 +60,35 @@ def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images:
                         mean=mean, std=std, device=device, amp=amp)
     key = cache_key(fields)
 
-    def fit() -> tuple:
+    def compute() -> Entry:
+        if cache is not None:
+            log(f"pretext cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
         f = fit_pretext(task, spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
                         device=device, amp=amp, log=log, progress=progress)
-        return f.pool_loss, f.test_loss, f.seconds, f.selected_epoch, f.history
+        return Entry({"pool_loss": f.pool_loss, "test_loss": f.test_loss, "selected_epoch": f.selected_epoch,
+                      "history": f.history}, f.seconds)
 
-    if cache_dir is None:
-        pool_loss, test_loss, secs, sel, hist = fit()
-        return PretextResult(pool_loss, test_loss, "off", key, secs, sel, hist)
+    cache = PretextCache(cache_dir) if cache_dir is not None else None
 
-    cache = PretextCache(cache_dir)
-
-    def from_entry(entry: dict, wait: float = 0.0) -> PretextResult:
-        m = entry["meta"]
+    def load() -> Entry | None:
+        stored = cache.load(key)
+        if stored is None:
+            return None
+        m = stored["meta"]
         log(f"pretext cache hit {key} ({spec.task}; trained in {m['train_seconds']:.1f}s)")
-        return PretextResult(entry["pool_loss"], entry["test_loss"], "hit", key, float(m["train_seconds"]),
-                             int(m["selected_epoch"]), list(m.get("history", [])), wait)
+        return Entry({"pool_loss": stored["pool_loss"], "test_loss": stored["test_loss"],
+                      "selected_epoch": int(m["selected_epoch"]), "history": list(m.get("history", []))},
+                     float(m["train_seconds"]), m.get("origin"))
 
-    entry = cache.load(key)
-    if entry is not None:
-        return from_entry(entry)
-    asked = time.perf_counter()
-    with cache.lock(key, log=log):
-        wait = time.perf_counter() - asked
-        entry = cache.load(key)  # another run may have written it while we waited
-        if entry is not None:
-            return from_entry(entry, wait)
-        log(f"pretext cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
-        pool_loss, test_loss, secs, sel, hist = fit()
-        meta = {"key": key, "fields": fields, "train_seconds": secs, "selected_epoch": sel, "history": hist,
-                "created": time.time(), "pool_size": int(pool_images.shape[0])}
-        cache.store(key, pool_loss, test_loss, meta)
-    return PretextResult(pool_loss, test_loss, "miss", key, secs, sel, hist, wait)
+    def store(entry: Entry) -> None:
+        v = entry.value
+        cache.store(key, v["pool_loss"], v["test_loss"],
+                    {"key": key, "fields": fields, "train_seconds": entry.compute_seconds,
+                     "selected_epoch": v["selected_epoch"], "history": v["history"], "created": time.time(),
+                     "pool_size": int(pool_images.shape[0])})
+
+    entry, use = load_or_compute("pretext-losses", key, lock_dir=None if cache is None else cache.root, load=load,
+                                 compute=compute, store=store, log=log)
+    v = entry.value
+    return PretextResult(v["pool_loss"], v["test_loss"], use.status, key, entry.compute_seconds, v["selected_epoch"],
+                         v["history"], float(use.wait_seconds or 0.0))

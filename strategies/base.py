@@ -147,6 +147,10 @@ class PrepareContext:
     log: Callable[[str], None] = print
     amp: bool = False
     channel_order: str = "rgb"  # 'bgr': the run reverses channels before normalising (train.augment)
+    # the frozen features a model over features (``head``) reads, one float32 row per pool image (pool
+    # order), and what run.json records about them (source, cache key); None for a model over images
+    features: np.ndarray | None = None
+    features_info: dict | None = None
 
 
 class Auxiliary(nn.Module):

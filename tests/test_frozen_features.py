@@ -208,6 +208,20 @@ def test_typiclust_representation_simclr_and_a_head_over_simclr_share_one_entry(
     assert head["features"]["cache"] == "hit" and head["features"]["key"] == typi["cache_uses"][0]["key"]
 
 
+def test_margin_and_pt4al_run_on_a_head_pt4al_pretext_on_the_images(head_raw, tmp_path):
+    """PT4AL's pretext trains on the images (its own cache entry, its own charge) while its in-batch
+    sampler reads the head's posteriors."""
+    head_raw["strategies"] = ["margin", {"name": "pt4al", "params": {
+        "pretext_model": "small-cnn", "pretext_model_params": {"width": 8}, "pretext_epochs": 1}}]
+    assert main(["run", str(write_yaml(tmp_path / "c.yaml", head_raw)), "--quiet"]) == 0
+    root = tmp_path / "results"
+    assert _status(root, "frozen", "margin") == "complete"
+    pt = _run_json(root, "frozen", "pt4al")
+    assert [u["artifact"] for u in pt["cache_uses"]] == ["representation", "pretext-losses"]
+    assert pt["prepare"]["pretext_task"] == "rotation"
+    assert (root / "frozen" / "digits" / "pt4al" / "seed-0" / "artifacts" / "pretext_loss_pool.npy").is_file()
+
+
 # ------------------------------------------------------------------------------------------------
 # features files
 
@@ -312,22 +326,24 @@ def test_representation_features_is_refused_on_a_model_over_images(tiny_raw, tmp
 # a registered backbone with local weights
 
 
-def test_a_tv_backbone_with_local_weights_embeds_the_pool_once_and_caches_it(head_raw, tmp_path):
+@pytest.mark.parametrize("arch, params", [("tv:resnet18", {"small_input": True}), ("timm:resnet18", {})])
+def test_a_backbone_with_local_weights_embeds_the_pool_once_and_caches_it(head_raw, tmp_path, arch, params):
     from albench.models.registry import build_model
 
+    if arch.startswith("timm:"):
+        pytest.importorskip("timm")
     torch.manual_seed(0)
-    net = build_model("tv:resnet18", num_classes=1000, in_channels=3, image_size=(224, 224))
+    net = build_model(arch, num_classes=1000, in_channels=3, image_size=(224, 224))
     weights = tmp_path / "resnet18.pth"
-    torch.save(net.net.state_dict(), weights)  # torchvision's own key layout
-    head_raw["model"]["params"]["features"] = {"name": "tv:resnet18", "params": {"weights": str(weights),
-                                                                                 "small_input": True}}
+    torch.save(net.net.state_dict(), weights)  # the library's own key layout (3-channel stem: summed for digits)
+    head_raw["model"]["params"]["features"] = {"name": arch, "params": {"weights": str(weights), **params}}
     head_raw["al"]["cycles"] = 1
     head_raw["seeds"] = [0, 1]
     assert main(["run", str(write_yaml(tmp_path / "c.yaml", head_raw)), "--quiet"]) == 0
     runs = [_run_json(tmp_path / "results", "frozen", "random", s) for s in (0, 1)]
     assert sorted(r["features"]["cache"] for r in runs) == ["hit", "miss"]
     f = runs[0]["features"]
-    assert f["artifact"] == "frozen-features" and f["dim"] == 512 and f["source"]["name"] == "tv:resnet18"
+    assert f["artifact"] == "frozen-features" and f["dim"] == 512 and f["source"]["name"] == arch
     assert len(f["weights_sha256"]) == 64
     entry = tmp_path / "results" / ".cache" / "features" / f"{f['key']}.npz"
     assert entry.is_file()

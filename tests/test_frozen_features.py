@@ -136,7 +136,7 @@ def test_digits_head_runs_every_model_output_strategy_and_a_second_sweep_reuses_
         assert f["source"]["kind"] == "representation" and f["source"]["name"] == "simclr"
         assert f["embedding"] == "input" and f["embedding_dim"] == f["dim"] == 64  # small-cnn width 8: 8 x 8
         assert f["train_rows"] + f["test_rows"] == 1797
-        assert [(u["artifact"], u["key"]) for u in r["cache_uses"]] == [("representation", key)]
+        assert [(u["artifact"], u["key"]) for u in r["cache_uses"]] == [("frozen-features", key)]
     # TypiClust and ProbCover selected from those very features
     assert first["typiclust"]["prepare"]["representation"] == "features"
     assert first["probcover"]["prepare"]["representation_key"] == key
@@ -157,7 +157,7 @@ def test_digits_head_runs_every_model_output_strategy_and_a_second_sweep_reuses_
     sweep = load_sweep_runs(root / "frozen-again")
     table = T.wallclock_table(sweep.cycles("digits"), caption="", flagged=set(), name="w")
     assert all(t >= compute for t in table.data["total_s"]) and (table.data["incurred_s"] < compute).all()
-    assert any("representation" in n and "whether the run computed the entry or reused it" in n for n in table.notes)
+    assert any("frozen-features" in n and "whether the run computed the entry or reused it" in n for n in table.notes)
 
 
 def test_a_head_trains_and_scores_on_feature_rows_held_in_memory(head_raw, tmp_path):
@@ -217,7 +217,7 @@ def test_margin_and_pt4al_run_on_a_head_pt4al_pretext_on_the_images(head_raw, tm
     root = tmp_path / "results"
     assert _status(root, "frozen", "margin") == "complete"
     pt = _run_json(root, "frozen", "pt4al")
-    assert [u["artifact"] for u in pt["cache_uses"]] == ["representation", "pretext-losses"]
+    assert [u["artifact"] for u in pt["cache_uses"]] == ["frozen-features", "pretext-losses"]
     assert pt["prepare"]["pretext_task"] == "rotation"
     assert (root / "frozen" / "digits" / "pt4al" / "seed-0" / "artifacts" / "pretext_loss_pool.npy").is_file()
 
@@ -349,3 +349,31 @@ def test_a_backbone_with_local_weights_embeds_the_pool_once_and_caches_it(head_r
     assert entry.is_file()
     with np.load(entry) as z:
         assert z["train"].shape == (1500, 512) and z["test"].shape == (297, 512)
+
+
+def test_a_resume_refuses_features_other_than_those_the_run_started_with(tmp_path):
+    """A run resumed after its features file (or cache entry) changed would mix two inputs."""
+    from types import SimpleNamespace
+
+    from albench.engine.loop import _check_features
+    from albench.engine.state import LoopState
+    from albench.errors import AlbenchError
+
+    (tmp_path / "run.json").write_text(json.dumps({"features": {"key": "aaaa", "source": {"kind": "file"}}}))
+    ctx = SimpleNamespace(rc=SimpleNamespace(run_dir=tmp_path))
+    _check_features(ctx, None, {"key": "bbbb"})  # a fresh start records whatever it reads
+    _check_features(ctx, LoopState(), {"key": "aaaa"})  # the same entry: resumes
+    with pytest.raises(AlbenchError, match="frozen features changed since this run started"):
+        _check_features(ctx, LoopState(), {"key": "bbbb", "source": {"kind": "file"}})
+
+
+def test_the_caption_states_where_the_features_came_from_and_what_was_charged():
+    from albench.reports.data import features_summary
+
+    rep = {"source": {"kind": "representation", "name": "simclr"}, "dim": 256, "key": "bc9dd933a0",
+           "spec": {"model": "small-cnn", "model_params": {"width": 32}, "epochs": 30, "seed": 0}}
+    assert features_summary(rep) == ("simclr (small-cnn width 32, 30 epochs on the train images, seed 0; 256-d; "
+                                     "entry bc9dd933)")
+    f = {"source": {"kind": "file", "file": "dino.npz"}, "dim": 768, "sha256": "0123456789", "compute_seconds": None}
+    assert "records no compute time, so none is charged" in features_summary(f)
+    assert "computed elsewhere in 12.5 s" in features_summary({**f, "compute_seconds": 12.5})

@@ -13,9 +13,11 @@ test image, for a :class:`~albench.features.source.FeatureSource`:
   device type, AMP, the torch version and :data:`FEATURES_VERSION`;
 - a **file** is read as it is (checked against the images).
 
-Every use is recorded through :mod:`albench.cached` (artifact ``representation`` or
-``frozen-features``): the entry, whether this run computed or reused it, and its compute time,
-which each run is charged either way; runs that need one entry at once serialise on its lock.
+Every use is recorded through :mod:`albench.cached` as artifact ``frozen-features``: the entry,
+whether this run computed or reused it, and its compute time, which each run is charged either
+way; runs that need one entry at once serialise on its lock. (A representation's entry is the one
+TypiClust and ProbCover read as ``representation``: one computation, so a run that uses both is
+charged it once.)
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ def _representation(source: FeatureSource, *, x_train, x_test, train_fp, mean, s
                                model=p.get("model"), lr=p.get("lr"), options=p.get("options"))
     res = pretext_features(spec, pool_images=x_train, test_images=x_test, mean=mean, std=std, device=device, amp=amp,
                            cache_dir=None if cache_root is None else Path(cache_root) / "pretext",
-                           pool_fingerprint=train_fp, normalize=False, need_test=True, log=log)
-    info = {"source": source.describe(), "artifact": "representation", "key": res.key, "cache": res.cache,
+                           pool_fingerprint=train_fp, normalize=False, need_test=True, artifact=ARTIFACT, log=log)
+    info = {"source": source.describe(), "artifact": ARTIFACT, "key": res.key, "cache": res.cache,
             "compute_seconds": round(float(res.train_seconds), 3), "spec": spec.fields(),
             "selected_epoch": res.selected_epoch}
     return FrozenFeatures(np.asarray(res.features, np.float32), np.asarray(res.test_features, np.float32), info)

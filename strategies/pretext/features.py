@@ -124,7 +124,7 @@ def _store(cache: PretextCache, key: str, features: np.ndarray, meta: dict,
 def pretext_features(spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None = None,
                      mean, std, device: torch.device | str = "cpu", amp: bool = False,
                      cache_dir: str | Path | None = None, pool_fingerprint: str | None = None,
-                     normalize: bool = True, need_test: bool = False,
+                     normalize: bool = True, need_test: bool = False, artifact: str = "representation",
                      log: Callable[[str], None] = print) -> FeaturesResult:
     """The pool's (N, D) pretext embeddings under ``spec``, from the cache or trained now; each row
     L2-normalised unless ``normalize`` is False (the cache holds the raw embeddings).
@@ -132,13 +132,14 @@ def pretext_features(spec: PretextSpec, *, pool_images: torch.Tensor, test_image
     ``test_images`` serve the loss entry written alongside and the test embeddings the entry keeps
     (``FeaturesResult.test_features``, normalised alike); ``need_test``: an entry without them is
     trained again (see the module docstring). Concurrent callers with the same key wait for the
-    first one instead of training twice.
+    first one instead of training twice. ``artifact``: the name the run records the use under
+    (:mod:`albench.cached`; a ``head``'s frozen features say ``frozen-features``).
     """
     if need_test and test_images is None:
         raise ValueError("need_test asks for test embeddings: pass test_images")
     res = _features(spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
                     device=torch.device(device), amp=amp, cache_dir=cache_dir, pool_fingerprint=pool_fingerprint,
-                    need_test=need_test, log=log)
+                    need_test=need_test, artifact=artifact, log=log)
     if normalize:
         res.features = l2_normalize(res.features)
         if res.test_features is not None:
@@ -154,7 +155,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device: torch.device, amp: bool,
-              cache_dir, pool_fingerprint, need_test: bool, log) -> FeaturesResult:
+              cache_dir, pool_fingerprint, need_test: bool, artifact: str, log) -> FeaturesResult:
     task = make_task(spec.task, spec.options)
     pool_fp = pool_fingerprint or tensor_fingerprint(pool_images)
     test_fp = None if test_images is None else tensor_fingerprint(test_images)
@@ -211,7 +212,7 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
                          "selected_epoch": v["selected_epoch"], "history": v["history"], "created": time.time(),
                          "pool_size": int(pool_images.shape[0]), "origin": key})
 
-    entry, use = load_or_compute("representation", key, lock_dir=None if cache is None else cache.root, load=load,
+    entry, use = load_or_compute(artifact, key, lock_dir=None if cache is None else cache.root, load=load,
                                  compute=compute, store=store, log=log)
     v = entry.value
     return FeaturesResult(v["features"], use.status, key, entry.compute_seconds, v["selected_epoch"], v["history"],

@@ -208,14 +208,18 @@ def test_typiclust_representation_simclr_and_a_head_over_simclr_share_one_entry(
     assert head["features"]["cache"] == "hit" and head["features"]["key"] == typi["cache_uses"][0]["key"]
 
 
-def test_margin_and_pt4al_run_on_a_head_pt4al_pretext_on_the_images(head_raw, tmp_path):
+def test_strategies_that_need_images_keep_using_them_on_a_head(head_raw, tmp_path):
     """PT4AL's pretext trains on the images (its own cache entry, its own charge) while its in-batch
-    sampler reads the head's posteriors."""
-    head_raw["strategies"] = ["margin", {"name": "pt4al", "params": {
-        "pretext_model": "small-cnn", "pretext_model_params": {"width": 8}, "pretext_epochs": 1}}]
+    sampler reads the head's posteriors; VAAL's VAE and PAL's scorer train on the images too."""
+    head_raw["strategies"] = [
+        "margin", {"name": "pt4al", "params": {"pretext_model": "small-cnn", "pretext_model_params": {"width": 8},
+                                               "pretext_epochs": 1}},
+        {"name": "vaal", "params": {"iterations": 2, "batch_size": 64, "width": 8}},
+        {"name": "pal", "params": {"scorer_model": "small-cnn", "scorer_params": {"width": 8}, "epochs": 2,
+                                   "batch_size": 32, "sub_query": 10, "finetune_epochs": 1}}]
     assert main(["run", str(write_yaml(tmp_path / "c.yaml", head_raw)), "--quiet"]) == 0
     root = tmp_path / "results"
-    assert _status(root, "frozen", "margin") == "complete"
+    assert all(_status(root, "frozen", n) == "complete" for n in ("margin", "pt4al", "vaal", "pal"))
     pt = _run_json(root, "frozen", "pt4al")
     assert [u["artifact"] for u in pt["cache_uses"]] == ["frozen-features", "pretext-losses"]
     assert pt["prepare"]["pretext_task"] == "rotation"

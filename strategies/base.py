@@ -362,9 +362,13 @@ def check_model_params(params: dict, model_key: str, params_key: str, path: str)
         raise ConfigError(f"{path}.{model_key}", "unknown model",
                           f"{hint}set {path}.{model_key} to one of {', '.join(model_names())}", name)
     try:
-        model_entry(name)  # a family resolves the name here (e.g. timm absent, or no such timm model)
+        entry = model_entry(name)  # a family resolves the name here (e.g. timm absent, or no such timm model)
     except ConfigError as exc:
         raise ConfigError(f"{path}.{model_key}", exc.problem, exc.fix, name) from None
+    if entry.inputs != "images":
+        raise ConfigError(f"{path}.{model_key}", "reads frozen features, not images; a strategy-owned network "
+                          "trains on the pool's images", f"set {path}.{model_key} to an image model such as small-cnn",
+                          name)
     validate_model_params(name, params.get(params_key), f"{path}.{params_key}")
 
 

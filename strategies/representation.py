@@ -116,6 +116,10 @@ class RepresentationMixin:
         if model not in model_names():
             raise ConfigError(f"{path}.pretext_model", "unknown model", f"use one of {', '.join(model_names())}",
                               model)
+        if model_entry(model).inputs != "images":
+            raise ConfigError(f"{path}.pretext_model", "reads frozen features, not images: the representation "
+                              "trains an image network", "use an image model such as small-cnn or resnet18-cifar",
+                              model)
         if params.get("pretext_width") is not None:
             accepted = inspect.signature(model_entry(model).builder).parameters
             if "width" not in accepted:

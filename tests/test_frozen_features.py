@@ -319,6 +319,18 @@ def test_learning_loss_is_refused_on_a_head_at_config_load(head_raw, tmp_path, c
     assert name in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("strategy, field", [
+    ({"name": "pt4al", "params": {"pretext_model": "head"}}, "strategies[0].params.pretext_model"),
+    ({"name": "pal", "params": {"scorer_model": "head"}}, "strategies[0].params.scorer_model"),
+    ({"name": "typiclust", "params": {"pretext_model": "head"}}, "strategies[0].params.pretext_model"),
+])
+def test_a_head_is_refused_as_a_strategy_owned_image_network(tiny_raw, tmp_path, strategy, field):
+    tiny_raw["strategies"] = [strategy]
+    with pytest.raises(ConfigError) as e:
+        load_config(write_yaml(tmp_path / "c.yaml", tiny_raw))
+    assert e.value.field == field and "frozen features" in e.value.problem
+
+
 def test_representation_features_is_refused_on_a_model_over_images(tiny_raw, tmp_path):
     tiny_raw["strategies"] = [{"name": "probcover", "params": {"representation": "features"}}]
     with pytest.raises(ConfigError) as e:

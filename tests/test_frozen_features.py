@@ -393,3 +393,18 @@ def test_the_caption_states_where_the_features_came_from_and_what_was_charged():
     f = {"source": {"kind": "file", "file": "dino.npz"}, "dim": 768, "sha256": "0123456789", "compute_seconds": None}
     assert "records no compute time, so none is charged" in features_summary(f)
     assert "computed elsewhere in 12.5 s" in features_summary({**f, "compute_seconds": 12.5})
+
+
+def test_a_head_over_pt4al_rotation_features_and_pt4al_share_one_pretext_training(head_raw, tmp_path):
+    """A PT4AL pretext as the feature source: the head's features and PT4AL's per-image losses come
+    from one rotation network (the features entry writes the loss entry alongside), charged once."""
+    head_raw["model"]["params"]["features"] = {"name": "rotation", "params": {"model": "small-cnn", "width": 8,
+                                                                              "epochs": 1}}
+    head_raw["strategies"] = [{"name": "pt4al", "params": {"pretext_model": "small-cnn",
+                                                           "pretext_model_params": {"width": 8}, "pretext_epochs": 1}}]
+    assert main(["run", str(write_yaml(tmp_path / "c.yaml", head_raw)), "--quiet"]) == 0
+    r = _run_json(tmp_path / "results", "frozen", "pt4al")
+    feats, losses = r["cache_uses"]
+    assert (feats["artifact"], feats["status"]) == ("frozen-features", "miss")
+    assert (losses["artifact"], losses["status"]) == ("pretext-losses", "hit") and losses["origin"] == feats["key"]
+    assert r["features"]["dim"] == 64 and r["features"]["spec"]["task"] == "rotation"

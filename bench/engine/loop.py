@@ -112,7 +112,9 @@ class RunContext:
                 crop_padding=self.ds.crop_padding if aug.crop_padding is None else aug.crop_padding,
                 hflip=self.ds.hflip if aug.hflip is None else aug.hflip,
                 normalize=aug.normalize, bgr=aug.channel_order == "bgr", device=self.device)
-        data_dev = data_device(self.device, self.pool_images)
+        # a model over features gets its inputs in load_features; the images stay where they are (for
+        # strategies that read them: PoolState.images)
+        data_dev = data_device(self.device, self.pool_images) if not self.reads_features else torch.device("cpu")
         self.train_inputs = self.ds.x_train  # every train row (the validation split carved from train included)
         self.x = self.pool_images.to(data_dev)
         self.y = self.pool_targets.to(data_dev)
@@ -148,12 +150,13 @@ class RunContext:
         data_dev = data_device(self.device, train)
         self.train_inputs = train
         self.x = pool.to(data_dev)
+        self.y = self.pool_targets.to(data_dev)
         self.x_test = torch.from_numpy(ff.test).to(data_dev)
+        self.y_test = self.ds.y_test.to(data_dev)
         with seeded_init(0):  # what the model embeds, from a throwaway instance (the run's RNG untouched)
-            probe = build_model(rc.model.name, num_classes=self.ds.num_classes, in_channels=self.ds.channels,
-                                image_size=self.ds.image_size, params=rc.model.params, in_features=ff.dim)
-        return {**ff.info, "embedding": getattr(probe, "embedding_source", None),
-                "embedding_dim": int(probe.embedding_dim)}
+            net = build_model(rc.model.name, num_classes=self.ds.num_classes, in_channels=self.ds.channels,
+                              image_size=self.ds.image_size, params=rc.model.params, in_features=ff.dim)
+        return {**ff.info, "embedding": getattr(net, "embedding_source", None), "embedding_dim": int(net.embedding_dim)}
 
     def pool_features(self) -> np.ndarray | None:
         """The frozen features of the pool's rows (float32, pool order), or None for a model over images."""

@@ -143,7 +143,8 @@ class RunContext:
                              x_test=self.ds.x_test, train_fingerprint=self.fingerprint("train"),
                              test_fingerprint=self.fingerprint("test"), mean=self.mean, std=self.std,
                              num_classes=self.ds.num_classes, seed=rc.seed, device=self.device, amp=self.amp,
-                             cache_root=Path(rc.output) / ".cache", log=self.recorder.log)
+                             cache_root=Path(rc.output) / ".cache", log=self.recorder.log,
+                             progress=_epoch_events(self))
         self.features, self.in_features = ff, ff.dim
         train = torch.from_numpy(ff.train)
         pool = train if self.val_train_idx is None else train[torch.from_numpy(self.pool_map)]
@@ -287,6 +288,7 @@ def _identity(ctx: RunContext) -> dict:
     if ctx.reads_features:  # the model reads feature rows as they are; mean/std are what a representation saw
         identity["augment"]["inputs"] = "frozen features"
     identity["dataset_info"] = ctx.ds.info
+    identity["classes"] = [str(c) for c in ctx.ds.classes]  # reports label classes by name
     return identity
 
 
@@ -337,7 +339,8 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
             std=ctx.std, channel_order=ctx.channel_order, device=ctx.device, seed=rc.seed,
             cycles=al.cycles, initial=al.initial, budget=al.budget,
             pool_fingerprint=ctx.fingerprint("pool"), cache_dir=Path(rc.output) / ".cache",
-            run_dir=rc.run_dir, log=rec.log, amp=ctx.amp, features=ctx.pool_features(), features_info=features)
+            run_dir=rc.run_dir, log=rec.log, amp=ctx.amp, progress=_epoch_events(ctx),
+            features=ctx.pool_features(), features_info=features)
         info = ctx.strategy.prepare(prep)
     if info is not None and not isinstance(info, dict):
         raise AlbenchError(f"strategy {rc.strategy.name!r}: prepare() returned {type(info).__name__}; it must "
@@ -369,6 +372,14 @@ def _check_features(ctx: RunContext, state: LoopState | None, features: dict) ->
         raise AlbenchError(f"the frozen features changed since this run started (entry {before} then, {features.get('key')} "
                            f"now: {features.get('source')}); resuming would mix two inputs. Restore the features "
                            "(the file, or the cache entry) or start the run in a new output folder")
+
+
+def _epoch_events(ctx: RunContext) -> Callable[[str, int, int], None]:
+    """PrepareContext.progress: each call becomes an ``epoch`` event (the progress display's phase bar)."""
+    def progress(what: str, done: int, total: int) -> None:
+        ctx.events({"type": "epoch", "run": ctx.rc.run_id, "phase": str(what), "epoch": int(done),
+                    "epochs": int(total)})
+    return progress
 
 
 def _save(ctx: RunContext, state: LoopState, partial: PartialCycle | None = None) -> None:

@@ -57,17 +57,19 @@ class FrozenFeatures:
 def frozen_features(source: FeatureSource, *, x_train: torch.Tensor, x_test: torch.Tensor, train_fingerprint: str,
                     test_fingerprint: str, mean, std, num_classes: int, seed: int,
                     device: torch.device | str = "cpu", amp: bool = False, cache_root: str | Path | None = None,
-                    log: Callable[[str], None] = print) -> FrozenFeatures:
+                    log: Callable[[str], None] = print,
+                    progress: Callable[[str, int, int], None] | None = None) -> FrozenFeatures:
     """Features of uint8 ``x_train``/``x_test`` from ``source`` (see the module docstring).
 
     ``mean``/``std``: the run's normalisation (a representation trains with it; a backbone uses its
     own ``mean``/``std`` when given); ``seed``: the run's seed (a representation with ``seed: null``
     trains one network per run seed); ``cache_root``: the output root's ``.cache`` folder (None: no
-    cache, everything computed now)."""
+    cache, everything computed now); ``progress(what, done, total)``: a representation's training
+    epochs, when it trains."""
     device = torch.device(device)
     if source.kind == "representation":
         out = _representation(source, x_train=x_train, x_test=x_test, train_fp=train_fingerprint, mean=mean, std=std,
-                              seed=seed, device=device, amp=amp, cache_root=cache_root, log=log)
+                              seed=seed, device=device, amp=amp, cache_root=cache_root, log=log, progress=progress)
     elif source.kind == "backbone":
         out = _backbone(source, x_train=x_train, x_test=x_test, train_fp=train_fingerprint,
                         test_fp=test_fingerprint, mean=mean, std=std, num_classes=num_classes, device=device,
@@ -90,7 +92,7 @@ def frozen_features(source: FeatureSource, *, x_train: torch.Tensor, x_test: tor
 
 
 def _representation(source: FeatureSource, *, x_train, x_test, train_fp, mean, std, seed, device, amp, cache_root,
-                    log) -> FrozenFeatures:
+                    log, progress=None) -> FrozenFeatures:
     from albench.strategies.pretext import pretext_features
     from albench.strategies.representation import representation_spec
 
@@ -100,7 +102,9 @@ def _representation(source: FeatureSource, *, x_train, x_test, train_fp, mean, s
                                model=p.get("model"), lr=p.get("lr"), options=p.get("options"))
     res = pretext_features(spec, pool_images=x_train, test_images=x_test, mean=mean, std=std, device=device, amp=amp,
                            cache_dir=None if cache_root is None else Path(cache_root) / "pretext",
-                           pool_fingerprint=train_fp, normalize=False, need_test=True, artifact=ARTIFACT, log=log)
+                           pool_fingerprint=train_fp, normalize=False, need_test=True, artifact=ARTIFACT, log=log,
+                           progress=None if progress is None else
+                           lambda done, total: progress(f"features {spec.task}", done, total))
     info = {"source": source.describe(), "artifact": ARTIFACT, "key": res.key, "cache": res.cache,
             "compute_seconds": round(float(res.train_seconds), 3), "spec": spec.fields(),
             "selected_epoch": res.selected_epoch}

@@ -125,7 +125,8 @@ def pretext_features(spec: PretextSpec, *, pool_images: torch.Tensor, test_image
                      mean, std, device: torch.device | str = "cpu", amp: bool = False,
                      cache_dir: str | Path | None = None, pool_fingerprint: str | None = None,
                      normalize: bool = True, need_test: bool = False, artifact: str = "representation",
-                     log: Callable[[str], None] = print) -> FeaturesResult:
+                     log: Callable[[str], None] = print,
+                     progress: Callable[[int, int], None] | None = None) -> FeaturesResult:
     """The pool's (N, D) pretext embeddings under ``spec``, from the cache or trained now; each row
     L2-normalised unless ``normalize`` is False (the cache holds the raw embeddings).
 
@@ -134,12 +135,13 @@ def pretext_features(spec: PretextSpec, *, pool_images: torch.Tensor, test_image
     trained again (see the module docstring). Concurrent callers with the same key wait for the
     first one instead of training twice. ``artifact``: the name the run records the use under
     (:mod:`albench.cached`; a ``head``'s frozen features say ``frozen-features``).
+    ``progress(done, total)``: epochs, when it trains.
     """
     if need_test and test_images is None:
         raise ValueError("need_test asks for test embeddings: pass test_images")
     res = _features(spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
                     device=torch.device(device), amp=amp, cache_dir=cache_dir, pool_fingerprint=pool_fingerprint,
-                    need_test=need_test, artifact=artifact, log=log)
+                    need_test=need_test, artifact=artifact, log=log, progress=progress)
     if normalize:
         res.features = l2_normalize(res.features)
         if res.test_features is not None:
@@ -155,7 +157,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device: torch.device, amp: bool,
-              cache_dir, pool_fingerprint, need_test: bool, artifact: str, log) -> FeaturesResult:
+              cache_dir, pool_fingerprint, need_test: bool, artifact: str, log, progress=None) -> FeaturesResult:
     task = make_task(spec.task, spec.options)
     pool_fp = pool_fingerprint or tensor_fingerprint(pool_images)
     test_fp = None if test_images is None else tensor_fingerprint(test_images)
@@ -169,7 +171,7 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
             log(f"pretext features cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
         cap = _Capture(task)
         f = fit_pretext(cap, spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
-                        device=device, amp=amp, log=log)
+                        device=device, amp=amp, log=log, progress=progress)
         t0 = time.perf_counter()
         feats = extract_embeddings(task, cap.net, pool_images, mean=mean, std=std, device=device, amp=amp,
                                    batch_size=2 * spec.batch_size)

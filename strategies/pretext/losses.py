@@ -44,13 +44,14 @@ def key_fields(spec: PretextSpec, *, pool_fingerprint: str, test_fingerprint: st
 def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None = None,
                    mean, std, device: torch.device | str = "cpu", amp: bool = False,
                    cache_dir: str | Path | None = None, pool_fingerprint: str | None = None,
-                   log: Callable[[str], None] = print) -> PretextResult:
+                   log: Callable[[str], None] = print,
+                   progress: Callable[[int, int], None] | None = None) -> PretextResult:
     """Per-image pretext losses of ``pool_images`` (and ``test_images``) under ``spec``.
 
     With ``cache_dir``, a stored entry with the same key is returned without training; otherwise
     the pretext network is trained and the entry stored. Concurrent callers with the same key wait
     for the first one instead of training twice. The use is reported as artifact ``pretext-losses``
-    (:mod:`albench.cached`).
+    (:mod:`albench.cached`). ``progress(done, total)``: epochs, when it trains.
     """
     device = torch.device(device)
     task = make_task(spec.task, spec.options)
@@ -63,7 +64,7 @@ def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images:
         if cache is not None:
             log(f"pretext cache miss {key}: training {spec.task} on {pool_images.shape[0]} images")
         f = fit_pretext(task, spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
-                        device=device, amp=amp, log=log)
+                        device=device, amp=amp, log=log, progress=progress)
         return Entry({"pool_loss": f.pool_loss, "test_loss": f.test_loss, "selected_epoch": f.selected_epoch,
                       "history": f.history}, f.seconds)
 

@@ -408,3 +408,15 @@ def test_a_head_over_pt4al_rotation_features_and_pt4al_share_one_pretext_trainin
     assert (feats["artifact"], feats["status"]) == ("frozen-features", "miss")
     assert (losses["artifact"], losses["status"]) == ("pretext-losses", "hit") and losses["origin"] == feats["key"]
     assert r["features"]["dim"] == 64 and r["features"]["spec"]["task"] == "rotation"
+
+
+@pytest.mark.parametrize("config", ["cifar10-frozen.yaml", "cifar10-frozen-probe.yaml"])
+def test_the_packaged_cifar10_frozen_configs_load(config, monkeypatch, capsys):
+    from tests.conftest import REPO, SHARED_DATA
+
+    if not (SHARED_DATA / "cifar10.npz").exists():
+        pytest.skip(f"no shared CIFAR-10 at {SHARED_DATA} (only present on the project's machines)")
+    monkeypatch.chdir(REPO)  # the configs' root, ../shared/data, is relative to the repository
+    assert main(["run", f"bench/configs/{config}", "--dry-run"]) == 0, capsys.readouterr().err
+    cfg = load_config(REPO / "bench" / "configs" / config)
+    assert cfg.model.name == "head" and cfg.model.params["features"]["name"] == "simclr"

@@ -129,6 +129,8 @@ class RepresentationMixin:
         TASKS[name].resolve_options(params.get("pretext_options"), f"{path}.pretext_options")
 
     def pretext_specs(self, seed: int) -> list[PretextSpec]:
+        if self.representation == FROM_MODEL:
+            return []  # the model's features: the engine computes them (cpu_reach estimates them from the model)
         return [self.pretext_spec(seed)]
 
     def pretext_spec(self, seed: int) -> PretextSpec:

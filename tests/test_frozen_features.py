@@ -420,3 +420,20 @@ def test_the_packaged_cifar10_frozen_configs_load(config, monkeypatch, capsys):
     assert main(["run", f"bench/configs/{config}", "--dry-run"]) == 0, capsys.readouterr().err
     cfg = load_config(REPO / "bench" / "configs" / config)
     assert cfg.model.name == "head" and cfg.model.params["features"]["name"] == "simclr"
+
+
+def test_dry_run_estimates_the_cost_of_a_heads_representation(head_raw):
+    """albench run --dry-run's CPU-reach estimate counts the representation a head trains, and knows
+    a TypiClust run with the same pretext params shares it."""
+    from albench.config import build_config
+    from albench.cpu_reach import pretext_costs
+
+    raw = copy.deepcopy(head_raw)
+    raw["device"] = "cpu"
+    p = SIMCLR["params"]
+    raw["strategies"] = ["random", {"name": "typiclust", "params": {
+        "pretext_model": p["model"], "pretext_width": p["width"], "pretext_epochs": p["epochs"],
+        "pretext_batch_size": p["batch_size"]}}, {"name": "probcover", "params": {"representation": "features"}}]
+    (cost,) = pretext_costs(build_config(raw))
+    assert cost.strategies == ["model.params.features", "typiclust"] and cost.epochs == 2 and cost.task == "simclr"
+    assert "the model's frozen features (model.params.features) and strategy 'typiclust'" in cost.warning()

@@ -93,13 +93,10 @@ def frozen_features(source: FeatureSource, *, x_train: torch.Tensor, x_test: tor
 
 def _representation(source: FeatureSource, *, x_train, x_test, train_fp, mean, std, seed, device, amp, cache_root,
                     log, progress=None) -> FrozenFeatures:
+    from albench.features.source import representation_spec_of
     from albench.strategies.pretext import pretext_features
-    from albench.strategies.representation import representation_spec
 
-    p = source.params
-    spec = representation_spec(source.name, seed=seed if p.get("seed", 0) is None else int(p.get("seed", 0)),
-                               epochs=p.get("epochs"), batch_size=p.get("batch_size"), width=p.get("width"),
-                               model=p.get("model"), lr=p.get("lr"), options=p.get("options"))
+    spec = representation_spec_of(source, seed)
     res = pretext_features(spec, pool_images=x_train, test_images=x_test, mean=mean, std=std, device=device, amp=amp,
                            cache_dir=None if cache_root is None else Path(cache_root) / "pretext",
                            pool_fingerprint=train_fp, normalize=False, need_test=True, artifact=ARTIFACT, log=log,

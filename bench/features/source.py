@@ -72,6 +72,18 @@ class FeatureSource:
         return out
 
 
+def representation_spec_of(source: FeatureSource, run_seed: int):
+    """The :class:`~albench.strategies.pretext.PretextSpec` a representation source trains for a run of
+    ``run_seed`` (its ``seed`` param, 0 by default; null: the run's seed)."""
+    from albench.strategies.representation import representation_spec
+
+    p = source.params
+    seed = p.get("seed", 0)
+    return representation_spec(source.name, seed=run_seed if seed is None else int(seed), epochs=p.get("epochs"),
+                               batch_size=p.get("batch_size"), width=p.get("width"), model=p.get("model"),
+                               lr=p.get("lr"), options=p.get("options"))
+
+
 def _pretext_tasks() -> tuple[str, ...]:
     from albench.strategies.pretext import TASKS
 
@@ -227,4 +239,5 @@ def check_source_data(source: FeatureSource, dataset: Any, dataset_path: str, pa
                           "channels", f"give one value per channel in {path}.mean and {path}.std", list(source.mean))
 
 
-__all__ = ["FeatureSource", "KINDS", "RepresentationSourceParams", "check_source_data", "parse_source"]
+__all__ = ["FeatureSource", "KINDS", "RepresentationSourceParams", "check_source_data", "parse_source",
+           "representation_spec_of"]

@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass
 
 WARN_HOURS = 1.0
+MODEL_FEATURES = "model.params.features"  # a head's representation, trained by the engine (not a strategy)
 CPU_GMACS_PER_CORE = 15.0  # training throughput of one core on a convolutional pretext network
 OVERHEAD_S = 5e-4  # seconds an image an epoch beyond its MACs, one core
 
@@ -60,12 +61,16 @@ class PretextCost:
         return self.epochs * self.pool * per_image / self.cores / 3600.0
 
     def warning(self) -> str:
-        who = ("strategy " if len(self.strategies) == 1 else "strategies ") + ", ".join(map(repr, self.strategies))
-        return (f"{self.dataset}: the {self.task} pretext training of {who} ({self.model}, "
+        named = [s for s in self.strategies if s != MODEL_FEATURES]
+        parts = [("strategy " if len(named) == 1 else "strategies ") + ", ".join(map(repr, named))] if named else []
+        if MODEL_FEATURES in self.strategies:  # a head's frozen features (they may share the network)
+            parts.insert(0, f"the model's frozen features ({MODEL_FEATURES})")
+        fix = ("lower its params.pretext_epochs, pick a smaller params.pretext_model (or pretext_width)" if named else
+               f"lower {MODEL_FEATURES}.params.epochs, pick a smaller {MODEL_FEATURES}.params.model (or width)")
+        return (f"{self.dataset}: the {self.task} pretext training of {' and '.join(parts)} ({self.model}, "
                 f"{self.epochs} epochs x {self.pool:,} pool images, ~{self.train_macs / 1e12:,.0f} TMAC) would take "
                 f"about {fmt_hours(self.hours)} on this machine's CPU ({self.cores} core(s) a run, at "
-                f"~{CPU_GMACS_PER_CORE:g} GMAC/s a core), before the first cycle; fix: lower its "
-                "params.pretext_epochs, pick a smaller params.pretext_model (or pretext_width), subsample the "
+                f"~{CPU_GMACS_PER_CORE:g} GMAC/s a core), before the first cycle; fix: {fix}, subsample the "
                 "pool, or run on a GPU (device: cuda)")
 
 
@@ -154,25 +159,40 @@ def pretext_costs(cfg) -> list[PretextCost]:
             continue
         pool = None
         seen: dict[str, PretextCost] = {}
+        trainings = [(MODEL_FEATURES, spec) for spec in model_pretext_specs(cfg)]
         for j, st in enumerate(cfg.strategies):
             resolved, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
-            specs = make_strategy(resolved.name, resolved.params).pretext_specs(cfg.seeds[0])
-            for spec in specs:
-                key = json.dumps(spec.fields(), sort_keys=True, default=str)
-                if key in seen:
-                    seen[key].strategies.append(st.key)
-                    continue
-                mkey = (key, shape)
-                if mkey not in macs_of:
-                    macs_of[mkey] = forward_macs(spec, shape)
-                if macs_of[mkey] is None:
-                    continue
-                if pool is None:
-                    pool = pool_size(spec_ds, ds, f"datasets[{i}]")
-                seen[key] = PretextCost(ds.name, [st.key], spec.task, spec.model, spec.epochs, pool, macs_of[mkey],
-                                        cores)
+            trainings += [(st.key, spec) for spec in make_strategy(resolved.name, resolved.params).pretext_specs(
+                cfg.seeds[0])]
+        for who, spec in trainings:
+            key = json.dumps(spec.fields(), sort_keys=True, default=str)
+            if key in seen:
+                seen[key].strategies.append(who)
+                continue
+            mkey = (key, shape)
+            if mkey not in macs_of:
+                macs_of[mkey] = forward_macs(spec, shape)
+            if macs_of[mkey] is None:
+                continue
+            if pool is None:
+                pool = pool_size(spec_ds, ds, f"datasets[{i}]")
+            seen[key] = PretextCost(ds.name, [who], spec.task, spec.model, spec.epochs, pool, macs_of[mkey],
+                                    cores)
         out.extend(seen.values())
     return out
+
+
+def model_pretext_specs(cfg) -> list:
+    """The representation a model over frozen features trains (``model.params.features`` naming one,
+    e.g. simclr), as a one-item list of PretextSpec; [] for any other model or feature source."""
+    from albench.models.registry import model_entry
+
+    if model_entry(cfg.model.name).inputs != "features":
+        return []
+    from albench.features.source import parse_source, representation_spec_of
+
+    source = parse_source(cfg.model.params.get("features"))
+    return [representation_spec_of(source, cfg.seeds[0])] if source.kind == "representation" else []
 
 
 def reach_warnings(cfg) -> list[str]:

@@ -29,12 +29,14 @@ def validate_environment(cfg: Config) -> None:
     from albench.strategies.registry import get_strategy
 
     check_output(cfg.output)
-    check_model = model_entry(cfg.model.name).check
-    if check_model is not None:  # e.g. a pretrained-weights file that must exist
-        check_model(cfg.model.params, "model.params", cfg.train)
+    entry = model_entry(cfg.model.name)
+    if entry.check is not None:  # e.g. a pretrained-weights file that must exist
+        entry.check(cfg.model.params, "model.params", cfg.train)
     for i, ds in enumerate(cfg.datasets):
         spec = get_dataset(ds.name)
         spec.check(ds, f"datasets[{i}]")
+        if entry.check_data is not None:  # e.g. a features file's rows and fingerprint against this dataset
+            entry.check_data(cfg.model.params, "model.params", ds, f"datasets[{i}]")
         pool = pool_size(spec, ds, f"datasets[{i}]")  # after subsample / imbalance
         if cfg.train.selection == "best-on-validation" and cfg.train.validation.source == "train":
             v = cfg.train.validation.size

@@ -15,6 +15,7 @@ from torch import nn
 from albench.typed import param_spec, signature_spec, validate_params
 
 BUILDER_ARGS = ("num_classes", "in_channels", "image_size")  # given by the dataset, not by params
+FEATURE_BUILDER_ARGS = ("num_classes", "in_features")  # a features model's: given by the run's features
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,19 @@ class ModelEntry:
     tasks: frozenset[str]
     check: Callable[..., None] | None = None  # (params, path, train): ConfigError on a bad value, at config load
     params: type | None = None  # frozen dataclass of the params; None: read from the builder's signature
+    # what the network reads: "images" (uint8 batches through the run's transform) or "features"
+    # (rows of a frozen feature matrix the engine resolves from the params, see albench.features)
+    inputs: str = "images"
+    stages: bool = True  # whether ModelOutput.stages holds the backbone's stage maps (Learning Loss reads them)
+    # (params, path, dataset config, dataset path): checks that need the dataset too (a features
+    # file's rows against the pool), run at config load for every dataset of the sweep
+    check_data: Callable[..., None] | None = None
 
     def param_types(self) -> dict[str, tuple[Any, Any]]:
         """``{param: (type, default)}``, bounds kept in the ``Annotated`` types."""
         if self.params is not None:
             return param_spec(self.params)
-        return signature_spec(self.builder, skip=BUILDER_ARGS)
+        return signature_spec(self.builder, skip=BUILDER_ARGS if self.inputs == "images" else FEATURE_BUILDER_ARGS)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -62,14 +70,20 @@ def _family_of(name: str) -> ModelFamily | None:
     return next((f for p, f in _FAMILIES.items() if name.startswith(p)), None)
 
 
-def register_model(name: str, description: str, tasks=("classification",), check=None, params: type | None = None):
+def register_model(name: str, description: str, tasks=("classification",), check=None, params: type | None = None,
+                   *, inputs: str = "images", stages: bool = True, check_data=None):
     """Decorator registering a builder under ``name``. ``params``: the dataclass declaring its params
     (types, defaults, bounds). ``check(params, path, train)``, when given, runs the checks a bound
     cannot express (e.g. that a weights file exists, or that params suit the training protocol
-    ``train``) when a config is loaded with its data."""
+    ``train``) when a config is loaded with its data; ``check_data(params, path, dataset, dataset_path)``
+    the checks that need a dataset of the sweep too. ``inputs="features"``: the network reads frozen
+    features, not images; its builder then takes ``in_features`` (the feature width) instead of
+    ``in_channels`` and ``image_size``. ``stages=False``: its outputs carry no stage maps."""
+    if inputs not in ("images", "features"):
+        raise ValueError(f"model inputs must be 'images' or 'features', got {inputs!r}")
 
     def deco(fn):
-        _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks), check, params)
+        _REGISTRY[name] = ModelEntry(name, fn, description, frozenset(tasks), check, params, inputs, stages, check_data)
         return fn
 
     return deco
@@ -77,6 +91,7 @@ def register_model(name: str, description: str, tasks=("classification",), check
 
 def _load_all() -> None:
     import albench.models.deeplab  # noqa: F401
+    import albench.models.head  # noqa: F401
     import albench.models.resnet_cifar  # noqa: F401
     import albench.models.small_cnn  # noqa: F401
     import albench.models.small_seg  # noqa: F401
@@ -120,8 +135,13 @@ def validate_model_params(name: str, params: Any, path: str = "model.params") ->
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: tuple[int, int],
-                params: dict | None = None, path: str = "model.params") -> nn.Module:
-    """A freshly initialised network (uses torch's global RNG: seed it first)."""
+                params: dict | None = None, path: str = "model.params", in_features: int | None = None) -> nn.Module:
+    """A freshly initialised network (uses torch's global RNG: seed it first). A model that reads
+    frozen features (``inputs="features"``) is built for rows of ``in_features`` values."""
     entry = model_entry(name)
     params = validate_model_params(name, params, path)
+    if entry.inputs == "features":
+        if in_features is None:
+            raise ValueError(f"model {name!r} reads frozen features: build it with in_features (their width)")
+        return entry.builder(num_classes=num_classes, in_features=int(in_features), **params)
     return entry.builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **params)

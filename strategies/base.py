@@ -150,6 +150,10 @@ class PrepareContext:
     # progress(what, done, total) of a long phase in epochs, e.g. ("pretext rotation", 3, 15): the progress
     # display shows it with an ETA. Call it with done=0 when the phase starts, then after each epoch.
     progress: Callable[[str, int, int], None] = lambda what, done, total: None
+    # the frozen features a model over features (``head``) reads, one float32 row per pool image (pool
+    # order), and what run.json records about them (source, cache key); None for a model over images
+    features: np.ndarray | None = None
+    features_info: dict | None = None
 
 
 class Auxiliary(nn.Module):
@@ -367,9 +371,13 @@ def check_model_params(params: dict, model_key: str, params_key: str, path: str)
         raise ConfigError(f"{path}.{model_key}", "unknown model",
                           f"{hint}set {path}.{model_key} to one of {', '.join(model_names())}", name)
     try:
-        model_entry(name)  # a family resolves the name here (e.g. timm absent, or no such timm model)
+        entry = model_entry(name)  # a family resolves the name here (e.g. timm absent, or no such timm model)
     except ConfigError as exc:
         raise ConfigError(f"{path}.{model_key}", exc.problem, exc.fix, name) from None
+    if entry.inputs != "images":
+        raise ConfigError(f"{path}.{model_key}", "reads frozen features, not images; a strategy-owned network "
+                          "trains on the pool's images", f"set {path}.{model_key} to an image model such as small-cnn",
+                          name)
     validate_model_params(name, params.get(params_key), f"{path}.{params_key}")
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from albench.errors import ConfigError
 from albench.typed import Bounds
 from albench.strategies.base import (Auxiliary, Inputs, ModelInfo, Need, PoolState, Quirk, Strategy, Subset, random_subset,
                              top_k_highest)
@@ -155,6 +156,19 @@ class _LearningLossBase(Strategy):
               train={"augment.mean": [0.4914, 0.4822, 0.4465], "augment.std": [0.2023, 0.1994, 0.2010]},
               source=f"{LL_REPO} main.py"),
     )
+
+    @classmethod
+    def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
+        """Refuse a model whose outputs carry no stage maps (a ``head`` over frozen features): the
+        loss-prediction module reads the backbone's stages and is trained jointly with it."""
+        from albench.models.registry import model_entry
+
+        if not model_entry(model).stages:
+            raise ConfigError("model.name", f"has no stage outputs, so strategy {cls.name!r} cannot run on it: Learning "
+                              "Loss's module reads the backbone's intermediate stage maps and trains jointly with "
+                              f"the backbone, and {model!r} exposes none (a head over frozen features trains no "
+                              "backbone)", f"leave {cls.name} out of this sweep, or use a model with stages "
+                              "(small-cnn, resnet18-cifar, tv:resnet18)", model)
 
     def auxiliary(self, info: ModelInfo) -> LossPredictionModule:
         return LossPredictionModule(tuple(info.stage_channels), hidden=self.hidden, margin=self.margin,

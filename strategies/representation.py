@@ -10,6 +10,13 @@ for every other task PT4AL's (ResNet-18, 15 epochs, batch 256, lr 0.1, momentum 
 5e-4, the best epoch on the pool), so ``representation: rotation`` with PT4AL's pretext params
 reads the same cached network. The network is trained once per pool and shared by every run and
 seed (``pretext_seed: 0``) through the pretext cache.
+
+``representation: features`` selects from the frozen features the run's model reads instead (a
+``head`` model over ``model.params.features``; refused at config load for any other model): the same
+rows the head is trained on, whatever their source (a representation, a backbone, a file). A
+``head`` over ``features: {name: simclr, params: {...}}`` and ``representation: simclr`` with the same
+values as ``pretext_*`` params read one cached network, since both build their spec with
+:func:`representation_spec`.
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from albench.errors import ConfigError
 from albench.typed import INT64_MAX, Bounds
 from albench.strategies.base import PrepareContext
 from albench.strategies.pretext import TASKS, PretextSpec, pretext_features
+from albench.strategies.pretext.features import l2_normalize
 
-RepresentationName = Literal["simclr", "rotation", "jigsaw", "simsiam", "colorization"]
+RepresentationName = Literal["simclr", "rotation", "jigsaw", "simsiam", "colorization", "features"]
+FROM_MODEL = "features"  # the representation that is the run's frozen features (a head model's input)
 
 SIMCLR_DEFAULTS = {"epochs": 500, "batch_size": 512, "lr": 0.4, "momentum": 0.9, "weight_decay": 1e-4,
                    "model": "resnet18-cifar", "selection": "final"}
@@ -37,6 +46,22 @@ PT4AL_DEFAULTS = {"epochs": 15, "batch_size": 256, "lr": 0.1, "momentum": 0.9, "
 def representation_defaults(name: str) -> dict:
     """The pretext hyperparameters a representation uses when its params are left None."""
     return dict(SIMCLR_DEFAULTS if name == "simclr" else PT4AL_DEFAULTS)
+
+
+def representation_spec(name: str, *, seed: int, epochs: int | None = None, batch_size: int | None = None,
+                        width: int | None = None, model: str | None = None, lr: float | None = None,
+                        options: dict | None = None) -> PretextSpec:
+    """The pretext training of representation ``name``: each value left None takes the
+    representation's default (:func:`representation_defaults`); ``options`` are the task's, resolved
+    (defaults filled in); ``seed`` the pretext seed."""
+    d = representation_defaults(name)
+    return PretextSpec(
+        task=name, options=TASKS[name].resolve_options(options, "params.pretext_options"),
+        epochs=epochs if epochs is not None else d["epochs"],
+        batch_size=batch_size if batch_size is not None else d["batch_size"],
+        lr=lr if lr is not None else d["lr"], momentum=d["momentum"], weight_decay=d["weight_decay"],
+        model=model or d["model"], model_params={} if width is None else {"width": int(width)},
+        selection=d["selection"], seed=int(seed))
 
 
 @dataclass(frozen=True)
@@ -63,8 +88,21 @@ class RepresentationMixin:
 
     def _init_representation(self) -> None:
         """Resolve the task options of the declared params (defaults filled in)."""
+        if self.representation == FROM_MODEL:
+            return
         self.pretext_options = TASKS[self.representation].resolve_options(self.pretext_options,
                                                                           "params.pretext_options")
+
+    @classmethod
+    def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
+        """``representation: features`` needs a model that reads frozen features (a ``head``)."""
+        from albench.models.registry import model_entry
+
+        if params.get("representation") == FROM_MODEL and model_entry(model).inputs != "features":
+            raise ConfigError("model.name", f"reads images, but strategy {cls.name!r} has representation: features "
+                              "(it selects from the frozen features a head model reads)",
+                              "use model: {name: head, params: {features: ...}}, or give the strategy a "
+                              "representation such as simclr", model)
 
     @staticmethod
     def _check_representation(params: dict, path: str) -> None:
@@ -72,9 +110,15 @@ class RepresentationMixin:
         from albench.models.registry import model_entry, model_names
 
         name = params["representation"]
+        if name == FROM_MODEL:
+            return
         model = params.get("pretext_model") or representation_defaults(name)["model"]
         if model not in model_names():
             raise ConfigError(f"{path}.pretext_model", "unknown model", f"use one of {', '.join(model_names())}",
+                              model)
+        if model_entry(model).inputs != "images":
+            raise ConfigError(f"{path}.pretext_model", "reads frozen features, not images: the representation "
+                              "trains an image network", "use an image model such as small-cnn or resnet18-cifar",
                               model)
         if params.get("pretext_width") is not None:
             accepted = inspect.signature(model_entry(model).builder).parameters
@@ -85,23 +129,22 @@ class RepresentationMixin:
         TASKS[name].resolve_options(params.get("pretext_options"), f"{path}.pretext_options")
 
     def pretext_specs(self, seed: int) -> list[PretextSpec]:
+        if self.representation == FROM_MODEL:
+            return []  # the model's features: the engine computes them (cpu_reach estimates them from the model)
         return [self.pretext_spec(seed)]
 
     def pretext_spec(self, seed: int) -> PretextSpec:
         """The pretext training these params describe, for a run of ``seed``."""
-        d = representation_defaults(self.representation)
-        return PretextSpec(
-            task=self.representation, options=self.pretext_options,
-            epochs=self.pretext_epochs if self.pretext_epochs is not None else d["epochs"],
-            batch_size=self.pretext_batch_size if self.pretext_batch_size is not None else d["batch_size"],
-            lr=self.pretext_lr if self.pretext_lr is not None else d["lr"], momentum=d["momentum"],
-            weight_decay=d["weight_decay"], model=self.pretext_model or d["model"],
-            model_params={} if self.pretext_width is None else {"width": int(self.pretext_width)},
-            selection=d["selection"], seed=seed if self.pretext_seed is None else self.pretext_seed)
+        return representation_spec(self.representation, seed=seed if self.pretext_seed is None else self.pretext_seed,
+                                   epochs=self.pretext_epochs, batch_size=self.pretext_batch_size,
+                                   width=self.pretext_width, model=self.pretext_model, lr=self.pretext_lr,
+                                   options=self.pretext_options)
 
     def _prepare_features(self, ctx: PrepareContext, *, normalize: bool) -> dict:
         """Set ``features_`` (the pool's embeddings, L2-normalised if ``normalize``); return what
         run.json records about them."""
+        if self.representation == FROM_MODEL:
+            return self._model_features(ctx, normalize=normalize)
         spec = self.pretext_spec(ctx.seed)
         res = pretext_features(spec, pool_images=ctx.pool.images, test_images=ctx.test_images, mean=ctx.mean,
                                std=ctx.std, device=ctx.device, amp=ctx.amp, cache_dir=Path(ctx.cache_dir) / "pretext",
@@ -115,6 +158,19 @@ class RepresentationMixin:
                 "representation_train_seconds": round(float(res.train_seconds), 3),
                 "representation_wait_seconds": round(float(res.wait_seconds), 3),
                 "representation_seed": spec.seed, "representation_dim": int(res.features.shape[1]),
+                "representation_normalized": bool(normalize)}
+
+    def _model_features(self, ctx: PrepareContext, *, normalize: bool) -> dict:
+        """``representation: features``: the pool rows of the run's frozen features (the engine
+        computed or read them, and recorded their cache use)."""
+        if ctx.features is None:
+            raise ValueError(f"strategy {getattr(self, 'name', '?')!r}: representation 'features' needs a model "
+                             "that reads frozen features (model: head); this run's model reads images")
+        feats = np.asarray(ctx.features, dtype=np.float32)
+        self.features_ = l2_normalize(feats) if normalize else feats
+        info = dict(ctx.features_info or {})
+        return {"representation": FROM_MODEL, "representation_source": info.get("source"),
+                "representation_key": info.get("key"), "representation_dim": int(feats.shape[1]),
                 "representation_normalized": bool(normalize)}
 
     def _require_features(self) -> np.ndarray:

@@ -276,15 +276,16 @@ def test_model_params_declare_every_builder_argument():
     import inspect
 
     from albench.typed import param_spec
-    from albench.models.registry import BUILDER_ARGS, model_entry, model_names
+    from albench.models.registry import BUILDER_ARGS, FEATURE_BUILDER_ARGS, model_entry, model_names
 
     for name in model_names():
         entry = model_entry(name)
         assert entry.params is not None, f"model {name!r} declares no params type"
         declared = param_spec(entry.params)
         sig = inspect.signature(entry.builder).parameters
+        given = BUILDER_ARGS if entry.inputs == "images" else FEATURE_BUILDER_ARGS
         for arg, p in sig.items():
-            if arg in BUILDER_ARGS:
+            if arg in given:
                 continue
             assert arg in declared, f"{name}: builder argument {arg!r} is not declared in {entry.params.__name__}"
             assert declared[arg][1] == p.default, (name, arg)

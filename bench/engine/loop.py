@@ -9,7 +9,6 @@ What a checkpoint holds, and its layout, is :class:`~albench.engine.state.LoopSt
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from albench.cached import CacheUse, collect_uses
 from albench.data.augment import BatchTransform
+from albench.data.fingerprint import pool_fingerprint
 from albench.data.registry import load_dataset
 from albench.divergence import at_cycle
 from albench.engine.device import configure_torch, limit_thread_pools, resolve_device, use_amp
@@ -36,7 +36,8 @@ from albench.tasks import make_task
 from albench.toolkit.device import cpu_state, data_device
 from albench.toolkit.seeding import derive_seed, numpy_rng, seed_global, torch_generator
 from albench.tracking import Tracker, make_tracker
-from albench.models.registry import build_model
+from albench.features import FeatureTransform, FrozenFeatures
+from albench.models.registry import build_model, model_entry
 from albench.strategies.base import Inputs, ModelInfo, Need, PoolState, PrepareContext, Strategy
 from albench.strategies.registry import make_strategy
 
@@ -72,15 +73,6 @@ def check_selection(new: np.ndarray, size: int, labeled: np.ndarray, pool_size: 
     return new
 
 
-def pool_fingerprint(images: torch.Tensor) -> str:
-    """sha256 of the pool's pixels and shape (a cache key for anything computed from the pool)."""
-    h = hashlib.sha256(str(tuple(images.shape)).encode())
-    images = images.contiguous()
-    for start in range(0, images.shape[0], 256):  # row blocks: a memory-mapped pool is never copied whole
-        h.update(images[start:start + 256].numpy())
-    return h.hexdigest()
-
-
 class RunContext:
     """The per-run objects the cycle loop works with (data, task, strategy, devices, generators)."""
 
@@ -109,16 +101,71 @@ class RunContext:
         aug = rc.train.augment
         # the run's normalisation: the dataset's constants unless the config (or a quirk) sets others
         self.mean, self.std = aug.resolve(self.ds.mean, self.ds.std, self.ds.channels)
-        self.transform = BatchTransform(
-            self.mean, self.std,
-            crop_padding=self.ds.crop_padding if aug.crop_padding is None else aug.crop_padding,
-            hflip=self.ds.hflip if aug.hflip is None else aug.hflip,
-            normalize=aug.normalize, bgr=aug.channel_order == "bgr", device=self.device)
-        data_dev = data_device(self.device, self.pool_images)
+        self.channel_order = aug.channel_order
+        # a model over frozen features reads rows of a feature matrix (load_features, in the pretext
+        # phase) as they are: no augmentation, no normalisation, no NHWC layout
+        self.reads_features = model_entry(rc.model.name).inputs == "features"
+        self.train_cfg = replace(rc.train, channels_last=False) if self.reads_features else rc.train
+        self.features: FrozenFeatures | None = None
+        self.in_features: int | None = None
+        if self.reads_features:
+            self.transform = FeatureTransform()
+        else:
+            self.transform = BatchTransform(
+                self.mean, self.std,
+                crop_padding=self.ds.crop_padding if aug.crop_padding is None else aug.crop_padding,
+                hflip=self.ds.hflip if aug.hflip is None else aug.hflip,
+                normalize=aug.normalize, bgr=aug.channel_order == "bgr", device=self.device)
+        # a model over features gets its inputs in load_features; the images stay where they are (for
+        # strategies that read them: PoolState.images)
+        data_dev = data_device(self.device, self.pool_images) if not self.reads_features else torch.device("cpu")
+        self.train_inputs = self.ds.x_train  # every train row (the validation split carved from train included)
         self.x = self.pool_images.to(data_dev)
         self.y = self.pool_targets.to(data_dev)
         self.x_test = self.ds.x_test.to(data_dev)
         self.y_test = self.ds.y_test.to(data_dev)
+        self._fingerprints: dict[str, str] = {}
+
+    def fingerprint(self, which: str) -> str:
+        """The fingerprint of the ``pool``, ``train`` or ``test`` images (computed once per run)."""
+        if which == "pool" and self.val_train_idx is None:
+            which = "train"  # the pool is the whole train split
+        if which not in self._fingerprints:
+            images = {"pool": self.pool_images, "train": self.ds.x_train, "test": self.ds.x_test}[which]
+            self._fingerprints[which] = pool_fingerprint(images)
+        return self._fingerprints[which]
+
+    def load_features(self) -> dict:
+        """For a model over frozen features: compute or read them through the cache (the use is
+        reported to the open :func:`~albench.cached.collect_uses`), make them the model's inputs, and
+        return what run.json records about them (``features``)."""
+        from albench.features import frozen_features, parse_source
+        from albench.toolkit.seeding import seeded_init
+
+        rc = self.rc
+        ff = frozen_features(parse_source(rc.model.params.get("features")), x_train=self.ds.x_train,
+                             x_test=self.ds.x_test, train_fingerprint=self.fingerprint("train"),
+                             test_fingerprint=self.fingerprint("test"), mean=self.mean, std=self.std,
+                             num_classes=self.ds.num_classes, seed=rc.seed, device=self.device, amp=self.amp,
+                             cache_root=Path(rc.output) / ".cache", log=self.recorder.log,
+                             progress=_epoch_events(self))
+        self.features, self.in_features = ff, ff.dim
+        train = torch.from_numpy(ff.train)
+        pool = train if self.val_train_idx is None else train[torch.from_numpy(self.pool_map)]
+        data_dev = data_device(self.device, train)
+        self.train_inputs = train
+        self.x = pool.to(data_dev)
+        self.y = self.pool_targets.to(data_dev)
+        self.x_test = torch.from_numpy(ff.test).to(data_dev)
+        self.y_test = self.ds.y_test.to(data_dev)
+        with seeded_init(0):  # what the model embeds, from a throwaway instance (the run's RNG untouched)
+            net = build_model(rc.model.name, num_classes=self.ds.num_classes, in_channels=self.ds.channels,
+                              image_size=self.ds.image_size, params=rc.model.params, in_features=ff.dim)
+        return {**ff.info, "embedding": getattr(net, "embedding_source", None), "embedding_dim": int(net.embedding_dim)}
+
+    def pool_features(self) -> np.ndarray | None:
+        """The frozen features of the pool's rows (float32, pool order), or None for a model over images."""
+        return None if self.features is None else self.x.cpu().numpy()
 
     def _split(self) -> None:
         """The pool, minus a validation split carved from train when the protocol asks for one."""
@@ -155,14 +202,14 @@ class RunContext:
         rc = self.rc
         seed_global(rc.seed, "init", cycle)
         model = build_model(rc.model.name, num_classes=self.ds.num_classes, in_channels=self.ds.channels,
-                            image_size=self.ds.image_size, params=rc.model.params)
+                            image_size=self.ds.image_size, params=rc.model.params, in_features=self.in_features)
         aux = self.strategy.auxiliary(self.model_info(model))
         if rc.train.init == "warm" and prev is not None:
             model.load_state_dict(prev["model"])
             if aux is not None and prev.get("aux") is not None:
                 aux.load_state_dict(prev["aux"])
         model.to(self.device)
-        if rc.train.channels_last:
+        if self.train_cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         if aux is not None:
             aux.to(self.device)
@@ -181,7 +228,7 @@ class RunContext:
     def evaluate(self, model, x, y, per_item=False):
         return evaluate(model=model, task=self.task, x=x, y=y, transform=self.transform,
                         batch_size=self.rc.train.eval_batch_size, device=self.device, amp=self.amp,
-                        channels_last=self.rc.train.channels_last, per_item=per_item)
+                        channels_last=self.train_cfg.channels_last, per_item=per_item)
 
 
 def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
@@ -241,7 +288,9 @@ def _identity(ctx: RunContext) -> dict:
     identity["task"] = ctx.ds.task
     identity["augment"] = {"crop_padding": ctx.transform.crop_padding, "hflip": ctx.transform.hflip,
                            "normalize": ctx.transform.normalize, "mean": list(ctx.mean), "std": list(ctx.std),
-                           "channel_order": "bgr" if ctx.transform.bgr else "rgb"}
+                           "channel_order": ctx.channel_order}
+    if ctx.reads_features:  # the model reads feature rows as they are; mean/std are what a representation saw
+        identity["augment"]["inputs"] = "frozen features"
     identity["dataset_info"] = ctx.ds.info
     identity["classes"] = [str(c) for c in ctx.ds.classes]  # reports label classes by name
     return identity
@@ -287,12 +336,15 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     timer = PhaseTimer(ctx.device)
     at_cycle(None)  # divergence checks name the phase before the first cycle
     with collect_uses("pretext") as uses, timer.phase("pretext"):
+        # frozen features are computed (or read) here, so the phase and the cache record carry their cost
+        features = ctx.load_features() if ctx.reads_features else None
         prep = PrepareContext(
             pool=ctx.pool_state(np.zeros(0, dtype=np.int64)), test_images=ctx.ds.x_test, mean=ctx.mean,
-            std=ctx.std, channel_order="bgr" if ctx.transform.bgr else "rgb", device=ctx.device, seed=rc.seed,
+            std=ctx.std, channel_order=ctx.channel_order, device=ctx.device, seed=rc.seed,
             cycles=al.cycles, initial=al.initial, budget=al.budget,
-            pool_fingerprint=pool_fingerprint(ctx.pool_images), cache_dir=Path(rc.output) / ".cache",
-            run_dir=rc.run_dir, log=rec.log, amp=ctx.amp, progress=_epoch_events(ctx))
+            pool_fingerprint=ctx.fingerprint("pool"), cache_dir=Path(rc.output) / ".cache",
+            run_dir=rc.run_dir, log=rec.log, amp=ctx.amp, progress=_epoch_events(ctx),
+            features=ctx.pool_features(), features_info=features)
         info = ctx.strategy.prepare(prep)
     if info is not None and not isinstance(info, dict):
         raise AlbenchError(f"strategy {rc.strategy.name!r}: prepare() returned {type(info).__name__}; it must "
@@ -301,8 +353,11 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
     # seconds cycle 0 will carry, i.e. on a fresh start, or on a resume that redoes cycle 0 from its start
     redo_cycle0 = state is not None and state.next_cycle == 0 and (state.partial is None or state.partial.cycle != 0)
     used = [u.to_record() for u in [*ctx.cache_uses, *uses]]
+    if features is not None:
+        _check_features(ctx, state, features)
     if state is None:
-        rec.update_identity(prepare=info or {}, cache_uses=used)
+        extra = {} if features is None else {"features": features}
+        rec.update_identity(prepare=info or {}, cache_uses=used, **extra)
     elif redo_cycle0:
         rec.update_identity(cache_uses=used)
     if state is not None:
@@ -310,6 +365,18 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
         if state.rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
             rec.write_cycles(state.rows, state.queries)
     return timer.seconds["pretext"]
+
+
+def _check_features(ctx: RunContext, state: LoopState | None, features: dict) -> None:
+    """On a resume, refuse frozen features other than those the run started with (a features file
+    rewritten, a cache entry of another computation): the cycles would mix two inputs."""
+    if state is None:
+        return
+    before = (_read_identity(ctx.rc.run_dir).get("features") or {}).get("key")
+    if before is not None and before != features.get("key"):
+        raise AlbenchError(f"the frozen features changed since this run started (entry {before} then, {features.get('key')} "
+                           f"now: {features.get('source')}); resuming would mix two inputs. Restore the features "
+                           "(the file, or the cache entry) or start the run in a new output folder")
 
 
 def _epoch_events(ctx: RunContext) -> Callable[[str, int, int], None]:
@@ -372,7 +439,7 @@ def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer
     model, aux = ctx.build(cycle, state.prev)
     train_idx, val_idx = _labeled_split(ctx, state.labeled, cycle)
     epochs = cycle_epochs(len(train_idx), rc.train)
-    trainer = Trainer(model=model, aux=aux, task=ctx.task, transform=ctx.transform, cfg=rc.train,
+    trainer = Trainer(model=model, aux=aux, task=ctx.task, transform=ctx.transform, cfg=ctx.train_cfg,
                       device=ctx.device, amp=ctx.amp, order_gen=torch_generator(rc.seed, "order", cycle),
                       aug_gen=torch_generator(rc.seed, "augment", cycle, device=ctx.device), epochs=epochs)
     if trainer_state is not None:
@@ -464,7 +531,7 @@ def _outputs(ctx: RunContext, model, aux, needs, indices: np.ndarray):
         return Outputs(indices=indices)
     return compute_outputs(model=model, aux=aux, task=ctx.task, needs=needs, images=ctx.x, indices=indices,
                            transform=ctx.transform, batch_size=ctx.rc.train.eval_batch_size, device=ctx.device,
-                           amp=ctx.amp, channels_last=ctx.rc.train.channels_last)
+                           amp=ctx.amp, channels_last=ctx.train_cfg.channels_last)
 
 
 def _final_embeddings(ctx: RunContext, prev: dict, labeled: np.ndarray) -> dict[str, np.ndarray]:
@@ -506,7 +573,7 @@ def _score_fn(ctx: RunContext, model, val_pool_idx: np.ndarray | None):
         x, y = ctx.x[vi], ctx.y[vi]
     else:
         vi = torch.from_numpy(ctx.val_train_idx)
-        x = ctx.ds.x_train[vi].to(ctx.x.device)
+        x = ctx.train_inputs[vi].to(ctx.x.device)
         y = ctx.ds.y_train[vi].to(ctx.x.device)
     metric = ctx.task.metric
     return lambda: ctx.evaluate(model, x, y)[0][metric]

@@ -139,9 +139,47 @@ class Run:
         model = self.config.get("model") or {}
         train = self.config.get("train") or {}
         al = self.config.get("al") or {}
-        return {"model": model.get("name"), "epochs": train.get("epochs"), "min_steps": train.get("min_steps") or 0,
+        name = model.get("name")
+        feats = self.identity.get("features")
+        if isinstance(feats, dict):  # a model over frozen features: say which, and where they came from
+            name = f"{name} ({_head_shape(model.get('params') or {})}) on frozen features {features_summary(feats)}"
+        return {"model": name, "epochs": train.get("epochs"), "min_steps": train.get("min_steps") or 0,
                 "batch_size": train.get("batch_size"),
                 "initial": al.get("initial"), "budget": al.get("budget"), "cycles": al.get("cycles")}
+
+
+def _head_shape(params: dict) -> str:
+    hidden = params.get("hidden") or 0
+    shape = f"MLP, hidden {hidden}" if hidden else "linear"
+    extra = [f"dropout {params['dropout']:g}"] if params.get("dropout") else []
+    if params.get("normalize"):
+        extra.append("L2-normalised input")
+    return ", ".join([shape, *extra])
+
+
+def features_summary(info: dict) -> str:
+    """One phrase naming where a run's frozen features came from (run.json ``features``): the
+    representation and its training, the backbone and its weights, or the file; their width and
+    cache entry; for a file without a recorded compute time, that it was not charged."""
+    src = info.get("source") or {}
+    dim = f"{info.get('dim')}-d"
+    kind = src.get("kind")
+    if kind == "representation":
+        spec = info.get("spec") or {}
+        width = (spec.get("model_params") or {}).get("width")
+        net = f"{spec.get('model')}{f' width {width}' if width else ''}"
+        return (f"{src.get('name')} ({net}, {spec.get('epochs')} epochs on the train images, seed {spec.get('seed')}; "
+                f"{dim}; entry {str(info.get('key'))[:8]})")
+    if kind == "backbone":
+        resize = f", resized to {src.get('resize')}" if src.get("resize") else ""
+        return (f"{src.get('name')} (weights sha256 {str(info.get('weights_sha256'))[:8]}{resize}; {dim}; entry "
+                f"{str(info.get('key'))[:8]})")
+    if kind == "file":
+        secs = info.get("compute_seconds")
+        cost = (f"computed elsewhere in {secs:g} s, charged to each run" if isinstance(secs, (int, float))
+                else "computed elsewhere; the file records no compute time, so none is charged")
+        return f"from file {src.get('file')} (sha256 {str(info.get('sha256'))[:8]}; {dim}; {cost})"
+    return f"({dim})"
 
 
 def charged_pretext_seconds(recorded: float, prepare: dict) -> tuple[float, bool]:

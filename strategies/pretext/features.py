@@ -13,6 +13,13 @@ When it trains, it also stores the per-image losses of the same network under th
 them instead of training again. (The converse is not possible: a loss entry holds no network. On
 CPU the retraining gives bit-identical weights.) The use is reported as artifact ``representation``
 (:mod:`albench.cached`); the loss entry written alongside names the features entry as its origin.
+
+Given ``test_images``, the entry also holds the same network's embedding of every test image
+(``test_features``, with the test set's fingerprint), so a ``head`` model over this representation
+(:mod:`albench.features`) reads the entry a TypiClust or ProbCover run wrote, and vice versa. A caller
+that needs them (``need_test``) treats an entry without them, or with another test set's, as
+absent: it trains again and overwrites it. The test embeddings never enter the key (the features
+are still those of the pool).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ class FeaturesResult:
     selected_epoch: int
     history: list[dict] = field(default_factory=list)
     wait_seconds: float = 0.0
+    test_features: np.ndarray | None = None  # float32 (n_test, D) of the same network, when stored
 
 
 class _Capture:
@@ -96,14 +104,19 @@ def _load(cache: PretextCache, key: str) -> dict | None:
         return None
     try:
         with np.load(p, allow_pickle=False) as z:
-            return {"features": z["features"].astype(np.float32), "meta": json.loads(str(z["meta"]))}
+            return {"features": z["features"].astype(np.float32), "meta": json.loads(str(z["meta"])),
+                    "test_features": z["test_features"].astype(np.float32) if "test_features" in z.files else None}
     except (OSError, ValueError, KeyError):
         return None  # foreign or damaged: recompute and overwrite
 
 
-def _store(cache: PretextCache, key: str, features: np.ndarray, meta: dict) -> None:
+def _store(cache: PretextCache, key: str, features: np.ndarray, meta: dict,
+           test_features: np.ndarray | None = None) -> None:
     buf = io.BytesIO()
-    np.savez(buf, features=np.asarray(features, dtype=np.float32), meta=np.array(json.dumps(meta, default=str)))
+    arrays = {"features": np.asarray(features, dtype=np.float32), "meta": np.array(json.dumps(meta, default=str))}
+    if test_features is not None:
+        arrays["test_features"] = np.asarray(test_features, dtype=np.float32)
+    np.savez(buf, **arrays)
     atomic_write_bytes(cache.path(key), buf.getvalue())
     atomic_write_text(cache.root / f"{key}.json", json.dumps(meta, indent=1, default=str) + "\n")
 
@@ -111,20 +124,28 @@ def _store(cache: PretextCache, key: str, features: np.ndarray, meta: dict) -> N
 def pretext_features(spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None = None,
                      mean, std, device: torch.device | str = "cpu", amp: bool = False,
                      cache_dir: str | Path | None = None, pool_fingerprint: str | None = None,
-                     normalize: bool = True, log: Callable[[str], None] = print,
+                     normalize: bool = True, need_test: bool = False, artifact: str = "representation",
+                     log: Callable[[str], None] = print,
                      progress: Callable[[int, int], None] | None = None) -> FeaturesResult:
     """The pool's (N, D) pretext embeddings under ``spec``, from the cache or trained now; each row
     L2-normalised unless ``normalize`` is False (the cache holds the raw embeddings).
 
-    ``test_images`` only serve the loss entry written alongside (see the module docstring).
-    Concurrent callers with the same key wait for the first one instead of training twice.
+    ``test_images`` serve the loss entry written alongside and the test embeddings the entry keeps
+    (``FeaturesResult.test_features``, normalised alike); ``need_test``: an entry without them is
+    trained again (see the module docstring). Concurrent callers with the same key wait for the
+    first one instead of training twice. ``artifact``: the name the run records the use under
+    (:mod:`albench.cached`; a ``head``'s frozen features say ``frozen-features``).
     ``progress(done, total)``: epochs, when it trains.
     """
+    if need_test and test_images is None:
+        raise ValueError("need_test asks for test embeddings: pass test_images")
     res = _features(spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
                     device=torch.device(device), amp=amp, cache_dir=cache_dir, pool_fingerprint=pool_fingerprint,
-                    log=log, progress=progress)
+                    need_test=need_test, artifact=artifact, log=log, progress=progress)
     if normalize:
         res.features = l2_normalize(res.features)
+        if res.test_features is not None:
+            res.test_features = l2_normalize(res.test_features)
     return res
 
 
@@ -136,9 +157,10 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device: torch.device, amp: bool,
-              cache_dir, pool_fingerprint, log, progress=None) -> FeaturesResult:
+              cache_dir, pool_fingerprint, need_test: bool, artifact: str, log, progress=None) -> FeaturesResult:
     task = make_task(spec.task, spec.options)
     pool_fp = pool_fingerprint or tensor_fingerprint(pool_images)
+    test_fp = None if test_images is None else tensor_fingerprint(test_images)
     fields = features_key_fields(spec, pool_fingerprint=pool_fp, mean=mean, std=std, device=device, amp=amp)
     key = cache_key(fields)
 
@@ -153,29 +175,37 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
         t0 = time.perf_counter()
         feats = extract_embeddings(task, cap.net, pool_images, mean=mean, std=std, device=device, amp=amp,
                                    batch_size=2 * spec.batch_size)
+        test_feats = None if test_images is None else extract_embeddings(
+            task, cap.net, test_images, mean=mean, std=std, device=device, amp=amp, batch_size=2 * spec.batch_size)
         secs = f.seconds + time.perf_counter() - t0
-        return Entry({"features": feats, "selected_epoch": f.selected_epoch, "history": f.history,
-                      "pool_loss": f.pool_loss, "test_loss": f.test_loss}, secs)
+        return Entry({"features": feats, "test_features": test_feats, "selected_epoch": f.selected_epoch,
+                      "history": f.history, "pool_loss": f.pool_loss, "test_loss": f.test_loss}, secs)
 
     def load() -> Entry | None:
         stored = _load(cache, key)
         if stored is None:
             return None
         m = stored["meta"]
+        test_feats = stored["test_features"] if m.get("test_fingerprint") == test_fp else None
+        if need_test and test_feats is None:  # an entry of the pool only (or of another test set)
+            log(f"pretext features cache entry {key} holds no embeddings of this test set; training again")
+            return None
         log(f"pretext features cache hit {key} ({spec.task}; trained in {m['train_seconds']:.1f}s)")
-        return Entry({"features": stored["features"], "selected_epoch": int(m["selected_epoch"]),
-                      "history": list(m.get("history", []))}, float(m["train_seconds"]), m.get("origin"))
+        return Entry({"features": stored["features"], "test_features": test_feats,
+                      "selected_epoch": int(m["selected_epoch"]), "history": list(m.get("history", []))},
+                     float(m["train_seconds"]), m.get("origin"))
 
     def store(entry: Entry) -> None:
         v, secs = entry.value, entry.compute_seconds
         meta = {"key": key, "fields": fields, "train_seconds": secs, "selected_epoch": v["selected_epoch"],
                 "history": v["history"], "created": time.time(), "pool_size": int(pool_images.shape[0]),
-                "dim": int(v["features"].shape[1])}
-        _store(cache, key, v["features"], meta)
+                "dim": int(v["features"].shape[1]),
+                "test_fingerprint": test_fp if v.get("test_features") is not None else None,
+                "test_size": None if v.get("test_features") is None else int(v["test_features"].shape[0])}
+        _store(cache, key, v["features"], meta, v.get("test_features"))
         # the same network's losses, where pretext_losses would look for them; one training fills both
         # entries, so a run that reads both is charged it once (the entry's origin)
-        loss_fields = key_fields(spec, pool_fingerprint=pool_fp,
-                                 test_fingerprint=None if test_images is None else tensor_fingerprint(test_images),
+        loss_fields = key_fields(spec, pool_fingerprint=pool_fp, test_fingerprint=test_fp,
                                  mean=mean, std=std, device=device, amp=amp)
         loss_key = cache_key(loss_fields)
         if cache.load(loss_key) is None:
@@ -184,8 +214,8 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
                          "selected_epoch": v["selected_epoch"], "history": v["history"], "created": time.time(),
                          "pool_size": int(pool_images.shape[0]), "origin": key})
 
-    entry, use = load_or_compute("representation", key, lock_dir=None if cache is None else cache.root, load=load,
+    entry, use = load_or_compute(artifact, key, lock_dir=None if cache is None else cache.root, load=load,
                                  compute=compute, store=store, log=log)
     v = entry.value
     return FeaturesResult(v["features"], use.status, key, entry.compute_seconds, v["selected_epoch"], v["history"],
-                          float(use.wait_seconds or 0.0))
+                          float(use.wait_seconds or 0.0), v.get("test_features"))

@@ -1,0 +1,142 @@
+"""Which official-code quirks matter: ``ablate: quirks`` sweeps on the CPU (issue 26).
+
+Two measurements, each a sweep through the harness (records under ``--out``) and its ``albench
+report`` (the quirk impact tables and figures under ``<out>/<sweep>/report``):
+
+``pt4al-cifar``: PT4AL on the CIFAR-10 subset of the cold-start measurement
+(``benchmarks/coldstart_cifar.py``: the seeded class-balanced ``cifar10-subset`` pool of
+``--per-class`` images per class, the full 10,000-image test set, K = ``--k`` labels a query, I = 10
+batches, small-cnn width 16 trained ``--epochs`` epochs, batch 64, SGD lr 0.05 / 0.9 / 5e-4 cosine,
+crop + flip; rotation pretext small-cnn width 16, 4 epochs, batch 256, final epoch, one pretext network
+per protocol shared by the seeds). Series: ``random``; ``pt4al`` with ``ablate: quirks`` (official,
+official without each of its 5 quirks, paper: 7 variants); and ``pt4al+string_sort``, the ``paper``
+protocol with ``string_sort`` alone switched on (the quirk added to what the cold-start table
+measured, rather than removed from ``official``). ``--cycles`` cycles (the first is the cold start).
+
+``digits``: the quickstart protocol (``bench/configs/quickstart.yaml``: digits, small-cnn width 16 with
+dropout 0.5, 20 labels then 3 queries of 20, at least 300 optimizer steps a cycle) with ``random``,
+``typiclust`` with ``ablate: quirks`` (its 4 quirks: 6 variants) and ``vaal`` with ``ablate: quirks``
+over its quirks but ``official-normalization`` (a 3-channel constant that 1-channel digits refuses:
+4 quirks, 6 variants, the top one labelled ``vaal@base``), each with the quickstart's params.
+
+    nice -n 19 python benchmarks/quirk_ablation.py pt4al-cifar --out /work/runs/i26-ablation
+    nice -n 19 python benchmarks/quirk_ablation.py digits --out /work/runs/i26-ablation
+    python benchmarks/quirk_ablation.py pt4al-cifar --seeds 0 --per-class 20 --k 20 --epochs 1 --cycles 2 \\
+        --out /tmp/qa-smoke   # smoke test
+
+Runs already complete under ``--out`` are skipped, so an interrupted measurement resumes. Writes
+``<out>/<sweep>/summary.json`` (per-seed numbers and wall time) and prints the quirk impact tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from pt4al_cifar import _run_all, _sweep  # noqa: E402  (the import registers the ``cifar10-subset`` pool)
+from albench.config import build_config, quickstart_path, read_yaml  # noqa: E402
+from albench.plan import make_plan  # noqa: E402
+from albench.records import read_cycles  # noqa: E402
+from albench.reports.report import build_report  # noqa: E402
+
+
+def pt4al_plan(args) -> list:
+    """The PT4AL ablation sweep on the cold-start measurement's CIFAR-10 subset."""
+    rotation = {"pretext_model": "small-cnn", "pretext_model_params": {"width": args.pretext_width},
+                "pretext_epochs": args.pretext_epochs, "pretext_batch_size": 256, "pretext_selection": "final",
+                "batches": args.batches}
+    strategies = ["random", {"name": "pt4al", "params": rotation, "ablate": "quirks"},
+                  {"name": "pt4al", "label": "pt4al+string_sort", "params": rotation, "quirks": ["string_sort"]}]
+    train = {"epochs": args.epochs, "batch_size": 64,
+             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+             "schedule": {"name": "cosine"}}
+    return _sweep("pt4al-cifar", args, strategies=strategies,
+                  al={"initial": args.k, "budget": args.k, "cycles": args.cycles}, train=train, width=args.width)
+
+
+def digits_plan(args) -> list:
+    """TypiClust's and VAAL's ablations under the quickstart protocol on digits."""
+    raw = read_yaml(quickstart_path())
+    by_name = {(s if isinstance(s, str) else s["name"]): s for s in raw["strategies"]}
+    typiclust, vaal = dict(by_name["typiclust"]), dict(by_name["vaal"])
+    typiclust["ablate"] = "quirks"
+    from albench.strategies.registry import get_strategy
+
+    vaal.update(ablate="quirks", quirks=[q.name for q in get_strategy("vaal").quirks
+                                         if q.official and q.name != "official-normalization"])
+    raw.update(name="digits", strategies=["random", typiclust, vaal], seeds=list(args.seeds), output=str(args.out),
+               threads=args.threads, executor={"name": "local", "workers": 1})
+    raw["record"] = {"embeddings": 0, "test_losses": False}
+    return make_plan(build_config(raw))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("which", choices=["pt4al-cifar", "digits"])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder with cifar10.npz")
+    p.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks" / "quirk-ablation")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--per-class", type=int, default=200, help="pool images per class (pt4al-cifar)")
+    p.add_argument("--k", type=int, default=100, help="labels per query, the first included (pt4al-cifar)")
+    p.add_argument("--cycles", type=int, default=3, help="AL cycles, the cold start included (pt4al-cifar)")
+    p.add_argument("--batches", type=int, default=10, help="PT4AL's I (pt4al-cifar)")
+    p.add_argument("--width", type=int, default=16, help="small-cnn width of the main task (pt4al-cifar)")
+    p.add_argument("--epochs", type=int, default=30, help="main-task epochs (pt4al-cifar)")
+    p.add_argument("--pretext-width", type=int, default=16)
+    p.add_argument("--pretext-epochs", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    started = time.time()
+    runs = pt4al_plan(args) if args.which == "pt4al-cifar" else digits_plan(args)
+    sweep_dir = args.out / runs[0].sweep
+    print(f"{args.which}: {len(runs)} runs, seeds {args.seeds}; records under {sweep_dir}", flush=True)
+    # seed by seed (every variant of seed 0, then seed 1, ...): an interrupted measurement leaves
+    # complete pairs to compare, and a rerun resumes where it stopped
+    _run_all(sorted(runs, key=lambda rc: rc.seed))
+    run_seconds = time.time() - started
+    t0 = time.time()
+    index = build_report(sweep_dir, sweep_dir / "report", tsne_max=50)
+    report_seconds = time.time() - t0
+
+    per_series: dict[str, dict] = {}
+    for rc in sorted(runs, key=lambda r: (r.strategy.key, r.seed)):
+        s = per_series.setdefault(rc.strategy.key, {"quirks": rc.quirks, "flags": rc.flags, "per_seed": {}})
+        s["per_seed"][rc.seed] = {int(row["n_labeled"]): round(100 * float(row["value"]), 2)
+                                  for row in read_cycles(rc.run_dir)}
+    summary = {
+        "which": args.which, "seeds": args.seeds, "runs": len(runs),
+        "scale": ({"pool": 10 * args.per_class, "per_class": args.per_class, "test": 10000, "k": args.k,
+                   "cycles": args.cycles, "batches": args.batches,
+                   "main": f"small-cnn width {args.width}, {args.epochs} epochs, batch 64, SGD lr 0.05/0.9/5e-4 "
+                           "cosine, crop+flip",
+                   "rotation": f"small-cnn width {args.pretext_width}, {args.pretext_epochs} epochs, batch 256, "
+                               "final epoch, seed 0 shared by the seeds"}
+                  if args.which == "pt4al-cifar" else {"config": "bench/configs/quickstart.yaml protocol"}),
+        "accuracy_pct": per_series,
+        "quirk_impact_tables": [str(f) for a in index.artefacts if a.name.startswith("quirk-impact")
+                                for f in a.files if f.suffix == ".csv"],
+        "command": f"python benchmarks/quirk_ablation.py {' '.join(sys.argv[1:] if argv is None else argv)}",
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "cpu": platform.processor() or platform.machine(), "threads": args.threads},
+        "wall_seconds_runs": round(run_seconds, 1), "wall_seconds_report": round(report_seconds, 1),
+    }
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    for a in index.artefacts:
+        if a.kind == "table" and a.name.startswith("quirk-impact"):
+            print("\n" + next(f for f in a.files if f.suffix == ".md").read_text())
+    print(f"runs {run_seconds / 60:.1f} min, report {report_seconds:.0f} s; summary {sweep_dir / 'summary.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -156,6 +156,7 @@ def test_table_renders_in_markdown_latex_and_csv(sweep):
     assert "5 paired seeds" in t.full_caption()
     tex = to_latex(t)
     assert "\\begin{tabular}{lrrrrrrrr}" in tex and "official (every quirk on) $^\\dagger$" in tex
+    assert "$\\Delta$ at 10" in tex and "$-$ all (paper)" in tex and "Δ" not in tex and "−" not in tex
     csv = pd.read_csv(io.StringIO(to_csv(t)), comment="#")
     assert len(csv) == len(data) and {"mean_diff_pp", "ci_low_pp", "ci_high_pp", "wilcoxon_p"} <= set(csv.columns)
 

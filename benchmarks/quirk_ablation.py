@@ -5,13 +5,14 @@ report`` (the quirk impact tables and figures under ``<out>/<sweep>/report``):
 
 ``pt4al-cifar``: PT4AL on the CIFAR-10 subset of the cold-start measurement
 (``benchmarks/coldstart_cifar.py``: the seeded class-balanced ``cifar10-subset`` pool of
-``--per-class`` images per class, the full 10,000-image test set, K = ``--k`` labels a query, I = 10
-batches, small-cnn width 16 trained ``--epochs`` epochs, batch 64, SGD lr 0.05 / 0.9 / 5e-4 cosine,
-crop + flip; rotation pretext small-cnn width 16, 4 epochs, batch 256, final epoch, one pretext network
-per protocol shared by the seeds). Series: ``random``; ``pt4al`` with ``ablate: quirks`` (official,
-official without each of its 5 quirks, paper: 7 variants); and ``pt4al+string_sort``, the ``paper``
-protocol with ``string_sort`` alone switched on (the quirk added to what the cold-start table
-measured, rather than removed from ``official``). ``--cycles`` cycles (the first is the cold start).
+``--per-class`` images per class, K = ``--k`` labels a query, I = 10 batches, small-cnn width 16
+trained ``--epochs`` epochs, batch 64, SGD lr 0.05 / 0.9 / 5e-4 cosine, crop + flip; rotation pretext
+small-cnn width 16, 4 epochs, batch 256, final epoch, one pretext network per protocol shared by the
+seeds). The test set is the full 10,000 images, or with ``--test-per-class n`` a seeded class-balanced
+subset of 10 n (dataset ``cifar10-subset-testsub``, same pool; the sweep name gains ``-test<10 n>``):
+``best_on_test`` evaluates the test set after each of the 30 epochs. Series: ``random`` and ``pt4al``
+with ``ablate: quirks`` (official, official without each of its 5 quirks, paper: 7 variants).
+``--cycles`` cycles (the first is the cold start).
 
 ``pt4al-cifar-sort``: the same scale, with ``string_sort`` ablated alone on top of ``paper`` (Random,
 ``pt4al@base``: paper + string_sort, ``pt4al@no-string_sort`` and ``pt4al@paper``), to run with a
@@ -25,9 +26,10 @@ dropout 0.5, 20 labels then 3 queries of 20, at least 300 optimizer steps a cycl
 over its quirks but ``official-normalization`` (a 3-channel constant that 1-channel digits refuses:
 4 quirks, 6 variants, the top one labelled ``vaal@base``), each with the quickstart's params.
 
-    nice -n 19 python benchmarks/quirk_ablation.py pt4al-cifar --out /work/runs/i26-ablation
-    nice -n 19 python benchmarks/quirk_ablation.py digits --out /work/runs/i26-ablation
-    nice -n 19 python benchmarks/quirk_ablation.py pt4al-cifar-sort --pretext-epochs 15 --out /work/runs/i26-ablation
+    nice -n 19 python benchmarks/quirk_ablation.py pt4al-cifar --test-per-class 200 --threads 1 --out /work/runs/i26-ablation
+    nice -n 19 python benchmarks/quirk_ablation.py pt4al-cifar-sort --pretext-epochs 15 --test-per-class 200 \
+        --threads 1 --out /work/runs/i26-ablation
+    nice -n 19 python benchmarks/quirk_ablation.py digits --threads 1 --out /work/runs/i26-ablation
     python benchmarks/quirk_ablation.py pt4al-cifar --seeds 0 --per-class 20 --k 20 --epochs 1 --cycles 2 \\
         --out /tmp/qa-smoke   # smoke test
 
@@ -50,11 +52,33 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from pt4al_cifar import _run_all, _sweep  # noqa: E402  (the import registers the ``cifar10-subset`` pool)
+from pt4al_cifar import Cifar10Subset, _run_all, _sweep  # noqa: E402  (the import registers ``cifar10-subset``)
 from albench.config import build_config, quickstart_path, read_yaml  # noqa: E402
+from albench.data.cifar import imbalanced_indices  # noqa: E402
+from albench.data.registry import register_dataset  # noqa: E402
 from albench.plan import make_plan  # noqa: E402
 from albench.records import read_cycles  # noqa: E402
 from albench.reports.report import build_report  # noqa: E402
+
+
+@register_dataset
+class Cifar10SubsetTestSubset(Cifar10Subset):
+    """``cifar10-subset``'s pool (same images, same order) with a seeded class-balanced subset of the
+    test set, ``test_per_class`` images of each class (``test_seed``). best_on_test evaluates the test
+    set after every epoch: 30 evaluations of 10,000 images a cycle took 800 s on the shared CPU cores
+    (17 h for the PT4AL ablation), 2,000 images a fifth of that."""
+
+    name = "cifar10-subset-testsub"
+    description = "cifar10-subset with a seeded class-balanced test subset of test_per_class images per class"
+    params = {**Cifar10Subset.params, "test_per_class": 200, "test_seed": 0}
+
+    def load(self, cfg):
+        ds = super().load(cfg)
+        n, seed = int(self.param(cfg, "test_per_class")), int(self.param(cfg, "test_seed"))
+        keep = torch.from_numpy(imbalanced_indices(ds.y_test.numpy(), [n] * 10, seed))
+        ds.x_test, ds.y_test = ds.x_test[keep], ds.y_test[keep]
+        ds.info.update(test_per_class=n, test_seed=seed)
+        return ds
 
 
 def pt4al_plan(args) -> list:
@@ -66,16 +90,23 @@ def pt4al_plan(args) -> list:
                 "pretext_epochs": args.pretext_epochs, "pretext_batch_size": 256, "pretext_selection": "final",
                 "batches": args.batches}
     if args.which == "pt4al-cifar":
-        strategies = ["random", {"name": "pt4al", "params": rotation, "ablate": "quirks"},
-                      {"name": "pt4al", "label": "pt4al+string_sort", "params": rotation, "quirks": ["string_sort"]}]
+        strategies = ["random", {"name": "pt4al", "params": rotation, "ablate": "quirks"}]
     else:
         strategies = ["random", {"name": "pt4al", "params": rotation, "ablate": "quirks", "quirks": ["string_sort"]}]
     train = {"epochs": args.epochs, "batch_size": 64,
              "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
              "schedule": {"name": "cosine"}}
     name = args.which if args.pretext_epochs == 4 else f"{args.which}-pretext{args.pretext_epochs}"
-    return _sweep(name, args, strategies=strategies,
+    if args.test_per_class is not None:
+        name += f"-test{10 * args.test_per_class}"
+    runs = _sweep(name, args, strategies=strategies,
                   al={"initial": args.k, "budget": args.k, "cycles": args.cycles}, train=train, width=args.width)
+    if args.test_per_class is None:
+        return runs
+    for rc in runs:  # the same pool, a smaller test set
+        rc.dataset.name = "cifar10-subset-testsub"
+        rc.dataset.params = {**rc.dataset.params, "test_per_class": args.test_per_class, "test_seed": 0}
+    return runs
 
 
 def digits_plan(args) -> list:
@@ -106,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batches", type=int, default=10, help="PT4AL's I (pt4al-cifar)")
     p.add_argument("--width", type=int, default=16, help="small-cnn width of the main task (pt4al-cifar)")
     p.add_argument("--epochs", type=int, default=30, help="main-task epochs (pt4al-cifar)")
+    p.add_argument("--test-per-class", type=int, default=None,
+                   help="evaluate on a seeded class-balanced test subset of this many images per class "
+                        "(pt4al-cifar*; default: the full 10,000-image test set)")
     p.add_argument("--pretext-width", type=int, default=16)
     p.add_argument("--pretext-epochs", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
@@ -129,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   for row in read_cycles(rc.run_dir)}
     summary = {
         "which": args.which, "seeds": args.seeds, "runs": len(runs),
-        "scale": ({"pool": 10 * args.per_class, "per_class": args.per_class, "test": 10000, "k": args.k,
+        "scale": ({"pool": 10 * args.per_class, "per_class": args.per_class,
+                   "test": 10000 if args.test_per_class is None else 10 * args.test_per_class, "k": args.k,
                    "cycles": args.cycles, "batches": args.batches,
                    "main": f"small-cnn width {args.width}, {args.epochs} epochs, batch 64, SGD lr 0.05/0.9/5e-4 "
                            "cosine, crop+flip",

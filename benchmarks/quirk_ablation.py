@@ -46,6 +46,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -125,6 +126,24 @@ def digits_plan(args) -> list:
     return make_plan(build_config(raw))
 
 
+def sort_check(run_dir: Path, batches: int) -> dict | None:
+    """What the text sort does to one PT4AL run's pretext losses: the smallest loss, how many losses
+    print in scientific notation (what ``string_sort`` misplaces) or reach 10, whether the text order
+    is the numeric order, and how many images of the numeric batch 0 the text sort's batch 0 keeps."""
+    from albench.records import read_artifact
+    from albench.strategies.pt4al import loss_strings, sort_losses, split_batches
+
+    loss = read_artifact(run_dir, "pretext_loss_pool")
+    if loss is None:
+        return None
+    numeric, text = sort_losses(loss), sort_losses(loss, as_strings=True)
+    b0n, b0t = split_batches(numeric, batches)[0], split_batches(text, batches)[0]
+    return {"pool_losses": int(len(loss)), "min_loss": float(loss.min()), "max_loss": float(loss.max()),
+            "in_scientific_notation": int(sum("e" in t for t in loss_strings(loss))),
+            "at_least_10": int((loss >= 10).sum()), "text_order_is_numeric_order": bool(np.array_equal(numeric, text)),
+            "batch0_size": int(len(b0n)), "batch0_shared": int(len(set(b0n.tolist()) & set(b0t.tolist())))}
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("which", choices=["pt4al-cifar", "pt4al-cifar-sort", "digits"])
@@ -161,8 +180,15 @@ def main(argv: list[str] | None = None) -> dict:
         s = per_series.setdefault(rc.strategy.key, {"quirks": rc.quirks, "flags": rc.flags, "per_seed": {}})
         s["per_seed"][rc.seed] = {int(row["n_labeled"]): round(100 * float(row["value"]), 2)
                                   for row in read_cycles(rc.run_dir)}
+    sorts = {}
+    for rc in runs:
+        if rc.strategy.name == "pt4al" and rc.seed == min(args.seeds):  # one pretext network per protocol
+            check = sort_check(rc.run_dir, args.batches)
+            if check is not None:
+                sorts[rc.strategy.key] = check
     summary = {
-        "which": args.which, "seeds": args.seeds, "runs": len(runs),
+        "which": args.which,
+        "string_sort_check": sorts, "seeds": args.seeds, "runs": len(runs),
         "scale": ({"pool": 10 * args.per_class, "per_class": args.per_class,
                    "test": 10000 if args.test_per_class is None else 10 * args.test_per_class, "k": args.k,
                    "cycles": args.cycles, "batches": args.batches,

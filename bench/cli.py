@@ -74,6 +74,7 @@ def _refuse_changed(changed: list, sweep_dir: Path) -> None:
 
 def _cmd_run(args) -> int:
     from albench import integrity
+    from albench.ablation import describe_ablations, expand_strategies
     from albench.plan import check_output_writable, make_plan
     from albench.reports.data import load_sweep_runs
     from albench.runlock import describe_holder
@@ -109,8 +110,12 @@ def _cmd_run(args) -> int:
     damaged = [] if args.restart_damaged else found.damaged
     skip = {rc.run_dir for rc, _ in damaged}
     todo, done = pending_runs([rc for rc in plan if rc.run_dir not in skip])
+    variants = expand_strategies(cfg)
+    n_ablated = sum(st.ablate is not None for st in cfg.strategies)
     print(f"albench: sweep '{cfg.name}': {len(plan)} runs ({len(cfg.datasets)} dataset(s) x "
-          f"{len(cfg.strategies)} strategies x {len(cfg.seeds)} seeds), "
+          f"{len(variants)} strategies x {len(cfg.seeds)} seeds"
+          + (f"; {n_ablated} entr{'y' if n_ablated == 1 else 'ies'} expanded by 'ablate: quirks'" if n_ablated
+             else "") + "), "
           f"{len([rc for rc in done if rc not in to_move])} already complete; "
           f"executor {cfg.executor.name}; output {sweep_dir}", file=sys.stderr)
     for rc, why in damaged:
@@ -121,11 +126,14 @@ def _cmd_run(args) -> int:
 
         for warning in reach_warnings(cfg):
             print(f"albench: warning: {warning}", file=sys.stderr)
+        for line in describe_ablations(variants, len(cfg.seeds) * len(cfg.datasets)):
+            print(line)
         moving = {rc.run_dir for rc in to_move}
         for rc in plan:
             state = ("restart" if rc.run_dir in moving else "damaged" if rc.run_dir in skip
                      else "complete" if rc in done else "to run")
             extra = f" quirks={','.join(rc.quirks)}" if rc.quirks else ""
+            extra += f" flags={','.join(rc.flags)}" if rc.flags else ""
             print(f"{rc.run_id}\t{state}{extra}")
         return EXIT_OK
     check_output_writable(cfg.output)

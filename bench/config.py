@@ -224,6 +224,9 @@ class StrategyConfig:
     params: dict = field(default_factory=dict)
     label: str | None = None  # folder and legend name; needed when one strategy appears twice
     quirks: list[str] | None = None  # official-code switches; None: all under protocol 'official', none under 'paper'
+    # 'quirks': expand this entry into one run per quirk ablation (see albench.ablation): official,
+    # official minus each quirk (or group of quirks that only make sense together), and paper
+    ablate: Literal["quirks"] | None = None
 
     @property
     def key(self) -> str:
@@ -705,6 +708,13 @@ def _check_registries(cfg: Config) -> None:
             if q not in known:
                 raise ConfigError(f"strategies[{i}].quirks", f"{st.name!r} has no quirk {q!r}",
                                   f"use some of: {', '.join(known) or '(none: this strategy has no quirks)'}", q)
+        for q in cls.quirks:  # a group's quirks only make sense together: all of them or none
+            members = [m.name for m in cls.quirks if q.group and m.group == q.group]
+            if st.quirks is not None and q.name in st.quirks and not set(members) <= set(st.quirks):
+                missing = [m for m in members if m not in st.quirks]
+                raise ConfigError(f"strategies[{i}].quirks", f"{st.name!r}'s quirks {', '.join(members)} only make "
+                                  f"sense together (group {q.group!r}); {', '.join(missing)} is not listed",
+                                  f"list all of {', '.join(members)}, or none of them", st.quirks)
     from albench.data.registry import get_dataset
     from albench.models.registry import model_entry
 

@@ -15,7 +15,9 @@ Which keys count. Everything in the run's resolved config (``config.yaml``) exce
 - ``train.checkpoint_every``: resuming from any checkpoint ends equal to an uninterrupted run;
 - ``record.*``: which analysis arrays are saved, not the numbers or queries recorded;
 - ``tracking.*``: where the numbers are mirrored (TensorBoard, MLflow), not what they are;
-- ``baseline``: which strategy reports divide by, not what any run records.
+- ``baseline``: which strategy reports divide by, not what any run records;
+- ``ablation``: which quirk ablation a run belongs to (reports group by it); the run's own quirks,
+  which do decide its result, are recorded and compared under ``quirks`` and ``strategy.quirks``.
 
 ``device`` does count: CPU and CUDA runs give different numbers (other kernels, and ``amp: auto``
 means bf16 on CUDA). The executor, its workers and the Slurm resources are not part of a run's
@@ -45,8 +47,8 @@ import yaml
 FINGERPRINT = "fingerprint.json"
 VERSION = 1
 NEUTRAL = frozenset({"sweep", "output", "threads", "seed", "dataset.name", "dataset.root", "dataset.download",
-                     "strategy.label", "train.checkpoint_every", "baseline"})
-NEUTRAL_PREFIXES = ("record.", "tracking.")
+                     "strategy.label", "train.checkpoint_every", "baseline", "ablation"})
+NEUTRAL_PREFIXES = ("record.", "tracking.", "ablation.")
 
 
 class DamagedFingerprint(ValueError):

@@ -2,7 +2,9 @@
 
 Protocol resolution happens here. Under ``protocol: official`` every quirk a strategy declares is
 switched on (unless its ``quirks`` list says otherwise); each quirk's params and training overrides
-are applied, and the run records which quirks and which flags it carries.
+are applied, and the run records which quirks and which flags it carries. A strategy entry with
+``ablate: quirks`` first expands into its ablation variants (:mod:`albench.ablation`), each resolved
+with its explicit quirk set and recorded with its own protocol and ``ablation`` record.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from albench.ablation import expand_strategies
 from albench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrackingConfig,
                           TrainConfig, apply_override)
 from albench.errors import ConfigError
@@ -40,6 +43,7 @@ class RunConfig:
     threads: int | None = None
     baseline: str | None = None  # the sweep's baseline strategy label (see sweep_baseline); None: none
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # dashboards only: no effect on numbers
+    ablation: dict | None = None  # the quirk ablation this run belongs to (albench.ablation); None: none
 
     @property
     def run_dir(self) -> Path:
@@ -66,6 +70,7 @@ class RunConfig:
             "quirks": list(self.quirks), "flags": list(self.flags), "metric": None,
             "baseline": self.baseline, "phases": list(PHASES),
             "quirk_docs": quirk_docs(self.strategy.name, self.quirks),
+            **({"ablation": self.ablation} if self.ablation is not None else {}),
         }
 
 
@@ -86,7 +91,7 @@ def sweep_baseline(cfg: Config) -> str | None:
     """
     if cfg.baseline is not None:
         return cfg.baseline
-    return default_baseline((st.key, st.name) for st in cfg.strategies)
+    return default_baseline((v.key, v.strategy.name) for v in expand_strategies(cfg))
 
 
 def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path: str) -> tuple[
@@ -118,19 +123,21 @@ def resolve_strategy(st: StrategyConfig, protocol: str, train: TrainConfig, path
 
 
 def make_plan(cfg: Config) -> list[RunConfig]:
-    """Every run of the sweep, in dataset, strategy, seed order."""
+    """Every run of the sweep, in dataset, strategy (an ablated entry: its variants), seed order."""
     runs = []
+    variants = expand_strategies(cfg)
     baseline = sweep_baseline(cfg)
     for ds in cfg.datasets:
-        for i, st in enumerate(cfg.strategies):
-            strategy, train, quirks, flags = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{i}]")
+        for v in variants:
+            strategy, train, quirks, flags = resolve_strategy(v.strategy, v.protocol, cfg.train,
+                                                              f"strategies[{v.index}]")
             for seed in cfg.seeds:
                 runs.append(RunConfig(
                     sweep=cfg.name, output=cfg.output, dataset=copy.deepcopy(ds), model=copy.deepcopy(cfg.model),
                     train=copy.deepcopy(train), al=copy.deepcopy(cfg.al), strategy=copy.deepcopy(strategy),
-                    seed=seed, protocol=cfg.protocol, quirks=quirks, flags=flags, record=copy.deepcopy(cfg.record),
-                    device=cfg.device, threads=cfg.threads, baseline=baseline,
-                    tracking=copy.deepcopy(cfg.tracking),
+                    seed=seed, protocol=v.protocol, quirks=list(quirks), flags=list(flags),
+                    record=copy.deepcopy(cfg.record), device=cfg.device, threads=cfg.threads, baseline=baseline,
+                    tracking=copy.deepcopy(cfg.tracking), ablation=copy.deepcopy(v.ablation),
                 ))
     return runs
 

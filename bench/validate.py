@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from albench.ablation import expand_strategies
 from albench.config import Config, build_config, quickstart_path, read_yaml
 from albench.errors import ConfigError
 from albench.paths import (MAX_PATH_BYTES, PSEUDO_FS, ROOT_DOT_FOLDERS, SWEEP_DOT_FOLDERS, first_link, refuse_links,
@@ -47,8 +48,9 @@ def validate_environment(cfg: Config) -> None:
                 f"budget {cfg.al.budget} x {cfg.al.cycles - 1} cycles) but the {ds.name} pool has {pool} images",
                 "lower al.initial, al.budget or al.cycles", cfg.al.final_labeled)
         channels = spec.channels(ds)
-        for j, st in enumerate(cfg.strategies):  # per-strategy bounds that depend on pool size and schedule
-            resolved, run_train, *_ = resolve_strategy(st, cfg.protocol, cfg.train, f"strategies[{j}]")
+        for v in expand_strategies(cfg):  # per-strategy bounds that depend on pool size and schedule
+            st, j = v.strategy, v.index
+            resolved, run_train, *_ = resolve_strategy(st, v.protocol, cfg.train, f"strategies[{j}]")
             if channels is not None:  # normalisation constants (e.g. a quirk's) must fit the images
                 run_train.augment.resolve((0.0,) * channels, (1.0,) * channels, channels,
                                           where=f"strategy {st.key!r} on dataset {ds.name!r}: ")

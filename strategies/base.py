@@ -177,7 +177,11 @@ class Quirk:
     the quirk reproduces, ``"owner/repo@commit path"`` (e.g.
     ``"johnsk95/PT4AL@9a0da4a make_batches.py"``). ``official``: whether ``protocol: official``
     switches it on (False for a behaviour the authors' current code no longer has, kept so older
-    published numbers stay reproducible).
+    published numbers stay reproducible). ``group``: quirks of one strategy that share a non-empty
+    group only make sense together (one behaviour of the code that the harness switches in several
+    places): a config's ``quirks:`` list names all of them or none, and an ablation
+    (``ablate: quirks``) removes them as one unit, named by the group. Members of a group share
+    ``official``.
     """
 
     name: str
@@ -187,11 +191,43 @@ class Quirk:
     flag: bool = False
     source: str = ""
     official: bool = True
+    group: str = ""
 
     @property
     def summary(self) -> str:
         """The doc on one line, whitespace collapsed (for ``albench list quirks``)."""
         return " ".join(self.doc.split())
+
+
+def quirk_units(quirks) -> list[tuple[str, tuple[str, ...]]]:
+    """``quirks`` (Quirk objects, in declaration order) as ablation units: ``(unit name, quirk names)``.
+
+    A quirk without a group is a unit of its own, named by the quirk; the quirks of one group form a
+    single unit named by the group, placed where its first member is declared."""
+    units: dict[str, list[str]] = {}
+    for q in quirks:
+        units.setdefault(q.group or q.name, []).append(q.name)
+    return [(name, tuple(members)) for name, members in units.items()]
+
+
+def check_quirk_declarations(name: str, quirks) -> None:
+    """ValueError unless the quirks a strategy declares are well formed: distinct names, no group named
+    like another quirk, and the members of a group all on (or all off) under protocol ``official``."""
+    names = [q.name for q in quirks]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"strategy {name!r} declares quirk {dup[0]!r} twice")
+    groups: dict[str, list] = {}
+    for q in quirks:
+        if q.group:
+            groups.setdefault(q.group, []).append(q)
+    for group, members in groups.items():
+        if group in names and [m.name for m in members] != [group]:
+            raise ValueError(f"strategy {name!r}: quirk group {group!r} has the name of another quirk")
+        if len({m.official for m in members}) > 1:
+            raise ValueError(f"strategy {name!r}: the quirks of group {group!r} ("
+                             f"{', '.join(m.name for m in members)}) only make sense together, so protocol "
+                             "'official' must switch all of them on or none (same 'official')")
 
 
 # what Quirk.source must look like: owner/repo@commit (7-40 hex digits), a space, a file path

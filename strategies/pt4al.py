@@ -237,8 +237,9 @@ WARM_START = Quirk(
     train={"init": "warm"}, source=f"{PT4AL_REPO} main.py")
 BEST_ON_TEST = Quirk(
     "best_on_test",
-    "keep the epoch with the best TEST accuracy (reported, and warm-starting the next cycle): a "
-    "test-set selection, flagged in the records and in every report made from them",
+    "keep the epoch with the best TEST accuracy (the reported number, the model that scores the next query "
+    "and, with warm_start, the next cycle's starting weights): a test-set selection, flagged in the records "
+    "and in every report made from them",
     train={"selection": "best-on-test"}, flag=True, source=f"{PT4AL_REPO} main.py")
 # CIFAR-10 mean with the std of the kuangliu/pytorch-cifar recipe (not CIFAR-10's, 0.247/0.243/0.261)
 CIFAR_MEAN_OFFICIAL = [0.4914, 0.4822, 0.4465]

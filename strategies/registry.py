@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from importlib.metadata import entry_points
 
-from albench.strategies.base import Strategy
+from albench.strategies.base import Strategy, check_quirk_declarations
 
 ENTRY_POINT_GROUP = "albench.strategies"
 _REGISTRY: dict[str, type[Strategy]] = {}
@@ -38,6 +38,7 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
         raise TypeError(f"{cls!r} is not a Strategy subclass")
     if not cls.name:
         raise ValueError(f"{cls.__qualname__} has no 'name'")
+    check_quirk_declarations(cls.name, cls.quirks)
     existing = _REGISTRY.get(cls.name)
     if existing is not None and existing is not cls:
         raise ValueError(f"strategy {cls.name!r} is already registered by {existing.__module__}")

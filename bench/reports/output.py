@@ -52,11 +52,11 @@ def to_markdown(table: Table) -> str:
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
         "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "†": r"$^\dagger$",
         "×": r"$\times$", "ρ": r"$\rho$", "α": r"$\alpha$", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$",
-        "<": r"$<$", ">": r"$>$"}
+        "<": r"$<$", ">": r"$>$", "Δ": r"$\Delta$", "−": r"$-$"}
 
 
 def tex_escape(text: str) -> str:
-    """``text`` with LaTeX's special characters escaped (and ±, †, ×, ρ, α as math)."""
+    """``text`` with LaTeX's special characters escaped (and ±, †, ×, ρ, α, Δ, − as math)."""
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 

@@ -13,6 +13,9 @@ under ``tables/``):
 - ``spearman-<ds>``: pretext vs main-task loss ranks and rho (figure, table; paper Fig. 2), for
   runs that record ``pretext_loss_test``
 - ``tsne-<ds>``: t-SNE of final-model embeddings with queried points (figure; paper Fig. 4)
+- ``quirk-impact-<ds>-<strategy>``: for a strategy entry with ``ablate: quirks``, the paired
+  difference official − official without each quirk by labeled count and AUBC, with bootstrap CI and
+  Wilcoxon p, and the first query's class counts (table, figure; see :mod:`albench.reports.quirk_impact`)
 
 An artefact whose inputs the records lack is skipped with the reason in ``index.md``; missing and
 unfinished runs are listed there too. ``index.md`` and ``report.json`` list every artefact with
@@ -132,6 +135,38 @@ def _spearman_panels(runs: list[Run]) -> tuple[list[dict], pd.DataFrame, list[st
     return list(panels.values()), pd.DataFrame(per_run, columns=["series", "seed", "rho", "n_test"]), problems
 
 
+def _quirk_impact(w: _Writer, df: pd.DataFrame, runs: list[Run], complete: list[Run], dataset: str, *,
+                  metric: str, flagged: set[str], alpha: float) -> None:
+    """One table and one figure per strategy entry ablated with ``ablate: quirks`` (see
+    :mod:`albench.reports.quirk_impact`)."""
+    from albench.reports import quirk_impact as qi
+
+    ablations = qi.find_ablations(runs)
+    several = len({a.sweep for a in ablations}) > 1
+    for abl in ablations:
+        what = f"quirk impact of {abl.name}"
+        if abl.top is None:
+            w.skip(what, dataset, f"no run of its '{abl.top_name}' variant (every quirk on) has started")
+            continue
+        mine = abl.runs()
+        dirs = {r.dir for r in mine}
+        counts, unit = class_counts([r for r in complete if r.dir in dirs], first_query=True)
+        data = qi.quirk_impact_data(df[df["series"].isin(abl.series_runs)], abl, counts)
+        if data.empty:
+            w.skip(what, dataset, "no seed has finished a cycle in both the variant with every quirk and a variant "
+                                  "without one")
+            continue
+        used = [r for r in mine if r.series in set(data["with_series"]) | set(data["without_series"])]
+        cap = _caption(used)
+        name = f"quirk-impact-{slug(dataset)}-{slug(abl.name if several else abl.of)}"
+        t = qi.quirk_impact_table(data, abl, metric=metric, caption=cap, flagged=flagged, name=name, alpha=alpha,
+                                  unit=unit)
+        w.table(t, dataset)
+        w.figure(qi.quirk_impact_figure(data, abl, metric=metric, dataset=dataset, caption=t.full_caption(),
+                                        flagged=flagged, alpha=alpha),
+                 name, dataset, f"quirk impact of {abl.name} by labeled count", t.full_caption())
+
+
 def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missing], *, tsne_max: int,
                     tsne_threads: int | None, alpha: float, tsne_jobs: int | None = None) -> None:
     runs = sweep.runs_of(dataset)
@@ -219,6 +254,9 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
                  f"win-tie-loss-{ds}", dataset, "win / tie / loss matrix", t.full_caption())
     else:
         w.skip("win / tie / loss matrix", dataset, "fewer than two strategies")
+
+    # quirk impact (ablate: quirks) -------------------------------------------------------------------
+    _quirk_impact(w, df, runs, complete, dataset, metric=metric, flagged=flagged, alpha=alpha)
 
     # Spearman (Fig. 2) ---------------------------------------------------------------------------
     panels, rhos, problems = _spearman_panels(complete)
@@ -330,6 +368,10 @@ def write_index(index: ReportIndex, sweep: Sweep) -> None:
               f"win/loss when p < α = {ALPHA}. With n non-zero differences the exact test cannot go below "
               "p = 2/2^n (0.25 for 3 seeds, 0.0625 for 5): with fewer than 6 seeds every outcome is a tie.",
               "- Win/tie/loss matrix: one paired Wilcoxon test per labeled count; cell = W/T/L of row vs column.",
+              "- Quirk impact (strategies ablated with 'ablate: quirks'): official − (official without the row's "
+              "quirks), paired by seed, in percentage points, per labeled count and for the AUBC; mean, 95% "
+              "percentile bootstrap CI of the mean over seeds (10,000 resamples, generator seed 0), two-sided exact "
+              "Wilcoxon signed-rank p; a positive difference means the quirk raises the metric.",
               "- Wall-clock: seconds summed over a run's cycles, mean over complete runs, charged: each run pays "
               "the compute time of every cached artifact it used (pretext losses, a representation), whether it "
               "computed the entry or reused it; 'incurred' is the run's own clock; × Random divides by the mean total of the "

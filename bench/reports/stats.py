@@ -161,3 +161,29 @@ def spearman_rho(a, b) -> float:
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError("spearman_rho needs two 1-d samples of the same length")
     return float(spearmanr(a, b).statistic)
+
+
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
+
+
+def bootstrap_mean_ci(values, *, resamples: int = BOOTSTRAP_RESAMPLES, level: float = CI_LEVEL,
+                      seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of ``values`` (e.g. per-seed paired
+    differences), in their units: ``resamples`` resamples of len(values) drawn with replacement from a
+    generator seeded with ``seed``, the (1 - level) / 2 and (1 + level) / 2 quantiles of their means.
+
+    (nan, nan) with fewer than two values. With n values there are only C(2n - 1, n) distinct
+    resamples (126 for 5 seeds), so the interval is coarse and too narrow for small n: read it as
+    a description of the seeds' spread, not an exact coverage statement.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1:
+        raise ValueError("bootstrap_mean_ci needs a 1-d sample")
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(v), size=(resamples, len(v)))
+    means = v[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

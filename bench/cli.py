@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "debug", "slurm"], help="where runs execute")
     run.add_argument("--workers", type=int, help="parallel local worker processes")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    run.add_argument("--stop-at-labels", type=int, metavar="N",
+                     help="leave each run unfinished (checkpointed, resumable) once it has N labels; rerun "
+                          "without it to go on (e.g. every run of a sweep to 500 labels before any goes further)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--restart-changed", action="store_true",
                      help="start over the runs whose folder was started with another config (the old folders "
@@ -90,6 +93,12 @@ def _cmd_run(args) -> int:
         overrides.append(f"executor.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     plan = make_plan(cfg)
+    if args.stop_at_labels is not None:
+        if args.stop_at_labels < 1:
+            raise ConfigError("--stop-at-labels", "must be a positive number of labels", "pass e.g. --stop-at-labels 500",
+                              args.stop_at_labels)
+        for rc in plan:
+            rc.stop_at_labels = args.stop_at_labels
     sweep_dir = Path(cfg.output) / cfg.name
     found = integrity.survey(plan)  # before anything is queued or written
     if found.changed and not args.restart_changed:
@@ -133,6 +142,10 @@ def _cmd_run(args) -> int:
     outcomes = execute_plan(cfg, runnable, progress=not args.quiet)
     failed = [o for o in outcomes if o["state"] in ("failed", "damaged", "changed")]
     busy = [o for o in outcomes if o["state"] == "busy"]
+    stopped = [o for o in outcomes if o["state"] == "stopped"]
+    if stopped:
+        print(f"albench: {len(stopped)} run(s) left unfinished at --stop-at-labels {args.stop_at_labels}; rerun "
+              "without it to go on", file=sys.stderr)
     unreadable = []
     if sweep_dir.is_dir():
         mine = {rc.run_dir for rc in plan} - skip  # the skipped ones were named above

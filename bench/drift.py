@@ -15,7 +15,8 @@ Which keys count. Everything in the run's resolved config (``config.yaml``) exce
 - ``train.checkpoint_every``: resuming from any checkpoint ends equal to an uninterrupted run;
 - ``record.*``: which analysis arrays are saved, not the numbers or queries recorded;
 - ``tracking.*``: where the numbers are mirrored (TensorBoard, MLflow), not what they are;
-- ``baseline``: which strategy reports divide by, not what any run records.
+- ``baseline``: which strategy reports divide by, not what any run records;
+- ``stop_at_labels``: where one invocation leaves a run unfinished (``--stop-at-labels``), not its protocol.
 
 ``device`` does count: CPU and CUDA runs give different numbers (other kernels, and ``amp: auto``
 means bf16 on CUDA). The executor, its workers and the Slurm resources are not part of a run's
@@ -45,7 +46,7 @@ import yaml
 FINGERPRINT = "fingerprint.json"
 VERSION = 1
 NEUTRAL = frozenset({"sweep", "output", "threads", "seed", "dataset.name", "dataset.root", "dataset.download",
-                     "strategy.label", "train.checkpoint_every", "baseline"})
+                     "strategy.label", "train.checkpoint_every", "baseline", "stop_at_labels"})
 NEUTRAL_PREFIXES = ("record.", "tracking.")
 
 

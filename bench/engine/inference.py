@@ -125,8 +125,9 @@ def has_stochastic_split(model: nn.Module) -> bool:
 
 class _Masks:
     """The seeded masks of MC-dropout passes: forward hooks on the model's dropout layers (kept in
-    eval mode, so identities) that multiply each input by a fresh mask drawn from ``generator``, with
-    the layer's p and inverted scaling, element-wise (nn.Dropout) or per channel (Dropout1d/2d/3d).
+    eval mode, so identities) that multiply each input by a fresh mask drawn from ``generator`` (keep
+    where a float32 uniform draw is below 1 - p), with inverted scaling 1 / (1 - p), element-wise
+    (nn.Dropout) or per channel (Dropout1d/2d/3d).
 
     ``active`` False makes the layers identities again (one deterministic pass); a dropout layer
     firing while ``in_prefix`` is set means the model's declared prefix is not deterministic: refused."""
@@ -145,8 +146,11 @@ class _Masks:
             return output
         x = inputs[0]
         shape = x.shape if type(module) is nn.Dropout else (*x.shape[:2], *([1] * (x.ndim - 2)))
-        keep = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(1.0 - module.p, generator=self.generator)
-        return x * keep.div_(1.0 - module.p)
+        q = 1.0 - module.p
+        # keep an element when a float32 uniform draw is below q: Bernoulli(q), drawn about twice as fast
+        # on the CPU as bernoulli_ (the draws dominate the suffix of a cheap pass)
+        keep = torch.rand(shape, generator=self.generator, device=x.device, dtype=torch.float32) < q
+        return x * keep * (1.0 / q)
 
     def remove(self) -> None:
         for h in self.handles:

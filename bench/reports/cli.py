@@ -27,6 +27,9 @@ def add_parsers(sub) -> None:
     rep.add_argument("--tsne-points", type=int, default=3000, help="points per t-SNE panel (default 3000)")
     rep.add_argument("--tsne-threads", type=int, default=1,
                      help="threads for t-SNE (default 1, fastest on a shared machine; 0: library default)")
+    rep.add_argument("--reach", type=float, action="append", default=[], metavar="PCT",
+                     help="a metric threshold in percent for the label-efficiency table (labels to reach it), "
+                          "e.g. --reach 90 --reach 95 (repeatable)")
     rep.add_argument("--quiet", action="store_true", help="print only where the report is")
 
     ver = sub.add_parser("verify", help="compare a results folder with a paper's reported numbers")
@@ -54,11 +57,15 @@ def cmd_report(args) -> int:
         raise ConfigError("--tsne-points", "must be at least 10", "use e.g. --tsne-points 3000", args.tsne_points)
     if args.tsne_threads < 0:
         raise ConfigError("--tsne-threads", "must be >= 0", "use 1, or 0 for the library default", args.tsne_threads)
+    for pct in args.reach:
+        if not 0 < pct <= 100:
+            raise ConfigError("--reach", "must be a metric threshold in percent, in (0, 100]", "pass e.g. --reach 90",
+                              pct)
     out = Path(args.out) if args.out else root / "report"
     expected = _expected(args.config) if args.config else None
     log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
     index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
-                         tsne_threads=args.tsne_threads or None, log=log)
+                         tsne_threads=args.tsne_threads or None, reach=tuple(args.reach), log=log)
     n_fig = sum(a.kind == "figure" for a in index.artefacts)
     n_tab = sum(a.kind == "table" for a in index.artefacts)
     if index.missing:

@@ -4,6 +4,8 @@ Per dataset it writes (figures as PNG + PDF under ``figures/``, tables as Markdo
 under ``tables/``):
 
 - ``curves-<ds>``: metric vs labeled count, mean ± std over seeds (figure and table; paper Fig. 3/5/6)
+- ``label-efficiency-<ds>``: labels to reach each ``--reach`` threshold, on the mean curve and per seed,
+  first count and interpolated (table; Gal et al. 2017's Table 1; written only when thresholds are given)
 - ``cold-start-<ds>``: first-cycle metric, mean ± std, min / max (table; paper Table 1)
 - ``wallclock-<ds>``: wall-clock per run, total and per phase, ratio to the sweep's baseline (Random
   unless run.json designates another) (figure, table; Table 2)
@@ -124,7 +126,7 @@ def _spearman_panels(runs: list[Run]) -> tuple[list[dict], pd.DataFrame, list[st
 
 
 def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missing], *, tsne_max: int,
-                    tsne_threads: int | None, alpha: float) -> None:
+                    tsne_threads: int | None, alpha: float, reach: tuple[float, ...] = ()) -> None:
     runs = sweep.runs_of(dataset)
     df = sweep.cycles(dataset)
     ds = slug(dataset)
@@ -147,6 +149,15 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
     w.figure(figs.curves_figure(tabs.curve_data(df), metric=metric, dataset=dataset, caption=cap, flagged=flagged,
                                 styles=styles),
              f"curves-{ds}", dataset, f"{metric} vs labeled count", cap)
+
+    # labels to reach a threshold (Gal et al. 2017's Table 1) ----------------------------------
+    if reach:
+        from albench.reports.efficiency import efficiency_table
+
+        cap = _caption(with_rows, partial + (" Unfinished runs contribute the cycles they recorded." if partial
+                                             else ""))
+        w.table(efficiency_table(df, thresholds=list(reach), metric=metric, caption=cap, flagged=flagged,
+                                 name=f"label-efficiency-{ds}"), dataset)  # opt-in: only with --reach
 
     # cold start -----------------------------------------------------------------------------
     first = [r for r in with_rows if any(int(row["cycle"]) == 0 for row in r.rows)]
@@ -249,12 +260,13 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
 
 def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tuple[str, str, str, int]] | None = None,
                  tsne_max: int = 3000, tsne_threads: int | None = 1, alpha: float = ALPHA,
-                 log: Callable[[str], None] = lambda m: None) -> ReportIndex:
+                 reach: tuple[float, ...] = (), log: Callable[[str], None] = lambda m: None) -> ReportIndex:
     """Write every figure and table of the runs under ``results_dir`` into ``out``; return the index.
 
     ``expected`` (sweep, dataset, strategy label, seed) lists planned runs so absent ones are named;
     without it the plan is inferred from the runs present (see :func:`find_missing`). ``tsne_max``
     caps the points per t-SNE panel; ``tsne_threads`` caps its threads (None: library default).
+    ``reach``: metric thresholds in percent for the label-efficiency table (none: skipped).
     """
     import matplotlib
 
@@ -265,7 +277,8 @@ def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tup
     index = ReportIndex(out=out, missing=find_missing(sweep, expected), unreadable=sweep.unreadable)
     w = _Writer(out, index, log)
     for dataset in sweep.datasets:
-        _report_dataset(w, sweep, dataset, index.missing, tsne_max=tsne_max, tsne_threads=tsne_threads, alpha=alpha)
+        _report_dataset(w, sweep, dataset, index.missing, tsne_max=tsne_max, tsne_threads=tsne_threads, alpha=alpha,
+                        reach=tuple(reach))
     write_index(index, sweep)
     return index
 

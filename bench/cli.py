@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "debug", "slurm"], help="where runs execute")
     run.add_argument("--workers", type=int, help="parallel local worker processes")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    run.add_argument("--only", action="append", default=[], metavar="RUN_GLOB",
+                     help="run only the runs whose id (dataset/strategy/seed-N) matches this glob, e.g. "
+                          "'*/seed-0' (repeatable; runs go in the order of the first pattern they match, e.g. "
+                          "--only '*/seed-0' --only '*/seed-1' for every strategy's seed 0 first)")
     run.add_argument("--stop-at-labels", type=int, metavar="N",
                      help="leave each run unfinished (checkpointed, resumable) once it has N labels; rerun "
                           "without it to go on (e.g. every run of a sweep to 500 labels before any goes further)")
@@ -93,6 +97,8 @@ def _cmd_run(args) -> int:
         overrides.append(f"executor.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     plan = make_plan(cfg)
+    if args.only:
+        plan = select_runs(plan, args.only)
     if args.stop_at_labels is not None:
         if args.stop_at_labels < 1:
             raise ConfigError("--stop-at-labels", "must be a positive number of labels", "pass e.g. --stop-at-labels 500",
@@ -161,6 +167,25 @@ def _cmd_run(args) -> int:
                   file=sys.stderr)
         return EXIT_RUN_FAILED
     return EXIT_OK
+
+
+def select_runs(plan: list, patterns: list[str]) -> list:
+    """The runs of ``plan`` whose id matches one of the globs ``patterns``, ordered by the first pattern
+    each matches (plan order within a pattern); ConfigError naming --only when a pattern matches none."""
+    import fnmatch
+
+    picked, seen = [], set()
+    for pat in patterns:
+        hits = [rc for rc in plan if fnmatch.fnmatchcase(rc.run_id, pat)]
+        if not hits:
+            raise ConfigError("--only", "matches no run of the sweep",
+                              f"use a glob over run ids such as {plan[0].run_id if plan else 'digits/random/seed-0'}",
+                              pat)
+        for rc in hits:
+            if rc.run_id not in seen:
+                seen.add(rc.run_id)
+                picked.append(rc)
+    return picked
 
 
 def quirk_rows() -> list[tuple[str, str, str, str, str]]:

@@ -143,3 +143,20 @@ def test_the_packaged_gal2017_config_is_the_papers_protocol():
             assert st.params == {"passes": 100, "subset": 2000}
     runs = make_plan(cfg)
     assert len(runs) == 15 and all(not rc.quirks for rc in runs)
+
+
+def test_run_only_selects_and_orders_runs(tiny_raw, tmp_path, capsys):
+    from albench.cli import select_runs
+
+    raw = dict(tiny_raw, strategies=["random", "entropy"], seeds=[0, 1])
+    plan = make_plan(build_config(raw))
+    order = [rc.run_id for rc in select_runs(plan, ["*/seed-0", "*/seed-1"])]
+    assert order == ["digits/random/seed-0", "digits/entropy/seed-0", "digits/random/seed-1", "digits/entropy/seed-1"]
+    assert [rc.run_id for rc in select_runs(plan, ["digits/entropy/*", "*"])][:2] == ["digits/entropy/seed-0",
+                                                                                     "digits/entropy/seed-1"]
+    with pytest.raises(ConfigError, match="--only"):
+        select_runs(plan, ["*/seed-7"])
+    cfg = write_yaml(tmp_path / "c.yaml", raw)
+    assert main(["run", str(cfg), "--dry-run", "--only", "*/seed-1"]) == 0
+    out = capsys.readouterr().out
+    assert "digits/random/seed-1" in out and "seed-0" not in out

@@ -82,6 +82,7 @@ def test_report_writes_the_table_for_reach_thresholds(tmp_path):
                  "--reach", "95"]) == 0
     md = (tmp_path / "rep" / "tables" / "label-efficiency-digits.md").read_text()
     assert "95%, first: mean curve" in md and "| bald |" in md
+    assert (tmp_path / "rep" / "figures" / "error-curves-digits.png").stat().st_size > 1000
     assert main(["report", str(root / "synth"), "--out", str(tmp_path / "rep2"), "--quiet", "--reach", "120"]) == 2
 
 

@@ -5,7 +5,9 @@ under ``tables/``):
 
 - ``curves-<ds>``: metric vs labeled count, mean ± std over seeds (figure and table; paper Fig. 3/5/6)
 - ``label-efficiency-<ds>``: labels to reach each ``--reach`` threshold, on the mean curve and per seed,
-  first count and interpolated (table; Gal et al. 2017's Table 1; written only when thresholds are given)
+  first count and interpolated (table; Gal et al. 2017's Table 1), and ``error-curves-<ds>``: test error
+  vs acquired images with the thresholds marked (figure; their Fig. 1); written only when thresholds
+  are given
 - ``cold-start-<ds>``: first-cycle metric, mean ± std, min / max (table; paper Table 1)
 - ``wallclock-<ds>``: wall-clock per run, total and per phase, ratio to the sweep's baseline (Random
   unless run.json designates another) (figure, table; Table 2)
@@ -158,6 +160,13 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
                                              else ""))
         w.table(efficiency_table(df, thresholds=list(reach), metric=metric, caption=cap, flagged=flagged,
                                  name=f"label-efficiency-{ds}"), dataset)  # opt-in: only with --reach
+        initials = {int((r.config.get("al") or {}).get("initial") or 0) for r in with_rows}
+        initial = initials.pop() if len(initials) == 1 else None
+        fig_cap = cap + (f" Acquired images: labels minus the {initial} initial ones." if initial is not None else
+                         " The runs start from different initial sets: labeled images on the x axis.")
+        w.figure(figs.error_curves_figure(tabs.curve_data(df), metric=metric, dataset=dataset, caption=fig_cap,
+                                          flagged=flagged, styles=styles, thresholds=list(reach), initial=initial),
+                 f"error-curves-{ds}", dataset, "test error vs acquired images", fig_cap)
 
     # cold start -----------------------------------------------------------------------------
     first = [r for r in with_rows if any(int(row["cycle"]) == 0 for row in r.rows)]

@@ -160,3 +160,9 @@ def test_run_only_selects_and_orders_runs(tiny_raw, tmp_path, capsys):
     assert main(["run", str(cfg), "--dry-run", "--only", "*/seed-1"]) == 0
     out = capsys.readouterr().out
     assert "digits/random/seed-1" in out and "seed-0" not in out
+
+
+def test_list_strategies_shows_the_mc_dropout_family(capsys):
+    assert main(["list", "strategies"]) == 0
+    names = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert {"bald", "variation-ratios", "mc-entropy", "mean-std"} <= names

@@ -143,3 +143,19 @@ def test_mc_evaluation_averages_the_passes_and_records_the_single_pass_metric():
     assert again == metrics
     with pytest.raises(ValueError, match="seed"):
         evaluate(model=m, task=task, x=x, y=y, transform=tf, batch_size=16, device=CPU, passes=6)
+
+
+@pytest.mark.parametrize("q", [0.75, 0.5, 0.7])  # 16-bit draws (exact for these q), 32-bit draws for 0.7
+def test_masks_keep_with_probability_one_minus_p(q):
+    from albench.engine.inference import _Masks
+
+    masks = _Masks([], seed=0, device=CPU)
+    keep = masks.keep((1000, 1000), q, CPU)
+    assert keep.dtype == torch.bool and keep.shape == (1000, 1000)
+    assert abs(keep.float().mean().item() - q) < 0.002  # 1e6 draws: std 0.0005
+    again = _Masks([], seed=0, device=CPU).keep((1000, 1000), q, CPU)
+    assert torch.equal(keep, again)  # seeded
+    assert not torch.equal(keep, masks.keep((1000, 1000), q, CPU))  # the generator moves on
+    state = np.random.get_state()[1].copy()
+    _Masks([], seed=1, device=CPU).keep((10,), q, CPU)
+    assert np.array_equal(state, np.random.get_state()[1])  # numpy's global RNG untouched

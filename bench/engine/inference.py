@@ -125,18 +125,39 @@ def has_stochastic_split(model: nn.Module) -> bool:
 
 class _Masks:
     """The seeded masks of MC-dropout passes: forward hooks on the model's dropout layers (kept in
-    eval mode, so identities) that multiply each input by a fresh mask drawn from ``generator`` (keep
-    where a float32 uniform draw is below 1 - p), with inverted scaling 1 / (1 - p), element-wise
-    (nn.Dropout) or per channel (Dropout1d/2d/3d).
+    eval mode, so identities) that multiply each input by a fresh keep-mask with inverted scaling
+    1 / (1 - p), element-wise (nn.Dropout) or per channel (Dropout1d/2d/3d), drawn from one generator
+    seeded with ``seed`` (see :meth:`keep`).
 
     ``active`` False makes the layers identities again (one deterministic pass); a dropout layer
     firing while ``in_prefix`` is set means the model's declared prefix is not deterministic: refused."""
 
-    def __init__(self, layers: list[nn.Module], generator: torch.Generator) -> None:
-        self.generator = generator
+    def __init__(self, layers: list[nn.Module], seed: int, device: torch.device) -> None:
+        self.on_cpu = device.type == "cpu"
+        if self.on_cpu:
+            self.rng = np.random.Generator(np.random.PCG64(seed))
+        else:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(seed)
         self.active = True
         self.in_prefix = False
         self.handles = [m.register_forward_hook(self._hook) for m in layers]
+
+    def keep(self, shape: tuple[int, ...], q: float, device: torch.device) -> torch.Tensor:
+        """A bool tensor of ``shape``, each element True with probability ``q``, independently.
+
+        On the CPU from numpy's PCG64: a 16-bit uniform integer below q * 2^16 when that is a whole
+        number (q = 0.5, 0.75, ...: exactly Bernoulli(q)), else a 32-bit one below round(q * 2^32)
+        (within 2^-33 of q); about 4x cheaper than torch's CPU draws, which dominated the suffix of
+        a cheap pass. On CUDA from torch's generator: a float32 uniform below q."""
+        if not self.on_cpu:
+            return torch.rand(shape, generator=self.generator, device=device, dtype=torch.float32) < q
+        n = int(np.prod(shape))
+        if float(q * 65536).is_integer():
+            keep = self.rng.integers(0, 65536, n, dtype=np.uint16) < int(q * 65536)
+        else:
+            keep = self.rng.integers(0, 1 << 32, n, dtype=np.uint32) < round(q * (1 << 32))
+        return torch.from_numpy(keep).reshape(shape)
 
     def _hook(self, module: nn.Module, inputs, output):
         if self.in_prefix:
@@ -145,12 +166,9 @@ class _Masks:
         if not self.active:
             return output
         x = inputs[0]
-        shape = x.shape if type(module) is nn.Dropout else (*x.shape[:2], *([1] * (x.ndim - 2)))
+        shape = tuple(x.shape) if type(module) is nn.Dropout else (*x.shape[:2], *([1] * (x.ndim - 2)))
         q = 1.0 - module.p
-        # keep an element when a float32 uniform draw is below q: Bernoulli(q), drawn about twice as fast
-        # on the CPU as bernoulli_ (the draws dominate the suffix of a cheap pass)
-        keep = torch.rand(shape, generator=self.generator, device=x.device, dtype=torch.float32) < q
-        return x * keep * (1.0 / q)
+        return x * self.keep(shape, q, x.device) * (1.0 / q)
 
     def remove(self) -> None:
         for h in self.handles:
@@ -159,7 +177,7 @@ class _Masks:
 
 class seeded_dropout:
     """Context manager for MC-dropout passes of ``model`` with masks from a generator seeded with
-    ``seed`` (never torch's global RNG): yields a :class:`_Masks`. ``batchnorm="train"`` puts every
+    ``seed`` (never torch's or numpy's global RNG): yields a :class:`_Masks`. ``batchnorm="train"`` puts every
     other layer in train mode (BatchNorm uses batch statistics) and restores the running statistics
     afterwards; the model is left in eval mode."""
 
@@ -168,8 +186,6 @@ class seeded_dropout:
 
     def __enter__(self) -> _Masks:
         layers = _dropout_layers(self.model)
-        generator = torch.Generator(device=self.device)
-        generator.manual_seed(self.seed)
         self.saved = None
         if self.batchnorm == "train":  # batch statistics; the running ones are put back afterwards
             self.saved = {k: v.clone() for k, v in self.model.state_dict().items()
@@ -177,7 +193,7 @@ class seeded_dropout:
             self.model.train()
             for m in layers:
                 m.eval()  # masks come from the hooks' generator, never from torch's global RNG
-        self.masks = _Masks(layers, generator)
+        self.masks = _Masks(layers, self.seed, self.device)
         return self.masks
 
     def __exit__(self, *exc) -> None:

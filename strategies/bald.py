@@ -17,8 +17,10 @@ Paper protocol (baal-org/baal 7da1cfb, ``baal/bayesian/dropout.py`` and
 eval mode with its running statistics; T = 20 (baal's experiment default); xlogy entropies.
 
 The model needs dropout: ``small-cnn`` and ``resnet18-cifar`` take ``model.params.dropout`` (p of a
-dropout layer before the final linear layer, default 0). A model whose dropout is 0 (or that has no
-such param) is refused when the config is loaded: every pass would be identical and MI = 0.
+dropout layer before the final linear layer, default 0), ``dbal-cnn`` has ``dropout_conv`` and
+``dropout_dense``. A model whose dropout is 0 (or that has no such param) is refused when the config
+is loaded: every pass would be identical and MI = 0. A model that declares its stochastic split runs
+only the layers from its first dropout on T times (see :mod:`albench.strategies.mc_dropout`).
 
 Official protocol: ej0cl6/deep-active-learning (eea3d2c), whose BALD file JordanAsh/badge and DeepAL+
 copied. Its quirks, each a switch:
@@ -32,6 +34,16 @@ copied. Its quirks, each a switch:
   a probability that underflows to 0 makes a candidate's score NaN, and ``uncertainties.sort()``
   (ascending E[H] - H[E], i.e. descending MI) puts NaN last: such a candidate is never queried while
   a finite one is left. Changes numbers only when a softmax underflows in float32.
+
+Gal, Islam & Ghahramani's own Keras code
+(Riashat/Active-Learning-Bayesian-Convolutional-Neural-Networks@f8b6803,
+``ConvNets/FINAL_Averaged_Experiments/Final_Experiments_Run/Dropout_BALD_Q10_N1000.py``) is a second
+official codebase; its quirks are off under ``protocol: official`` (which means ej0cl6's code here)
+and are listed under ``quirks`` to reproduce it:
+
+- ``gal-nan-first``: ``np.log2`` without a guard, per-pass entropies in float32 summed in float64, and
+  ``argsort()[-K:][::-1]``: a NaN score (a probability that underflowed to 0) is queried first;
+- ``gal-pool-subset-2000``: each acquisition scores a random 2,000 of the pool.
 
 Documented, not switches (they change no number or cannot be reproduced here):
 - the official ranks E[H] - H[E] ascending; that is MI descending, as ours (its unstable sort breaks

@@ -115,8 +115,8 @@ def error_curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, capti
             ax.fill_between(x, err - sd, err + sd, color=st["color"], alpha=0.15, lw=0)
         for thr in thresholds:
             ax.axhline(100.0 - thr, color="0.4", lw=0.8, ls=":")
-            ax.annotate(f"{100 - thr:g}% error", xy=(1.0, 100.0 - thr), xycoords=("axes fraction", "data"),
-                        xytext=(-4, 2), textcoords="offset points", ha="right", fontsize=7, color="0.3")
+            ax.annotate(f"{100 - thr:g}% error", xy=(0.0, 100.0 - thr), xycoords=("axes fraction", "data"),
+                        xytext=(4, -9), textcoords="offset points", ha="left", fontsize=7, color="0.3")
         top = float(np.nanmax(100.0 - curve["mean"])) if not curve.empty else 100.0
         ax.set_ylim(0, min(100.0, max(top * 1.05, max((100 - t for t in thresholds), default=0) * 2)))
         ax.set_xlabel("acquired images" if initial is not None else "labeled images")

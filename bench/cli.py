@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show each run as done, running, pending or failed (records + Slurm)")
     status.add_argument("results_dir")
     status.add_argument("--lines", type=int, default=10, help="log lines shown per failed run (default 10)")
-    status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too")
+    status.add_argument("--config", help="the sweep config, so runs that have not started yet are listed too "
+                                          "(default: the configs 'albench run' recorded in the sweep folder)")
 
     from albench.reports.cli import add_parsers  # report, verify
 
@@ -86,6 +87,7 @@ def _cmd_run(args) -> int:
     from albench.runner import execute_plan
     from albench.runner.dispatch import pending_runs
     from albench.summary import sweep_summary
+    from albench.sweeps import record_config
     from albench.validate import load_config
 
     overrides = list(args.overrides)
@@ -129,6 +131,10 @@ def _cmd_run(args) -> int:
         print(f"albench: damaged, left untouched: {rc.run_id}: {why}; fix: rerun with --restart-damaged to move "
               "it aside and run it again", file=sys.stderr)
     if args.dry_run:
+        from albench.cpu_reach import reach_warnings
+
+        for warning in reach_warnings(cfg):
+            print(f"albench: warning: {warning}", file=sys.stderr)
         moving = {rc.run_dir for rc in to_move}
         for rc in plan:
             state = ("restart" if rc.run_dir in moving else "damaged" if rc.run_dir in skip
@@ -137,6 +143,7 @@ def _cmd_run(args) -> int:
             print(f"{rc.run_id}\t{state}{extra}")
         return EXIT_OK
     check_output_writable(cfg.output)
+    record_config(cfg, plan)  # albench status DIR plans the runs not started yet from it
     if to_move:
         when = integrity.stamp()
         for rc in to_move:
@@ -156,7 +163,8 @@ def _cmd_run(args) -> int:
     if sweep_dir.is_dir():
         mine = {rc.run_dir for rc in plan} - skip  # the skipped ones were named above
         sweep = load_sweep_runs(sweep_dir, allow_empty=True)
-        print(sweep_summary(sweep, {rc.run_dir for rc in plan}))
+        print(sweep_summary(sweep))  # the whole sweep's, earlier invocations' seeds and strategies included
+        _say_table_scope(sweep, plan)
         unreadable = _print_unreadable(sweep, mine)
     print(f"records: {sweep_dir}", file=sys.stderr)
     for o in busy:
@@ -186,6 +194,18 @@ def select_runs(plan: list, patterns: list[str]) -> list:
                 seen.add(rc.run_id)
                 picked.append(rc)
     return picked
+
+
+def _say_table_scope(sweep, plan: list) -> None:
+    """Tell, when the sweep's table holds runs this invocation did not plan, which ones it ran."""
+    from albench.summary import fmt_seeds
+
+    planned = {Path(rc.run_dir) for rc in plan}
+    others = [r for r in sweep.runs if Path(r.dir) not in planned]
+    if others:
+        seeds = fmt_seeds(r.seed for r in sweep.runs)
+        print(f"albench: the table is the sweep's: {len(sweep.runs)} runs, seeds {seeds}; this command planned "
+              f"{len(plan)} of them (seeds {fmt_seeds(rc.seed for rc in plan)})", file=sys.stderr)
 
 
 def quirk_rows() -> list[tuple[str, str, str, str, str]]:

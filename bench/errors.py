@@ -29,6 +29,16 @@ class ConfigError(AlbenchError):
         got = f" (got {shown})" if shown else ""
         super().__init__(f"{field}: {problem}{got}; fix: {fix}")
 
+    def respelled(self, pattern: str, spelling: str) -> "ConfigError":
+        """The same error with every match of the regex ``pattern`` in its field, problem and fix
+        replaced by ``spelling`` (e.g. ``datasets[0]`` by ``dataset``, the key the user wrote)."""
+        import re
+
+        def sub(text: str) -> str:
+            return re.sub(pattern, spelling, text)
+
+        return ConfigError(sub(self.field), sub(self.problem), sub(self.fix), self.value)
+
 
 class RunFailed(AlbenchError):
     """A run raised while executing; the CLI maps it to exit code 1."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -207,7 +208,26 @@ def _progress(run_dir: Path) -> str:
     except DamagedRecord:
         return "cycles.csv damaged (resuming rewrites it from the checkpoint)"
     total = _cycles_total(run_dir)
-    return f"{rows}/{total if total is not None else '?'} cycles"
+    text = f"{rows}/{total if total is not None else '?'} cycles"
+    if rows == 0 and (pretext := _pretext_epoch(run_dir)):  # a long prepare phase shows where it is
+        text += f", {pretext}"
+    return text
+
+
+PRETEXT_LINE = re.compile(r"pretext (\S+) epoch (\d+)/(\d+)")
+
+
+def _pretext_epoch(run_dir: Path) -> str | None:
+    """'pretext simclr epoch 37/500' from the last such line of run.log (its last 4 KiB), or None."""
+    try:
+        with open(run_dir / "run.log", "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            tail = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = PRETEXT_LINE.findall(tail)
+    return f"pretext {found[-1][0]} epoch {found[-1][1]}/{found[-1][2]}" if found else None
 
 
 def _resume_point(run_dir: Path) -> tuple[str, int]:
@@ -385,6 +405,10 @@ def status_command(root: str | Path, lines: int = 10, config: str | None = None)
 
         cfg = load_config(config, [], check_data=False)
         planned = make_plan(cfg)
+    else:  # the configs albench run recorded in the sweep folder (.sweep/)
+        from albench.sweeps import recorded_plan
+
+        planned = recorded_plan(root)
     statuses, answered = sweep_status(root, lines, planned)
     if not statuses:
         raise ConfigError("RESULTS_DIR", "holds no albench runs or Slurm submissions",

@@ -45,7 +45,8 @@ def format_summary(df: pd.DataFrame) -> str:
         part = df[df["dataset"] == dataset]
         metric = part["metric"].dropna().iloc[0] if part["metric"].notna().any() else "metric"
         seeds = part.groupby("strategy")["seed"].nunique()
-        head = f"{dataset}: {metric} (%) by labeled count, mean ± std over {seeds.max()} seed(s)"
+        head = (f"{dataset}: {metric} (%) by labeled count, mean ± std over {seeds.max()} seed(s) "
+                f"(seeds {fmt_seeds(part['seed'].unique())})")
         protos = sorted(set(part["protocol"].dropna()))
         if protos:
             head += f"; protocol {', '.join(protos)}"
@@ -55,6 +56,19 @@ def format_summary(df: pd.DataFrame) -> str:
             lines.append(f"† flagged runs: {', '.join(flags)} (not comparable to unflagged numbers)")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def fmt_seeds(seeds) -> str:
+    """Sorted seeds, runs of consecutive ones as ``a-b``: ``0-4, 7``."""
+    vals = sorted({int(s) for s in seeds})
+    parts, i = [], 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        parts.append(str(vals[i]) if j == i else f"{vals[i]}, {vals[j]}" if j == i + 1 else f"{vals[i]}-{vals[j]}")
+        i = j + 1
+    return ", ".join(parts)
 
 
 def sweep_summary(sweep: Sweep, run_dirs: set[Path] | None = None) -> str:

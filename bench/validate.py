@@ -90,7 +90,25 @@ def check_output(output: str) -> None:
 def load_config(path: str | Path | None = None, overrides: list[str] = (), *, check_data: bool = True) -> Config:
     """Read, override and validate a config; ``path=None`` loads the packaged quickstart."""
     raw = read_yaml(path if path is not None else quickstart_path())
-    cfg = build_config(raw, overrides)
-    if check_data:
-        validate_environment(cfg)
+    try:
+        cfg = build_config(raw, overrides)
+        if check_data:
+            validate_environment(cfg)
+    except ConfigError as exc:
+        if writes_dataset_shorthand(raw, overrides):  # name the key the user wrote
+            raise exc.respelled(DATASET_0, "dataset") from None
+        raise
     return cfg
+
+
+# the one dataset's key path as the checks spell it (datasets[0].root; datasets.0.root in --set errors)
+DATASET_0 = r"\bdatasets(?:\[0\]|\.0)(?=[.:\s,;)']|$)"
+
+
+def writes_dataset_shorthand(raw: dict, overrides: list[str] = ()) -> bool:
+    """Whether the user names the sweep's one dataset as ``dataset:`` (the config file's shorthand, or
+    ``--set dataset.KEY=...`` on a config that lists no ``datasets``), so errors should say
+    ``dataset.root`` where the checks say ``datasets[0].root``."""
+    if "datasets" in raw:
+        return False
+    return "dataset" in raw or any(str(o).split("=", 1)[0].split(".", 1)[0] == "dataset" for o in overrides)

@@ -151,6 +151,9 @@ class PrepareContext:
     log: Callable[[str], None] = print
     amp: bool = False
     channel_order: str = "rgb"  # 'bgr': the run reverses channels before normalising (train.augment)
+    # progress(what, done, total) of a long phase in epochs, e.g. ("pretext rotation", 3, 15): the progress
+    # display shows it with an ETA. Call it with done=0 when the phase starts, then after each epoch.
+    progress: Callable[[str, int, int], None] = lambda what, done, total: None
 
 
 class Auxiliary(nn.Module):
@@ -297,6 +300,12 @@ class Strategy(ABC):
         ``{}``. Anything else fails the run.
         """
         return None
+
+    def pretext_specs(self, seed: int) -> list:
+        """The self-supervised trainings ``prepare`` runs for a run of ``seed``, as
+        :class:`~albench.strategies.pretext.PretextSpec` (epochs, backbone, task): ``--dry-run``
+        estimates their cost on a CPU from them. Default: none."""
+        return []
 
     def initial(self, *, size: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         """The cold-start query: ``size`` pool indices. Default: uniform without replacement."""

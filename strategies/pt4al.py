@@ -318,13 +318,21 @@ class _PretextMixin:
         check_model_params(params, "pretext_model", "pretext_model_params", path)
         TASKS[params["pretext_task"]].resolve_options(params.get("pretext_options"), f"{path}.pretext_options")
 
-    def _pretext(self, ctx: PrepareContext) -> tuple[np.ndarray, dict]:
-        """Per-image pool losses (cached), and what run.json should record about them."""
-        spec = PretextSpec(task=self.pretext_task, options=self.pretext_options, epochs=self.pretext_epochs,
+    def pretext_specs(self, seed: int) -> list[PretextSpec]:
+        cold = getattr(self, "cold_start", None)
+        return [self._spec(seed)] + (cold.pretext_specs(seed) if cold is not None else [])
+
+    def _spec(self, seed: int) -> PretextSpec:
+        """The pretext training these params describe, for a run of ``seed``."""
+        return PretextSpec(task=self.pretext_task, options=self.pretext_options, epochs=self.pretext_epochs,
                            batch_size=self.pretext_batch_size, lr=self.pretext_lr, momentum=self.pretext_momentum,
                            weight_decay=self.pretext_weight_decay, model=self.pretext_model,
                            model_params=self.pretext_model_params, selection=self.pretext_selection,
-                           seed=ctx.seed if self.pretext_seed is None else self.pretext_seed)
+                           seed=seed if self.pretext_seed is None else self.pretext_seed)
+
+    def _pretext(self, ctx: PrepareContext) -> tuple[np.ndarray, dict]:
+        """Per-image pool losses (cached), and what run.json should record about them."""
+        spec = self._spec(ctx.seed)
         pool_images, test_images, fingerprint = ctx.pool.images, ctx.test_images, ctx.pool_fingerprint
         if ctx.channel_order == "bgr" and spec.task == "colorization":
             raise ConfigError("train.augment.channel_order", "colorization predicts colour from RGB images; the "
@@ -336,7 +344,8 @@ class _PretextMixin:
             fingerprint = f"{fingerprint}:bgr"  # its own cache entry
         res = pretext_losses(spec, pool_images=pool_images, test_images=test_images, mean=ctx.mean,
                              std=ctx.std, device=ctx.device, amp=ctx.amp, cache_dir=Path(ctx.cache_dir) / "pretext",
-                             pool_fingerprint=fingerprint, log=ctx.log)
+                             pool_fingerprint=fingerprint, log=ctx.log,
+                             progress=lambda done, total: ctx.progress(f"pretext {spec.task}", done, total))
         self.pool_loss, self.test_loss = res.pool_loss, res.test_loss
         info = {"pretext_cache": res.cache, "pretext_key": res.key,
                 "pretext_train_seconds": round(float(res.train_seconds), 3),

@@ -84,6 +84,9 @@ class RepresentationMixin:
                                   params["pretext_width"])
         TASKS[name].resolve_options(params.get("pretext_options"), f"{path}.pretext_options")
 
+    def pretext_specs(self, seed: int) -> list[PretextSpec]:
+        return [self.pretext_spec(seed)]
+
     def pretext_spec(self, seed: int) -> PretextSpec:
         """The pretext training these params describe, for a run of ``seed``."""
         d = representation_defaults(self.representation)
@@ -102,7 +105,8 @@ class RepresentationMixin:
         spec = self.pretext_spec(ctx.seed)
         res = pretext_features(spec, pool_images=ctx.pool.images, test_images=ctx.test_images, mean=ctx.mean,
                                std=ctx.std, device=ctx.device, amp=ctx.amp, cache_dir=Path(ctx.cache_dir) / "pretext",
-                               pool_fingerprint=ctx.pool_fingerprint, normalize=normalize, log=ctx.log)
+                               pool_fingerprint=ctx.pool_fingerprint, normalize=normalize, log=ctx.log,
+                               progress=lambda done, total: ctx.progress(f"representation {spec.task}", done, total))
         if not np.isfinite(res.features).all():
             raise ValueError(f"the {spec.task} representation has NaN or infinite features; its training "
                              "diverged (lower params.pretext_lr)")

@@ -91,3 +91,20 @@ def test_summary_cells_show_std_only_where_two_seeds_or_more():
     table = summary_table(df)["d"]
     assert table.loc["a", 10] == "60.00 ± 14.14"  # sample std of 50 and 70
     assert table.loc["b", 10] == "40.00 (n=1)"
+
+
+def test_run_prints_the_sweeps_table_and_names_its_seeds(tiny_raw, tmp_path, capsys, one_torch_thread):
+    """A sweep run seed by seed (--set seeds=[0], then [1]) ends each time on the table of the whole
+    sweep, whose header names the seeds it holds; stderr says what this invocation added."""
+    tiny_raw["al"]["cycles"] = 2
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    assert main(["run", str(cfg), "--quiet", "--set", "seeds=[0]"]) == 0
+    first = capsys.readouterr()
+    assert "over 1 seed(s) (seeds 0)" in first.out and "the table is the sweep's" not in first.err
+    assert main(["run", str(cfg), "--quiet", "--set", "seeds=[1]"]) == 0
+    second = capsys.readouterr()
+    assert "mean ± std over 2 seed(s) (seeds 0, 1)" in second.out
+    assert any(line.startswith("random") and "±" in line for line in second.out.splitlines())  # two seeds: a std
+    assert "the table is the sweep's: 2 runs, seeds 0, 1; this command planned 1 of them (seeds 1)" in second.err
+    assert main(["show", str(tmp_path / "results" / "tiny")]) == 0
+    assert capsys.readouterr().out == second.out

@@ -17,7 +17,7 @@ BAD = [
     ("unknown nested key with suggestion", {"train": {"epoch": 5}}, ["train.epoch", "did you mean 'train.epochs'"]),
     ("unknown strategy", {"strategies": ["randon"]}, ["strategies[0].name", "unknown strategy", "'randon'",
                                                      "did you mean 'random'"]),
-    ("unknown dataset", {"dataset": {"name": "cifar1000"}}, ["datasets[0].name", "unknown dataset", "'cifar1000'",
+    ("unknown dataset", {"dataset": {"name": "cifar1000"}}, ["dataset.name", "unknown dataset", "'cifar1000'",
                                                              "albench list datasets"]),
     ("unknown model", {"model": {"name": "vgg16"}}, ["model.name", "unknown model", "'vgg16'"]),
     ("budget larger than the pool", {"al": {"initial": 500, "budget": 500, "cycles": 4}},
@@ -34,7 +34,7 @@ BAD = [
      ["strategies[0].params.subset", "must be >= 1 or null", "(default: null)"]),
     ("strategy listed twice", {"strategies": ["random", "random"]}, ["strategies", "more than once", "label"]),
     ("missing data root", {"dataset": {"name": "cifar10", "root": "/nonexistent/data"}},
-     ["datasets[0].root", "does not exist", "/nonexistent/data"]),
+     ["dataset.root", "does not exist", "/nonexistent/data"]),  # the key as written (dataset:)
     ("milestone beyond epochs", {"train": {"epochs": 10, "schedule": {"milestones": [20]}}},
      ["train.schedule.milestones", "outside 1..10"]),
     ("bad device", {"device": "tpu"}, ["device", "'tpu'", "auto"]),
@@ -81,7 +81,7 @@ BAD = [
     ("strategy label '..'", {"strategies": [{"name": "random", "label": ".."}]}, ["strategies[0].label"]),
     ("sweep name '..'", {"name": ".."}, ["name:", "single folder name"]),
     ("sweep name with a backslash", {"name": "a\\b"}, ["name:", "single folder name"]),
-    ("dataset name climbing out", {"dataset": {"name": "../digits"}}, ["datasets[0].name", "single folder name"]),
+    ("dataset name climbing out", {"dataset": {"name": "../digits"}}, ["dataset.name", "single folder name"]),
     # found by fuzzing (issue 16): memory blow-ups, folder names too long, outputs that cannot be written
     ("a seed count too large for memory", {"seeds": 10 ** 23}, ["seeds:", "more than 1000 seeds"]),
     ("a seed beyond 64 bits", {"seeds": [2 ** 64]}, ["seeds:", "below 2**63"]),
@@ -134,7 +134,7 @@ def test_missing_root_without_env(tiny_raw, tmp_path, capsys, monkeypatch):
     path = write_yaml(tmp_path / "c.yaml", _merge(tiny_raw, {"dataset": {"name": "cifar10"}}))
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "datasets[0].root" in err and "ALBENCH_DATA" in err
+    assert "dataset.root" in err and "datasets[0]" not in err and "ALBENCH_DATA" in err
 
 
 def test_bad_set_override_and_cli_usage(tmp_path, capsys):

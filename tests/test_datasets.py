@@ -236,7 +236,7 @@ def test_bad_npz_is_refused_at_config_load(desc, write, needles, tiny_raw, tmp_p
     rc = main(["run", str(write_yaml(tmp_path / "c.yaml", raw)), "--dry-run"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1, lines
-    assert lines[0].startswith("albench: error: datasets[0].root: mine.npz") and "fix:" in lines[0], lines[0]
+    assert lines[0].startswith("albench: error: dataset.root: mine.npz") and "fix:" in lines[0], lines[0]
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     assert not (tmp_path / "results").exists()
@@ -306,7 +306,7 @@ def test_bad_image_folder_is_refused_at_config_load(desc, write, params, needles
     rc = main(["run", str(write_yaml(tmp_path / "c.yaml", raw)), "--dry-run"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(lines) == 1, lines
-    assert lines[0].startswith("albench: error: datasets[0]") and "fix:" in lines[0], lines[0]
+    assert lines[0].startswith("albench: error: dataset.") and "fix:" in lines[0], lines[0]
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     assert not (tmp_path / "results").exists()

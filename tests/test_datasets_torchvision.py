@@ -193,6 +193,62 @@ def test_missing_files_are_refused_at_config_load_naming_the_layout(tmp_path, na
     assert err.value.field == "datasets[0].root" and needed in str(err.value) and "download: true" in str(err.value)
 
 
+def test_missing_idx_files_are_listed_under_both_accepted_names_with_the_layout(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        get_dataset("fashion-mnist").check(DatasetConfig(name="fashion-mnist", root=str(tmp_path)), "datasets[0]")
+    text = str(err.value)
+    stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    for stem in stems:
+        assert f"FashionMNIST/raw/{stem}[.gz]" in text  # the missing files, gzipped or not
+    assert "uncompressed or gzipped: both are read" in text
+    assert "FashionMNIST/raw/ holding train-images-idx3-ubyte[.gz]" in err.value.fix  # the layout under the root
+
+
+@pytest.mark.parametrize("where, hint", [
+    ("flat", "{root} holds train-images-idx3-ubyte.gz directly, but the layout wants it in FashionMNIST/raw/"),
+    ("raw", "{root} is inside the layout: set datasets[0].root to {top}"),
+    ("deeper", "found {top}/FashionMNIST/raw/train-images-idx3-ubyte.gz: set datasets[0].root to {top}"),
+])
+def test_misplaced_idx_files_get_a_hint_where_to_put_them(tmp_path, where, hint):
+    write_idx_set(tmp_path / "top", "FashionMNIST", gz=True)
+    top = tmp_path / "top"
+    if where == "flat":  # the four files as downloaded, straight into one folder
+        root = tmp_path / "flat"
+        (top / "FashionMNIST" / "raw").rename(root)
+    elif where == "raw":
+        root = top / "FashionMNIST" / "raw"
+    else:
+        root = tmp_path
+    with pytest.raises(ConfigError) as err:
+        get_dataset("fashion-mnist").check(DatasetConfig(name="fashion-mnist", root=str(root)), "datasets[0]")
+    assert err.value.fix.startswith(hint.format(root=root, top=top))
+    ok = top if where != "flat" else None
+    if ok is not None:  # the hint is right: the root it names loads
+        get_dataset("fashion-mnist").check(DatasetConfig(name="fashion-mnist", root=str(ok)), "datasets[0]")
+
+
+@pytest.mark.parametrize("shape", ["dataset", "datasets", "set"])
+def test_a_data_root_error_names_the_key_the_config_wrote(tmp_path, tiny_raw, capsys, shape):
+    entry = {"name": "fashion-mnist", "root": str(tmp_path)}
+    if shape == "datasets":
+        tiny_raw.pop("dataset")
+        tiny_raw["datasets"] = [entry]
+        overrides = []
+    elif shape == "dataset":
+        tiny_raw["dataset"] = entry
+        overrides = []
+    else:  # the quickstart's `dataset:` changed from the command line
+        overrides = ["--set", "dataset.name=fashion-mnist", "--set", f"dataset.root={tmp_path}"]
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    assert main(["run", str(cfg), "--dry-run", *overrides]) == 2
+    err = capsys.readouterr().err
+    key = "datasets[0]" if shape == "datasets" else "dataset"
+    assert err.startswith(f"albench: error: {key}.root: holds no fashion-mnist")
+    assert f"point {key}.root at" in err
+    if key == "dataset":
+        assert "datasets[0]" not in err
+
+
 @pytest.mark.parametrize("name, tv_class", [("cifar100", "CIFAR100"), ("svhn", "SVHN"), ("mnist", "MNIST"),
                                             ("fashion-mnist", "FashionMNIST"), ("stl10", "STL10")])
 def test_download_only_when_asked_and_an_offline_failure_is_clear(tmp_path, monkeypatch, name, tv_class):

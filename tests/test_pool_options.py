@@ -139,10 +139,10 @@ def test_set_imbalance_on_digits_is_recorded_in_run_json(tmp_path, tiny_raw, one
 
 
 @pytest.mark.parametrize("setting, field", [
-    ("dataset.params.subsample={per_class: 1000}", "datasets[0].params.subsample.per_class"),
-    ("dataset.params.subsample=5000", "datasets[0].params.subsample"),
-    ("dataset.params.imbalance=0", "datasets[0].params.imbalance"),
-    ("dataset.params.imbalance=1.01", "datasets[0].params.imbalance"),
+    ("dataset.params.subsample={per_class: 1000}", "dataset.params.subsample.per_class"),
+    ("dataset.params.subsample=5000", "dataset.params.subsample"),
+    ("dataset.params.imbalance=0", "dataset.params.imbalance"),
+    ("dataset.params.imbalance=1.01", "dataset.params.imbalance"),
     ("dataset.params.subsample={per_class: 3}", "al"),  # 30 images cannot hold the 60-label schedule
 ])
 def test_bad_pool_options_exit_2_naming_the_field_before_any_run(tmp_path, tiny_raw, capsys, setting, field):
@@ -183,7 +183,7 @@ def test_cifar10_subsample_per_class_from_the_real_cifar10(tmp_path, tiny_raw, o
     assert pool["subsample"] == {"per_class": 100, "seed": 2}
     # and one more than a class holds is refused at config load, naming the field
     code, out = _run(tmp_path, _cifar_raw(tiny_raw), ["dataset.params.subsample={per_class: 5001}"], capsys)
-    assert code == 2 and "datasets[0].params.subsample.per_class" in out.err and "5000" in out.err
+    assert code == 2 and "dataset.params.subsample.per_class" in out.err and "5000" in out.err
 
 
 def test_large_datasets_check_pool_options_from_their_file_lists(tmp_path, monkeypatch):

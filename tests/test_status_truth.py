@@ -84,3 +84,46 @@ def test_status_piped_into_head_ends_quietly(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert out.startswith("1500 runs: 1500 done") and len(out.splitlines()) == 2
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_status_without_config_counts_the_runs_not_started_from_the_recorded_config(tiny_raw, tmp_path, capsys,
+                                                                                    monkeypatch, one_torch_thread):
+    """Mid-sweep (here: stopped after its first run), ``albench status DIR`` alone plans the rest of the
+    sweep from the config ``albench run`` recorded, including another invocation's seeds."""
+    from albench.engine import loop
+
+    tiny_raw["strategies"] = ["random", "margin"]
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_raw)
+    sweep = tmp_path / "results" / "tiny"
+    real, calls = loop.execute_run, []
+
+    def first_only(rc, **kw):  # the sweep is cut after its first run
+        calls.append(rc.run_id)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(rc, **kw)
+
+    monkeypatch.setattr("albench.runner.jobs.execute_run", first_only)
+    assert main(["run", str(cfg), "--quiet"]) == 130
+    monkeypatch.undo()
+    assert main(["run", str(cfg), "--quiet", "--set", "seeds=[1]", "--dry-run"]) == 0  # a dry run plans nothing
+    capsys.readouterr()
+    assert main(["status", str(sweep)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2 runs: 1 done, 0 running, 0 pending, 1 not started, 0 failed"
+    assert lines[2].startswith("not started") and "digits/margin/seed-0" in lines[2]
+    # another invocation with other seeds joins the plan; a moved sweep folder still plans inside itself
+    moved = tmp_path / "elsewhere" / "tiny"
+    moved.parent.mkdir()
+    sweep.rename(moved)
+    monkeypatch.setattr("albench.runner.jobs.execute_run", lambda rc, **kw: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["run", str(cfg), "--quiet", "--set", "seeds=[1]", "--out", str(tmp_path / "elsewhere")]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["status", str(moved)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "4 runs: 1 done, 0 running, 0 pending, 3 not started, 0 failed"
+    for rid in ("digits/margin/seed-0", "digits/random/seed-1", "digits/margin/seed-1"):
+        assert any(ln.startswith("not started") and rid in ln for ln in out.splitlines())
+    assert main(["status", str(tmp_path / "elsewhere")]) == 0  # from the output root too
+    assert capsys.readouterr().out.splitlines()[0].startswith("4 runs: 1 done")

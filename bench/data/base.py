@@ -90,6 +90,9 @@ class DatasetSpec:
     task: ClassVar[str] = "classification"
     needs_root: ClassVar[bool] = True
     params: ClassVar[dict] = {}  # known params and their defaults
+    # the class names in class-id order when the dataset fixes them (known without its files): reports
+    # label records that predate run.json's 'classes' with them
+    class_names: ClassVar[list[str] | None] = None
 
     def check(self, cfg, path: str) -> None:
         """Raise ConfigError when the config cannot load (missing root, unknown param)."""
@@ -127,6 +130,11 @@ class DatasetSpec:
 
     def channels(self, cfg) -> int | None:
         """Image channels when knowable without loading pixels (config-time checks), else None."""
+        return None
+
+    def image_shape(self, cfg) -> tuple[int, int, int] | None:
+        """(channels, height, width) of the images when knowable without loading pixels (``--dry-run``'s
+        cost estimates), else None."""
         return None
 
     def load(self, cfg) -> ImageDataset:

@@ -59,8 +59,13 @@ def read_batches(folder: Path) -> dict[str, np.ndarray]:
 
 
 class _CifarBase(DatasetSpec):
+    class_names = CLASSES
+
     def channels(self, cfg) -> int:
         return 3
+
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 3, 32, 32
 
     def check(self, cfg, path: str) -> None:
         super().check(cfg, path)

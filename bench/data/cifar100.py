@@ -38,6 +38,9 @@ class Cifar100(TorchvisionLayout):
     def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
         return 3
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 3, 32, 32
+
     def files(self, cfg):
         return [(f"{FOLDER}/train",), (f"{FOLDER}/test",), (f"{FOLDER}/meta",)]
 

@@ -18,6 +18,9 @@ class Digits(DatasetSpec):
     description = "scikit-learn's bundled 8x8 digits, 1,500 train / 297 test, embedded (no download)"
     needs_root = False
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 1, 8, 8
+
     def channels(self, cfg) -> int:
         return 1
 

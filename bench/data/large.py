@@ -115,6 +115,9 @@ class Caltech101(DatasetSpec):
     params = {"image_size": [224, 224], "background": True, "test_size": None, "split_seed": 0,
               "cache_dir": None, "workers": None, "crop_padding": 28, "hflip": True}
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:  # RGB, resized to image_size when decoded
+        return (3, *(int(v) for v in self.param(cfg, "image_size")))
+
     def check(self, cfg, path: str) -> None:
         super().check(cfg, path)
         if caltech_folder(cfg.resolved_root()) is None:
@@ -231,6 +234,9 @@ class ImageNet67(DatasetSpec):
                    "ImageFolder train/ + val/, 224x224, memory-mapped cache")
     params = {"mapping": None, "image_size": [224, 224], "cache_dir": ".albench-cache", "workers": None,
               "crop_padding": 28, "hflip": True}
+
+    def image_shape(self, cfg) -> tuple[int, int, int]:  # RGB, resized to image_size when decoded
+        return (3, *(int(v) for v in self.param(cfg, "image_size")))
 
     def _mapping_path(self, cfg) -> Path | None:
         m = self.param(cfg, "mapping")

@@ -47,6 +47,9 @@ class _IdxDataset(TorchvisionLayout):
     def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
         return 1
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 1, 28, 28
+
     def files(self, cfg):
         return [(f"{self.folder}/raw/{s}", f"{self.folder}/raw/{s}.gz") for s in STEMS.values()]
 

@@ -42,12 +42,16 @@ def read_labels(path) -> np.ndarray:
 @register_dataset
 class Stl10(TorchvisionLayout):
     name = "stl10"
+    class_names = CLASSES  # also the order of the binary release's class_names.txt
     description = ("STL-10 labeled splits (5,000 / 8,000, 96x96) from torchvision's stl10_binary folder; "
                    "the unlabeled split is not read")
     published_train_size = 5000
 
     def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
         return 3
+
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 3, 96, 96
 
     def files(self, cfg):
         return [(f"{FOLDER}/{f}",) for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")]

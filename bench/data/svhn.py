@@ -43,6 +43,9 @@ class Svhn(TorchvisionLayout):
     def channels(self, cfg) -> int:  # known without reading pixels (config-time checks)
         return 3
 
+    def image_shape(self, cfg) -> tuple[int, int, int]:
+        return 3, 32, 32
+
     def _train_files(self, cfg) -> list[str]:
         return ["train_32x32.mat"] + (["extra_32x32.mat"] if self.param(cfg, "extra") else [])
 

@@ -274,6 +274,7 @@ def _identity(ctx: RunContext) -> dict:
                            "normalize": ctx.transform.normalize, "mean": list(ctx.mean), "std": list(ctx.std),
                            "channel_order": "bgr" if ctx.transform.bgr else "rgb"}
     identity["dataset_info"] = ctx.ds.info
+    identity["classes"] = [str(c) for c in ctx.ds.classes]  # reports label classes by name
     return identity
 
 
@@ -322,7 +323,7 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
             std=ctx.std, channel_order="bgr" if ctx.transform.bgr else "rgb", device=ctx.device, seed=rc.seed,
             cycles=al.cycles, initial=al.initial, budget=al.budget,
             pool_fingerprint=pool_fingerprint(ctx.pool_images), cache_dir=Path(rc.output) / ".cache",
-            run_dir=rc.run_dir, log=rec.log, amp=ctx.amp)
+            run_dir=rc.run_dir, log=rec.log, amp=ctx.amp, progress=_epoch_events(ctx))
         info = ctx.strategy.prepare(prep)
     if info is not None and not isinstance(info, dict):
         raise AlbenchError(f"strategy {rc.strategy.name!r}: prepare() returned {type(info).__name__}; it must "
@@ -334,6 +335,14 @@ def _prepare(ctx: RunContext, state: LoopState | None) -> float:
         if state.rows:  # a crash between the checkpoint and the records: the checkpoint is the truth
             rec.write_cycles(state.rows, state.queries)
     return timer.seconds["pretext"]
+
+
+def _epoch_events(ctx: RunContext) -> Callable[[str, int, int], None]:
+    """PrepareContext.progress: each call becomes an ``epoch`` event (the progress display's phase bar)."""
+    def progress(what: str, done: int, total: int) -> None:
+        ctx.events({"type": "epoch", "run": ctx.rc.run_id, "phase": str(what), "epoch": int(done),
+                    "epochs": int(total)})
+    return progress
 
 
 def _save(ctx: RunContext, state: LoopState, partial: PartialCycle | None = None) -> None:

@@ -24,9 +24,13 @@ def add_parsers(sub) -> None:
     rep.add_argument("results_dir", help="a sweep folder (or an output root holding several sweeps)")
     rep.add_argument("--out", help="report folder (default: RESULTS_DIR/report)")
     rep.add_argument("--config", help="the sweep config, so runs that never started are listed as missing")
-    rep.add_argument("--tsne-points", type=int, default=3000, help="points per t-SNE panel (default 3000)")
+    rep.add_argument("--tsne-points", type=int, default=1000,
+                     help="points per t-SNE panel, a seeded random subset of each run's recorded embeddings "
+                          "(default 1000; the caption says so)")
     rep.add_argument("--tsne-threads", type=int, default=1,
-                     help="threads for t-SNE (default 1, fastest on a shared machine; 0: library default)")
+                     help="threads for each t-SNE (default 1, fastest on a shared machine; 0: library default)")
+    rep.add_argument("--tsne-jobs", type=int, default=0,
+                     help="t-SNE panels computed at once, in worker processes (default 0: one per usable core)")
     rep.add_argument("--reach", type=float, action="append", default=[], metavar="PCT",
                      help="a metric threshold in percent for the label-efficiency table (labels to reach it), "
                           "e.g. --reach 90 --reach 95 (repeatable)")
@@ -55,6 +59,9 @@ def cmd_report(args) -> int:
         raise ConfigError("RESULTS_DIR", "is not a folder", "pass a sweep folder such as results/quickstart", str(root))
     if args.tsne_points < 10:
         raise ConfigError("--tsne-points", "must be at least 10", "use e.g. --tsne-points 3000", args.tsne_points)
+    if args.tsne_jobs < 0:
+        raise ConfigError("--tsne-jobs", "must be >= 0", "use 1 (one panel at a time), or 0 for one per core",
+                          args.tsne_jobs)
     if args.tsne_threads < 0:
         raise ConfigError("--tsne-threads", "must be >= 0", "use 1, or 0 for the library default", args.tsne_threads)
     for pct in args.reach:
@@ -65,7 +72,8 @@ def cmd_report(args) -> int:
     expected = _expected(args.config) if args.config else None
     log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
     index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
-                         tsne_threads=args.tsne_threads or None, reach=tuple(args.reach), log=log)
+                         tsne_threads=args.tsne_threads or None, tsne_jobs=args.tsne_jobs or None,
+                         reach=tuple(args.reach), log=log)
     n_fig = sum(a.kind == "figure" for a in index.artefacts)
     n_tab = sum(a.kind == "table" for a in index.artefacts)
     if index.missing:

@@ -23,23 +23,33 @@ from albench.reports.provenance import display_name  # noqa: E402
 from albench.reports.tables import baseline_name, fmt_duration, wallclock_phases  # noqa: E402
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
+# tab10, the most distinct set of ten hues matplotlib has; beyond ten series the hues repeat, each
+# round with its own line style (never the baseline's dashes) and every series with its own marker,
+# so no two series share colour and line style, and up to 12 none shares a marker either
+PALETTE = "tab10"
+ROUND_STYLES = ["-", "-.", ":", (0, (5, 1, 1, 1, 1, 1))]
+BASELINE = {"color": (0.1, 0.1, 0.1), "ls": "--"}
 
 
 def style_map(series: list[str], baselines=()) -> dict[str, dict]:
     """{series: {'color', 'marker', 'ls'}}, stable for a given sorted list of series.
 
     Each series in ``baselines`` (a sweep's baseline, :func:`albench.reports.tables.baseline_series`) is
-    drawn black and dashed.
+    drawn black and dashed and takes no colour from the others. The others take the ten tab10 hues
+    in sorted order; the 11th to 20th reuse them with dash-dot lines, the next ten with dotted lines
+    (so a hue is never shared by two series of the same line style), and markers never repeat
+    within 12 series.
     """
     names = sorted(series)
-    # tab10 then Dark2: 18 colours that stay distinct (tab20's light/dark pairs read as one colour)
-    colors = (sns.color_palette("tab10", 10) + sns.color_palette("Dark2", 8)) if len(names) > 10 else \
-        sns.color_palette("tab10", 10)
-    colors = [colors[i % len(colors)] for i in range(len(names))]
-    out = {s: {"color": colors[i], "marker": MARKERS[i % len(MARKERS)], "ls": "-"} for i, s in enumerate(names)}
-    for s in names:  # the baseline every reader looks for: black and dashed
-        if s in baselines:
-            out[s].update(color=(0.1, 0.1, 0.1), ls="--")
+    colors = sns.color_palette(PALETTE, 10)
+    out, k = {}, 0
+    for i, s in enumerate(names):
+        out[s] = {"marker": MARKERS[i % len(MARKERS)]}
+        if s in baselines:  # the baseline every reader looks for
+            out[s].update(BASELINE)
+            continue
+        out[s].update(color=colors[k % len(colors)], ls=ROUND_STYLES[(k // len(colors)) % len(ROUND_STYLES)])
+        k += 1
     return out
 
 

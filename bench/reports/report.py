@@ -41,6 +41,7 @@ from albench.reports.data import Missing, Run, Sweep, class_counts, find_missing
 from albench.reports.output import Table, save_figure, write_table
 from albench.reports.provenance import DAGGER, FLAG_MEANING, flagged_series, provenance
 from albench.reports.stats import ALPHA, spearman_rho
+from albench.reports.tsne import DEFAULT_POINTS
 
 
 @dataclass
@@ -102,10 +103,18 @@ def _caption(runs: list[Run], extra: str = "") -> str:
 
 
 def _class_names(runs: list[Run]) -> dict:
+    """{class id: name}: as run.json records them (``classes``; ``dataset_info.classes`` in older
+    records), else as the dataset's loader names them when they are fixed (Fashion-MNIST, CIFAR-10),
+    else {} (the ids are shown)."""
     for r in runs:
-        names = (r.identity.get("dataset_info") or {}).get("classes")
+        names = r.identity.get("classes") or (r.identity.get("dataset_info") or {}).get("classes")
         if isinstance(names, list) and names:
             return {i: str(n) for i, n in enumerate(names)}
+    from albench.data.registry import dataset_names, get_dataset
+
+    for r in runs:
+        if r.dataset in dataset_names() and get_dataset(r.dataset).class_names:
+            return {i: str(n) for i, n in enumerate(get_dataset(r.dataset).class_names)}
     return {}
 
 
@@ -128,7 +137,8 @@ def _spearman_panels(runs: list[Run]) -> tuple[list[dict], pd.DataFrame, list[st
 
 
 def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missing], *, tsne_max: int,
-                    tsne_threads: int | None, alpha: float, reach: tuple[float, ...] = ()) -> None:
+                    tsne_threads: int | None, alpha: float, tsne_jobs: int | None = None,
+                    reach: tuple[float, ...] = ()) -> None:
     runs = sweep.runs_of(dataset)
     df = sweep.cycles(dataset)
     ds = slug(dataset)
@@ -246,36 +256,42 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
                  f"spearman-{ds}", dataset, "pretext vs main-task loss ranks", cap)
 
     # t-SNE (Fig. 4) ------------------------------------------------------------------------------
-    from albench.reports.tsne import tsne_figure, tsne_points
+    from albench.reports.tsne import tsne_figure, tsne_input, tsne_panels
 
-    tsne_panels, used = [], []
+    inputs, used = [], []
     for series in sorted({r.series for r in complete}):
         for r in sorted((r for r in complete if r.series == series), key=lambda r: r.seed):
-            pts = tsne_points(r, max_points=tsne_max, seed=0, threads=tsne_threads)
+            pts = tsne_input(r, max_points=tsne_max, seed=0)
             if pts is not None:
-                tsne_panels.append(pts)
+                inputs.append(pts)
                 used.append(r)
                 break
-    if not tsne_panels:
+    tsne_panels(inputs, seed=0, threads=tsne_threads, jobs=tsne_jobs)
+    if not inputs:
         w.skip("t-SNE figure", dataset, "no complete run recorded embeddings (record.embeddings: 0?)")
     else:
+        lo, hi = min(p["n_embedded"] for p in inputs), max(p["n_embedded"] for p in inputs)
+        recorded = f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"
         cap = _caption(used, f"One panel per strategy: its lowest-seed complete run; t-SNE (scikit-learn, PCA init, "
-                             f"random_state 0) of at most {tsne_max:,} embeddings of that run's final-cycle model, "
-                             "up to two thirds of them images queried at the marked cycles. Each panel is its own "
-                             "model's feature space (the paper embeds all strategies with one fully trained model).")
-        w.figure(tsne_figure(tsne_panels, dataset=dataset, caption=cap, flagged=flagged),
+                             f"random_state 0) of at most {tsne_max:,} embeddings of that run's final-cycle model (a "
+                             f"seeded random subset of the {recorded} recorded), up to two thirds of them images "
+                             "queried at the marked cycles. Each panel is its own model's feature space (the paper "
+                             "embeds all strategies with one fully trained model).")
+        w.figure(tsne_figure(inputs, dataset=dataset, caption=cap, flagged=flagged),
                  f"tsne-{ds}", dataset, "t-SNE of queried images", cap)
 
 
 def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tuple[str, str, str, int]] | None = None,
-                 tsne_max: int = 3000, tsne_threads: int | None = 1, alpha: float = ALPHA,
-                 reach: tuple[float, ...] = (), log: Callable[[str], None] = lambda m: None) -> ReportIndex:
+                 tsne_max: int = DEFAULT_POINTS, tsne_threads: int | None = 1, alpha: float = ALPHA,
+                 log: Callable[[str], None] = lambda m: None, tsne_jobs: int | None = None,
+                 reach: tuple[float, ...] = ()) -> ReportIndex:
     """Write every figure and table of the runs under ``results_dir`` into ``out``; return the index.
 
     ``expected`` (sweep, dataset, strategy label, seed) lists planned runs so absent ones are named;
     without it the plan is inferred from the runs present (see :func:`find_missing`). ``tsne_max``
-    caps the points per t-SNE panel; ``tsne_threads`` caps its threads (None: library default).
-    ``reach``: metric thresholds in percent for the label-efficiency table (none: skipped).
+    caps the points per t-SNE panel; ``tsne_threads`` caps its threads (None: library default);
+    ``tsne_jobs`` panels are embedded at a time, in worker processes (None: the usable cores).
+    ``reach``: metric thresholds in percent for the label-efficiency table and figure (none: skipped).
     """
     import matplotlib
 
@@ -287,7 +303,7 @@ def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tup
     w = _Writer(out, index, log)
     for dataset in sweep.datasets:
         _report_dataset(w, sweep, dataset, index.missing, tsne_max=tsne_max, tsne_threads=tsne_threads, alpha=alpha,
-                        reach=tuple(reach))
+                        tsne_jobs=tsne_jobs, reach=tuple(reach))
     write_index(index, sweep)
     return index
 

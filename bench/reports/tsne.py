@@ -11,6 +11,7 @@ the paper.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -34,18 +35,17 @@ def marked_cycles(cycles: list[int]) -> dict[str, int]:
     return uniq
 
 
-def tsne_points(run: Run, *, max_points: int = 3000, seed: int = 0, threads: int | None = 1) -> dict | None:
-    """2-d t-SNE of (a subsample of) one run's embeddings, or None when the run lacks them.
+DEFAULT_POINTS = 1000  # per panel: the marked queries plus a random background (report --tsne-points)
+
+
+def tsne_input(run: Run, *, max_points: int = DEFAULT_POINTS, seed: int = 0) -> dict | None:
+    """The rows of one run's embeddings a t-SNE panel shows, or None when the run lacks them.
 
     Images queried at the marked cycles fill up to two thirds of ``max_points`` (a random subset when
     there are more); the rest is random other rows (generator seeded by ``seed``), so the pool shows
-    behind them. ``threads`` caps t-SNE's OpenMP threads (None: the library default); one thread is
-    several times faster than many on a busy machine. Returns {'series', 'seed', 'xy' (n, 2), 'role'
-    (n,) object array: 'first' / 'middle' / 'last' / '' for background, 'cycles': {role: cycle},
-    'n_embedded'}.
+    behind them. Returns {'series', 'seed', 'x' (n, D) float32, 'role' (n,) object array: 'first' /
+    'middle' / 'last' / '' for background, 'cycles': {role: cycle}, 'n_embedded' (rows recorded)}.
     """
-    from sklearn.manifold import TSNE
-
     emb = run.artifact("embeddings")
     idx = run.artifact("embedding_indices")
     queries = run.queries()
@@ -67,15 +67,60 @@ def tsne_points(run: Run, *, max_points: int = 3000, seed: int = 0, threads: int
     if len(rest) > fill:
         rest = np.sort(rng.choice(rest, size=fill, replace=False))
     rows = np.concatenate([rest, marked])  # background first so queried points are drawn on top
-    x = emb[rows].astype(np.float32)
-    perplexity = float(min(30.0, max(2.0, (len(rows) - 1) / 3.0)))
+    return {"series": run.series, "seed": run.seed, "x": emb[rows].astype(np.float32), "role": role[rows],
+            "cycles": marks, "n_embedded": int(len(idx))}
+
+
+def embed(x: np.ndarray, *, seed: int = 0, threads: int | None = 1) -> np.ndarray:
+    """(n, 2) t-SNE of ``x`` (scikit-learn, Barnes-Hut, PCA init, perplexity min(30, (n - 1) / 3)).
+    ``threads`` caps its OpenMP threads (None: the library default)."""
+    from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
+    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
     with threadpool_limits(limits=threads):
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                  random_state=int(seed)).fit_transform(x)
-    return {"series": run.series, "seed": run.seed, "xy": xy, "role": role[rows], "cycles": marks,
-            "n_embedded": int(len(idx))}
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                    random_state=int(seed)).fit_transform(x)
+
+
+def _embed_job(args: tuple) -> np.ndarray:
+    x, seed, threads = args
+    return embed(x, seed=seed, threads=threads)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def tsne_points(run: Run, *, max_points: int = DEFAULT_POINTS, seed: int = 0, threads: int | None = 1) -> dict | None:
+    """One run's panel: :func:`tsne_input` with its 2-d t-SNE under 'xy' (and 'x' dropped), or None."""
+    panel = tsne_input(run, max_points=max_points, seed=seed)
+    if panel is not None:
+        panel["xy"] = embed(panel.pop("x"), seed=seed, threads=threads)
+    return panel
+
+
+def tsne_panels(inputs: list[dict], *, seed: int = 0, threads: int | None = 1, jobs: int | None = None) -> list[dict]:
+    """Embed every :func:`tsne_input` panel (their 'x' replaced by 'xy'), ``jobs`` at a time in worker
+    processes (None: the cores this process may use; 1: here, one after another). Each embedding is
+    seeded and single-threaded by default, so the result does not depend on ``jobs``."""
+    jobs = usable_cores() if jobs is None else max(1, int(jobs))
+    work = [(p.pop("x"), seed, threads) for p in inputs]
+    if jobs == 1 or len(work) <= 1:
+        xys = [_embed_job(w) for w in work]
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: the report process may hold torch's or OpenMP's threads
+        with ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=mp.get_context("spawn")) as ex:
+            xys = list(ex.map(_embed_job, work))
+    for p, xy in zip(inputs, xys):
+        p["xy"] = xy
+    return inputs
 
 
 def tsne_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[str]):

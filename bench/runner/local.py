@@ -17,23 +17,55 @@ def _threads_per_run(workers: int) -> int:
 
 
 class Progress:
-    """Two bars (runs, cycles) plus one line per finished run."""
+    """Two bars (runs, cycles), one more per long phase in progress (a strategy's pretext or
+    representation training, in epochs, with its ETA), plus one line per finished run."""
 
     def __init__(self, runs: int, cycles: int, enabled: bool) -> None:
         self.enabled = enabled
-        kw = dict(file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=True)
-        self.runs = tqdm(total=runs, desc="runs  ", unit="run", position=0, **kw)
-        self.cycles = tqdm(total=cycles, desc="cycles", unit="cycle", position=1, **kw)
+        self._kw = dict(file=sys.stderr, disable=not enabled, dynamic_ncols=True)
+        self.runs = tqdm(total=runs, desc="runs  ", unit="run", position=0, leave=True, **self._kw)
+        self.cycles = tqdm(total=cycles, desc="cycles", unit="cycle", position=1, leave=True, **self._kw)
         self.started: dict[str, float] = {}
+        self.phases: dict[tuple[str, str], tuple] = {}  # (run, phase) -> (epoch bar, position, start time)
 
     def event(self, e: dict) -> None:
         if e["type"] == "run_start":
             self.started[e["run"]] = time.perf_counter()
+        elif e["type"] == "epoch":
+            self._epoch(e)
         elif e["type"] == "cycle":
+            self._close_phases(e["run"])
             self.cycles.update(1)
             self.cycles.set_postfix_str(f"{e['run']} c{e['cycle']} n={e['n_labeled']} {100 * e['value']:.1f}%")
 
+    def _epoch(self, e: dict) -> None:
+        """Start, advance or finish the bar of a long phase: tqdm's rate over the epochs done gives the ETA."""
+        key = (e["run"], e["phase"])
+        if key not in self.phases:
+            used = {pos for _, pos, _ in self.phases.values()}
+            pos = next(p for p in range(2, 3 + len(self.phases)) if p not in used)
+            bar = tqdm(total=e["epochs"], desc=e["phase"], unit="epoch", position=pos, leave=False,
+                       postfix=e["run"], **self._kw)
+            self.phases[key] = (bar, pos, time.perf_counter())
+        bar, _, since = self.phases[key]
+        bar.update(max(0, e["epoch"] - bar.n))
+        if e["epoch"] >= e["epochs"]:
+            self._close(key)
+            if self.enabled:
+                tqdm.write(f"{e['phase']} of {e['run']}: {e['epochs']} epochs in "
+                           f"{time.perf_counter() - since:.1f}s", file=sys.stderr)
+
+    def _close(self, key: tuple[str, str]) -> None:
+        entry = self.phases.pop(key, None)
+        if entry is not None:
+            entry[0].close()
+
+    def _close_phases(self, run: str) -> None:
+        for key in [k for k in self.phases if k[0] == run]:
+            self._close(key)
+
     def done(self, outcome: dict) -> None:
+        self._close_phases(outcome["run_id"])
         self.runs.update(1)
         secs = time.perf_counter() - self.started.get(outcome["run_id"], time.perf_counter())
         if outcome["state"] in ("failed", "damaged", "changed"):
@@ -47,6 +79,8 @@ class Progress:
             tqdm.write(msg, file=sys.stderr)
 
     def close(self) -> None:
+        for key in list(self.phases):
+            self._close(key)
         self.cycles.close()
         self.runs.close()
 

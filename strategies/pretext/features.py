@@ -109,16 +109,18 @@ def _store(cache: PretextCache, key: str, features: np.ndarray, meta: dict) -> N
 def pretext_features(spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None = None,
                      mean, std, device: torch.device | str = "cpu", amp: bool = False,
                      cache_dir: str | Path | None = None, pool_fingerprint: str | None = None,
-                     normalize: bool = True, log: Callable[[str], None] = print) -> FeaturesResult:
+                     normalize: bool = True, log: Callable[[str], None] = print,
+                     progress: Callable[[int, int], None] | None = None) -> FeaturesResult:
     """The pool's (N, D) pretext embeddings under ``spec``, from the cache or trained now; each row
     L2-normalised unless ``normalize`` is False (the cache holds the raw embeddings).
 
     ``test_images`` only serve the loss entry written alongside (see the module docstring).
     Concurrent callers with the same key wait for the first one instead of training twice.
+    ``progress(done, total)``: epochs, when it trains.
     """
     res = _features(spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
                     device=torch.device(device), amp=amp, cache_dir=cache_dir, pool_fingerprint=pool_fingerprint,
-                    log=log)
+                    log=log, progress=progress)
     if normalize:
         res.features = l2_normalize(res.features)
     return res
@@ -132,7 +134,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device: torch.device, amp: bool,
-              cache_dir, pool_fingerprint, log) -> FeaturesResult:
+              cache_dir, pool_fingerprint, log, progress=None) -> FeaturesResult:
     task = make_task(spec.task, spec.options)
     pool_fp = pool_fingerprint or tensor_fingerprint(pool_images)
     fields = features_key_fields(spec, pool_fingerprint=pool_fp, mean=mean, std=std, device=device, amp=amp)
@@ -141,7 +143,7 @@ def _features(spec: PretextSpec, *, pool_images, test_images, mean, std, device:
     def fit() -> tuple[np.ndarray, float, int, list, np.ndarray, np.ndarray | None]:
         cap = _Capture(task)
         f = fit_pretext(cap, spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
-                        device=device, amp=amp, log=log)
+                        device=device, amp=amp, log=log, progress=progress)
         t0 = time.perf_counter()
         feats = extract_embeddings(task, cap.net, pool_images, mean=mean, std=std, device=device, amp=amp,
                                    batch_size=2 * spec.batch_size)

@@ -43,12 +43,13 @@ def key_fields(spec: PretextSpec, *, pool_fingerprint: str, test_fingerprint: st
 def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None = None,
                    mean, std, device: torch.device | str = "cpu", amp: bool = False,
                    cache_dir: str | Path | None = None, pool_fingerprint: str | None = None,
-                   log: Callable[[str], None] = print) -> PretextResult:
+                   log: Callable[[str], None] = print,
+                   progress: Callable[[int, int], None] | None = None) -> PretextResult:
     """Per-image pretext losses of ``pool_images`` (and ``test_images``) under ``spec``.
 
     With ``cache_dir``, a stored entry with the same key is returned without training; otherwise
     the pretext network is trained and the entry stored. Concurrent callers with the same key wait
-    for the first one instead of training twice.
+    for the first one instead of training twice. ``progress(done, total)``: epochs, when it trains.
     """
     device = torch.device(device)
     task = make_task(spec.task, spec.options)
@@ -59,7 +60,7 @@ def pretext_losses(spec: PretextSpec, *, pool_images: torch.Tensor, test_images:
 
     def fit() -> tuple:
         f = fit_pretext(task, spec, pool_images=pool_images, test_images=test_images, mean=mean, std=std,
-                        device=device, amp=amp, log=log)
+                        device=device, amp=amp, log=log, progress=progress)
         return f.pool_loss, f.test_loss, f.seconds, f.selected_epoch, f.history
 
     if cache_dir is None:

@@ -75,12 +75,14 @@ def _train_epoch(task: PretextTask, net: nn.Module, opt: torch.optim.Optimizer, 
 
 def fit_pretext(task: PretextTask, spec: PretextSpec, *, pool_images: torch.Tensor, test_images: torch.Tensor | None,
                 mean, std, device: torch.device, amp: bool = False,
-                log: Callable[[str], None] = print) -> PretextFit:
+                log: Callable[[str], None] = print,
+                progress: Callable[[int, int], None] | None = None) -> PretextFit:
     """Train ``task`` on ``pool_images`` (uint8 (N, C, H, W)) and extract per-image losses of the pool
     (and of ``test_images``) with the selected epoch's weights.
 
     ``selection: best`` keeps the epoch with the best mean pretext score on the pool itself (as the
-    official rotation.py), by the same best-epoch rule as the main-task training."""
+    official rotation.py), by the same best-epoch rule as the main-task training. ``progress(done, total)``
+    is called with 0 epochs done at the start and after every epoch."""
     n, c, h, w = pool_images.shape
     task.check_images(c, (h, w))
     start_time = time.perf_counter()
@@ -115,8 +117,12 @@ def fit_pretext(task: PretextTask, spec: PretextSpec, *, pool_images: torch.Tens
         e = history[-1]
         log(f"pretext {task.name} epoch {epoch}/{spec.epochs}: train loss {e['train_loss']:.4f}"
             + (f", pool score {e['pool_score']:.4f}" if "pool_score" in e else ""))
+        if progress is not None:
+            progress(epoch, spec.epochs)
 
     keeper = BestEpoch({"state": net})
+    if progress is not None:
+        progress(0, spec.epochs)
     best = spec.selection == "best"
     fit = fit_with_selection(train, epochs=spec.epochs, score=score if best else None, keeper=keeper,
                              on_epoch=logged)

@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=["local", "debug", "slurm"], help="where runs execute")
     run.add_argument("--workers", type=int, help="parallel local worker processes")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    run.add_argument("--only", action="append", default=[], metavar="RUN_GLOB",
+                     help="run only the runs whose id (dataset/strategy/seed-N) matches this glob, e.g. "
+                          "'*/seed-0' (repeatable; runs go in the order of the first pattern they match, e.g. "
+                          "--only '*/seed-0' --only '*/seed-1' for every strategy's seed 0 first)")
+    run.add_argument("--stop-at-labels", type=int, metavar="N",
+                     help="leave each run unfinished (checkpointed, resumable) once it has N labels; rerun "
+                          "without it to go on (e.g. every run of a sweep to 500 labels before any goes further)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--restart-changed", action="store_true",
                      help="start over the runs whose folder was started with another config (the old folders "
@@ -93,6 +100,14 @@ def _cmd_run(args) -> int:
         overrides.append(f"executor.workers={args.workers}")
     cfg = load_config(args.config, overrides)
     plan = make_plan(cfg)
+    if args.only:
+        plan = select_runs(plan, args.only)
+    if args.stop_at_labels is not None:
+        if args.stop_at_labels < 1:
+            raise ConfigError("--stop-at-labels", "must be a positive number of labels", "pass e.g. --stop-at-labels 500",
+                              args.stop_at_labels)
+        for rc in plan:
+            rc.stop_at_labels = args.stop_at_labels
     check_run(cfg, plan)  # device, executor, run folders' paths and links: before --dry-run answers
     sweep_dir = Path(cfg.output) / cfg.name
     found = integrity.survey(plan)  # before anything is queued or written
@@ -149,6 +164,10 @@ def _cmd_run(args) -> int:
     outcomes = execute_plan(cfg, runnable, progress=not args.quiet)
     failed = [o for o in outcomes if o["state"] in ("failed", "damaged", "changed")]
     busy = [o for o in outcomes if o["state"] == "busy"]
+    stopped = [o for o in outcomes if o["state"] == "stopped"]
+    if stopped:
+        print(f"albench: {len(stopped)} run(s) left unfinished at --stop-at-labels {args.stop_at_labels}; rerun "
+              "without it to go on", file=sys.stderr)
     unreadable = []
     if sweep_dir.is_dir():
         mine = {rc.run_dir for rc in plan} - skip  # the skipped ones were named above
@@ -165,6 +184,25 @@ def _cmd_run(args) -> int:
                   file=sys.stderr)
         return EXIT_RUN_FAILED
     return EXIT_OK
+
+
+def select_runs(plan: list, patterns: list[str]) -> list:
+    """The runs of ``plan`` whose id matches one of the globs ``patterns``, ordered by the first pattern
+    each matches (plan order within a pattern); ConfigError naming --only when a pattern matches none."""
+    import fnmatch
+
+    picked, seen = [], set()
+    for pat in patterns:
+        hits = [rc for rc in plan if fnmatch.fnmatchcase(rc.run_id, pat)]
+        if not hits:
+            raise ConfigError("--only", "matches no run of the sweep",
+                              f"use a glob over run ids such as {plan[0].run_id if plan else 'digits/random/seed-0'}",
+                              pat)
+        for rc in hits:
+            if rc.run_id not in seen:
+                seen.add(rc.run_id)
+                picked.append(rc)
+    return picked
 
 
 def _say_table_scope(sweep, plan: list) -> None:

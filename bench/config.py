@@ -54,6 +54,11 @@ class OptimizerConfig:
     momentum: Annotated[float, Bounds(ge=0, lt=1)] = 0.9
     weight_decay: Annotated[float, Bounds(ge=0, finite=True)] = 5e-4
     nesterov: bool = False
+    # constant: weight_decay as given. per-label: weight_decay / n, n the cycle's labeled training
+    # images, so the prior's strength stays fixed as data grows (Gal et al. 2017's official Keras code
+    # sets l2(c / n) on its first dense layer). Either way a model's weight_decay_parameters(), when it
+    # defines them, are the only ones decayed.
+    weight_decay_scaling: Literal["constant", "per-label"] = "constant"
 
 
 @dataclass
@@ -179,6 +184,11 @@ class TrainConfig:
     # instead (schedule and Learning Loss's detach point stretched with it). 0: always train.epochs.
     # Each cycle's epochs and steps are recorded in cycles.csv.
     min_steps: Annotated[int, Bounds(ge=0)] = 0
+    # How the test metric is measured. 0: one pass with dropout off. T >= 1: MC-dropout averaging,
+    # the mean softmax of T stochastic passes (Gal et al. 2017's "dropout approximation at test
+    # time"), masks seeded from the run's seed and cycle; cycles.csv then also records
+    # value_single_pass, the metric of the pass with dropout off. Classification only.
+    test_passes: Annotated[int, Bounds(ge=0)] = 0
 
     def check(self, path: str) -> None:
         for key in ("epochs", "batch_size", "eval_batch_size"):
@@ -206,6 +216,11 @@ class ALConfig:
     initial: Annotated[int, Bounds(le=MAX_IMAGES)] = 1000  # images (the >= 1 check is check()'s)
     budget: Annotated[int, Bounds(le=MAX_IMAGES)] = 1000
     cycles: int = 10
+    # The cold-start labels. strategy: the strategy's own initial query (uniform random unless it
+    # overrides it). balanced: initial / num_classes images of every class, uniform within each class
+    # from the run's seed, the same for every strategy of a seed; the engine reads the pool's labels
+    # to draw them (Gal et al. 2017's "random but balanced" initial set).
+    initial_selection: Literal["strategy", "balanced"] = "strategy"
 
     def check(self, path: str) -> None:
         for key in ("initial", "budget", "cycles"):

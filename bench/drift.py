@@ -18,6 +18,7 @@ Which keys count. Everything in the run's resolved config (``config.yaml``) exce
 - ``baseline``: which strategy reports divide by, not what any run records;
 - ``ablation``: which quirk ablation a run belongs to (reports group by it); the run's own quirks,
   which do decide its result, are recorded and compared under ``quirks`` and ``strategy.quirks``.
+- ``stop_at_labels``: where one invocation leaves a run unfinished (``--stop-at-labels``), not its protocol.
 
 ``device`` does count: CPU and CUDA runs give different numbers (other kernels, and ``amp: auto``
 means bf16 on CUDA). The executor, its workers and the Slurm resources are not part of a run's
@@ -47,7 +48,7 @@ import yaml
 FINGERPRINT = "fingerprint.json"
 VERSION = 1
 NEUTRAL = frozenset({"sweep", "output", "threads", "seed", "dataset.name", "dataset.root", "dataset.download",
-                     "strategy.label", "train.checkpoint_every", "baseline", "ablation"})
+                     "strategy.label", "train.checkpoint_every", "baseline", "ablation", "stop_at_labels"})
 NEUTRAL_PREFIXES = ("record.", "tracking.", "ablation.")
 
 

@@ -44,6 +44,9 @@ class RunConfig:
     baseline: str | None = None  # the sweep's baseline strategy label (see sweep_baseline); None: none
     tracking: TrackingConfig = field(default_factory=TrackingConfig)  # dashboards only: no effect on numbers
     ablation: dict | None = None  # the quirk ablation this run belongs to (albench.ablation); None: none
+    # --stop-at-labels: leave the run unfinished (resumable) once a cycle has this many labels; a
+    # staging choice of one invocation, never part of the protocol (drift ignores it)
+    stop_at_labels: int | None = None
 
     @property
     def run_dir(self) -> Path:

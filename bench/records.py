@@ -64,6 +64,7 @@ CYCLE_COLUMNS = [
     "cycle", "n_labeled", "metric", "value", "test_loss",
     *(f"seconds_{p}" for p in PHASES),
     "seconds_total", "epochs", "steps", "selected_epoch",
+    "value_single_pass",  # the metric with dropout off when value is MC-averaged (train.test_passes); else empty
 ]
 PHASE_COLUMNS = [f"seconds_{p}" for p in PHASES]
 

@@ -33,11 +33,28 @@ def validate_environment(cfg: Config) -> None:
     entry = model_entry(cfg.model.name)
     if entry.check is not None:  # e.g. a pretrained-weights file that must exist
         entry.check(cfg.model.params, "model.params", cfg.train)
+    if cfg.train.test_passes:  # MC-dropout averaging at test time needs dropout in the model
+        from albench.models.registry import dropout_params
+
+        ps = dropout_params(cfg.model.name, cfg.model.params)
+        if not any(isinstance(p, (int, float)) and p > 0 for p in ps.values()):
+            raise ConfigError("train.test_passes", f"needs a model with dropout; model {cfg.model.name!r} has "
+                              + (f"{', '.join(f'{k}={v}' for k, v in ps.items())}" if ps else "no dropout param"),
+                              "set train.test_passes: 0 (one pass with dropout off), or give the model dropout "
+                              "(e.g. model.params.dropout: 0.5)", cfg.train.test_passes)
     for i, ds in enumerate(cfg.datasets):
         spec = get_dataset(ds.name)
         spec.check(ds, f"datasets[{i}]")
         if entry.check_data is not None:  # e.g. a features file's rows and fingerprint against this dataset
             entry.check_data(cfg.model.params, "model.params", ds, f"datasets[{i}]")
+        if cfg.train.test_passes and spec.task != "classification":
+            raise ConfigError("train.test_passes", f"MC-dropout averaging is defined for classification; dataset "
+                              f"{ds.name!r} is {spec.task}", "set train.test_passes: 0", cfg.train.test_passes)
+        classes = getattr(spec, "class_names", None)
+        if cfg.al.initial_selection == "balanced" and classes and cfg.al.initial % len(classes):
+            raise ConfigError("al.initial", f"a balanced initial set needs a multiple of the {len(classes)} classes "
+                              f"of {ds.name!r}", f"set al.initial to e.g. {max(1, cfg.al.initial // len(classes)) * len(classes)}",
+                              cfg.al.initial)
         pool = pool_size(spec, ds, f"datasets[{i}]")  # after subsample / imbalance
         if cfg.train.selection == "best-on-validation" and cfg.train.validation.source == "train":
             v = cfg.train.validation.size

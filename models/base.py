@@ -20,6 +20,17 @@ class ModelOutput(NamedTuple):
     stages: tuple[torch.Tensor, ...]
 
 
+# Optional methods a network may define, which the engine uses when present:
+#
+# - ``forward_prefix(x) -> Tensor`` and ``forward_suffix(h) -> ModelOutput``: where the network's
+#   stochastic part starts. The prefix holds no dropout and no other randomness (the engine refuses a
+#   prefix that runs a dropout layer); ``forward_suffix(forward_prefix(x)).logits`` equals
+#   ``forward(x).logits`` (the suffix's ModelOutput may leave ``stages`` empty). MC-dropout passes
+#   then compute the prefix once per batch and run only the suffix T times.
+# - ``weight_decay_parameters() -> list[Parameter]``: the only parameters weight decay applies to
+#   (e.g. a Keras model's per-layer regulariser); without it every parameter is decayed.
+
+
 def resnet_stages(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """A torchvision-style ResNet's stem and four stages on ``x``: (the last stage's map, the four
     stage maps); ``net`` has ``conv1, bn1, relu, maxpool, layer1..layer4``."""

@@ -90,6 +90,7 @@ def register_model(name: str, description: str, tasks=("classification",), check
 
 
 def _load_all() -> None:
+    import albench.models.dbal_cnn  # noqa: F401
     import albench.models.deeplab  # noqa: F401
     import albench.models.head  # noqa: F401
     import albench.models.resnet_cifar  # noqa: F401
@@ -132,6 +133,16 @@ def validate_model_params(name: str, params: Any, path: str = "model.params") ->
     """Typed copy of the ``params`` given for model ``name`` (defaults not filled in); ConfigError
     naming ``path.key`` for an unknown key, a wrong type or a value outside the declared bounds."""
     return validate_params(model_entry(name).param_types(), params, path, f"model {name!r}")
+
+
+def dropout_params(name: str, params: dict | None) -> dict[str, float]:
+    """{param: p} of model ``name``'s dropout params (named ``dropout`` or ``dropout_*``) as ``params``
+    set them, defaults filled in; {} for a model that declares none (its MC-dropout passes would
+    have nothing to sample)."""
+    spec = model_entry(name).param_types()
+    params = params or {}
+    return {k: params.get(k, default) for k, (_, default) in spec.items()
+            if k == "dropout" or k.startswith("dropout_")}
 
 
 def build_model(name: str, *, num_classes: int, in_channels: int, image_size: tuple[int, int],

@@ -64,6 +64,18 @@ class ResNetCifar(nn.Module):
         emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
         return ModelOutput(self.linear(self.dropout(emb)), emb, tuple(outs))
 
+    # The stochastic split (MC-dropout passes run the backbone once per batch, then dropout + linear T times)
+    def forward_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic part: stem, stages and global pooling, (B, embedding_dim)."""
+        x = torch.relu(self.bn1(self.conv1(x)))
+        for layer in self.layers:
+            x = layer(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward_suffix(self, h: torch.Tensor) -> ModelOutput:
+        """From the dropout on: the logits of :meth:`forward_prefix`'s embedding (no stage outputs)."""
+        return ModelOutput(self.linear(self.dropout(h)), h, ())
+
 
 @dataclass(frozen=True)
 class ResNetCifarParams:

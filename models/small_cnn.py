@@ -56,6 +56,17 @@ class SmallCNN(nn.Module):
         emb = torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
         return ModelOutput(self.fc(self.dropout(emb)), emb, tuple(outs))
 
+    # The stochastic split (MC-dropout passes run the stages once per batch, then dropout + fc T times)
+    def forward_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic part: the stages and the global pooling, (B, embedding_dim)."""
+        for stage in self.stages:
+            x = stage(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward_suffix(self, h: torch.Tensor) -> ModelOutput:
+        """From the dropout on: the logits of :meth:`forward_prefix`'s embedding (no stage outputs)."""
+        return ModelOutput(self.fc(self.dropout(h)), h, ())
+
 
 @dataclass(frozen=True)
 class SmallCNNParams:

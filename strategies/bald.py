@@ -17,8 +17,10 @@ Paper protocol (baal-org/baal 7da1cfb, ``baal/bayesian/dropout.py`` and
 eval mode with its running statistics; T = 20 (baal's experiment default); xlogy entropies.
 
 The model needs dropout: ``small-cnn`` and ``resnet18-cifar`` take ``model.params.dropout`` (p of a
-dropout layer before the final linear layer, default 0). A model whose dropout is 0 (or that has no
-such param) is refused when the config is loaded: every pass would be identical and MI = 0.
+dropout layer before the final linear layer, default 0), ``dbal-cnn`` has ``dropout_conv`` and
+``dropout_dense``. A model whose dropout is 0 (or that has no such param) is refused when the config
+is loaded: every pass would be identical and MI = 0. A model that declares its stochastic split runs
+only the layers from its first dropout on T times (see :mod:`albench.strategies.mc_dropout`).
 
 Official protocol: ej0cl6/deep-active-learning (eea3d2c), whose BALD file JordanAsh/badge and DeepAL+
 copied. Its quirks, each a switch:
@@ -32,6 +34,16 @@ copied. Its quirks, each a switch:
   a probability that underflows to 0 makes a candidate's score NaN, and ``uncertainties.sort()``
   (ascending E[H] - H[E], i.e. descending MI) puts NaN last: such a candidate is never queried while
   a finite one is left. Changes numbers only when a softmax underflows in float32.
+
+Gal, Islam & Ghahramani's own Keras code
+(Riashat/Active-Learning-Bayesian-Convolutional-Neural-Networks@f8b6803,
+``ConvNets/FINAL_Averaged_Experiments/Final_Experiments_Run/Dropout_BALD_Q10_N1000.py``) is a second
+official codebase; its quirks are off under ``protocol: official`` (which means ej0cl6's code here)
+and are listed under ``quirks`` to reproduce it:
+
+- ``gal-nan-first``: ``np.log2`` without a guard, per-pass entropies in float32 summed in float64, and
+  ``argsort()[-K:][::-1]``: a NaN score (a probability that underflowed to 0) is queried first;
+- ``gal-pool-subset-2000``: each acquisition scores a random 2,000 of the pool.
 
 Documented, not switches (they change no number or cannot be reproduced here):
 - the official ranks E[H] - H[E] ascending; that is MI descending, as ours (its unstable sort breaks
@@ -59,6 +71,8 @@ from albench.strategies.base import (Inputs, PoolState, Quirk, StochasticPasses,
 from albench.strategies.registry import register_strategy
 
 SUGGESTED_DROPOUT = 0.5  # ej0cl6's nets and the TypiClust repo's BALD baseline use p = 0.5
+GAL_REPO = "Riashat/Active-Learning-Bayesian-Convolutional-Neural-Networks@f8b6803"
+GAL_SCRIPTS = "ConvNets/FINAL_Averaged_Experiments/Final_Experiments_Run"
 
 
 def mutual_information(probs: torch.Tensor) -> torch.Tensor:
@@ -69,6 +83,24 @@ def mutual_information(probs: torch.Tensor) -> torch.Tensor:
     entropy_of_mean = -torch.special.xlogy(mean, mean).sum(dim=-1)
     mean_entropy = -torch.special.xlogy(p, p).sum(dim=-1).mean(dim=1)
     return entropy_of_mean - mean_entropy
+
+
+def mutual_information_gal(probs: torch.Tensor) -> torch.Tensor:
+    """(b,) the score as Gal et al.'s official Keras script computes it
+    (Riashat/Active-Learning-Bayesian-Convolutional-Neural-Networks@f8b6803, Dropout_BALD_Q10_N1000.py):
+    per pass ``-sum(p * np.log2(p))`` in float32, passes accumulated in float64 in pass order, minus
+    from the entropy (``np.log2``) of the float64 mean; a zero probability gives NaN (ranked first
+    by :meth:`Bald.select` under ``log_zero: nan-first``)."""
+    p = probs.detach().float().cpu().numpy()
+    total = np.zeros(p.shape[::2], dtype=np.float64)
+    entropies = np.zeros(p.shape[0], dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in range(p.shape[1]):
+            total = total + p[:, d, :]
+            entropies = entropies + np.sum(-np.multiply(p[:, d, :], np.log2(p[:, d, :])), axis=1)
+        avg = np.divide(total, p.shape[1])
+        g = np.sum(-np.multiply(avg, np.log2(avg)), axis=1)
+    return torch.from_numpy(g - np.divide(entropies, p.shape[1]))
 
 
 def mutual_information_official(probs: torch.Tensor) -> torch.Tensor:
@@ -85,12 +117,13 @@ def mutual_information_official(probs: torch.Tensor) -> torch.Tensor:
 class BaldParams:
     """``passes``: stochastic forward passes per candidate (T); ``batchnorm``: BatchNorm's mode during
     them (``eval``: running statistics, as baal; ``train``: batch statistics, the official quirk);
-    ``log_zero``: ``zero`` (0 log 0 = 0) or ``nan-last`` (the official unguarded log); ``subset``:
+    ``log_zero``: ``zero`` (0 log 0 = 0), ``nan-last`` (ej0cl6's unguarded log, NaN ranked last) or
+    ``nan-first`` (Gal et al.'s unguarded log2 and ``argsort()[-K:][::-1]``, NaN ranked first); ``subset``:
     score a random subset of this many unlabeled images (None: all of them)."""
 
     passes: Annotated[int, Bounds(ge=2)] = 20
     batchnorm: Literal["eval", "train"] = "eval"
-    log_zero: Literal["zero", "nan-last"] = "zero"
+    log_zero: Literal["zero", "nan-last", "nan-first"] = "zero"
     subset: Subset = None
 
 
@@ -115,21 +148,40 @@ class Bald(Strategy):
               "query_strategies/bayesian_active_learning_disagreement_dropout.py)",
               params={"log_zero": "nan-last"},
               source="ej0cl6/deep-active-learning@eea3d2c query_strategies/bayesian_active_learning_disagreement_dropout.py"),
+        # Gal, Islam & Ghahramani 2017's Keras code: another official codebase, so off under protocol
+        # official (which means ej0cl6's for BALD); list them under quirks to reproduce that code
+        Quirk("gal-nan-first",
+              "Gal et al.'s official score: entropies with an unguarded np.log2, and the query is "
+              "argsort()[-K:][::-1], so a score made NaN by a probability that underflowed to 0 is queried first",
+              params={"log_zero": "nan-first"}, official=False,
+              source=f"{GAL_REPO} {GAL_SCRIPTS}/Dropout_BALD_Q10_N1000.py"),
+        Quirk("gal-pool-subset-2000",
+              "Gal et al.'s official acquisition scores a uniform random 2,000 of the unlabeled pool "
+              "(pool_subset = 2000), not the whole pool the paper's text names",
+              params={"subset": 2000}, official=False, source=f"{GAL_REPO} {GAL_SCRIPTS}/Dropout_BALD_Q10_N1000.py"),
     )
 
     def needs_for(self, task: str) -> frozenset:
         """T stochastic passes reduced to the mutual information per candidate; the engine seeds the
         dropout masks from the run's seed and cycle."""
-        reduce = mutual_information if self.log_zero == "zero" else mutual_information_official
+        reduce = {"zero": mutual_information, "nan-last": mutual_information_official,
+                  "nan-first": mutual_information_gal}[self.log_zero]
         return frozenset({StochasticPasses(passes=self.passes, batchnorm=self.batchnorm, reduce=reduce)})
 
     @classmethod
     def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
-        """Refuse a model without an active dropout layer (``model.params.dropout`` 0 or absent)."""
-        from albench.models.registry import model_entry
+        """Refuse a model without an active dropout layer (``model.params.dropout`` 0 or absent; a model
+        with several dropout params, ``dropout_*``, needs one above 0)."""
+        from albench.models.registry import dropout_params, model_entry
 
         declared = model_entry(model).params
         defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}
+        several = {k: v for k, v in dropout_params(model, model_params).items() if k != "dropout"}
+        if "dropout" not in defaults and several:
+            from albench.strategies.mc_dropout import check_dropout_model
+
+            check_dropout_model(cls.name, model, model_params, path)
+            return
         if "dropout" not in defaults:
             raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; BALD's MC dropout needs one",
                               f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
@@ -152,4 +204,6 @@ class Bald(Strategy):
         scores = c.stochastic.detach().double().cpu().numpy()
         if self.log_zero == "nan-last":  # the official quirk: a NaN from log(0) is a score, ranked last on purpose
             return c.indices[np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")[:budget]]
+        if self.log_zero == "nan-first":  # Gal et al.'s argsort()[-K:][::-1]: NaN sorts last, so comes first
+            return c.indices[scores.argsort()[-budget:][::-1]]
         return c.indices[top_k_highest(scores, budget)]  # refuses NaN: under 0 log 0 = 0 it means divergence

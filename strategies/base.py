@@ -52,7 +52,11 @@ class StochasticPasses:
     the engine then fills ``Outputs.stochastic`` without knowing the strategy:
 
     - every dropout layer (``nn.Dropout``, ``nn.Dropout1d/2d/3d``) draws a fresh mask on each pass,
-      from a torch generator seeded with ``seed`` (never torch's global RNG), with the layer's own p;
+      from a generator seeded with ``seed`` (numpy's PCG64 on the CPU, torch's on CUDA; never a global
+      RNG), with the layer's own p;
+    - a model that declares its stochastic split (``forward_prefix`` / ``forward_suffix``) runs the
+      deterministic prefix once per chunk and the suffix ``passes`` times, with the same masks and
+      posteriors as full passes;
     - ``batchnorm="eval"``: every other layer stays in eval mode (BatchNorm uses its running
       statistics; baal's MC dropout). ``"train"``: every other layer is in train mode (BatchNorm uses
       the statistics of the batch of candidates; ``model.train()`` in the official code of some

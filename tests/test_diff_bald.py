@@ -14,6 +14,10 @@ two-way disagreement, i.e. a high mutual information but a NaN official score). 
 asserts the sorted official scores around the cut differ by more than 1e-6. With the quirk off
 (0 log 0 = 0) the 12 zero rows rank first instead of last: 28 of the 40 picks are shared, in
 another order (asserted: they differ).
+
+Gal et al.'s official BALD (quirks ``gal-nan-first``, ``gal-pool-subset-2000``, off under protocol
+official): the same 3 x 40 picks equal an independent re-implementation of their Keras script's
+score and ``argsort()[-K:][::-1]``, the 12 NaN rows queried first.
 """
 
 from __future__ import annotations
@@ -78,3 +82,44 @@ def test_official_picks_equal_the_reference(seed):
 def test_the_quirk_is_needed_for_the_agreement():
     probs = _posteriors(0)
     assert _ours(probs, "paper") != official_query(probs, BUDGET)
+
+
+# ------------------------------------------------------------------ Gal et al.'s official BALD
+def gal_official_query(probs: np.ndarray, queries: int) -> np.ndarray:
+    """Riashat/Active-Learning-Bayesian-Convolutional-Neural-Networks@f8b6803
+    ConvNets/FINAL_Averaged_Experiments/Final_Experiments_Run/Dropout_BALD_Q10_N1000.py, from its loop:
+    per pass ``-sum(p * np.log2(p))`` (float32) accumulated in float64, the float64 mean's entropy,
+    U = G - F, ``argsort()[-Queries:][::-1]``."""
+    n, t, c = probs.shape
+    score_all = np.zeros((n, c))
+    all_entropy = np.zeros(n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for d in range(t):
+            score = probs[:, d, :]
+            score_all = score_all + score
+            all_entropy = all_entropy + np.sum(-np.multiply(score, np.log2(score)), axis=1)
+        avg = np.divide(score_all, t)
+        g_x = np.sum(-np.multiply(avg, np.log2(avg)), axis=1)
+    return (g_x - np.divide(all_entropy, t)).flatten().argsort()[-queries:][::-1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gal_quirks_query_what_gals_official_code_queries(seed):
+    from albench.strategies.bald import mutual_information_gal
+
+    probs = _posteriors(seed)
+    resolved, *_ = resolve_strategy(StrategyConfig("bald", params={"passes": T},
+                                                   quirks=["gal-nan-first", "gal-pool-subset-2000"]),
+                                    "paper", TrainConfig(), "s")
+    bald = make_strategy("bald", resolved.params)
+    assert (bald.log_zero, bald.subset) == ("nan-first", 2000)
+    scores = mutual_information_gal(probs)
+    nan_rows = set(np.flatnonzero(np.isnan(scores.numpy())).tolist())
+    assert len(nan_rows) == 12  # the rows with exact zeros
+    inputs = Inputs(candidates=Outputs(indices=np.arange(N), stochastic=scores), labeled=None,
+                    device=torch.device("cpu"))
+    pool = PoolState(images=torch.zeros(N, 1, 1, 1, dtype=torch.uint8), labeled=np.zeros(0, dtype=np.int64),
+                     labeled_targets=torch.zeros(0, dtype=torch.long), num_classes=C)
+    ours = bald.select(cycle=1, budget=BUDGET, pool=pool, inputs=inputs, rng=np.random.default_rng(0))
+    assert ours.tolist() == gal_official_query(probs.numpy(), BUDGET).tolist()
+    assert set(ours[:12].tolist()) == nan_rows  # queried first, where ej0cl6's code puts them last

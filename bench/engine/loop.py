@@ -47,7 +47,7 @@ EventFn = Callable[[dict], None]
 @dataclass
 class RunOutcome:
     run_id: str
-    state: str  # complete | skipped | failed | busy | damaged | changed
+    state: str  # complete | skipped | failed | busy | damaged | changed | stopped (--stop-at-labels)
     error: str | None = None
     value: float | None = None  # final-cycle metric
 
@@ -71,6 +71,29 @@ def check_selection(new: np.ndarray, size: int, labeled: np.ndarray, pool_size: 
     if np.isin(new, labeled).any():
         raise SelectionError(f"strategy {who!r} queried images that are already labeled")
     return new
+
+
+def balanced_initial(targets: torch.Tensor, size: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted pool indices of ``size / num_classes`` images of each class, uniform without replacement
+    within each class (classes drawn in order 0..C-1 from ``rng``). ConfigError naming
+    ``al.initial`` when ``size`` is not a multiple of the classes or a class has too few images."""
+    if targets.ndim != 1:
+        raise ConfigError("al.initial_selection", "'balanced' needs one label per image (classification)",
+                          "set al.initial_selection: strategy", "balanced")
+    per, rest = divmod(size, num_classes)
+    if rest:
+        raise ConfigError("al.initial", f"a balanced initial set needs a multiple of the {num_classes} classes",
+                          f"set al.initial to e.g. {max(1, per) * num_classes}", size)
+    y = targets.cpu().numpy()
+    picks = []
+    for c in range(num_classes):
+        members = np.flatnonzero(y == c)
+        if len(members) < per:
+            raise ConfigError("al.initial", f"class {c} has {len(members)} images, fewer than the {per} a balanced "
+                              "initial set takes from each", "lower al.initial or set al.initial_selection: strategy",
+                              size)
+        picks.append(rng.choice(members, size=per, replace=False))
+    return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
 class RunContext:
@@ -225,10 +248,10 @@ class RunContext:
             aux.load_state_dict(state["aux"])
         return model, aux
 
-    def evaluate(self, model, x, y, per_item=False):
+    def evaluate(self, model, x, y, per_item=False, passes: int = 0, seed: int | None = None):
         return evaluate(model=model, task=self.task, x=x, y=y, transform=self.transform,
                         batch_size=self.rc.train.eval_batch_size, device=self.device, amp=self.amp,
-                        channels_last=self.train_cfg.channels_last, per_item=per_item)
+                        channels_last=self.train_cfg.channels_last, per_item=per_item, passes=passes, seed=seed)
 
 
 def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
@@ -249,6 +272,10 @@ def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
             ctx = RunContext(rc, events)
             value = _cycle_loop(ctx)
             return RunOutcome(rc.run_id, "complete", value=value)
+        except StoppedAt as stop:
+            _close_tracker(ctx, f"stopped at {stop.args[0]} labels (--stop-at-labels)")
+            return RunOutcome(rc.run_id, "stopped", error=f"left unfinished at {stop.args[0]} labels "
+                              "(--stop-at-labels); rerun without it to go on")
         except KeyboardInterrupt:
             _close_tracker(ctx, "interrupted")
             raise
@@ -276,9 +303,18 @@ def _cycle_loop(ctx: RunContext) -> float | None:
     pretext_seconds = _prepare(ctx, resumed)
     state = resumed if resumed is not None else LoopState()
     value = None
+    stop = ctx.rc.stop_at_labels
     for cycle in range(state.next_cycle, ctx.rc.al.cycles):
+        if stop is not None and len(state.labeled) >= stop and state.rows:
+            ctx.recorder.log(f"stopped before cycle {cycle}: {len(state.labeled)} labels reached --stop-at-labels "
+                             f"{stop}; the run is unfinished (checkpointed): rerun without the flag to go on")
+            raise StoppedAt(len(state.labeled))
         value = _run_cycle(ctx, state, cycle, pretext_seconds if cycle == 0 else 0.0)
     return _finish(ctx, state, value)
+
+
+class StoppedAt(Exception):
+    """A run left unfinished on purpose (``--stop-at-labels``): resumable, not failed."""
 
 
 def _identity(ctx: RunContext) -> dict:
@@ -410,14 +446,17 @@ def _run_cycle(ctx: RunContext, state: LoopState, cycle: int, pretext_seconds: f
         trainer_state = None
     with timer.phase("train"):
         model, aux, fit, steps = _train(ctx, state, cycle, new, timer, trainer_state)
-    with timer.phase("evaluate"):
-        metrics, test_loss, per_item = ctx.evaluate(model, ctx.x_test, ctx.y_test, per_item=True)
+    with timer.phase("evaluate"):  # train.test_passes > 0: MC-dropout averaging, masks seeded per cycle
+        metrics, test_loss, per_item = ctx.evaluate(model, ctx.x_test, ctx.y_test, per_item=True,
+                                                    passes=ctx.rc.train.test_passes,
+                                                    seed=derive_seed(ctx.rc.seed, "test-passes", cycle))
     value = metrics[ctx.task.metric]
     state.test_losses[cycle] = per_item.astype(np.float32)
     # whatever else the task's meter reports (e.g. per-class IoU) becomes artifacts/metric_<name>.npy
     state.extra_metrics[cycle] = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()
                                   if k != ctx.task.metric}
-    state.rows.append(_cycle_row(ctx, cycle, len(state.labeled), value, test_loss, timer, fit, steps))
+    state.rows.append(_cycle_row(ctx, cycle, len(state.labeled), value, test_loss, timer, fit, steps,
+                                 single_pass=metrics.get(f"{ctx.task.metric}_single_pass")))
     state.queries[cycle] = ctx.pool_map[new].tolist()
     state.prev = {"model": cpu_state(model), "aux": cpu_state(aux)}
     state.next_cycle = cycle + 1
@@ -441,7 +480,8 @@ def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer
     epochs = cycle_epochs(len(train_idx), rc.train)
     trainer = Trainer(model=model, aux=aux, task=ctx.task, transform=ctx.transform, cfg=ctx.train_cfg,
                       device=ctx.device, amp=ctx.amp, order_gen=torch_generator(rc.seed, "order", cycle),
-                      aug_gen=torch_generator(rc.seed, "augment", cycle, device=ctx.device), epochs=epochs)
+                      aug_gen=torch_generator(rc.seed, "augment", cycle, device=ctx.device), epochs=epochs,
+                      n_labeled=len(train_idx))
     if trainer_state is not None:
         trainer.load_state(trainer_state)
     epochs_before = sum(int(row["epochs"]) for row in state.rows)  # the tracker's global-epoch offset
@@ -460,12 +500,14 @@ def _train(ctx: RunContext, state: LoopState, cycle: int, new: np.ndarray, timer
 
 
 def _cycle_row(ctx: RunContext, cycle: int, n_labeled: int, value: float, test_loss: float, timer: PhaseTimer,
-               fit: FitResult, steps: int) -> dict:
-    """The cycles.csv row of a finished cycle (seconds per phase, rounded to 0.1 ms)."""
+               fit: FitResult, steps: int, single_pass: float | None = None) -> dict:
+    """The cycles.csv row of a finished cycle (seconds per phase, rounded to 0.1 ms); ``single_pass``:
+    the metric of one pass with dropout off when ``value`` is MC-averaged (train.test_passes), else None."""
     secs = {f"seconds_{p}": round(timer.seconds.get(p, 0.0), 4) for p in PHASES}
     return {"cycle": cycle, "n_labeled": int(n_labeled), "metric": ctx.task.metric, "value": value,
             "test_loss": test_loss, **secs, "seconds_total": round(sum(timer.seconds.values()), 4),
-            "epochs": fit.epochs, "steps": steps, "selected_epoch": fit.selected_epoch}
+            "epochs": fit.epochs, "steps": steps, "selected_epoch": fit.selected_epoch,
+            "value_single_pass": single_pass}
 
 
 def _finish(ctx: RunContext, state: LoopState, value: float | None) -> float | None:
@@ -508,7 +550,11 @@ def _query(ctx: RunContext, cycle: int, labeled: np.ndarray, prev: dict | None, 
     pool = ctx.pool_state(labeled)
     if cycle == 0:
         with timer.phase("select"):
-            new = strategy.initial(size=rc.al.initial, pool=pool, rng=numpy_rng(rc.seed, "initial"))
+            if rc.al.initial_selection == "balanced":  # the same draw for every strategy of this seed
+                new = balanced_initial(ctx.pool_targets, rc.al.initial, ctx.ds.num_classes,
+                                       numpy_rng(rc.seed, "initial"))
+            else:
+                new = strategy.initial(size=rc.al.initial, pool=pool, rng=numpy_rng(rc.seed, "initial"))
         return check_selection(new, rc.al.initial, labeled, pool.size, rc.strategy.name)
     with timer.phase("inference"):
         candidates = np.asarray(strategy.candidates(cycle=cycle, pool=pool,

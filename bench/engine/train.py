@@ -22,14 +22,40 @@ from albench.toolkit.device import cpu_state
 from albench.toolkit.fit import BestEpoch, FitResult, fit_with_selection
 
 
-def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    """The optimiser a config names, over ``params``."""
+def make_optimizer(params, cfg: OptimizerConfig, *, n_labeled: int | None = None) -> torch.optim.Optimizer:
+    """The optimiser a config names, over ``params`` (parameters, or param groups: a group may set its
+    own ``weight_decay``). Its weight decay is ``cfg.weight_decay``, divided by ``n_labeled`` under
+    ``weight_decay_scaling: per-label`` (ValueError when ``n_labeled`` is not given then)."""
+    wd = effective_weight_decay(cfg, n_labeled)
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd,
                                nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=wd)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd)
+
+
+def effective_weight_decay(cfg: OptimizerConfig, n_labeled: int | None) -> float:
+    """The weight-decay coefficient of a cycle training on ``n_labeled`` images (PyTorch's: the
+    gradient gains ``coefficient x weight``; Keras's ``l2(c)`` is the coefficient ``2c``)."""
+    if cfg.weight_decay_scaling == "constant":
+        return cfg.weight_decay
+    if not n_labeled:
+        raise ValueError("train.optimizer.weight_decay_scaling 'per-label' needs the number of labeled images")
+    return cfg.weight_decay / n_labeled
+
+
+def decay_groups(model: nn.Module) -> list[dict] | object:
+    """``model.parameters()``, or, when the model defines ``weight_decay_parameters()`` (the only
+    parameters it wants decayed, e.g. Keras-style per-layer regularisers), two param groups: those
+    (with the optimiser's weight decay) and the rest (weight decay 0)."""
+    pick = getattr(model, "weight_decay_parameters", None)
+    if not callable(pick):
+        return model.parameters()
+    decayed = list(pick())
+    ids = {id(p) for p in decayed}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return [{"params": decayed}, {"params": rest, "weight_decay": 0.0}]
 
 
 def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
@@ -63,12 +89,13 @@ class Trainer:
     (default ``cfg.epochs``; see :func:`cycle_epochs`).
 
     ``order_gen`` (CPU) fixes the data order and ``aug_gen`` (on the device) the augmentation, so a
-    seed fixes the whole run; both are part of the saved state.
+    seed fixes the whole run; both are part of the saved state. ``n_labeled``: the images trained on
+    (for ``weight_decay_scaling: per-label``).
     """
 
     def __init__(self, *, model: nn.Module, aux: nn.Module | None, task, transform: BatchTransform,
                  cfg: TrainConfig, device: torch.device, amp: bool, order_gen: torch.Generator,
-                 aug_gen: torch.Generator, epochs: int | None = None) -> None:
+                 aug_gen: torch.Generator, epochs: int | None = None, n_labeled: int | None = None) -> None:
         self.model = model
         self.aux = aux
         self.task = task
@@ -79,8 +106,8 @@ class Trainer:
         self.amp = amp
         self.order_gen = order_gen
         self.aug_gen = aug_gen
-        self.opt = make_optimizer(model.parameters(), cfg.optimizer)
-        self.aux_opt = make_optimizer(aux.parameters(), cfg.optimizer) if aux is not None else None
+        self.opt = make_optimizer(decay_groups(model), cfg.optimizer, n_labeled=n_labeled)
+        self.aux_opt = make_optimizer(aux.parameters(), cfg.optimizer, n_labeled=n_labeled) if aux is not None else None
         self.epoch = 0
         self.last_loss = float("nan")  # mean train loss (nats) of the last epoch trained
         self.keeper = BestEpoch({"model": model, "aux": aux})  # its ``best`` is part of the saved state

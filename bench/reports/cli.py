@@ -32,6 +32,9 @@ def add_parsers(sub) -> None:
                      help="threads for each t-SNE (default 1, fastest on a shared machine; 0: library default)")
     rep.add_argument("--tsne-jobs", type=int, default=0,
                      help="t-SNE panels computed at once, in worker processes (default 0: one per usable core)")
+    rep.add_argument("--reach", type=float, action="append", default=[], metavar="PCT",
+                     help="a metric threshold in percent for the label-efficiency table (labels to reach it), "
+                          "e.g. --reach 90 --reach 95 (repeatable)")
     rep.add_argument("--quiet", action="store_true", help="print only where the report is")
 
     ver = sub.add_parser("verify", help="compare a results folder with a paper's reported numbers")
@@ -66,6 +69,10 @@ def cmd_report(args) -> int:
                           args.tsne_threads)
     if args.out is not None:
         check_path_text(args.out, "--out", "pass a report folder of a shorter path")
+    for pct in args.reach:
+        if not 0 < pct <= 100:
+            raise ConfigError("--reach", "must be a metric threshold in percent, in (0, 100]", "pass e.g. --reach 90",
+                              pct)
     out = Path(args.out) if args.out else root / "report"
     if args.out is None:  # inside the results folder: never written through a link
         refuse_links([p for rel in ("report", "report/figures", "report/tables")
@@ -73,7 +80,8 @@ def cmd_report(args) -> int:
     expected = _expected(args.config) if args.config else None
     log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
     index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
-                         tsne_threads=args.tsne_threads or None, tsne_jobs=args.tsne_jobs or None, log=log)
+                         tsne_threads=args.tsne_threads or None, tsne_jobs=args.tsne_jobs or None,
+                         reach=tuple(args.reach), log=log)
     for d, why in index.unreadable:
         print(f"albench: damaged run left out of the report: {d}: {why}", file=sys.stderr)
     n_fig = sum(a.kind == "figure" for a in index.artefacts)

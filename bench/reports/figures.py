@@ -103,6 +103,42 @@ def curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, caption: st
     return fig
 
 
+def error_curves_figure(curve: pd.DataFrame, *, metric: str, dataset: str, caption: str, flagged: set[str],
+                        styles: dict[str, dict], thresholds: list[float], initial: int | None):
+    """Test error (100 - metric, %) vs acquired images (labels minus ``initial``; labels when None),
+    mean ± std band over seeds, with a dashed line at each threshold's error (Gal et al. 2017, Fig. 1).
+
+    ``curve``: the output of :func:`albench.reports.tables.curve_data`."""
+    with _style():
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        off = initial or 0
+        for series, part in curve.groupby("series", sort=True):
+            part = part.sort_values("n_labeled")
+            st = styles[series]
+            x = part["n_labeled"].to_numpy() - off
+            err = 100.0 - part["mean"].to_numpy()
+            sd = part["std"].fillna(0).to_numpy()
+            n_min, n_max = int(part["n"].min()), int(part["n"].max())
+            seeds = f"n={n_max}" if n_min == n_max else f"n={n_min}-{n_max}"
+            ax.plot(x, err, color=st["color"], lw=1.5, ls=st["ls"],
+                    label=f"{display_name(series, series in flagged)} ({seeds})")
+            ax.fill_between(x, err - sd, err + sd, color=st["color"], alpha=0.15, lw=0)
+        for thr in thresholds:
+            ax.axhline(100.0 - thr, color="0.4", lw=0.8, ls=":")
+            ax.annotate(f"{100 - thr:g}% error", xy=(0.0, 100.0 - thr), xycoords=("axes fraction", "data"),
+                        xytext=(4, -9), textcoords="offset points", ha="left", fontsize=7, color="0.3")
+        top = float(np.nanmax(100.0 - curve["mean"])) if not curve.empty else 100.0
+        ax.set_ylim(0, min(100.0, max(top * 1.05, max((100 - t for t in thresholds), default=0) * 2)))
+        ax.set_xlabel("acquired images" if initial is not None else "labeled images")
+        ax.set_ylabel(f"test error (100 - {metric}, %)")
+        ax.set_title(f"{dataset}: test error vs {'acquired' if initial is not None else 'labeled'} images",
+                     fontsize=10)
+        _legend_outside(ax, title="strategy (seeds)\nline: mean, band: ± std", title_fontsize=8)
+        fig.tight_layout()
+        add_caption(fig, caption)
+    return fig
+
+
 def spearman_figure(panels: list[dict], *, dataset: str, caption: str, flagged: set[str], n_points: int = 1000,
                     seed: int = 0):
     """Normalised rank of main-task loss (x) against pretext-task loss (y) (paper Fig. 2).

@@ -4,6 +4,10 @@ Per dataset it writes (figures as PNG + PDF under ``figures/``, tables as Markdo
 under ``tables/``):
 
 - ``curves-<ds>``: metric vs labeled count, mean ± std over seeds (figure and table; paper Fig. 3/5/6)
+- ``label-efficiency-<ds>``: labels to reach each ``--reach`` threshold, on the mean curve and per seed,
+  first count and interpolated (table; Gal et al. 2017's Table 1), and ``error-curves-<ds>``: test error
+  vs acquired images with the thresholds marked (figure; their Fig. 1); written only when thresholds
+  are given
 - ``cold-start-<ds>``: first-cycle metric, mean ± std, min / max (table; paper Table 1)
 - ``wallclock-<ds>``: wall-clock per run, total and per phase, ratio to the sweep's baseline (Random
   unless run.json designates another) (figure, table; Table 2)
@@ -168,7 +172,8 @@ def _quirk_impact(w: _Writer, df: pd.DataFrame, runs: list[Run], complete: list[
 
 
 def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missing], *, tsne_max: int,
-                    tsne_threads: int | None, alpha: float, tsne_jobs: int | None = None) -> None:
+                    tsne_threads: int | None, alpha: float, tsne_jobs: int | None = None,
+                    reach: tuple[float, ...] = ()) -> None:
     runs = sweep.runs_of(dataset)
     df = sweep.cycles(dataset)
     ds = slug(dataset)
@@ -191,6 +196,22 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
     w.figure(figs.curves_figure(tabs.curve_data(df), metric=metric, dataset=dataset, caption=cap, flagged=flagged,
                                 styles=styles),
              f"curves-{ds}", dataset, f"{metric} vs labeled count", cap)
+
+    # labels to reach a threshold (Gal et al. 2017's Table 1) ----------------------------------
+    if reach:
+        from albench.reports.efficiency import efficiency_table
+
+        cap = _caption(with_rows, partial + (" Unfinished runs contribute the cycles they recorded." if partial
+                                             else ""))
+        w.table(efficiency_table(df, thresholds=list(reach), metric=metric, caption=cap, flagged=flagged,
+                                 name=f"label-efficiency-{ds}"), dataset)  # opt-in: only with --reach
+        initials = {int((r.config.get("al") or {}).get("initial") or 0) for r in with_rows}
+        initial = initials.pop() if len(initials) == 1 else None
+        fig_cap = cap + (f" Acquired images: labels minus the {initial} initial ones." if initial is not None else
+                         " The runs start from different initial sets: labeled images on the x axis.")
+        w.figure(figs.error_curves_figure(tabs.curve_data(df), metric=metric, dataset=dataset, caption=fig_cap,
+                                          flagged=flagged, styles=styles, thresholds=list(reach), initial=initial),
+                 f"error-curves-{ds}", dataset, "test error vs acquired images", fig_cap)
 
     # cold start -----------------------------------------------------------------------------
     first = [r for r in with_rows if any(int(row["cycle"]) == 0 for row in r.rows)]
@@ -300,13 +321,15 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
 
 def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tuple[str, str, str, int]] | None = None,
                  tsne_max: int = DEFAULT_POINTS, tsne_threads: int | None = 1, alpha: float = ALPHA,
-                 log: Callable[[str], None] = lambda m: None, tsne_jobs: int | None = None) -> ReportIndex:
+                 log: Callable[[str], None] = lambda m: None, tsne_jobs: int | None = None,
+                 reach: tuple[float, ...] = ()) -> ReportIndex:
     """Write every figure and table of the runs under ``results_dir`` into ``out``; return the index.
 
     ``expected`` (sweep, dataset, strategy label, seed) lists planned runs so absent ones are named;
     without it the plan is inferred from the runs present (see :func:`find_missing`). ``tsne_max``
     caps the points per t-SNE panel; ``tsne_threads`` caps its threads (None: library default);
     ``tsne_jobs`` panels are embedded at a time, in worker processes (None: the usable cores).
+    ``reach``: metric thresholds in percent for the label-efficiency table and figure (none: skipped).
     """
     import matplotlib
 
@@ -318,7 +341,7 @@ def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tup
     w = _Writer(out, index, log)
     for dataset in sweep.datasets:
         _report_dataset(w, sweep, dataset, index.missing, tsne_max=tsne_max, tsne_threads=tsne_threads, alpha=alpha,
-                        tsne_jobs=tsne_jobs)
+                        tsne_jobs=tsne_jobs, reach=tuple(reach))
     write_index(index, sweep)
     return index
 

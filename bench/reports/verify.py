@@ -24,6 +24,13 @@ Quantities:
   baseline. Complete runs only.
 - ``spearman-rho``: per complete run, Spearman's rho between ``pretext_loss_test`` and the final
   cycle's per-image ``test_loss``; ours is the mean over seeds.
+- ``labels-to-reach``: the labels a learning curve needs to reach ``threshold`` (the metric in
+  percent; see :mod:`albench.reports.efficiency`), by ``convention`` (``first`` count at or past it,
+  or ``interpolated``), on the ``curve`` of the mean over seeds (``mean``) or as the mean of the
+  seeds' counts (``per-seed``), counted as ``labels`` or ``acquired`` (labels minus the initial
+  set). Runs that have not reached the threshold count as "> N" (N their largest count): the check
+  fails when that alone puts ours beyond the tolerance, and is ``missing`` (not yet decidable)
+  otherwise, never compared as a number.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ from albench.reports.provenance import DAGGER
 from albench.reports.stats import spearman_rho
 from albench.reports.tables import describe, fmt_mean_std, run_seconds
 
-Quantity = Literal["metric", "wallclock-ratio", "spearman-rho"]
+Quantity = Literal["metric", "wallclock-ratio", "spearman-rho", "labels-to-reach"]
 Statistic = Literal["mean", "std", "min", "max"]
 QUANTITIES = get_args(Quantity)
 STATISTICS = get_args(Statistic)
@@ -73,6 +80,10 @@ class Check:
     cycle: Any = None  # 'first' | 'last' | int
     statistic: str = "mean"
     note: str = ""
+    threshold: float | None = None  # labels-to-reach: the metric threshold, percent
+    convention: str = "first"  # labels-to-reach: first | interpolated
+    curve: str = "mean"  # labels-to-reach: mean (the mean-over-seeds curve) | per-seed (mean of the seeds' counts)
+    count: str = "labels"  # labels-to-reach: labels | acquired (labels minus the initial set)
 
     def tol(self) -> float:
         """The allowed absolute difference, in the check's units."""
@@ -96,13 +107,16 @@ class Check:
             what = f"{cyc} {self.metric}, {self.statistic} over seeds"
         elif self.quantity == "wallclock-ratio":
             what = "wall-clock per run / Random's"
+        elif self.quantity == "labels-to-reach":
+            curve = "mean-over-seeds curve" if self.curve == "mean" else "mean of the seeds' counts"
+            what = (f"{self.count} to reach {self.threshold:g}% {self.metric} ({self.convention} count, {curve})")
         else:
             what = "Spearman's rho, pretext vs main-task test loss"
         return f"{self.dataset} · {who} · {what} · protocol {self.protocol} · scale {self.scale_name}"
 
 
 def _digits(units: str) -> int:
-    return 3 if units in ("rho", "ratio") else 2
+    return 3 if units in ("rho", "ratio") else 1 if units in ("labels", "images") else 2
 
 
 def _unit(units: str) -> str:
@@ -149,6 +163,10 @@ class CheckSpec:
     cycle: Literal["first", "last"] | Annotated[int, Bounds(ge=0)] | None = None
     statistic: Statistic = "mean"
     note: str = ""
+    threshold: Annotated[float | None, Bounds(gt=0, le=100)] = None
+    convention: Literal["first", "interpolated"] = "first"
+    curve: Literal["mean", "per-seed"] = "mean"
+    count: Literal["labels", "acquired"] = "labels"
     # documentation for readers of the file; verify does not use them
     protocol_note: str = ""
     paper_seeds: Annotated[int | None, Bounds(ge=1)] = None
@@ -173,6 +191,11 @@ class CheckSpec:
                 if getattr(self, key) is None:
                     raise ConfigError(f"{path}.{key}", "is missing", f"add {key} to the check "
                                       "(cycle: first, last or a cycle index)")
+        if self.quantity == "labels-to-reach":
+            for key, fix in (("metric", "the metric the threshold is on, e.g. accuracy"),
+                             ("threshold", "the metric threshold in percent, e.g. 90")):
+                if getattr(self, key) is None:
+                    raise ConfigError(f"{path}.{key}", "is missing", f"add {key}: {fix}")
 
 
 @dataclass(frozen=True)
@@ -235,7 +258,8 @@ def load_reference(path: str | Path) -> tuple[dict, list[Check]]:
             scale_name=scale_name, scale=dict(scale), quantity=spec.quantity, units=spec.units, value=spec.value,
             range=(spec.range[0], spec.range[1]) if spec.range is not None else None,
             tolerance=spec.tolerance, tolerance_rel=spec.tolerance_rel, params=dict(spec.params or {}),
-            quirks=spec.quirks, metric=spec.metric, cycle=spec.cycle, statistic=spec.statistic, note=spec.note))
+            quirks=spec.quirks, metric=spec.metric, cycle=spec.cycle, statistic=spec.statistic, note=spec.note,
+            threshold=spec.threshold, convention=spec.convention, curve=spec.curve, count=spec.count))
     meta = {"schema": ref.schema, "name": ref.name, "paper": ref.paper, "note": ref.note}
     return meta, checks
 
@@ -272,6 +296,7 @@ class Outcome:
     std: float | None = None
     n: int = 0
     diff: float | None = None
+    ours_text: str | None = None  # labels-to-reach: '> N' when the runs never reached the threshold
     flags: list[str] = field(default_factory=list)
     quirks: list[str] = field(default_factory=list)
     protocol: str = ""
@@ -307,7 +332,7 @@ def _select(check: Check, sweep: Sweep) -> tuple[list[Run], Outcome | None]:
     if not same:
         got = _most_common(["; ".join(diffs[id(r)]) for r in runs])
         return [], Outcome(check, REFUSED, f"scale differs: {got}")
-    if check.quantity == "metric":
+    if check.quantity in ("metric", "labels-to-reach"):
         same_metric = [r for r in same if r.metric == check.metric]
         if not same_metric:
             got = ", ".join(sorted({r.metric for r in same}))
@@ -374,6 +399,52 @@ def _values_rho(runs: list[Run]) -> tuple[list[float], str]:
     return vals, "" if vals else "no complete run records pretext_loss_test and test_loss"
 
 
+def _initial(run: Run) -> int:
+    return int(((run.config.get("al") or {}).get("initial")) or 0)
+
+
+def _check_reach(check: Check, runs: list[Run], base: dict) -> Outcome:
+    """The labels-to-reach outcome of one group of runs (see the module docstring)."""
+    from albench.reports.efficiency import labels_to_reach, mean_curve
+
+    curves = []
+    for r in sorted(runs, key=lambda r: r.seed):
+        rows = sorted((row for row in r.rows if row.get("value") is not None), key=lambda row: row["n_labeled"])
+        if rows:
+            curves.append(([int(row["n_labeled"]) for row in rows], [float(row["value"]) * 100.0 for row in rows]))
+    if not curves:
+        return Outcome(status=MISSING, message="no run has finished a cycle yet", **base)
+    offset = _initial(runs[0]) if check.count == "acquired" else 0
+    if check.count == "acquired" and len({_initial(r) for r in runs}) > 1:
+        return Outcome(status=REFUSED, message="the runs start from different initial sets (al.initial)", **base)
+    if check.curve == "mean":
+        c, v = mean_curve(curves)
+        reaches = [labels_to_reach(c, v, check.threshold, check.convention).minus(offset)]
+    else:
+        reaches = [labels_to_reach(c, v, check.threshold, check.convention).minus(offset) for c, v in curves]
+    n = len(curves)
+    tol = check.tol()
+    bound = float(check.value) if check.value is not None else float(check.range[1])
+    if all(r.reached for r in reaches):
+        vals = [r.labels for r in reaches]
+        d = describe(vals)
+        diff, ok = _compare(check, d["mean"])
+        text = reaches[0].text(0 if check.convention == "first" else 1) if check.curve == "mean" else None
+        return Outcome(status=PASS if ok else FAIL, ours=d["mean"], std=d["std"] if check.curve == "per-seed" else None,
+                       n=n, diff=diff, ours_text=text,
+                       message=("within" if ok else "outside") + f" tolerance ±{tol:g}", **base)
+    # some curve has not reached the threshold: a lower bound on ours, never a number
+    low = float(np.mean([r.labels if r.reached else r.max_labels for r in reaches]))
+    most = max(r.max_labels for r in reaches if not r.reached)
+    text = f"> {most}" if check.curve == "mean" else f"> {low:g} (lower bound: {sum(not r.reached for r in reaches)} "                                                      f"of {n} seeds not reached by {most})"
+    if low > bound + tol:
+        return Outcome(status=FAIL, n=n, ours_text=text,
+                       message=f"not reached by {most} {check.count}, already beyond {bound:g} + {tol:g}", **base)
+    return Outcome(status=MISSING, n=n, ours_text=text,
+                   message=f"not reached by {most} {check.count} yet; deciding needs curves up to "
+                           f"{bound + tol:g} {check.count}", **base)
+
+
 def _compare(check: Check, x: float) -> tuple[float, bool]:
     if check.range is not None:
         lo, hi = check.range
@@ -399,10 +470,15 @@ def run_check(check: Check, sweep: Sweep) -> list[Outcome]:
             vals, why = _values_metric(check, grp)
         elif check.quantity == "wallclock-ratio":
             vals, why = _values_wallclock(check, grp, sweep)
+        elif check.quantity == "labels-to-reach":
+            vals, why = [], ""
         else:
             vals, why = _values_rho(grp)
         protocol = ", ".join(sorted({r.protocol for r in grp}))
         base = dict(check=check, group=series, flags=flags, quirks=quirks, protocol=protocol)
+        if check.quantity == "labels-to-reach":
+            out.append(_check_reach(check, grp, base))
+            continue
         if not vals:
             out.append(Outcome(status=MISSING, message=why, **base))
             continue
@@ -437,17 +513,21 @@ def format_outcome(o: Outcome) -> str:
     digits = _digits(c.units)
     head = f"{o.status.upper():8s}{c.id}  [{c.source}]"
     lines = [head, f"        {c.describe()}"]
-    if o.status in (PASS, FAIL, TOO_FEW) and o.ours is not None:
+    if o.status in (PASS, FAIL, TOO_FEW) and (o.ours is not None or o.ours_text is not None):
         dagger = f" {DAGGER}" if o.flags else ""
         stat = c.statistic if c.quantity == "metric" else "mean"
-        ours = f"{fmt_mean_std(o.ours, o.std, digits)}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
+        if c.quantity == "labels-to-reach":
+            stat = "mean curve" if c.curve == "mean" else "mean of seeds"
+        value = o.ours_text if o.ours_text is not None and o.ours is None else fmt_mean_std(o.ours, o.std, digits)
+        ours = f"{value}{u} ({stat}, n={o.n} seed{'s' if o.n != 1 else ''})"
         diff = f"{o.diff:+.{digits}f}" if o.diff is not None else "n/a"
         lines.append(f"        ours {ours} [{o.group}{dagger}] | theirs {c.theirs()} | diff {diff} | {o.message}")
         flags = f"; {DAGGER} flags: {', '.join(o.flags)}" if o.flags else ""
         lines.append(f"        runs {o.group}: protocol {o.protocol}, quirks on: {', '.join(o.quirks) or 'none'}{flags}")
     else:
         who = f" [{o.group}]" if o.group else ""
-        lines.append(f"        theirs {c.theirs()}{who}: {o.message}")
+        ours = f" ours {o.ours_text} (n={o.n}) |" if o.ours_text is not None else ""
+        lines.append(f"       {ours} theirs {c.theirs()}{who}: {o.message}")
     return "\n".join(lines)
 
 

@@ -70,8 +70,8 @@ class Progress:
         secs = time.perf_counter() - self.started.get(outcome["run_id"], time.perf_counter())
         if outcome["state"] in ("failed", "damaged", "changed"):
             msg = f"{outcome['state'].upper()} {outcome['run_id']}: {outcome['error']}"
-        elif outcome["state"] == "busy":
-            msg = f"skipped {outcome['run_id']}: {outcome['error']}"
+        elif outcome["state"] in ("busy", "stopped"):
+            msg = f"{'skipped' if outcome['state'] == 'busy' else 'stopped'} {outcome['run_id']}: {outcome['error']}"
         else:
             val = "" if outcome.get("value") is None else f" final {100 * outcome['value']:.2f}%"
             msg = f"done   {outcome['run_id']}{val} ({secs:.1f}s)"

@@ -61,6 +61,25 @@ from albench.strategies.registry import register_strategy
 SUGGESTED_DROPOUT = 0.5  # ej0cl6's nets and the TypiClust repo's BALD baseline use p = 0.5
 
 
+def require_dropout(*, model: str, model_params: dict, path: str, strategy: str) -> None:
+    """ConfigError naming ``path.dropout`` unless ``model`` declares a ``dropout`` param and it is
+    above 0 in ``model_params`` (or by default): MC-dropout passes of a model without one are all
+    identical. For the ``check_model`` hook of the MC-dropout strategies."""
+    from albench.models.registry import model_entry
+
+    declared = model_entry(model).params
+    defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}
+    if "dropout" not in defaults:
+        raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; {strategy}'s MC dropout needs one",
+                          f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
+                          f"or leave {strategy} out of strategies", None)
+    p = model_params.get("dropout", defaults["dropout"])
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
+        raise ConfigError(f"{path}.dropout", f"is 0: {strategy}'s MC-dropout passes would all be identical",
+                          f"set {path}.dropout: {SUGGESTED_DROPOUT} (the same model then serves every "
+                          f"strategy of the sweep), or leave {strategy} out of strategies", p)
+
+
 def mutual_information(probs: torch.Tensor) -> torch.Tensor:
     """(b,) mutual information in nats from (b, T, C) posteriors of T stochastic passes:
     H[mean over passes] - mean over passes of H, with 0 log 0 = 0, computed in float64."""
@@ -126,19 +145,7 @@ class Bald(Strategy):
     @classmethod
     def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
         """Refuse a model without an active dropout layer (``model.params.dropout`` 0 or absent)."""
-        from albench.models.registry import model_entry
-
-        declared = model_entry(model).params
-        defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}
-        if "dropout" not in defaults:
-            raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; BALD's MC dropout needs one",
-                              f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
-                              "or leave bald out of strategies", None)
-        p = model_params.get("dropout", defaults["dropout"])
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
-            raise ConfigError(f"{path}.dropout", "is 0: BALD's MC-dropout passes would all be identical (MI = 0)",
-                              f"set {path}.dropout: {SUGGESTED_DROPOUT} (the same model then serves every "
-                              "strategy of the sweep), or leave bald out of strategies", p)
+        require_dropout(model=model, model_params=model_params, path=path, strategy=cls.name)
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return random_subset(pool.unlabeled, self.subset, rng)

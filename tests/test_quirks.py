@@ -27,7 +27,7 @@ def _all_quirks():
 def _builtin(name: str) -> bool:
     """A strategy shipped with albench (not a plugin, nor a test double of albench.testing)."""
     module = get_strategy(name).__module__
-    return module.startswith("strategies.") and not module.startswith("albench.testing")
+    return module.startswith("albench.strategies.") and not module.startswith("albench.testing")
 
 
 def test_every_registered_quirk_has_an_owner_repo_at_commit_source():

@@ -116,15 +116,28 @@ def _dropout_layers(model: nn.Module) -> list[nn.Module]:
     return layers
 
 
-def _seeded_mask_hook(generator: torch.Generator):
-    """A forward hook for a dropout layer kept in eval mode (identity): it applies a fresh mask drawn from
-    ``generator``, with the layer's p and inverted scaling, element-wise (nn.Dropout) or per channel."""
+def _seeded_mask_hook(generator: torch.Generator, pass_index: list[int] | None = None):
+    """A forward hook for a dropout layer kept in eval mode (identity): it applies a mask drawn from
+    ``generator``, with the layer's p and inverted scaling, element-wise (nn.Dropout) or per channel.
+
+    ``pass_index`` None: a fresh mask for every item of every call. Otherwise (consistent MC dropout)
+    one mask per pass, ``pass_index[0]``, drawn at its first call with a batch dimension of 1 and
+    reused for every item of every later call of that pass."""
+    masks: dict[int, torch.Tensor] = {}
+
+    def draw(module: nn.Module, x: torch.Tensor, items: int) -> torch.Tensor:
+        shape = (items, *x.shape[1:]) if type(module) is nn.Dropout else (items, x.shape[1], *([1] * (x.ndim - 2)))
+        keep = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(1.0 - module.p, generator=generator)
+        return keep.div_(1.0 - module.p)
 
     def hook(module: nn.Module, inputs, output):
         x = inputs[0]
-        shape = x.shape if type(module) is nn.Dropout else (*x.shape[:2], *([1] * (x.ndim - 2)))
-        keep = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(1.0 - module.p, generator=generator)
-        return x * keep.div_(1.0 - module.p)
+        if pass_index is None:
+            return x * draw(module, x, x.shape[0])
+        keep = masks.get(pass_index[0])
+        if keep is None:
+            keep = masks[pass_index[0]] = draw(module, x, 1)
+        return x * keep
 
     return hook
 
@@ -134,7 +147,8 @@ def _stochastic_outputs(model: nn.Module, spec: StochasticPasses, images: torch.
                         channels_last: bool) -> torch.Tensor:
     """``spec.passes`` stochastic passes of every candidate, one evaluation batch at a time: ``spec.reduce``
     of each batch's (b, passes, C) float32 posteriors, concatenated (or the posteriors themselves when
-    ``reduce`` is None). Extra memory: one batch's posteriors and activations, plus the result."""
+    ``reduce`` is None). Extra memory: one batch's posteriors and activations, plus the result (and,
+    with ``spec.consistent``, one mask per dropout layer and pass, without the batch dimension)."""
     layers = _dropout_layers(model)
     generator = torch.Generator(device=device)
     generator.manual_seed(int(spec.seed))
@@ -145,12 +159,15 @@ def _stochastic_outputs(model: nn.Module, spec: StochasticPasses, images: torch.
         model.train()
         for m in layers:
             m.eval()  # masks come from the hooks' generator, never from torch's global RNG
-    handles = [m.register_forward_hook(_seeded_mask_hook(generator)) for m in layers]
+    pass_index = [0] if spec.consistent else None  # the pass being run, for consistent masks
+    handles = [m.register_forward_hook(_seeded_mask_hook(generator, pass_index)) for m in layers]
     rows: list[torch.Tensor] = []
     try:
         for _, xb in _batches(images, indices, batch_size, device, transform, channels_last):
             probs = []
-            for _ in range(spec.passes):
+            for t in range(spec.passes):
+                if pass_index is not None:
+                    pass_index[0] = t
                 with autocast(device, amp):
                     logits = model(xb).logits
                 probs.append(torch.softmax(logits.float(), dim=1))

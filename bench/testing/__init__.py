@@ -59,6 +59,7 @@ BUILTIN_TEST_PARAMS: dict[str, dict] = {
     "pt4al-sampling-only": {},
     "badge": {"subset": 40},
     "bald": {"passes": 4, "subset": 40},
+    "batchbald": {"passes": 4, "samples": 16, "subset": 40},
     "typiclust": {"pretext_model": "small-cnn", "pretext_width": 4, "pretext_epochs": 1, "pretext_batch_size": 32,
                   "max_clusters": 10},
     "probcover": {"pretext_model": "small-cnn", "pretext_width": 4, "pretext_epochs": 1, "pretext_batch_size": 32,

@@ -153,7 +153,8 @@ def joint_entropies(joint: torch.Tensor, probs: torch.Tensor, *, log_scale: torc
         # (M, T) @ (T, b * C) -> (M, b * C): P(m, y = c) summed over the passes, then averaged
         joint_probs = joint @ chunk.permute(1, 0, 2).reshape(t, b * c)
         joint_probs.div_(t)
-        mass = None if weights is None else joint_probs.reshape(m, b, c).sum(dim=2)  # (M, b): sum_c P / s_m
+        # (M, b): sum_c P(m, c) / s_m, from each pass's posterior sum (1 up to float32 rounding)
+        mass = None if weights is None else joint @ (chunk.sum(dim=2).t() / t)
         nats = torch.special.xlogy(joint_probs, joint_probs, out=joint_probs).reshape(m, b, c).sum(dim=2)
         if weights is not None:
             nats = (nats + log_scale * mass).mul_(weights)

@@ -25,7 +25,10 @@ no switch, since both codes agree:
 - the exact/sampled switch: exact while ``C ** n <= M``, n the number of points chosen so far
   (``DynamicJointEntropy.add_variables``; ``multi_bald.py``: ``num_classes ** i <= num_samples``);
 - the sample: ``S = M // T`` draws per pass for every chosen point and pass, with replacement
-  (``torch.multinomial``), T * S configurations in all; J from ``exp(sum_j log p)``; redrawn at every step;
+  (``torch.multinomial`` on the float64 posteriors, rows in (point, pass) order), T * S configurations
+  in all; J from ``exp(sum_j log p)``; redrawn at every step. Identical draws are merged here into one
+  row weighted by its count, the same sum (the authors keep a row per draw): with confident points most
+  draws repeat, which makes the sampled steps several times cheaper;
 - float64 for the joint, the entropies and the scores (the redux example passes ``dtype=torch.double``;
   the paper's code casts everything to float64); scores ``joint - (conditional + shared)``;
 - ties: the first maximum over the candidates in pool order (``scores_N.max(dim=0)``, ``argmax()``);
@@ -60,14 +63,14 @@ be reproduced here, or they change none):
 
 Memory: the engine hands over the (N, T, C) float32 posteriors (refused above 1 GiB: use ``subset``);
 the joint is computed a chunk of candidates at a time, ``CHUNK_BYTES`` of float64 (M' x chunk x C) per
-chunk, plus J (M' x T float64, M' <= M) and its float64 log-sum while sampling (the authors' sampling
-gathers an (n, T, T, S) float64 tensor at once).
+chunk, M' <= M the configurations (distinct draws while sampling), plus J (M' x T float64) and the
+draws' (T * S, n) labels (the authors' sampling gathers an (n, T, T, S) float64 tensor at once).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import torch
@@ -101,50 +104,63 @@ def exact_joint(chosen: torch.Tensor) -> torch.Tensor:
     return joint
 
 
-def sampled_joint(chosen: torch.Tensor, samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Configurations of the n chosen points drawn S = samples // T at a time from each pass's
-    posteriors (configuration k * S + s is the s-th draw of pass k), and for each the product over the
-    points of every pass's probability of its label, J[m, t] = exp(sum_j log p_{j,t}(y_j(m))).
+class Sample(NamedTuple):
+    """A sample of label configurations of the chosen points (see :func:`sampled_joint`)."""
 
-    Returns (J / s_m as a (T * S, T) float64 tensor, log s_m as (T * S,) float64), s_m = max_t J[m, t]:
-    the scale cancels in P(m, c) / q(m) and enters the entropy as log s_m, so no product underflows
-    however many points are chosen (each row's largest entry is 1). ``chosen`` is (n, T, C) with
-    n >= 1; the draws come from ``generator`` only."""
+    joint: torch.Tensor  # (U, T) float64: J[u, t] / s_u for each distinct configuration u
+    log_scale: torch.Tensor  # (U,) float64: log s_u, s_u = max_t J[u, t]
+    counts: torch.Tensor  # (U,) float64: how many of the draws gave configuration u (they sum to T * S)
+
+
+def sampled_joint(chosen: torch.Tensor, samples: int, generator: torch.Generator) -> Sample:
+    """Label configurations of the n chosen points drawn S = samples // T at a time from each pass's
+    posteriors (T * S draws: for every chosen point and pass, S labels with replacement), and for each
+    configuration u the product over the points of every pass's probability of its label,
+    J[u, t] = exp(sum_j log p_{j,t}(y_j(u))).
+
+    Identical draws are merged into one row with its count (the estimate sums over the draws; a row
+    weighted by its count is the same sum). Each row is stored divided by its largest entry s_u, with
+    log s_u beside it: the scale cancels in P(u, c) / q(u) and enters the entropy as log s_u, so no
+    product underflows however many points are chosen. ``chosen`` is (n, T, C) with n >= 1; the draws
+    come from ``generator`` only."""
     n, t, c = chosen.shape
     s = samples // t
     p = chosen.double()
-    # (n, T, S) labels: S draws with replacement from every (point, pass) row, in that row order
+    # (n, T * S) labels: S draws with replacement from every (point, pass) row, in that row order
     labels = torch.multinomial(p.reshape(n * t, c), s, replacement=True, generator=generator).reshape(n, t * s)
+    configs, counts = torch.unique(labels.t(), dim=0, return_counts=True)  # (U, n) distinct configurations
     log_p = torch.log(p)
-    log_joint = torch.zeros(t, t * s, dtype=torch.float64, device=chosen.device)
+    log_joint = torch.zeros(t, configs.shape[0], dtype=torch.float64, device=chosen.device)
     for j in range(n):
-        # (T, T * S): pass t' (rows) log probability of configuration (k, s)'s label for point j
-        log_joint += log_p[j].index_select(1, labels[j])
+        # (T, U): pass t (rows) log probability of configuration u's label for point j
+        log_joint += log_p[j].index_select(1, configs[:, j])
     log_scale = log_joint.max(dim=0).values  # finite: a drawn label has a probability above 0 in its own pass
-    return (log_joint - log_scale).exp_().t().contiguous(), log_scale
+    return Sample((log_joint - log_scale).exp_().t().contiguous(), log_scale, counts.double())
 
 
-def joint_entropies(joint: torch.Tensor, probs: torch.Tensor, *, log_scale: torch.Tensor | None = None,
+def joint_entropies(joint: torch.Tensor, probs: torch.Tensor, *, sample: Sample | None = None,
                     chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
     """(N,) float64 H[y_1..y_n, y] in nats for each of the N candidates of ``probs`` (N, T, C), given
-    the chosen points' joint (M, T) over the passes.
+    the chosen points' joint over the passes.
 
-    ``log_scale`` None: ``joint`` is :func:`exact_joint`'s, and H = sum over the M configurations and
-    the C labels of -P log P, P(m, c) = (1/T) sum_t J[m, t] p_t(c). Otherwise ``joint`` and ``log_scale``
-    are :func:`sampled_joint`'s (J / s_m and log s_m), and H is the importance-weighted mean over the M
-    sampled configurations, (1/M) sum_m sum_c -P(m, c) log P(m, c) / q(m), q(m) = (1/T) sum_t J[m, t],
-    computed with the scale factored out (P / q and log P = log s_m + log(P / s_m)).
+    ``sample`` None: ``joint`` is :func:`exact_joint`'s (M, T), and H = sum over the M configurations
+    and the C labels of -P log P, P(m, c) = (1/T) sum_t J[m, t] p_t(c). Otherwise ``joint`` is ignored
+    and H is the importance-weighted mean over the draws of :func:`sampled_joint`,
+    (1/D) sum_draws sum_c -P(u, c) log P(u, c) / q(u), q(u) = (1/T) sum_t J[u, t], D = T * S draws,
+    computed with each configuration's scale factored out (P / q, and log P = log s_u + log(P / s_u)).
 
-    Computed a chunk of candidates at a time, so that the (M, chunk, C) float64 joint probabilities stay
-    within ``chunk_bytes``."""
+    Computed a chunk of candidates at a time, so that the (rows, chunk, C) float64 joint probabilities
+    stay within ``chunk_bytes``."""
+    weights = log_scale = None
+    if sample is not None:
+        joint = sample.joint
+        # (U, 1): count / (D q(u)); each row's mean is at least 1 / T
+        weights = (sample.counts / (joint.mean(dim=1) * sample.counts.sum()))[:, None]
+        log_scale = sample.log_scale[:, None]
     m, t = joint.shape
     n, t2, c = probs.shape
     if t != t2:
         raise ValueError(f"the joint has {t} passes and the candidates {t2}")
-    weights = None
-    if log_scale is not None:
-        weights = (1.0 / (joint.mean(dim=1) * m))[:, None]  # (M, 1); each row's mean is at least 1 / T
-        log_scale = log_scale[:, None]
     out = torch.empty(n, dtype=torch.float64, device=probs.device)
     step = max(1, chunk_bytes // (m * c * 8))
     for start in range(0, n, step):
@@ -179,14 +195,14 @@ def batchbald_select(probs: torch.Tensor, budget: int, samples: int, generator: 
     picks: list[int] = []
     scores: list[float] = []
     modes: list[bool] = []
-    joint, log_scale = exact_joint(probs[:0]), None
+    joint, sample = exact_joint(probs[:0]), None
     for i in range(budget):
         sampled = c ** i > samples
         if sampled:
-            joint, log_scale = sampled_joint(probs[picks], samples, generator)
+            sample = sampled_joint(probs[picks], samples, generator)
         elif i > 0:
             joint = exact_joint(probs[picks])
-        score = joint_entropies(joint, probs, log_scale=log_scale, chunk_bytes=chunk_bytes)
+        score = joint_entropies(joint, probs, sample=sample, chunk_bytes=chunk_bytes)
         shared = conditional[picks].sum()
         score -= conditional + shared
         check_finite(score, phase="select", what="a BatchBALD score")

@@ -78,29 +78,51 @@ def test_joint_entropies_by_hand():
     assert empty.tolist() == pytest.approx([LN2, LN2, LN2, LN2], abs=1e-12)
 
 
-def test_sampled_joint_of_one_hot_passes_is_deterministic_and_ordered_by_pass():
-    # A's labels are certain in each pass (0, 0, 1, 1): every draw of pass k is A's label in pass k, so row
-    # k * S + s is pass k's configuration, and J[row, t] = p_t(that label): 1 where pass t agrees with pass k
+def test_sampled_joint_of_one_hot_passes_by_hand():
+    # A's labels are certain in each pass (0, 0, 1, 1): the S draws of passes 0 and 1 all give label 0, those of
+    # passes 2 and 3 label 1, so two distinct configurations, 2 S draws each, with J[u, t] = p_t(label u)
     s = 3
-    joint, log_scale = sampled_joint(DUPLICATES[:1], 4 * s, torch.Generator().manual_seed(0))
-    assert joint.shape == (4 * s, 4) and log_scale.shape == (4 * s,)
-    agree = torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
-    assert torch.equal(joint, agree.repeat_interleave(s, dim=0).double())
-    assert torch.equal(log_scale, torch.zeros(4 * s, dtype=torch.float64))  # each row's largest entry is 1
-    # importance weights 1 / (M q(m)) with q = 1/2 everywhere: the estimate of H[A, B] is exact here
-    est = joint_entropies(joint, DUPLICATES, log_scale=log_scale)
+    sample = sampled_joint(DUPLICATES[:1], 4 * s, torch.Generator().manual_seed(0))
+    want = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    assert torch.equal(sample.joint, want)
+    assert sample.counts.tolist() == [2 * s, 2 * s]
+    assert sample.log_scale.tolist() == [0.0, 0.0]  # each row's largest entry is 1
+    # importance weights count / (D q(u)) with q = 1/2: the estimate of H[A, B] is exact here
+    est = joint_entropies(exact_joint(DUPLICATES[:0]), DUPLICATES, sample=sample)
     assert est.tolist() == pytest.approx([LN2, LN2, 2 * LN2, 2 * LN2], abs=1e-12)
+
+
+def _plain_estimate(chosen: torch.Tensor, samples: int, seed: int, probs: torch.Tensor) -> torch.Tensor:
+    """The authors' estimator term by term: one row per draw (no merging), the plain product, 1 / (D q)."""
+    n, t, c = chosen.shape
+    p = chosen.double()
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.multinomial(p.reshape(n * t, c), samples // t, replacement=True, generator=g).reshape(n, -1)
+    joint = torch.ones(labels.shape[1], t, dtype=torch.float64)
+    for j in range(n):
+        joint *= p[j][:, labels[j]].t()
+    q = joint.mean(dim=1)
+    jp = torch.einsum("mt,ntc->nmc", joint, probs.double()) / t
+    return (-torch.special.xlogy(jp, jp) / (q[None, :, None] * joint.shape[0])).sum(dim=(1, 2))
+
+
+def test_merged_scaled_draws_give_the_plain_estimate():
+    probs = _noisy(6, n=40, t=10, c=4)
+    for n in (1, 3, 8):  # few distinct configurations (much merged) to many
+        sample = sampled_joint(probs[:n], 500, torch.Generator().manual_seed(n))
+        assert sample.counts.sum() == 500 and (sample.joint.max(dim=1).values == 1).all()
+        got = joint_entropies(exact_joint(probs[:0]), probs[n:], sample=sample)
+        assert torch.allclose(got, _plain_estimate(probs[:n], 500, n, probs[n:]), rtol=1e-12)
+    assert len(sampled_joint(probs[:1], 500, torch.Generator()).counts) <= 4  # 1 point: at most C rows
 
 
 def test_sampled_estimate_approaches_the_exact_joint_entropy():
     probs = _noisy(3, n=12, t=16, c=3)
     chosen, rest = probs[:4], probs[4:]
     exact = joint_entropies(exact_joint(chosen), rest)
-    joint, log_scale = sampled_joint(chosen, 64_000, torch.Generator().manual_seed(5))
-    est = joint_entropies(joint, rest, log_scale=log_scale)
+    est = joint_entropies(exact_joint(chosen), rest, sample=sampled_joint(chosen, 64_000, torch.Generator().manual_seed(5)))
     assert torch.allclose(est, exact, rtol=0.01)  # 64,000 draws: an error well under 1% of ~4.5 nats
-    joint, log_scale = sampled_joint(chosen, 32, torch.Generator().manual_seed(5))
-    rough = joint_entropies(joint, rest, log_scale=log_scale)
+    rough = joint_entropies(exact_joint(chosen), rest, sample=sampled_joint(chosen, 32, torch.Generator().manual_seed(5)))
     assert not torch.allclose(rough, exact, rtol=1e-6)  # 32 draws: a real estimate, not the exact sum
 
 
@@ -112,29 +134,26 @@ def test_chunks_change_no_number_and_zero_probabilities_add_zero():
     tiny = joint_entropies(joint, probs, chunk_bytes=1)  # one candidate per chunk
     assert torch.isfinite(whole).all()
     assert torch.allclose(whole, tiny, rtol=0, atol=1e-12)
-    sampled, log_scale = sampled_joint(probs[:2], 80, torch.Generator().manual_seed(0))
-    assert torch.allclose(joint_entropies(sampled, probs, log_scale=log_scale, chunk_bytes=1 << 30),
-                          joint_entropies(sampled, probs, log_scale=log_scale, chunk_bytes=1), rtol=0, atol=1e-12)
+    sample = sampled_joint(probs[:2], 80, torch.Generator().manual_seed(0))
+    assert torch.allclose(joint_entropies(joint, probs, sample=sample, chunk_bytes=1 << 30),
+                          joint_entropies(joint, probs, sample=sample, chunk_bytes=1), rtol=0, atol=1e-12)
 
 
 def test_the_sampled_estimate_survives_products_that_underflow_float64():
     # 400 chosen points: a configuration's probability is a product of 400 factors (about e^-900 here),
-    # below float64's smallest number; with the scale factored out the estimate is the same as for the
-    # product kept exactly, which is checked on 40 points where it does not underflow
+    # below float64's smallest number: the plain product is 0 and the authors' estimate 0 / 0; with the
+    # scale factored out it is finite, and equal to the plain one where that one is representable (40 points)
     g = torch.Generator().manual_seed(8)
     probs = torch.softmax(0.5 * torch.randn(420, 6, 10, generator=g), dim=-1)
-    joint, log_scale = sampled_joint(probs[:400], 600, torch.Generator().manual_seed(0))
-    assert (log_scale < math.log(torch.finfo(torch.float64).tiny)).all()
-    est = joint_entropies(joint, probs[400:], log_scale=log_scale)
+    sample = sampled_joint(probs[:400], 600, torch.Generator().manual_seed(0))
+    assert (sample.log_scale < math.log(torch.finfo(torch.float64).tiny)).all()
+    est = joint_entropies(exact_joint(probs[:0]), probs[400:], sample=sample)
     assert torch.isfinite(est).all()
-    spread = est - est.mean()  # the candidates' differences are what ranks them
-    assert spread.abs().max() > 1e-3
-    few, few_scale = sampled_joint(probs[:40], 600, torch.Generator().manual_seed(0))
-    unscaled = few * few_scale.exp()[:, None]  # the plain product, representable for 40 points
-    plain_q = unscaled.mean(dim=1)
-    jp = torch.einsum("mt,ntc->nmc", unscaled, probs[400:].double()) / 6
-    plain = (-torch.special.xlogy(jp, jp) / (plain_q[None, :, None] * unscaled.shape[0])).sum(dim=(1, 2))
-    assert torch.allclose(joint_entropies(few, probs[400:], log_scale=few_scale), plain, rtol=1e-10)
+    assert (est - est.mean()).abs().max() > 1e-3  # the candidates still differ: they are ranked
+    assert _plain_estimate(probs[:400], 600, 0, probs[400:]).isnan().all()
+    few = sampled_joint(probs[:40], 600, torch.Generator().manual_seed(1))
+    assert torch.allclose(joint_entropies(exact_joint(probs[:0]), probs[400:], sample=few),
+                          _plain_estimate(probs[:40], 600, 1, probs[400:]), rtol=1e-10)
 
 
 # ------------------------------------------------------------------------- the greedy picks

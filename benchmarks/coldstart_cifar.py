@@ -7,7 +7,7 @@ trained on the first query alone): ``random``, ``pt4al`` (rotation pretext, batc
 ``first_cycle_strategy: typiclust`` on that same representation). Besides the accuracy it reports the
 class counts of each first query (the first ``K`` entries of each run's ``labeled_targets``).
 
-Scale (CPU-sized; the defaults are what the README's numbers used): the seeded class-balanced pool of
+Scale (CPU-sized; the defaults are what the numbers in docs/results.md used): the seeded class-balanced pool of
 ``benchmarks/pt4al_cifar.py`` (``cifar10-subset``, imported, not copied) with ``--per-class`` images per
 class, the full 10,000-image test set, K = ``--k`` first labels, main task small-cnn (width 16) for
 ``--epochs`` epochs; rotation pretext small-cnn width 16 for ``--pretext-epochs`` epochs; SimCLR

@@ -7,7 +7,7 @@
 2. PT4AL's first-cycle accuracy against Random's (paper, Table 1: 55.20% vs 47.49% with 1,000 of
    50,000 labels, ResNet-18, 200 epochs).
 
-Scale (CPU-sized; the defaults are what the README's numbers used): a seeded class-balanced pool of
+Scale (CPU-sized; the defaults are what the numbers in docs/results.md used): a seeded class-balanced pool of
 ``--per-class`` images per class (10,000), the full 10,000-image test set, I = 10 batches of 1,000, K =
 200 (the paper's K / |batch| = 1/5), rotation pretext on small-cnn (width 16) for a few epochs. One
 pretext network serves every seed (the harness default ``pretext_seed: 0``), so PT4AL's selection is

@@ -24,7 +24,7 @@ candidate distance passes over it) plus at most 100 N / 5,000 steps of 5,000 x K
 seeding and 1.3 T of steps. Its memory is O(N + 5,000 K + K d) beyond the features. Nearest
 neighbours are computed per cluster, in row blocks of at most 2^24 distances (64 MiB float32),
 never as an N x N matrix: O(sum of n_c^2 d) over the clusters picked from, once per cluster (the
-``candidate_density`` quirk recomputes per pick). Measured times: README, Speed.
+``candidate_density`` quirk recomputes per pick). Measured times: docs/speed.md.
 
 The official code's behaviours are :class:`~albench.strategies.base.Quirk` switches, all on under
 ``protocol: official`` (file ``deep-al/pycls/al/typiclust.py`` at avihu111/TypiClust 4097a71 unless

@@ -98,7 +98,7 @@ def test_without_the_plugin_the_name_is_unknown(tmp_path):
 
 @pytest.mark.slow
 def test_contract_suite_runs_on_the_installed_plugin(plugin_path, tmp_path):
-    """The README's command checks an entry-point plugin like a built-in (end-to-end left out for time)."""
+    """The command in docs/plugins.md checks an entry-point plugin like a built-in (end-to-end left out for time)."""
     env = dict(os.environ, ALBENCH_STRATEGY="highest-index-first",
                PYTHONPATH=os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "albench.testing", "-q", "-p",

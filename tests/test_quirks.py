@@ -1,5 +1,6 @@
-"""Every official-code quirk names its source; `albench list quirks` and the README list them all;
-the run's normalisation knobs (train.augment.mean / std / channel_order) are validated and applied."""
+"""Every official-code quirk names its source; `albench list quirks` and the quirk table of
+docs/strategies.md list them all; the run's normalisation knobs (train.augment.mean / std /
+channel_order) are validated and applied."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from albench.typed import from_dict
 from albench.strategies.base import QUIRK_SOURCE
 from albench.strategies.registry import get_strategy, strategy_names
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+STRATEGIES_PAGE = Path(__file__).resolve().parents[1] / "docs" / "strategies.md"
 
 
 def _all_quirks():
@@ -52,10 +53,10 @@ def test_list_quirks_prints_one_line_per_quirk(capsys):
         assert line.rstrip().endswith(q.summary)
 
 
-def test_readme_table_lists_every_quirk_with_its_source():
-    text = README.read_text()
+def test_docs_quirk_table_lists_every_quirk_with_its_source():
+    text = STRATEGIES_PAGE.read_text()
     for st, name, on, src, _ in quirk_rows():
-        assert f"| {st} | `{name}` | {on} | `{src}` |" in text, f"README lacks {st}:{name}"
+        assert f"| {st} | `{name}` | {on} | `{src}` |" in text, f"docs/strategies.md lacks {st}:{name}"
 
 
 def test_official_switches_on_every_quirk_but_superseded_ones():

@@ -186,5 +186,5 @@ def test_reports_import_nothing_from_strategies():
     for path in sorted((REPO / "bench" / "reports").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not any(n == "strategies" or n.startswith("strategies.") for n in names), path.name
+                [f"{node.module or ''}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "albench.strategies" or n.startswith("albench.strategies.") for n in names), path.name

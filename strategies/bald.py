@@ -75,6 +75,32 @@ GAL_REPO = "Riashat/Active-Learning-Bayesian-Convolutional-Neural-Networks@f8b68
 GAL_SCRIPTS = "ConvNets/FINAL_Averaged_Experiments/Final_Experiments_Run"
 
 
+def require_dropout(*, model: str, model_params: dict, path: str, strategy: str) -> None:
+    """ConfigError naming ``path.dropout`` unless ``model`` declares a ``dropout`` param above 0 in
+    ``model_params`` (or by default), or, for a model with several dropout params (``dropout_*``),
+    one of them above 0: MC-dropout passes of a model without one are all identical. For the
+    ``check_model`` hook of the MC-dropout strategies."""
+    from albench.models.registry import dropout_params, model_entry
+
+    declared = model_entry(model).params
+    defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}
+    several = {k: v for k, v in dropout_params(model, model_params).items() if k != "dropout"}
+    if "dropout" not in defaults and several:
+        from albench.strategies.mc_dropout import check_dropout_model
+
+        check_dropout_model(strategy, model, model_params, path)
+        return
+    if "dropout" not in defaults:
+        raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; {strategy}'s MC dropout needs one",
+                          f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
+                          f"or leave {strategy} out of strategies", None)
+    p = model_params.get("dropout", defaults["dropout"])
+    if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
+        raise ConfigError(f"{path}.dropout", f"is 0: {strategy}'s MC-dropout passes would all be identical (MI = 0)",
+                          f"set {path}.dropout: {SUGGESTED_DROPOUT} (the same model then serves every "
+                          f"strategy of the sweep), or leave {strategy} out of strategies", p)
+
+
 def mutual_information(probs: torch.Tensor) -> torch.Tensor:
     """(b,) mutual information in nats from (b, T, C) posteriors of T stochastic passes:
     H[mean over passes] - mean over passes of H, with 0 log 0 = 0, computed in float64."""
@@ -172,25 +198,7 @@ class Bald(Strategy):
     def check_model(cls, params: dict, *, model: str, model_params: dict, path: str) -> None:
         """Refuse a model without an active dropout layer (``model.params.dropout`` 0 or absent; a model
         with several dropout params, ``dropout_*``, needs one above 0)."""
-        from albench.models.registry import dropout_params, model_entry
-
-        declared = model_entry(model).params
-        defaults = {f.name: f.default for f in dataclasses.fields(declared)} if declared is not None else {}
-        several = {k: v for k, v in dropout_params(model, model_params).items() if k != "dropout"}
-        if "dropout" not in defaults and several:
-            from albench.strategies.mc_dropout import check_dropout_model
-
-            check_dropout_model(cls.name, model, model_params, path)
-            return
-        if "dropout" not in defaults:
-            raise ConfigError(f"{path}.dropout", f"model {model!r} has no dropout param; BALD's MC dropout needs one",
-                              f"use small-cnn or resnet18-cifar with {path}.dropout: {SUGGESTED_DROPOUT}, "
-                              "or leave bald out of strategies", None)
-        p = model_params.get("dropout", defaults["dropout"])
-        if not isinstance(p, (int, float)) or isinstance(p, bool) or p <= 0:
-            raise ConfigError(f"{path}.dropout", "is 0: BALD's MC-dropout passes would all be identical (MI = 0)",
-                              f"set {path}.dropout: {SUGGESTED_DROPOUT} (the same model then serves every "
-                              "strategy of the sweep), or leave bald out of strategies", p)
+        require_dropout(model=model, model_params=model_params, path=path, strategy=cls.name)
 
     def candidates(self, *, cycle: int, pool: PoolState, rng: np.random.Generator) -> np.ndarray:
         return random_subset(pool.unlabeled, self.subset, rng)

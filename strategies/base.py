@@ -69,12 +69,20 @@ class StochasticPasses:
 
     ``seed``: None (the usual case) lets the engine seed the masks from the run's seed and the
     cycle; a strategy may instead set its own draw from the run's generator.
+
+    ``consistent``: False (BALD's case) draws a fresh mask for every candidate on every pass, as
+    ``nn.Dropout`` in train mode does. True is *consistent* MC dropout (Kirsch et al., NeurIPS 2019;
+    BlackHC/batchbald_redux ``ConsistentMCDropout``): each dropout layer draws one mask per pass,
+    shared by every candidate of every chunk, so pass t is one draw of the weights for the whole
+    candidate set. A score of several candidates together (BatchBALD's joint entropy) needs it;
+    a per-candidate score is the same in distribution either way.
     """
 
     passes: int
     batchnorm: str = "eval"  # "eval" | "train"
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
     seed: int | None = None
+    consistent: bool = False
 
 
 @dataclass

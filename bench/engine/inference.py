@@ -130,9 +130,13 @@ class _Masks:
     seeded with ``seed`` (see :meth:`keep`).
 
     ``active`` False makes the layers identities again (one deterministic pass); a dropout layer
-    firing while ``in_prefix`` is set means the model's declared prefix is not deterministic: refused."""
+    firing while ``in_prefix`` is set means the model's declared prefix is not deterministic: refused.
 
-    def __init__(self, layers: list[nn.Module], seed: int, device: torch.device) -> None:
+    ``consistent`` True (consistent MC dropout, BatchBALD's): pass ``pass_index`` uses one mask per
+    layer, drawn without the batch dimension at that layer's first call in the pass and applied to
+    every item of every later call, so pass t is one draw of the weights for every candidate."""
+
+    def __init__(self, layers: list[nn.Module], seed: int, device: torch.device, consistent: bool = False) -> None:
         self.on_cpu = device.type == "cpu"
         if self.on_cpu:
             self.rng = np.random.Generator(np.random.PCG64(seed))
@@ -141,6 +145,9 @@ class _Masks:
             self.generator.manual_seed(seed)
         self.active = True
         self.in_prefix = False
+        self.consistent = consistent
+        self.pass_index = 0  # the pass being run (consistent masks are kept per layer and pass)
+        self._fixed: dict[tuple[int, int], torch.Tensor] = {}
         self.handles = [m.register_forward_hook(self._hook) for m in layers]
 
     def keep(self, shape: tuple[int, ...], q: float, device: torch.device) -> torch.Tensor:
@@ -168,7 +175,13 @@ class _Masks:
         x = inputs[0]
         shape = tuple(x.shape) if type(module) is nn.Dropout else (*x.shape[:2], *([1] * (x.ndim - 2)))
         q = 1.0 - module.p
-        return x * self.keep(shape, q, x.device) * (1.0 / q)
+        if not self.consistent:
+            return x * self.keep(shape, q, x.device) * (1.0 / q)
+        key = (id(module), self.pass_index)
+        keep = self._fixed.get(key)
+        if keep is None:
+            keep = self._fixed[key] = self.keep((1, *shape[1:]), q, x.device)
+        return x * keep * (1.0 / q)
 
     def remove(self) -> None:
         for h in self.handles:
@@ -181,8 +194,10 @@ class seeded_dropout:
     other layer in train mode (BatchNorm uses batch statistics) and restores the running statistics
     afterwards; the model is left in eval mode."""
 
-    def __init__(self, model: nn.Module, seed: int, device: torch.device, batchnorm: str = "eval") -> None:
+    def __init__(self, model: nn.Module, seed: int, device: torch.device, batchnorm: str = "eval",
+                 consistent: bool = False) -> None:
         self.model, self.seed, self.device, self.batchnorm = model, int(seed), device, batchnorm
+        self.consistent = consistent
 
     def __enter__(self) -> _Masks:
         layers = _dropout_layers(self.model)
@@ -193,7 +208,7 @@ class seeded_dropout:
             self.model.train()
             for m in layers:
                 m.eval()  # masks come from the hooks' generator, never from torch's global RNG
-        self.masks = _Masks(layers, self.seed, self.device)
+        self.masks = _Masks(layers, self.seed, self.device, consistent=self.consistent)
         return self.masks
 
     def __exit__(self, *exc) -> None:
@@ -232,7 +247,8 @@ def stochastic_posteriors(model: nn.Module, xb: torch.Tensor, masks: _Masks, pas
         finally:
             masks.active = True
     probs = []
-    for _ in range(passes):
+    for t in range(passes):
+        masks.pass_index = t
         with autocast(device, amp):
             logits = run().logits
         probs.append(torch.softmax(logits.float(), dim=1))
@@ -244,10 +260,11 @@ def _stochastic_outputs(model: nn.Module, spec: StochasticPasses, images: torch.
                         channels_last: bool) -> torch.Tensor:
     """``spec.passes`` stochastic passes of every candidate, one evaluation batch at a time: ``spec.reduce``
     of each batch's (b, passes, C) float32 posteriors, concatenated (or the posteriors themselves when
-    ``reduce`` is None). Extra memory: one batch's posteriors and activations, plus the result. A model
+    ``reduce`` is None). Extra memory: one batch's posteriors and activations, plus the result (and,
+    with ``spec.consistent``, one mask per dropout layer and pass, without the batch dimension). A model
     declaring a stochastic split runs its deterministic prefix once per batch."""
     rows: list[torch.Tensor] = []
-    with seeded_dropout(model, spec.seed, device, spec.batchnorm) as masks:
+    with seeded_dropout(model, spec.seed, device, spec.batchnorm, consistent=spec.consistent) as masks:
         for _, xb in _batches(images, indices, batch_size, device, transform, channels_last):
             probs, _ = stochastic_posteriors(model, xb, masks, spec.passes, device=device, amp=amp)
             if spec.reduce is None:

@@ -62,6 +62,7 @@ BUILTIN_TEST_PARAMS: dict[str, dict] = {
     "variation-ratios": {"passes": 4, "subset": 40},
     "mc-entropy": {"passes": 4, "subset": 40},
     "mean-std": {"passes": 4, "subset": 40},
+    "batchbald": {"passes": 4, "samples": 16, "subset": 40},
     "typiclust": {"pretext_model": "small-cnn", "pretext_width": 4, "pretext_epochs": 1, "pretext_batch_size": 32,
                   "max_clusters": 10},
     "probcover": {"pretext_model": "small-cnn", "pretext_width": 4, "pretext_epochs": 1, "pretext_batch_size": 32,

@@ -120,7 +120,8 @@ def digits_plan(args) -> list:
 
     vaal.update(ablate="quirks", quirks=[q.name for q in get_strategy("vaal").quirks
                                          if q.official and q.name != "official-normalization"])
-    raw.update(name="digits", strategies=["random", typiclust, vaal], seeds=list(args.seeds), output=str(args.out),
+    ablated = [s for s, name in ((typiclust, "typiclust"), (vaal, "vaal")) if name in args.digits_strategies]
+    raw.update(name="digits", strategies=["random", *ablated], seeds=list(args.seeds), output=str(args.out),
                threads=args.threads, executor={"name": "local", "workers": 1})
     raw["record"] = {"embeddings": 0, "test_losses": False}
     return make_plan(build_config(raw))
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("which", choices=["pt4al-cifar", "pt4al-cifar-sort", "digits"])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder with cifar10.npz")
+    p.add_argument("--digits-strategies", nargs="+", choices=["typiclust", "vaal"], default=["typiclust", "vaal"],
+                   help="the strategies ablated beside random (digits)")
     p.add_argument("--out", type=Path, default=REPO / "results" / "benchmarks" / "quirk-ablation")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--per-class", type=int, default=200, help="pool images per class (pt4al-cifar)")

@@ -159,3 +159,24 @@ def test_masks_keep_with_probability_one_minus_p(q):
     state = np.random.get_state()[1].copy()
     _Masks([], seed=1, device=CPU).keep((10,), q, CPU)
     assert np.array_equal(state, np.random.get_state()[1])  # numpy's global RNG untouched
+
+
+@pytest.mark.parametrize("name, params, size", [("dbal-cnn", {}, 28), ("small-cnn", {"width": 4, "dropout": 0.5}, 8)])
+def test_consistent_masks_are_the_same_for_cheap_and_full_passes_and_across_batches(name, params, size):
+    """BatchBALD's consistent passes on a model with a stochastic split: the suffix reuses pass t's
+    mask for every item, so cheap and full passes agree bit for bit, two copies of one image in
+    different evaluation batches get the same posteriors in every pass, and the passes differ."""
+    m = _model(name, **params)
+    x = torch.rand(3, 1, size, size, generator=torch.Generator().manual_seed(2))
+
+    def consistent(split: bool, batches: list[torch.Tensor]) -> torch.Tensor:
+        with seeded_dropout(m, 5, CPU, consistent=True) as masks:
+            return torch.cat([stochastic_posteriors(m, xb, masks, 6, device=CPU, split=split)[0] for xb in batches])
+
+    cheap = consistent(True, [x, x[:1]])
+    assert torch.equal(cheap, consistent(False, [x, x[:1]]))
+    # the same image in a batch of another size (convolutions may round differently): pass t's one mask
+    assert torch.allclose(cheap[0], cheap[3], rtol=0, atol=1e-6)
+    assert (cheap[0].std(dim=0) > 0).any()  # and the passes differ
+    per_item = torch.cat([_posteriors(m, xb, 6, seed=5, split=True)[0] for xb in (x, x[:1])])
+    assert not torch.allclose(per_item[0], per_item[3], rtol=0, atol=1e-5)  # BALD's: a fresh mask per item

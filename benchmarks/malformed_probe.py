@@ -310,6 +310,11 @@ STRATEGY_BASE: dict[str, dict] = {
     "batchbald": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
     "variation-ratios": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
     "mean-std": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
+    "mc-entropy": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
+}
+# models whose required params have no default: the params of a valid control case
+MODEL_PARAMS: dict[str, dict] = {
+    "head": {"features": "simclr"},
 }
 
 
@@ -354,7 +359,7 @@ def field_cases(work: Path) -> list[Case]:
         if "classification" not in entry.tasks:
             continue
         raw = copy.deepcopy(TINY)
-        raw["model"] = {"name": name, "params": {}}
+        raw["model"] = {"name": name, "params": copy.deepcopy(MODEL_PARAMS.get(name, {}))}
         path = cfg_file(f"model-{name.replace(':', '_')}", raw)
         cases.append(Case("field", f"control:model:{name}", ["run", str(path), "--dry-run"], kind="control"))
         for key, (tp, _) in entry.param_types().items():

@@ -40,7 +40,15 @@ def _launch(cfg: Path, out: Path, log: Path) -> subprocess.Popen:
     # its own session: a signal to its process group is what a terminal's Ctrl-C does
     return subprocess.Popen([sys.executable, "-m", "albench.cli", "run", str(cfg), "--out", str(out), "--quiet",
                              "--workers", "2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(log, "w"),
-                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            preexec_fn=_as_from_a_terminal)
+
+
+def _as_from_a_terminal() -> None:
+    # A terminal's foreground job takes Ctrl-C with SIGINT's default action; a test suite started in
+    # the background of a non-interactive shell (`cmd &`) inherits SIGINT ignored, which would pass
+    # to the sweep and leave it nothing to interrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _alive(pid: int) -> bool:

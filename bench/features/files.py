@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from albench.data.npzfile import npz_headers
 from albench.errors import ConfigError
 
 REQUIRED = ("train", "test", "train_fingerprint")
@@ -49,17 +50,9 @@ def read_header(path: str, field: str = "model.params.features.file") -> dict[st
     if not p.is_file():
         raise _bad(field, path, "does not exist (or is not a file)", "give the path of an npz of train and test "
                    "features (albench.features.save_features_file writes one)")
-    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     try:
-        with zipfile.ZipFile(p) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    continue
-                with zf.open(info) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(fh)
-                out[info.filename[:-4]] = (tuple(int(s) for s in shape), np.dtype(dtype))
+        # the dataset npz reader's headers: sizes checked against the zip entries before anything is read
+        out = {k: (tuple(int(n) for n in shape), np.dtype(dtype)) for k, (shape, dtype) in npz_headers(p).items()}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise _bad(field, path, f"is not a readable npz ({type(exc).__name__}: {str(exc)[:120]})") from None
     missing = [k for k in REQUIRED if k not in out]

@@ -305,13 +305,9 @@ def _leaves(cls, prefix=""):
 
 # strategies whose defaults do not fit the probe's base config, and the base changes that make a
 # valid control case pass (a control that still fails is reported, and its field cases skipped)
-STRATEGY_BASE: dict[str, dict] = {
-    "bald": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
-    "batchbald": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
-    "variation-ratios": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
-    "mean-std": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
-    "mc-entropy": {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}},
-}
+_DROPOUT_MODEL = {"model": {"name": "small-cnn", "params": {"width": 8, "dropout": 0.3}}}
+STRATEGY_BASE: dict[str, dict] = {name: _DROPOUT_MODEL for name in  # the MC-dropout strategies need dropout
+                                  ("bald", "batchbald", "variation-ratios", "mean-std", "mc-entropy")}
 # models whose required params have no default: the params of a valid control case
 MODEL_PARAMS: dict[str, dict] = {
     "head": {"features": "simclr"},

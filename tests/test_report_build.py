@@ -140,3 +140,44 @@ def test_report_of_one_strategy_one_seed_one_cycle_skips_what_needs_more(tmp_pat
     assert ("AUBC, Wilcoxon tests", "digits") in skipped and ("win / tie / loss matrix", "digits") in skipped
     assert ("every figure and table", "other") in skipped
     assert (tmp_path / "report" / "tables" / "cold-start-digits.md").read_text().count("| random | 10 | 50.00 |") == 1
+
+
+@pytest.mark.slow
+def test_report_only_keeps_the_matching_runs_and_says_so(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "res", partial=True, pretext=False)
+    out = tmp_path / "report"
+    assert main(["report", str(sweep), "--out", str(out), "--only", "*/random/*", "--quiet"]) == 0
+    curves = (out / "tables" / "curves-digits.md").read_text()
+    assert "| random |" in curves and "pt4al" not in curves
+    text = (out / "index.md").read_text()
+    assert "Restricted to the runs whose id matches `*/random/*` (`--only`)" in text
+    # the absent pt4al seed is outside the selection; the running random seed is not
+    assert "synth/digits/random/seed-2: running, 1/3 cycles recorded" in text
+    assert "pt4al/seed-1" not in text
+    assert "from 3 run(s)" in text
+
+
+def test_report_only_refuses_a_glob_that_matches_no_run(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "res")
+    assert main(["report", str(sweep), "--out", str(tmp_path / "r"), "--only", "*/bald/*"]) == 2
+    err = capsys.readouterr().err
+    assert "--only: '*/bald/*' matches no run" in err and "digits/pt4al/seed-0" in err
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+
+
+def test_report_config_lists_planned_runs_without_the_data(tmp_path, monkeypatch):
+    # the plan needs no data: a reviewer reports records on a machine without the dataset
+    for strategy in ("random", "pt4al"):
+        for seed in (0, 1):
+            write_run(tmp_path / "res", dataset="mnist", strategy=strategy, seed=seed, values=[0.5, 0.6, 0.7])
+    sweep = tmp_path / "res" / "synth"
+    monkeypatch.delenv("ALBENCH_DATA", raising=False)
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text("name: synth\ndataset: {name: mnist, root: null}\nstrategies: [random, pt4al, bald]\nseeds: [0, 1]\n")
+    out = tmp_path / "r"
+    assert main(["report", str(sweep), "--out", str(out), "--config", str(cfg), "--only", "*/bald/*",
+                 "--only", "*/random/*", "--quiet"]) == 2  # no bald run recorded: the glob matches none
+    assert main(["report", str(sweep), "--out", str(out), "--config", str(cfg), "--only", "*/random/*",
+                 "--quiet"]) == 0
+    text = (out / "index.md").read_text()
+    assert "None: every run of the (inferred) plan is complete." in text  # random's planned seeds are both there

@@ -35,6 +35,9 @@ def add_parsers(sub) -> None:
     rep.add_argument("--reach", type=float, action="append", default=[], metavar="PCT",
                      help="a metric threshold in percent for the label-efficiency table (labels to reach it), "
                           "e.g. --reach 90 --reach 95 (repeatable)")
+    rep.add_argument("--only", action="append", default=[], metavar="RUN_GLOB",
+                     help="report only the runs whose id (dataset/strategy/seed-N) matches this glob, e.g. "
+                          "--only '*/bald/*' --only '*/random/*' (repeatable; the index says so)")
     rep.add_argument("--quiet", action="store_true", help="print only where the report is")
 
     ver = sub.add_parser("verify", help="compare a results folder with a paper's reported numbers")
@@ -48,7 +51,7 @@ def _expected(config: str) -> list[tuple[str, str, str, int]]:
     from albench.validate import load_config
     from albench.plan import make_plan
 
-    cfg = load_config(config, [])
+    cfg = load_config(config, [], check_data=False)  # only the plan: a report never reads the data
     return [(rc.sweep, rc.dataset.name, rc.strategy.key, rc.seed) for rc in make_plan(cfg)]
 
 
@@ -81,7 +84,7 @@ def cmd_report(args) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(f"albench: {m}", file=sys.stderr))
     index = build_report(root, out, expected=expected, tsne_max=args.tsne_points,
                          tsne_threads=args.tsne_threads or None, tsne_jobs=args.tsne_jobs or None,
-                         reach=tuple(args.reach), log=log)
+                         reach=tuple(args.reach), only=tuple(args.only), log=log)
     for d, why in index.unreadable:
         print(f"albench: damaged run left out of the report: {d}: {why}", file=sys.stderr)
     n_fig = sum(a.kind == "figure" for a in index.artefacts)

@@ -8,6 +8,8 @@ only. :func:`find_missing` lists the runs a report could not use in full.
 
 from __future__ import annotations
 
+import fnmatch
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,11 @@ class Run:
     @property
     def label(self) -> str:
         return str(self.identity.get("strategy"))
+
+    @property
+    def run_id(self) -> str:
+        """``dataset/strategy label/seed-N``, the id ``albench run --only`` and ``report --only`` match."""
+        return f"{self.dataset}/{self.label}/seed-{self.seed}"
 
     @property
     def strategy_name(self) -> str:
@@ -196,6 +203,7 @@ class Sweep:
     root: Path
     runs: list[Run]
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    selected: tuple[str, ...] = ()  # the --only globs the runs were restricted to (none: every run)
 
     @property
     def datasets(self) -> list[str]:
@@ -203,6 +211,20 @@ class Sweep:
 
     def runs_of(self, dataset: str) -> list[Run]:
         return [r for r in self.runs if r.dataset == dataset]
+
+    def only(self, patterns: list[str] | tuple[str, ...]) -> "Sweep":
+        """The same folder restricted to the runs whose :attr:`Run.run_id` matches one of the globs
+        ``patterns`` (every run when there are none); series names are kept. ValueError naming the
+        first pattern that matches no run, with the run ids it could have matched."""
+        if not patterns:
+            return self
+        for pat in patterns:
+            if not any(fnmatch.fnmatchcase(r.run_id, pat) for r in self.runs):
+                ids = sorted({r.run_id for r in self.runs})
+                raise ValueError(f"{pat!r} matches no run under {self.root} (run ids such as "
+                                 f"{', '.join(ids[:3]) or 'none'})")
+        keep = [r for r in self.runs if any(fnmatch.fnmatchcase(r.run_id, pat) for pat in patterns)]
+        return Sweep(root=self.root, runs=keep, unreadable=self.unreadable, selected=tuple(patterns))
 
     def baseline(self, sweep: str, runs: list[Run] | None = None) -> str | None:
         """The strategy label ``sweep``'s ratios divide by (see :func:`albench.records.pick_baseline`).

@@ -28,6 +28,7 @@ its caption.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from typing import Callable
 import pandas as pd
 
 import albench
+from albench.errors import ConfigError
 from albench.records import atomic_write_json, atomic_write_text
 from albench.reports import figures as figs
 from albench.reports import tables as tabs
@@ -322,7 +324,7 @@ def _report_dataset(w: _Writer, sweep: Sweep, dataset: str, missing: list[Missin
 def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tuple[str, str, str, int]] | None = None,
                  tsne_max: int = DEFAULT_POINTS, tsne_threads: int | None = 1, alpha: float = ALPHA,
                  log: Callable[[str], None] = lambda m: None, tsne_jobs: int | None = None,
-                 reach: tuple[float, ...] = ()) -> ReportIndex:
+                 reach: tuple[float, ...] = (), only: tuple[str, ...] = ()) -> ReportIndex:
     """Write every figure and table of the runs under ``results_dir`` into ``out``; return the index.
 
     ``expected`` (sweep, dataset, strategy label, seed) lists planned runs so absent ones are named;
@@ -330,11 +332,21 @@ def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tup
     caps the points per t-SNE panel; ``tsne_threads`` caps its threads (None: library default);
     ``tsne_jobs`` panels are embedded at a time, in worker processes (None: the usable cores).
     ``reach``: metric thresholds in percent for the label-efficiency table and figure (none: skipped).
+    ``only``: globs over run ids (``dataset/strategy/seed-N``); the report covers the matching runs
+    alone, and ``expected`` is restricted the same way (ConfigError naming ``--only`` when a glob
+    matches no run).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     sweep = load_sweep_runs(results_dir)
+    if only:
+        try:
+            sweep = sweep.only(only)
+        except ValueError as exc:
+            raise ConfigError("--only", str(exc), "use a glob over run ids such as '*/bald/*' or 'mnist/*/seed-0'") from exc
+        if expected is not None:
+            expected = [e for e in expected if any(fnmatch.fnmatchcase(f"{e[1]}/{e[2]}/seed-{e[3]}", p) for p in only)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index = ReportIndex(out=out, missing=find_missing(sweep, expected), unreadable=sweep.unreadable)
@@ -363,6 +375,9 @@ def write_index(index: ReportIndex, sweep: Sweep) -> None:
     lines = [f"# albench report: {sweep.root}", "",
              f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} by albench {albench.__version__} from "
              f"{len(sweep.runs)} run(s): {sum(r.complete for r in sweep.runs)} complete.", ""]
+    if sweep.selected:
+        lines += [f"Restricted to the runs whose id matches {' or '.join(f'`{p}`' for p in sweep.selected)} "
+                  "(`--only`); the folder's other runs are left out of every table and figure.", ""]
     lines += ["## Missing or unfinished runs", ""]
     if index.missing:
         lines += [f"- {m.line()}" for m in index.missing]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -25,20 +26,35 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_state(path: Path | None = None) -> dict:
-    """{'sha': commit or None, 'dirty': bool or None} of the git tree holding the albench source."""
-    path = path or Path(albench.__file__).resolve().parent.parent
+def git_state(package_dir: Path | None = None) -> dict:
+    """Which albench source made a run: ``{'sha', 'dirty', 'source'}``.
+
+    ``source`` is ``git`` when the albench package is the ``bench/`` folder of a git work tree's root
+    (``sha``: its HEAD; ``dirty``: whether tracked files differ from it), ``archive`` when the source
+    was unpacked from ``git archive`` (``sha``: the commit the archive stamped into
+    ``_source.py``; ``dirty``: None, unknowable), and None when neither (for instance a ``pip
+    install`` from a work tree: sha and dirty None). A package that merely sits inside some other
+    repository (a virtual environment in a user's project) is not that repository's commit.
+    """
+    package_dir = (package_dir or Path(albench.__file__).parent).resolve()
+    root = package_dir.parent
     try:
-        proc = subprocess.run(["git", "-C", str(path), "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        sha = proc.stdout.strip()
-        if proc.returncode != 0 or not sha:
-            return {"sha": None, "dirty": None}
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return {"sha": sha, "dirty": bool(dirty)}
+        proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "--verify", "-q", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        lines = proc.stdout.split()
+        if proc.returncode == 0 and len(lines) == 2 and Path(lines[0]).resolve() == root:
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            return {"sha": lines[1], "dirty": bool(dirty), "source": "git"}
     except (OSError, subprocess.SubprocessError):
-        return {"sha": None, "dirty": None}
+        pass
+    try:
+        stamp = re.search(r'ARCHIVE_SHA = "([0-9a-f]{40})"', (package_dir / "_source.py").read_text())
+    except OSError:
+        stamp = None
+    if stamp:
+        return {"sha": stamp.group(1), "dirty": None, "source": "archive"}
+    return {"sha": None, "dirty": None, "source": None}
 
 
 def fingerprint(device: torch.device, threads: int | None = None, *, thread_pools: list[dict] | None = None) -> dict:

@@ -414,7 +414,7 @@ CONFIG_YAML = {
     "dataset": {"name": str | None, "params": dict | None},
 }
 ENV_JSON = {"device": str | None, "device_name": str | None, "torch": str | None, "cuda": str | None,
-            "threads": _COUNT, "git": {"sha": str | None, "dirty": bool | None}}
+            "threads": _COUNT, "git": {"sha": str | None, "dirty": bool | None, "source": str | None}}
 STATUS_JSON = {"state": str, "error": str | None}
 FINGERPRINT_JSON = {"keys": dict, "sha256": str | None, "version": int | None}
 

@@ -98,7 +98,7 @@ def test_run_folder_contents(tiny_raw, tmp_path):
     env = json.loads((run / "env.json").read_text())
     for key in ("python", "torch", "cuda", "device_name", "hostname", "git"):
         assert key in env
-    assert set(env["git"]) == {"sha", "dirty"}
+    assert set(env["git"]) == {"sha", "dirty", "source"}
     rows = read_cycles(run)
     assert [r["n_labeled"] for r in rows] == [20, 40, 60]
     queries = read_queries(run)

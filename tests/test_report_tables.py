@@ -277,3 +277,17 @@ def test_class_counts_of_segmentation_runs_count_labeled_pixels(tmp_path):
     assert list(counts["count"]) == [30, 5, 5]
     t = T.class_distribution_table(counts, caption="cap", flagged=set(), name="cd", unit="pixels")
     assert "labeled pixels" in t.title and t.display.loc["random", "0"] == "75.0"
+
+
+def test_provenance_names_the_source_commit_and_how_it_was_known(tmp_path):
+    """A run from a work tree names its commit (and '(dirty)'); one from a git-archive export says
+    '(archive)'; one whose source is unknown says so."""
+    import json as _json
+    for seed, git in enumerate(({"sha": "a" * 40, "dirty": True, "source": "git"},
+                                {"sha": "b" * 40, "dirty": None, "source": "archive"},
+                                {"sha": None, "dirty": None, "source": None})):
+        d = write_run(tmp_path, seed=seed)
+        env = _json.loads((d / "env.json").read_text())
+        (d / "env.json").write_text(_json.dumps({**env, "git": git}))
+    text = provenance(load_sweep_runs(tmp_path / "synth").runs).text()
+    assert "albench git aaaaaaa (dirty), bbbbbbb (archive), unknown" in text

@@ -124,7 +124,7 @@ def _hardware_part(runs: list[Run]) -> str:
         sw[f"torch {env.get('torch', '?')}{cuda}"] += 1
         g = env.get("git") or {}
         sha = (g.get("sha") or "")[:7] or "unknown"
-        git[f"{sha}{' (dirty)' if g.get('dirty') else ''}"] += 1
+        git[f"{sha}{' (dirty)' if g.get('dirty') else ''}{' (archive)' if g.get('source') == 'archive' else ''}"] += 1
     hw_text = "; ".join(f"{n} run{'s' if n != 1 else ''} on {h}" for h, n in hw.most_common())
     return (f"Hardware: {hw_text or 'unknown'}. Software: {_join(s for s, _ in sw.most_common())}; "
             f"albench git {_join(g for g, _ in git.most_common())}.")

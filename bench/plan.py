@@ -17,7 +17,7 @@ from albench.ablation import expand_strategies
 from albench.config import (ALConfig, Config, DatasetConfig, ModelConfig, RecordConfig, StrategyConfig, TrackingConfig,
                           TrainConfig, apply_override)
 from albench.errors import ConfigError
-from albench.records import PHASES, default_baseline
+from albench.records import PHASES, default_baseline, run_id
 from albench.typed import NO_DEFAULT, SEED, from_dict, to_dict
 
 FLAG_BEST_ON_TEST = "best-on-test"  # the reported number was selected on the test set
@@ -54,7 +54,7 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        return f"{self.dataset.name}/{self.strategy.key}/seed-{self.seed}"
+        return run_id(self.dataset.name, self.strategy.key, self.seed)
 
     def to_dict(self) -> dict:
         return to_dict(self)

@@ -114,6 +114,12 @@ def pick_baseline(runs: list[tuple[str, str, bool, str | None]]) -> str | None:
     return default_baseline((label, name) for label, name, _, _ in runs)
 
 
+def run_id(dataset: str, strategy: str, seed: int | str) -> str:
+    """A run's id, ``dataset/strategy label/seed-N``: its folder below the sweep, and what ``run
+    --only``, ``report --only``, ``status`` and the worker messages name it by."""
+    return f"{dataset}/{strategy}/seed-{seed}"
+
+
 def default_baseline(strategies) -> str | None:
     """The baseline label when none is designated, from ``(label, strategy_name)`` pairs.
 

@@ -25,7 +25,7 @@ import yaml
 
 from albench import runlock
 from albench.records import (DamagedRecord, append_text, check_records, load_run, read_config_record, read_cycles,
-                             read_identity, read_queries, record_text)
+                             read_identity, read_queries, record_text, run_id)
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -203,7 +203,7 @@ def _run_id(run_dir: Path, entry: dict | None) -> str:
         return entry["run_id"]
     try:
         ident = read_identity(run_dir)
-        return f"{ident['dataset']}/{ident['strategy']}/seed-{ident['seed']}"
+        return run_id(ident['dataset'], ident['strategy'], ident['seed'])
     except (OSError, ValueError):  # a damaged run.json: the run is named by its folder
         return "/".join(run_dir.parts[-3:])
 

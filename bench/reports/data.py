@@ -9,7 +9,6 @@ only. :func:`find_missing` lists the runs a report could not use in full.
 from __future__ import annotations
 
 import fnmatch
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 from albench.cached import CacheUse, charged_seconds, legacy_uses
 from albench.errors import RecordError
 from albench.records import (find_runs, load_run, pick_baseline, read_artifact, read_queries, recorded_baseline,
-                           recorded_phases, recorded_quirk_docs)
+                           recorded_phases, recorded_quirk_docs, run_id)
 
 @dataclass
 class Run:
@@ -51,7 +50,7 @@ class Run:
     @property
     def run_id(self) -> str:
         """``dataset/strategy label/seed-N``, the id ``albench run --only`` and ``report --only`` match."""
-        return f"{self.dataset}/{self.label}/seed-{self.seed}"
+        return run_id(self.dataset, self.label, self.seed)
 
     @property
     def strategy_name(self) -> str:

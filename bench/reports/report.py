@@ -39,7 +39,7 @@ import pandas as pd
 
 import albench
 from albench.errors import ConfigError
-from albench.records import atomic_write_json, atomic_write_text
+from albench.records import atomic_write_json, atomic_write_text, run_id
 from albench.reports import figures as figs
 from albench.reports import tables as tabs
 from albench.reports.data import Missing, Run, Sweep, class_counts, find_missing, load_sweep_runs
@@ -346,7 +346,7 @@ def build_report(results_dir: str | Path, out: str | Path, *, expected: list[tup
         except ValueError as exc:
             raise ConfigError("--only", str(exc), "use a glob over run ids such as '*/bald/*' or 'mnist/*/seed-0'") from exc
         if expected is not None:
-            expected = [e for e in expected if any(fnmatch.fnmatchcase(f"{e[1]}/{e[2]}/seed-{e[3]}", p) for p in only)]
+            expected = [e for e in expected if any(fnmatch.fnmatchcase(run_id(*e[1:]), p) for p in only)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index = ReportIndex(out=out, missing=find_missing(sweep, expected), unreadable=sweep.unreadable)

@@ -27,6 +27,8 @@ import threading
 import time
 from typing import Callable
 
+from albench.records import run_id
+
 GRACE_S = 3.0
 POLL_S = 0.2
 PR_SET_PDEATHSIG = 1
@@ -73,7 +75,7 @@ def _worker_main(parent_pid: int, wid: int, tasks, results) -> None:
 
 def _run_id(d: dict) -> str:
     st = d.get("strategy") or {}
-    return f"{(d.get('dataset') or {}).get('name')}/{st.get('label') or st.get('name')}/seed-{d.get('seed')}"
+    return run_id((d.get("dataset") or {}).get("name"), st.get("label") or st.get("name"), d.get("seed"))
 
 
 def run_in_workers(dicts: list[dict], workers: int, *, on_event: Callable[[dict], None],

@@ -291,6 +291,12 @@ class RunRecorder:
         if ckpt.exists():
             ckpt.unlink()
 
+    def stop(self, labels: int) -> None:
+        """Mark the run left unfinished on purpose at ``labels`` labels (``--stop-at-labels``): resumable,
+        not running (``albench status`` says so, whatever the worker that stopped it does next)."""
+        self._guard()
+        self._set_status("stopped", labels=int(labels))
+
     def fail(self, exc: BaseException) -> str | None:
         """Record the failure in status.json and run.log; returns None, or why it could not be
         recorded (never raises: a failure handler that raises would abort the other runs)."""
@@ -343,7 +349,7 @@ class RunRecorder:
 
 
 # The states status.json may hold; anything else is a damaged record (never a run to start over).
-RECORDED_STATES = ("running", "complete", "failed")
+RECORDED_STATES = ("running", "stopped", "complete", "failed")
 # No record albench writes comes near this (an ImageNet-scale queries.json is a few MB); a larger
 # file is not one of ours, and is refused before it is read into memory.
 MAX_RECORD_BYTES = 256 * 1024 * 1024
@@ -421,7 +427,7 @@ CONFIG_YAML = {
 }
 ENV_JSON = {"device": str | None, "device_name": str | None, "torch": str | None, "cuda": str | None,
             "threads": _COUNT, "git": {"sha": str | None, "dirty": bool | None, "source": str | None}}
-STATUS_JSON = {"state": str, "error": str | None}
+STATUS_JSON = {"state": str, "error": str | None, "labels": int | None}
 FINGERPRINT_JSON = {"keys": dict, "sha256": str | None, "version": int | None}
 
 
@@ -457,8 +463,8 @@ def check_record(p: Path, data: Any, schema: dict, required: tuple[str, ...] = (
 
 def read_status(run_dir: Path) -> dict | None:
     """status.json, or None before the run wrote one; DamagedRecord when it cannot be read, or holds
-    a state albench never writes (only running, complete and failed are records; any other is
-    damage, and a damaged run is never started over)."""
+    a state albench never writes (only running, stopped, complete and failed are records; any other
+    is damage, and a damaged run is never started over)."""
     p = Path(run_dir) / "status.json"
     if not os.path.lexists(p):
         return None

@@ -1,6 +1,6 @@
 """Where each run of a sweep stands (done, running, pending, failed), from its records and Slurm.
 
-A run's own ``status.json`` says complete / running / failed. What it cannot say is whether a
+A run's own ``status.json`` says complete / running / stopped / failed. What it cannot say is whether a
 "running" run is still alive, or whether a run that has no folder yet is waiting in Slurm's queue:
 for that the Slurm executor keeps a ledger of its submissions (``<sweep>/.slurm/submissions.jsonl``,
 one JSON object per submitted run: run folder, job id, job name, submitit folder), and this module
@@ -29,10 +29,11 @@ from albench.records import (DamagedRecord, append_text, check_records, load_run
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
+# stopped: left unfinished on purpose by --stop-at-labels; rerunning without the flag goes on.
 # interrupted: no process is writing it and it did not fail; rerunning the sweep resumes it.
 # not started: planned (the config was given) but no folder nor submission yet.
 # damaged: a record cannot be read; the run is left alone until moved aside (--restart-damaged).
-STATES = ("done", "running", "interrupted", "pending", "not started", "failed", "damaged")
+STATES = ("done", "running", "stopped", "interrupted", "pending", "not started", "failed", "damaged")
 # squeue states of a job waiting to (re)start; every other state squeue lists is a live allocation
 WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 SLURM_TIMEOUT_S = 60
@@ -316,6 +317,10 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
             again = " (requeued; resumes from its checkpoint)" if (run_dir / "checkpoint.pt").exists() else ""
             return RunStatus(rid, run_dir, "pending", f"{progress}, {where}{again}", job_id)
         return RunStatus(rid, run_dir, "running", f"{progress}, {where}", job_id)
+
+    if rec == "stopped" and runlock.live_holder(run_dir) is None:  # its worker may live on with other runs
+        return RunStatus(rid, run_dir, "stopped", f"{progress}, left unfinished at {st.get('labels', '?')} labels by "
+                         "--stop-at-labels; rerun without the flag to go on", job_id)
 
     failed = None
     if job is not None:  # Slurm says the job is over, yet the run is not complete

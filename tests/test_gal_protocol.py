@@ -114,10 +114,17 @@ def test_stop_at_labels_leaves_runs_resumable_and_a_resumed_run_equals_an_uninte
     assert main(["run", str(cfg), "--out", str(out), "--quiet", "--stop-at-labels", "30"]) == 0
     run_dir = out / "tiny" / "digits" / "mc-entropy" / "seed-0"
     assert [r["n_labeled"] for r in read_cycles(run_dir)] == [20, 30]
-    assert json.loads((run_dir / "status.json").read_text())["state"] == "running"  # unfinished, not failed
+    status = json.loads((run_dir / "status.json").read_text())
+    assert (status["state"], status["labels"]) == ("stopped", 30)  # unfinished on purpose, not failed
     assert "--stop-at-labels 30" in (run_dir / "run.log").read_text()
     assert "left unfinished" in capsys.readouterr().err
+    # the process that stopped it (this one) is alive: status must not call the run running
+    assert main(["status", str(out / "tiny")]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].startswith("1 runs: 0 done, 0 running, 1 stopped")
+    assert "2/4 cycles, left unfinished at 30 labels by --stop-at-labels" in table
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0  # no flag: it goes on
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "complete"
     assert main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet"]) == 0
     whole = tmp_path / "whole" / "tiny" / "digits" / "mc-entropy" / "seed-0"
     staged_rows, whole_rows = read_cycles(run_dir), read_cycles(whole)

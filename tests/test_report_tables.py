@@ -12,6 +12,7 @@ The sweep (initial 10, budget 10, 3 cycles -> labeled 10, 20, 30):
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -254,6 +255,11 @@ def test_find_missing_lists_absent_and_unfinished_runs(tmp_path):
     assert missing[("entropy", 1)].state == "absent"
     assert missing[("random", 1)].state == "running"
     assert "1/3 cycles recorded" in missing[("random", 1)].line()
+    stopped = write_run(tmp_path, strategy="margin", seed=0, values=[0.5, 0.6], cycles=3, state="stopped")
+    (stopped / "status.json").write_text(json.dumps({"state": "stopped", "labels": 20}))
+    note = {(m.strategy, m.seed): m for m in find_missing(load_sweep_runs(tmp_path / "synth"))}[("margin", 0)]
+    assert note.state == "stopped" and "2/3 cycles recorded; left unfinished at 20 labels by --stop-at-labels" in \
+        note.line()
     # with the plan given, a strategy none of whose runs started is listed too
     plan = [("synth", "digits", s, seed) for s in ("random", "entropy", "margin") for seed in (0, 1)]
     names = {(m.strategy, m.seed) for m in find_missing(sweep, plan)}

@@ -67,6 +67,25 @@ def test_states_from_local_records(tmp_path, capsys):
     assert "    line 27\n    line 28\n    line 29" in out and "    line 26" not in out
 
 
+def test_a_run_stopped_at_labels_is_stopped_whatever_its_worker_or_job_does_next(tmp_path, monkeypatch, capsys):
+    host = socket.gethostname()
+    # the worker that stopped it lives on (here: this process), running other runs
+    local = _run_folder(tmp_path, "local", "stopped", rows=2, host=host, pid=os.getpid(), labels=40)
+    # its Slurm task ended normally after stopping it
+    slurm = _run_folder(tmp_path, "slurm", "stopped", rows=1, labels=20, slurm_job_id="8", slurm_task_id="0")
+    st.append_ledger(tmp_path / "sweep", [_entry(slurm, "8_0")])
+    monkeypatch.setattr(st, "slurm_job_states", lambda entries: {"8_0": {"state": "COMPLETED", "alive": False}})
+
+    assert main(["status", str(tmp_path / "sweep")]) == 0  # nothing failed
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "2 runs: 0 done, 0 running, 2 stopped, 0 pending, 0 failed"
+    table = {ln.split()[1]: ln for ln in lines[1:3]}
+    assert table["digits/local/seed-0"].startswith("stopped ")
+    assert "2/3 cycles, left unfinished at 40 labels by --stop-at-labels; rerun without the flag" in table[
+        "digits/local/seed-0"]
+    assert table["digits/slurm/seed-0"].startswith("stopped ") and "at 20 labels" in table["digits/slurm/seed-0"]
+
+
 def test_states_from_slurm_answers(tmp_path, monkeypatch):
     folder = tmp_path / "submitit"
     folder.mkdir()

@@ -273,6 +273,7 @@ def execute_run(rc: RunConfig, *, events: EventFn | None = None) -> RunOutcome:
             value = _cycle_loop(ctx)
             return RunOutcome(rc.run_id, "complete", value=value)
         except StoppedAt as stop:
+            recorder.stop(stop.args[0])
             _close_tracker(ctx, f"stopped at {stop.args[0]} labels (--stop-at-labels)")
             return RunOutcome(rc.run_id, "stopped", error=f"left unfinished at {stop.args[0]} labels "
                               "(--stop-at-labels); rerun without it to go on")

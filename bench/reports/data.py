@@ -306,7 +306,7 @@ class Missing:
     dataset: str
     strategy: str
     seed: int
-    state: str  # absent | running | failed | unknown
+    state: str  # absent | running | stopped | failed | unknown
     cycles_done: int = 0
     cycles_planned: int | None = None
     note: str = ""
@@ -347,6 +347,9 @@ def find_missing(sweep: Sweep, expected: list[tuple[str, str, str, int]] | None 
                 note = str(run.status.get("error", "")).splitlines()[0][:200] if run.status.get("error") else ""
             elif run.state == "running":
                 note = "still running, or interrupted (rerun the sweep to resume)"
+            elif run.state == "stopped":
+                note = (f"left unfinished at {run.status.get('labels', '?')} labels by --stop-at-labels "
+                        "(rerun without the flag to go on)")
             out.append(Missing(*key, state=run.state, cycles_done=run.cycles_done,
                                cycles_planned=run.cycles_planned, note=note))
     return out

@@ -477,6 +477,11 @@ def read_status(run_dir: Path) -> dict | None:
     return st
 
 
+def stopped_note(status: dict) -> str:
+    """What a ``stopped`` status.json means, for status lines and reports."""
+    return f"left unfinished at {status.get('labels', '?')} labels by --stop-at-labels; rerun without the flag to go on"
+
+
 INT_COLUMNS = ("cycle", "n_labeled", "epochs", "steps", "selected_epoch")
 
 

@@ -25,7 +25,7 @@ import yaml
 
 from albench import runlock
 from albench.records import (DamagedRecord, append_text, check_records, load_run, read_config_record, read_cycles,
-                             read_identity, read_queries, record_text, run_id)
+                             read_identity, read_queries, record_text, run_id, stopped_note)
 
 LEDGER_DIR = ".slurm"
 LEDGER = "submissions.jsonl"
@@ -319,8 +319,7 @@ def run_status(run_dir: Path, entry: dict | None, slurm: dict[str, dict] | None,
         return RunStatus(rid, run_dir, "running", f"{progress}, {where}", job_id)
 
     if rec == "stopped" and runlock.live_holder(run_dir) is None:  # its worker may live on with other runs
-        return RunStatus(rid, run_dir, "stopped", f"{progress}, left unfinished at {st.get('labels', '?')} labels by "
-                         "--stop-at-labels; rerun without the flag to go on", job_id)
+        return RunStatus(rid, run_dir, "stopped", f"{progress}, {stopped_note(st)}", job_id)
 
     failed = None
     if job is not None:  # Slurm says the job is over, yet the run is not complete

@@ -130,7 +130,8 @@ def reselect(run_dir: Path, cycle: int, overrides: list[str], count_configs: boo
         rc = load_run_config(run_dir, overrides, tmp)
         ctx = _context(rc)
         strategy = ctx.strategy
-        if type(strategy).prepare is not Strategy.prepare or strategy.state_dict():
+        # a strategy's own state_dict carries something between cycles, whatever a fresh one holds
+        if type(strategy).prepare is not Strategy.prepare or type(strategy).state_dict is not Strategy.state_dict:
             raise ProbeRefused(f"strategy {rc.strategy.name!r} has a prepare phase or carries state between "
                                "cycles, which the probe does not rebuild")
         state = LoopState()

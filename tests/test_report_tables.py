@@ -258,7 +258,7 @@ def test_find_missing_lists_absent_and_unfinished_runs(tmp_path):
     stopped = write_run(tmp_path, strategy="margin", seed=0, values=[0.5, 0.6], cycles=3, state="stopped")
     (stopped / "status.json").write_text(json.dumps({"state": "stopped", "labels": 20}))
     note = {(m.strategy, m.seed): m for m in find_missing(load_sweep_runs(tmp_path / "synth"))}[("margin", 0)]
-    assert note.state == "stopped" and "2/3 cycles recorded; left unfinished at 20 labels by --stop-at-labels" in \
+    assert note.state == "stopped" and "2/3 cycles recorded; left unfinished at 20 labels by --stop-at-labels; rerun" in \
         note.line()
     # with the plan given, a strategy none of whose runs started is listed too
     plan = [("synth", "digits", s, seed) for s in ("random", "entropy", "margin") for seed in (0, 1)]

@@ -82,3 +82,15 @@ def test_what_cannot_be_rebuilt_is_refused(tiny_raw, tmp_path, capsys):
     assert "cycle >= 1" in capsys.readouterr().err
     assert main([str(cold), "--cycle", "9"]) == 2
     assert "not recorded" in capsys.readouterr().err
+
+
+def test_select_mode_refuses_a_strategy_that_keeps_state_between_cycles(tiny_raw, monkeypatch, capsys):
+    from albench.strategies.random_sampling import RandomSampling
+
+    run_dir = _run(_mc_raw(tiny_raw, {"name": "random"}))
+    monkeypatch.setattr(RandomSampling, "state_dict", lambda self: {}, raising=False)  # its own, even if empty
+    assert main([str(run_dir), "--cycle", "1", "--select"]) == 2
+    assert "carries state between cycles" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([str(run_dir), "--cycle", "1", "--select"]) == 0
+    assert _lines(capsys)[0]["picks_equal_recorded"] is True

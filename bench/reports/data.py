@@ -21,7 +21,7 @@ import yaml
 from albench.cached import CacheUse, charged_seconds, legacy_uses
 from albench.errors import RecordError
 from albench.records import (find_runs, load_run, pick_baseline, read_artifact, read_queries, recorded_baseline,
-                           recorded_phases, recorded_quirk_docs, run_id)
+                           recorded_phases, recorded_quirk_docs, run_id, stopped_note)
 
 @dataclass
 class Run:
@@ -348,8 +348,7 @@ def find_missing(sweep: Sweep, expected: list[tuple[str, str, str, int]] | None 
             elif run.state == "running":
                 note = "still running, or interrupted (rerun the sweep to resume)"
             elif run.state == "stopped":
-                note = (f"left unfinished at {run.status.get('labels', '?')} labels by --stop-at-labels "
-                        "(rerun without the flag to go on)")
+                note = stopped_note(run.status)
             out.append(Missing(*key, state=run.state, cycles_done=run.cycles_done,
                                cycles_planned=run.cycles_planned, note=note))
     return out

@@ -15,6 +15,7 @@ Select mode: cycle C's acquisition rebuilt, the model of cycle C - 1 retrained, 
 candidates and seeded passes; the picks are compared with the recorded query (``picks_equal_recorded``).
 ``--count-configs`` records, for BatchBALD, how many distinct label configurations each sampled
 pick keeps of its draws (identical draws are merged; the select's cost follows that count).
+The acquisition is the engine's own query code, so ``seconds`` is its select phase alone.
 
 One JSON line per result on stdout; ``seconds`` is wall-clock (train + evaluate, or the select
 alone). Nothing is written to the run's folder: the probe runs with ``output`` in a temporary folder
@@ -116,12 +117,11 @@ def reselect(run_dir: Path, cycle: int, overrides: list[str], count_configs: boo
     select's wall-clock seconds, and (``count_configs``) BatchBALD's distinct sampled configurations
     per sampled pick."""
     import albench.strategies.batchbald as bb
-    from albench.engine.loop import _outputs, _train
-    from albench.engine.inference import seed_stochastic
+    from albench.engine.loop import _query, _train
     from albench.engine.state import LoopState
     from albench.engine.timer import PhaseTimer
-    from albench.strategies.base import Inputs, Need, Strategy
-    from albench.toolkit.seeding import derive_seed, numpy_rng
+    from albench.strategies.base import Strategy
+    from albench.toolkit.device import cpu_state
 
     queries, rows = _recorded(run_dir)
     if cycle < 1 or cycle not in queries:
@@ -138,12 +138,8 @@ def reselect(run_dir: Path, cycle: int, overrides: list[str], count_configs: boo
         state.labeled = _positions(ctx, np.concatenate([queries[c] for c in range(cycle)]))
         model, aux, *_ = _train(ctx, state, cycle - 1, state.labeled[-len(queries[cycle - 1]):],
                                 PhaseTimer(ctx.device), None)
-        pool = ctx.pool_state(state.labeled)
-        cand = np.asarray(strategy.candidates(cycle=cycle, pool=pool, rng=numpy_rng(rc.seed, "candidates", cycle)),
-                          dtype=np.int64)
-        needs = seed_stochastic(ctx.needs, derive_seed(rc.seed, "stochastic", cycle))
-        lab = _outputs(ctx, model, aux, needs, state.labeled) if Need.LABELED in needs else None
-        inputs = Inputs(candidates=_outputs(ctx, model, aux, needs, cand), labeled=lab, device=ctx.device)
+        prev = {"model": cpu_state(model), "aux": cpu_state(aux)}  # what the engine keeps of a finished cycle
+        timer = PhaseTimer(ctx.device)
         seen: list[int] = []
         original = bb.sampled_joint
 
@@ -154,11 +150,9 @@ def reselect(run_dir: Path, cycle: int, overrides: list[str], count_configs: boo
 
         if count_configs:
             bb.sampled_joint = counting
-        try:
-            t = time.perf_counter()
-            new = strategy.select(cycle=cycle, budget=rc.al.budget, pool=pool, inputs=inputs,
-                                  rng=numpy_rng(rc.seed, "select", cycle))
-            seconds = time.perf_counter() - t
+        try:  # the engine's own query: candidates, seeded passes, outputs, select
+            new = _query(ctx, cycle, state.labeled, prev, timer)
+            seconds = timer.seconds.get("select", 0.0)
         finally:
             bb.sampled_joint = original
         picks = np.asarray(ctx.pool_map)[np.asarray(new, dtype=np.int64)]
